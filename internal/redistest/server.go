@@ -1,0 +1,262 @@
+// Package redistest starts real redis-server processes on free loopback ports for tests.
+//
+// Every server is stopped, and its files removed, by t.Cleanup. Tests that need a server
+// fail with a clear message when redis-server is not installed.
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Config says how to start one server. The zero value starts a plain server with no
+// password, no persistence and the DEBUG command enabled for local connections.
+type Config struct {
+	// Password sets requirepass (the default user's password).
+	Password string
+	// Users are ACL rules, one user a line, as "user NAME on >pass ~* +@all".
+	Users []string
+	// Rename maps a command to its new name; an empty new name disables the command.
+	Rename map[string]string
+	// Lines are extra configuration lines, as "proto-max-bulk-len 1mb".
+	Lines []string
+	// Dir is the working directory (where dumps go); default a fresh temporary one.
+	Dir string
+	// DBFilename is the dump's file name; default dump.rdb.
+	DBFilename string
+}
+
+// Server is one running redis-server.
+type Server struct {
+	Addr     string // host:port
+	Host     string
+	Port     int
+	Password string
+	Dir      string
+	cfg      Config
+	cmd      *exec.Cmd
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+// Binary returns the path of redis-server, or fails the test with what to do.
+func Binary(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is not installed: run `make test` (it installs it as root) or `apt-get install redis-server`")
+	}
+	return p
+}
+
+// Start starts a server configured by cfg and stops it when the test ends.
+func Start(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	bin := Binary(t)
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		s, err := start(t, bin, cfg)
+		if err == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+		lastErr = err
+	}
+	t.Fatalf("redistest: start redis-server: %v", lastErr)
+	return nil
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func start(t testing.TB, bin string, cfg Config) (*Server, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	dir := cfg.Dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	dbfile := cfg.DBFilename
+	if dbfile == "" {
+		dbfile = "dump.rdb"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "port %d\nbind 127.0.0.1\ndir %s\ndbfilename %s\n", port, dir, dbfile)
+	b.WriteString("save \"\"\nappendonly no\ndaemonize no\nloglevel warning\n")
+	fmt.Fprintf(&b, "logfile %s\n", filepath.Join(dir, fmt.Sprintf("redis-%d.log", port)))
+	if v := Version(t); v >= 70000 {
+		b.WriteString("enable-debug-command local\n")
+	}
+	if cfg.Password != "" {
+		fmt.Fprintf(&b, "requirepass %s\n", cfg.Password)
+	}
+	for _, u := range cfg.Users {
+		fmt.Fprintf(&b, "%s\n", u)
+	}
+	for from, to := range cfg.Rename {
+		if to == "" {
+			to = `""`
+		}
+		fmt.Fprintf(&b, "rename-command %s %s\n", from, to)
+	}
+	for _, l := range cfg.Lines {
+		fmt.Fprintf(&b, "%s\n", l)
+	}
+	conf := filepath.Join(dir, fmt.Sprintf("redis-%d.conf", port))
+	if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, conf)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Host: "127.0.0.1", Port: port,
+		Password: cfg.Password, Dir: dir, cfg: cfg, cmd: cmd, done: make(chan struct{}),
+	}
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("redis-server exited at start: %s", s.logTail())
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond); err == nil {
+			ok := pingLoading(c)
+			c.Close()
+			if ok {
+				return s, nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.Stop()
+	return nil, fmt.Errorf("redis-server on %s did not answer within 10s: %s", s.Addr, s.logTail())
+}
+
+// pingLoading reports whether the server answers PING with anything but LOADING.
+func pingLoading(c net.Conn) bool {
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && !strings.HasPrefix(line, "-LOADING")
+}
+
+func (s *Server) logTail() string {
+	data, _ := os.ReadFile(filepath.Join(s.Dir, fmt.Sprintf("redis-%d.log", s.Port)))
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// Log returns the server's log file.
+func (s *Server) Log() string {
+	data, _ := os.ReadFile(filepath.Join(s.Dir, fmt.Sprintf("redis-%d.log", s.Port)))
+	return string(data)
+}
+
+// Stop kills the server and waits for it to exit. It is safe to call more than once.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	})
+}
+
+// Shutdown asks the server to exit cleanly (SHUTDOWN NOSAVE) and waits for it.
+func (s *Server) Shutdown() {
+	s.stopOnce.Do(func() {
+		_ = s.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	})
+}
+
+// Option returns the rueidis options that reach this server as the default user.
+func (s *Server) Option() rueidis.ClientOption {
+	return rueidis.ClientOption{
+		InitAddress:  []string{s.Addr},
+		Password:     s.Password,
+		DisableCache: true,
+	}
+}
+
+// Client returns a client of database db as the default user, closed when the test ends.
+func (s *Server) Client(t testing.TB, db int) rueidis.Client {
+	t.Helper()
+	opt := s.Option()
+	opt.SelectDB = db
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatalf("redistest: connect %s db %d: %v", s.Addr, db, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Do runs one command on database db and returns its result, failing the test on error.
+func (s *Server) Do(t testing.TB, db int, args ...string) rueidis.RedisResult {
+	t.Helper()
+	c := s.Client(t, db)
+	r := c.Do(context.Background(), c.B().Arbitrary(args[0]).Args(args[1:]...).Build())
+	if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
+		t.Fatalf("redistest: %s on %s: %v", strings.Join(args, " "), s.Addr, err)
+	}
+	return r
+}
+
+var (
+	versionOnce sync.Once
+	version     int
+)
+
+// Version returns the installed redis-server's version as major*10000+minor*100+patch.
+func Version(t testing.TB) int {
+	versionOnce.Do(func() {
+		out, err := exec.Command(Binary(t), "--version").Output()
+		if err != nil {
+			return
+		}
+		// "Redis server v=7.0.15 sha=..."
+		for _, f := range strings.Fields(string(out)) {
+			if v, ok := strings.CutPrefix(f, "v="); ok {
+				parts := strings.SplitN(v, ".", 3)
+				for i, p := range parts {
+					n, _ := strconv.Atoi(p)
+					version += n * []int{10000, 100, 1}[i]
+				}
+			}
+		}
+	})
+	return version
+}
