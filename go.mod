@@ -4,4 +4,8 @@ go 1.26.0
 
 require github.com/redis/rueidis v1.0.79
 
-require golang.org/x/sys v0.47.0 // indirect
+require (
+	golang.org/x/sync v0.25.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
+)

@@ -1,0 +1,138 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/rueidis"
+	"golang.org/x/sync/errgroup"
+)
+
+// DumpRestore copies each key by reading it with DUMP (and its expiry with PEXPIRETIME, or
+// PTTL before Redis 7.0) on the source and writing it with RESTORE on the target, into the
+// same database number. It works almost everywhere, managed services included.
+//
+// It needs SCAN, DUMP and PEXPIRETIME or PTTL on the source, which it only reads, and
+// RESTORE on the target (with ABSTTL from Redis 5.0, so TTLs stay exact). The target must
+// read the source's RDB version: the same Redis version or newer. Keys are walked with
+// SCAN, pipelined in batches of WithBatchSize keys, WithConcurrency batches in flight.
+// The zero value is ready to use.
+type DumpRestore struct{}
+
+// Name returns "dump-restore".
+func (DumpRestore) Name() string { return "dump-restore" }
+
+// Check verifies that the source allows DUMP, the target allows RESTORE, and the target
+// reads the source's RDB version. It changes nothing.
+func (DumpRestore) Check(ctx context.Context, j *Job) error {
+	if err := checkCommand(ctx, j.Source, "DUMP", probeKey()); err != nil {
+		return err
+	}
+	if err := checkRestore(ctx, j.Target); err != nil {
+		return err
+	}
+	return checkRDBVersions(j)
+}
+
+// Run copies every selected database, one after the other.
+func (d DumpRestore) Run(ctx context.Context, j *Job) error {
+	r, err := newRestorer(ctx, j)
+	if err != nil {
+		return err
+	}
+	for _, db := range j.Databases {
+		if err := d.copyDB(ctx, j, r, db); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d DumpRestore) copyDB(ctx context.Context, j *Job, r *restorer, db int) error {
+	src, err := j.Source.Client(db)
+	if err != nil {
+		return err
+	}
+	if _, err := j.Target.Client(db); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	batches := make(chan []string, j.Concurrency)
+	g.Go(func() error {
+		defer close(batches)
+		return j.ScanKeys(gctx, db, func(keys []string) error {
+			select {
+			case batches <- keys:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
+	})
+	for range j.Concurrency {
+		g.Go(func() error {
+			for keys := range batches {
+				out, err := dumpBatch(gctx, j, src, db, keys)
+				if err != nil {
+					return err
+				}
+				if err := r.restore(gctx, db, out); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return ctxErr(ctx, err)
+	}
+	return nil
+}
+
+// dumpBatch reads the payload and absolute expiry of each key in one pipeline. Keys that
+// are gone by then are counted as Expired.
+func dumpBatch(ctx context.Context, j *Job, src rueidis.Client, db int, keys []string) ([]dumped, error) {
+	absolute := j.Source.Info.AtLeast(7, 0, 0)
+	cmds := make(rueidis.Commands, 0, 2*len(keys))
+	for _, k := range keys {
+		if absolute {
+			cmds = append(cmds, src.B().Pexpiretime().Key(k).Build())
+		} else {
+			cmds = append(cmds, src.B().Pttl().Key(k).Build())
+		}
+		cmds = append(cmds, src.B().Dump().Key(k).Build())
+	}
+	sent := time.Now().UnixMilli()
+	res := src.DoMulti(ctx, cmds...)
+	out := make([]dumped, 0, len(keys))
+	var expired int64
+	for i, k := range keys {
+		ttl, err := res[2*i].AsInt64()
+		if err != nil {
+			return nil, j.Source.Err(fmt.Sprintf("read expiry in db %d", db), k, ctxErr(ctx, err))
+		}
+		payload, err := res[2*i+1].ToString()
+		if rueidis.IsRedisNil(err) || ttl == -2 {
+			expired++
+			continue
+		}
+		if err != nil {
+			return nil, j.Source.Err(fmt.Sprintf("dump in db %d", db), k, ctxErr(ctx, err))
+		}
+		d := dumped{key: k, payload: payload}
+		switch {
+		case ttl < 0:
+		case absolute:
+			d.expireAt = ttl
+		default:
+			// PTTL was read a little after sent: the TTL may shrink by that, never grow.
+			d.expireAt = sent + ttl
+		}
+		out = append(out, d)
+	}
+	if expired > 0 {
+		j.Count(db, Counts{Expired: expired})
+	}
+	return out, nil
+}

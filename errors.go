@@ -1,0 +1,69 @@
+package migrate
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors. Every error returned by this package that has one of these causes wraps
+// it, so callers can test with errors.Is.
+var (
+	// ErrUnsupported means a strategy cannot run against these servers; the wrapping
+	// error says why (a command renamed or refused, a version too old, a filter it cannot
+	// honour, ...).
+	ErrUnsupported = errors.New("not supported here")
+
+	// ErrConflict means a key already exists on the target and the conflict policy is Fail.
+	// The wrapping error names the key; WithConflict(Skip) or WithConflict(Replace) decide
+	// otherwise.
+	ErrConflict = errors.New("key exists on the target (use WithConflict(Skip) to keep it or WithConflict(Replace) to overwrite it)")
+
+	// ErrIncompatible means the target refuses the source's data: typically a DUMP payload
+	// written by a newer Redis than the target runs. The wrapping error names both versions.
+	ErrIncompatible = errors.New("target cannot load the source's data")
+
+	// ErrTooLarge means a value is larger than the target accepts in one command
+	// (its proto-max-bulk-len). The wrapping error names the key and its size.
+	ErrTooLarge = errors.New("value larger than the target accepts")
+)
+
+// Side says which server an error or a fact is about.
+type Side string
+
+// The two sides of a migration.
+const (
+	Source Side = "source"
+	Target Side = "target"
+)
+
+// Error is an error from one server, with the side, its address, what was being done and,
+// where there is one, the key. Its message never holds a password.
+type Error struct {
+	Side Side
+	Addr string
+	Op   string // what was being done: "connect", "scan db 3", "restore", ...
+	Key  string // the key concerned, if any
+	Err  error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s: %s", e.Side, e.Addr, e.Op)
+	if e.Key != "" {
+		fmt.Fprintf(&b, " %q", e.Key)
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// unsupported returns an error wrapping ErrUnsupported with the reason.
+func unsupported(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrUnsupported)
+}

@@ -1,0 +1,148 @@
+package migrate
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Job is what a Strategy receives: both sides, the options the user chose, and the
+// counters that feed Progress and the Report. A strategy written by a user gets exactly what
+// the built-in ones get.
+type Job struct {
+	Source *Endpoint
+	Target *Endpoint
+
+	// Databases are the source databases to copy, each into the same number on the target.
+	Databases []int
+	// Filtered reports whether the user narrowed the copy (match, types, databases);
+	// strategies that copy everything must refuse then.
+	Filtered bool
+
+	Match       string   // SCAN MATCH pattern, "" for every key
+	Types       []string // key types to copy, empty for every type
+	ScanCount   int      // SCAN COUNT hint
+	BatchSize   int      // keys per pipelined batch
+	Concurrency int      // batches in flight
+	Conflict    Conflict // what to do with keys that exist on the target
+	Logger      *slog.Logger
+
+	limiter *rate.Limiter
+	start   time.Time
+	total   int64
+
+	mu     sync.Mutex
+	counts map[int]*Counts
+}
+
+// Counts are the numbers of keys (and bytes) a migration handled.
+type Counts struct {
+	Scanned int64 // keys read from the source's key walk
+	Keys    int64 // keys copied
+	Bytes   int64 // bytes of the copied values, as serialized
+	Skipped int64 // keys left alone because they exist on the target (policy Skip)
+	Expired int64 // keys that expired or vanished between the walk and the copy
+	Failed  int64 // keys that could not be copied
+}
+
+func (c *Counts) add(o Counts) {
+	c.Scanned += o.Scanned
+	c.Keys += o.Keys
+	c.Bytes += o.Bytes
+	c.Skipped += o.Skipped
+	c.Expired += o.Expired
+	c.Failed += o.Failed
+}
+
+// Progress is a snapshot of a running migration, given to the WithProgress callback.
+type Progress struct {
+	Strategy string
+	Counts
+	Total   int64         // estimated keys to handle, from INFO keyspace / DBSIZE; 0 if unknown
+	Elapsed time.Duration // since Migrate started
+	Done    bool          // set on the last call
+}
+
+// Count adds c to the counters of database db. Strategies call it once per batch.
+func (j *Job) Count(db int, c Counts) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.counts == nil {
+		j.counts = map[int]*Counts{}
+	}
+	dc := j.counts[db]
+	if dc == nil {
+		dc = &Counts{}
+		j.counts[db] = dc
+	}
+	dc.add(c)
+}
+
+// SetTotal sets the estimated number of keys the migration will handle.
+func (j *Job) SetTotal(n int64) {
+	j.mu.Lock()
+	j.total = n
+	j.mu.Unlock()
+}
+
+// Totals returns the counters summed over every database, and per database.
+func (j *Job) Totals() (Counts, map[int]Counts) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var sum Counts
+	per := make(map[int]Counts, len(j.counts))
+	for db, c := range j.counts {
+		sum.add(*c)
+		per[db] = *c
+	}
+	return sum, per
+}
+
+// Wait blocks until the rate limit allows reading n more keys from the source, or ctx
+// ends. Without a rate limit it returns at once.
+func (j *Job) Wait(ctx context.Context, n int) error {
+	if j.limiter == nil {
+		return nil
+	}
+	for n > 0 {
+		step := min(n, j.limiter.Burst())
+		if err := j.limiter.WaitN(ctx, step); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		n -= step
+	}
+	return nil
+}
+
+// batchLimit is the largest batch the rate limit lets through at once.
+func (j *Job) batchLimit() int {
+	if j.limiter != nil && j.limiter.Burst() < j.BatchSize {
+		return max(1, j.limiter.Burst())
+	}
+	return j.BatchSize
+}
+
+func (j *Job) progress(strategy string, done bool) Progress {
+	sum, _ := j.Totals()
+	j.mu.Lock()
+	total := j.total
+	j.mu.Unlock()
+	return Progress{Strategy: strategy, Counts: sum, Total: total, Elapsed: time.Since(j.start), Done: done}
+}
+
+// sortedDBs returns the keys of m in order.
+func sortedDBs[V any](m map[int]V) []int {
+	dbs := make([]int, 0, len(m))
+	for db := range m {
+		dbs = append(dbs, db)
+	}
+	sort.Ints(dbs)
+	return dbs
+}

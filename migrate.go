@@ -1,0 +1,181 @@
+// Package migrate copies the data of one Redis server into another, including when the
+// usual tools are forbidden.
+//
+// Moving Redis data is a ladder of fallbacks, each rung a Strategy: make the target a
+// replica of the source (Replication); take a snapshot and load it (Snapshot); let the
+// source push keys with MIGRATE (MigrateKeys); or read each key with DUMP and write it with
+// RESTORE (DumpRestore), which works almost everywhere. A Migrator made by New runs one
+// strategy between a source and a target described as rueidis.ClientOption values, and
+// returns a Report of what it copied.
+//
+// The source is only read, unless a strategy is told otherwise; nothing on the target is
+// overwritten unless WithConflict(Replace) (or a strategy's own explicit option) allows it.
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+	"golang.org/x/time/rate"
+)
+
+// Migrator copies a source into a target.
+type Migrator interface {
+	// Migrate checks that the strategy can run, then runs it. It returns a Report even
+	// when it fails or ctx is cancelled, with what was done until then; the error then
+	// says why it stopped (and wraps context.Canceled on cancellation).
+	Migrate(ctx context.Context) (*Report, error)
+	// Close closes every connection the Migrator opened. Call it once Migrate returned.
+	Close()
+}
+
+// Report says what a migration did.
+type Report struct {
+	Strategy  string // the Name of the strategy that ran
+	Counts           // summed over every database
+	Duration  time.Duration
+	Databases map[int]Counts // per source database
+}
+
+func (r *Report) String() string {
+	return fmt.Sprintf("%s: %d keys copied (%d bytes), %d skipped, %d expired, %d failed in %s",
+		r.Strategy, r.Keys, r.Bytes, r.Skipped, r.Expired, r.Failed, r.Duration.Round(time.Millisecond))
+}
+
+// New returns a Migrator from source to target. Each side is described as for
+// rueidis.NewClient (address, username, password, TLS). A non-zero SelectDB on the source
+// means that database only, unless WithDatabases says otherwise. New only checks the
+// options; it connects when Migrate runs.
+func New(source, target rueidis.ClientOption, opts ...Option) (Migrator, error) {
+	cfg := defaults()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+	}
+	if len(source.InitAddress) == 0 {
+		return nil, errors.New("migrate: source has no address (set InitAddress)")
+	}
+	if len(target.InitAddress) == 0 {
+		return nil, errors.New("migrate: target has no address (set InitAddress)")
+	}
+	return &migrator{cfg: cfg, src: newEndpoint(Source, source), dst: newEndpoint(Target, target)}, nil
+}
+
+type migrator struct {
+	cfg      config
+	src, dst *Endpoint
+	closeMu  sync.Mutex
+}
+
+func (m *migrator) Close() {
+	m.closeMu.Lock()
+	defer m.closeMu.Unlock()
+	m.src.close()
+	m.dst.close()
+}
+
+// job connects to both sides and prepares what a strategy receives.
+func (m *migrator) job(ctx context.Context) (*Job, error) {
+	j := &Job{
+		Source: m.src, Target: m.dst,
+		Match: m.cfg.match, Types: m.cfg.types,
+		ScanCount: m.cfg.scanCount, BatchSize: m.cfg.batchSize, Concurrency: m.cfg.concurrency,
+		Conflict: m.cfg.conflict, Logger: m.cfg.logger,
+		Filtered: m.cfg.match != "" || len(m.cfg.types) > 0 || len(m.cfg.databases) > 0 || m.src.Option.SelectDB != 0,
+		start:    time.Now(),
+	}
+	if m.cfg.rateLimit > 0 {
+		// A tenth of a second's worth at once keeps the measured rate close to the limit.
+		burst := max(1, int(m.cfg.rateLimit/10))
+		j.limiter = rate.NewLimiter(rate.Limit(m.cfg.rateLimit), burst)
+	}
+	// Both sides at once: a wrong password or address fails before anything is copied.
+	errs := make(chan error, 2)
+	go func() { errs <- m.src.probe(ctx) }()
+	go func() { errs <- m.dst.probe(ctx) }()
+	if err := errors.Join(<-errs, <-errs); err != nil {
+		return nil, err
+	}
+	j.Databases = m.databases()
+	var total int64
+	for _, db := range j.Databases {
+		total += m.src.Info.Keyspace[db]
+	}
+	j.SetTotal(total)
+	return j, nil
+}
+
+func (m *migrator) databases() []int {
+	switch {
+	case len(m.cfg.databases) > 0:
+		dbs := append([]int(nil), m.cfg.databases...)
+		sort.Ints(dbs)
+		return dbs
+	case m.src.Option.SelectDB != 0 || len(m.src.Info.Fields) == 0:
+		return []int{m.src.Option.SelectDB}
+	}
+	return sortedDBs(m.src.Info.Keyspace)
+}
+
+func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
+	start := time.Now()
+	s := m.cfg.strategy
+	rep := &Report{Strategy: s.Name(), Databases: map[int]Counts{}}
+	j, err := m.job(ctx)
+	if err != nil {
+		rep.Duration = time.Since(start)
+		return rep, err
+	}
+	m.cfg.logger.Info("migrate: starting", "strategy", s.Name(), "source", m.src.Addr, "target", m.dst.Addr,
+		"databases", j.Databases, "estimated_keys", j.total)
+
+	stop := m.reportProgress(j, s.Name())
+	err = s.Check(ctx, j)
+	if err == nil {
+		err = s.Run(ctx, j)
+	}
+	stop()
+
+	rep.Counts, rep.Databases = j.Totals()
+	rep.Duration = time.Since(start)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	if err != nil {
+		err = fmt.Errorf("migrate: %s: %w", s.Name(), err)
+	}
+	m.cfg.logger.Info("migrate: done", "report", rep.String(), "error", err)
+	return rep, err
+}
+
+// reportProgress calls the progress callback every 250 ms until the returned function is
+// called, which makes the last call (Done set) and returns after it.
+func (m *migrator) reportProgress(j *Job, name string) func() {
+	fn := m.cfg.progress
+	if fn == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				fn(j.progress(name, false))
+			case <-done:
+				fn(j.progress(name, true))
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}

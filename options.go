@@ -1,0 +1,193 @@
+package migrate
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+)
+
+// An Option configures a Migrator. Options are applied in order by New, which returns the
+// first invalid one's error.
+type Option func(*config) error
+
+// config holds every option's value; defaults() is the one place their defaults live.
+type config struct {
+	strategy    Strategy
+	match       string
+	types       []string
+	databases   []int
+	scanCount   int
+	batchSize   int
+	concurrency int
+	conflict    Conflict
+	rateLimit   float64
+	progress    func(Progress)
+	logger      *slog.Logger
+}
+
+func defaults() config {
+	return config{
+		strategy:    DumpRestore{},
+		scanCount:   1000,
+		batchSize:   256,
+		concurrency: 8,
+		conflict:    Fail,
+		logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// WithStrategy sets how the data is copied. The default is DumpRestore{}.
+func WithStrategy(s Strategy) Option {
+	return func(c *config) error {
+		if s == nil {
+			return fmt.Errorf("WithStrategy: nil strategy")
+		}
+		c.strategy = s
+		return nil
+	}
+}
+
+// WithMatch copies only the keys that match the glob-style pattern, as SCAN MATCH reads it.
+// The default is every key.
+func WithMatch(pattern string) Option {
+	return func(c *config) error {
+		if pattern == "" {
+			return fmt.Errorf("WithMatch: empty pattern (leave the option out to copy every key)")
+		}
+		c.match = pattern
+		return nil
+	}
+}
+
+// scanTypes are the names SCAN TYPE and TYPE use. HyperLogLogs and bitmaps are strings,
+// geo sets are zsets.
+var scanTypes = map[string]bool{"string": true, "list": true, "set": true, "zset": true, "hash": true, "stream": true}
+
+// WithTypes copies only keys of these types: "string", "list", "set", "zset", "hash",
+// "stream" (HyperLogLogs and bitmaps are strings, geo sets are zsets). The default is
+// every type.
+func WithTypes(types ...string) Option {
+	return func(c *config) error {
+		if len(types) == 0 {
+			return fmt.Errorf("WithTypes: no type given")
+		}
+		for _, t := range types {
+			if !scanTypes[t] {
+				return fmt.Errorf("WithTypes: unknown type %q (want string, list, set, zset, hash or stream)", t)
+			}
+		}
+		c.types = dedupe(types)
+		return nil
+	}
+}
+
+// WithDatabases copies only these database numbers, each into the same number on the
+// target. The default is every database of the source that has keys (from INFO keyspace),
+// or only the source option's SelectDB when that is not 0.
+func WithDatabases(dbs ...int) Option {
+	return func(c *config) error {
+		if len(dbs) == 0 {
+			return fmt.Errorf("WithDatabases: no database given")
+		}
+		for _, db := range dbs {
+			if db < 0 {
+				return fmt.Errorf("WithDatabases: negative database %d", db)
+			}
+		}
+		c.databases = dedupe(dbs)
+		return nil
+	}
+}
+
+// WithScanCount sets the COUNT hint of each SCAN call. The default is 1000.
+func WithScanCount(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("WithScanCount: %d is not positive", n)
+		}
+		c.scanCount = n
+		return nil
+	}
+}
+
+// WithBatchSize sets how many keys go in one pipelined batch. The default is 256.
+func WithBatchSize(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("WithBatchSize: %d is not positive", n)
+		}
+		c.batchSize = n
+		return nil
+	}
+}
+
+// WithConcurrency sets how many batches are in flight at once. The default is 8.
+func WithConcurrency(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("WithConcurrency: %d is not positive", n)
+		}
+		c.concurrency = n
+		return nil
+	}
+}
+
+// WithConflict sets what happens to a key that already exists on the target. The default
+// is Fail: the migration stops with an error wrapping ErrConflict and the target's key is
+// kept.
+func WithConflict(p Conflict) Option {
+	return func(c *config) error {
+		if p < Fail || p > Replace {
+			return fmt.Errorf("WithConflict: unknown policy %d", int(p))
+		}
+		c.conflict = p
+		return nil
+	}
+}
+
+// WithRateLimit reads at most keysPerSecond keys a second from the source, to protect a
+// production server. The default is no limit.
+func WithRateLimit(keysPerSecond float64) Option {
+	return func(c *config) error {
+		if keysPerSecond <= 0 || math.IsInf(keysPerSecond, 0) || math.IsNaN(keysPerSecond) {
+			return fmt.Errorf("WithRateLimit: %v is not a positive number of keys per second", keysPerSecond)
+		}
+		c.rateLimit = keysPerSecond
+		return nil
+	}
+}
+
+// WithProgress calls fn with the counters of the running migration at most every 250 ms,
+// and once more at the end with Progress.Done set. fn runs on its own goroutine, never
+// two calls at once. The default is no calls.
+func WithProgress(fn func(Progress)) Option {
+	return func(c *config) error {
+		c.progress = fn
+		return nil
+	}
+}
+
+// WithLogger sets where the library logs what it decides and does. The default discards
+// the logs. Passwords are never logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("WithLogger: nil logger")
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+func dedupe[T comparable](in []T) []T {
+	seen := make(map[T]bool, len(in))
+	out := make([]T, 0, len(in))
+	for _, v := range in {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,150 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// dumped is one key read from the source: its DUMP payload and absolute expiry.
+type dumped struct {
+	key      string
+	payload  string
+	expireAt int64 // Unix milliseconds, 0 for none
+}
+
+// restorer writes dumped keys to the target with pipelined RESTORE, honouring the
+// conflict policy. DumpRestore and Snapshot share it.
+type restorer struct {
+	j       *Job
+	absTTL  bool  // RESTORE ... ABSTTL (Redis 5.0), so queueing does not stretch TTLs
+	maxBulk int64 // the target's proto-max-bulk-len
+}
+
+const defaultMaxBulk = 512 << 20
+
+func newRestorer(ctx context.Context, j *Job) (*restorer, error) {
+	r := &restorer{j: j, absTTL: j.Target.Info.AtLeast(5, 0, 0), maxBulk: defaultMaxBulk}
+	c, err := j.Target.Default()
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := configGet(ctx, c, "proto-max-bulk-len"); ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			r.maxBulk = n
+		}
+	}
+	return r, nil
+}
+
+// restore writes batch into target database db, counts the outcome, and returns the first
+// error that stops the migration.
+func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
+	c, err := r.j.Target.Client(db)
+	if err != nil {
+		return err
+	}
+	var counts Counts
+	defer func() { r.j.Count(db, counts) }()
+
+	now := time.Now().UnixMilli()
+	cmds := make(rueidis.Commands, 0, len(batch))
+	sent := batch[:0:0]
+	for _, d := range batch {
+		if int64(len(d.payload)) > r.maxBulk {
+			counts.Failed++
+			return r.j.Target.Err("restore", d.key, fmt.Errorf(
+				"%w: the serialized value is %d bytes and the target's proto-max-bulk-len is %d; raise it on the target (CONFIG SET proto-max-bulk-len)",
+				ErrTooLarge, len(d.payload), r.maxBulk))
+		}
+		var ttl int64
+		if d.expireAt > 0 {
+			if d.expireAt <= now {
+				counts.Expired++
+				continue
+			}
+			ttl = d.expireAt
+			if !r.absTTL {
+				ttl = d.expireAt - now
+			}
+		}
+		cmds = append(cmds, r.command(c, d, ttl))
+		sent = append(sent, d)
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	var first error
+	for i, res := range c.DoMulti(ctx, cmds...) {
+		d := sent[i]
+		err := res.Error()
+		switch {
+		case err == nil:
+			counts.Keys++
+			counts.Bytes += int64(len(d.payload))
+		case isBusyKey(err) && r.j.Conflict == Skip:
+			counts.Skipped++
+		case isBusyKey(err):
+			// SCAN may return a key twice; the second RESTORE then meets our own copy.
+			if same, _ := c.Do(ctx, c.B().Dump().Key(d.key).Build()).ToString(); same == d.payload {
+				continue
+			}
+			counts.Failed++
+			if first == nil {
+				first = r.j.Target.Err(fmt.Sprintf("restore into db %d", db), d.key, ErrConflict)
+			}
+		default:
+			counts.Failed++
+			if first == nil {
+				first = r.restoreErr(ctx, db, d.key, err)
+			}
+		}
+	}
+	return first
+}
+
+func (r *restorer) command(c rueidis.Client, d dumped, ttl int64) rueidis.Completed {
+	v := c.B().Restore().Key(d.key).Ttl(ttl).SerializedValue(d.payload)
+	switch {
+	case r.j.Conflict == Replace && r.absTTL && ttl > 0:
+		return v.Replace().Absttl().Build()
+	case r.j.Conflict == Replace:
+		return v.Replace().Build()
+	case r.absTTL && ttl > 0:
+		return v.Absttl().Build()
+	}
+	return v.Build()
+}
+
+func (r *restorer) restoreErr(ctx context.Context, db int, key string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	op := fmt.Sprintf("restore into db %d", db)
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "payload version or checksum are wrong"):
+		err = fmt.Errorf("%w: the target runs %s (RDB %d) and the source %s (RDB %d); a target cannot read payloads of a newer RDB version, so upgrade the target or use a strategy that rewrites the data: %v",
+			ErrIncompatible, describeVersion(r.j.Target.Info), r.j.Target.Info.RDBVersion(),
+			describeVersion(r.j.Source.Info), r.j.Source.Info.RDBVersion(), err)
+	case strings.HasPrefix(msg, "OOM"):
+		err = fmt.Errorf("the target is out of memory (maxmemory %d bytes): %w", r.j.Target.Info.MaxMemory, err)
+	}
+	return r.j.Target.Err(op, key, err)
+}
+
+func isBusyKey(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && strings.HasPrefix(re.Error(), "BUSYKEY")
+}
+
+func describeVersion(s *ServerInfo) string {
+	if s == nil || s.Version == "" {
+		return "an unknown Redis version"
+	}
+	return "Redis " + s.Version
+}

@@ -1,0 +1,114 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/redis/rueidis"
+)
+
+// ScanKeys walks the keys of source database db that pass the job's filters (match and
+// types) and calls fn with batches of at most BatchSize keys, in the order SCAN returns
+// them. It waits for the rate limit before each batch, counts the keys as Scanned, and
+// stops at fn's first error or when ctx ends. fn owns the slice it is given.
+//
+// SCAN may return a key more than once when the source's tables are resized during the
+// walk; strategies must tolerate that.
+func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error) error {
+	c, err := j.Source.Client(db)
+	if err != nil {
+		return err
+	}
+	// SCAN TYPE (Redis 6.0) filters on the server, one pass per type; older servers get
+	// one pass and a TYPE per key.
+	passes := []string{""}
+	filterByType := false
+	if len(j.Types) > 0 {
+		if j.Source.Info.AtLeast(6, 0, 0) {
+			passes = j.Types
+		} else {
+			filterByType = true
+		}
+	}
+	limit := j.batchLimit()
+	batch := make([]string, 0, limit)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		keys := batch
+		batch = make([]string, 0, limit)
+		if filterByType {
+			var err error
+			if keys, err = j.keepTypes(ctx, c, db, keys); err != nil {
+				return err
+			}
+		}
+		if err := j.Wait(ctx, len(keys)); err != nil {
+			return err
+		}
+		j.Count(db, Counts{Scanned: int64(len(keys))})
+		return fn(keys)
+	}
+	op := fmt.Sprintf("scan db %d", db)
+	for _, typ := range passes {
+		var cursor uint64
+		for {
+			args := []string{strconv.FormatUint(cursor, 10)}
+			if j.Match != "" {
+				args = append(args, "MATCH", j.Match)
+			}
+			args = append(args, "COUNT", strconv.Itoa(j.ScanCount))
+			if typ != "" {
+				args = append(args, "TYPE", typ)
+			}
+			e, err := c.Do(ctx, c.B().Arbitrary("SCAN").Args(args...).Build()).AsScanEntry()
+			if err != nil {
+				return j.Source.Err(op, "", ctxErr(ctx, err))
+			}
+			for _, k := range e.Elements {
+				batch = append(batch, k)
+				if len(batch) == limit {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+			cursor = e.Cursor
+			if cursor == 0 {
+				break
+			}
+		}
+	}
+	return flush()
+}
+
+// keepTypes returns the keys whose TYPE is one of the job's types.
+func (j *Job) keepTypes(ctx context.Context, c rueidis.Client, db int, keys []string) ([]string, error) {
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = c.B().Type().Key(k).Build()
+	}
+	kept := keys[:0]
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		t, err := r.ToString()
+		if err != nil {
+			return nil, j.Source.Err(fmt.Sprintf("type in db %d", db), keys[i], ctxErr(ctx, err))
+		}
+		if slices.Contains(j.Types, t) {
+			kept = append(kept, keys[i])
+		}
+	}
+	return kept, nil
+}
+
+// ctxErr prefers the context's error, so a cancelled migration says so rather than
+// reporting the closed connection it caused.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
