@@ -1,0 +1,203 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// TTLTolerance is how far a copied key's TTL may be from the source's.
+const TTLTolerance = 2 * time.Second
+
+// Diff compares database db of a and b key by key, for the keys matching match ("" for all):
+// the same key set, the same type, the same value (DEBUG DIGEST-VALUE), TTLs within
+// TTLTolerance, and for streams the same consumer groups, consumers and pending entries.
+// It returns one line per difference.
+func Diff(t testing.TB, a, b *Server, db int, match string) []string {
+	t.Helper()
+	ca, cb := a.Client(t, db), b.Client(t, db)
+	keysA, keysB := Keys(t, ca, match), Keys(t, cb, match)
+	var diffs []string
+	inB := map[string]bool{}
+	for _, k := range keysB {
+		inB[k] = true
+	}
+	inA := map[string]bool{}
+	for _, k := range keysA {
+		inA[k] = true
+		if !inB[k] {
+			diffs = append(diffs, fmt.Sprintf("db %d: %q missing on %s", db, k, b.Addr))
+		}
+	}
+	for _, k := range keysB {
+		if !inA[k] {
+			diffs = append(diffs, fmt.Sprintf("db %d: %q extra on %s", db, k, b.Addr))
+		}
+	}
+	var common []string
+	for _, k := range keysA {
+		if inB[k] {
+			common = append(common, k)
+		}
+	}
+	fa, fb := facts(t, ca, common), facts(t, cb, common)
+	for i, k := range common {
+		x, y := fa[i], fb[i]
+		switch {
+		case x.typ != y.typ:
+			diffs = append(diffs, fmt.Sprintf("db %d: %q type %s != %s", db, k, x.typ, y.typ))
+		case (x.pttl < 0) != (y.pttl < 0) || absDuration(x.pttl-y.pttl) > TTLTolerance:
+			diffs = append(diffs, fmt.Sprintf("db %d: %q TTL %v != %v", db, k, x.pttl, y.pttl))
+		case x.digest != y.digest:
+			diffs = append(diffs, fmt.Sprintf("db %d: %q value differs (digest %s != %s)", db, k, x.digest, y.digest))
+		case x.typ == "stream" && x.groups != y.groups:
+			diffs = append(diffs, fmt.Sprintf("db %d: %q stream groups differ:\n  %s\n  %s", db, k, x.groups, y.groups))
+		}
+	}
+	return diffs
+}
+
+// AssertSame fails the test when databases dbs of src and dst differ (see Diff).
+func AssertSame(t testing.TB, src, dst *Server, dbs ...int) {
+	t.Helper()
+	for _, db := range dbs {
+		if d := Diff(t, src, dst, db, ""); len(d) > 0 {
+			if len(d) > 20 {
+				d = append(d[:20], fmt.Sprintf("... and %d more", len(d)-20))
+			}
+			t.Fatalf("source and target differ:\n%s", strings.Join(d, "\n"))
+		}
+	}
+}
+
+// Keys returns every key of c's database that matches match, sorted, without duplicates.
+func Keys(t testing.TB, c rueidis.Client, match string) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	var cursor uint64
+	for {
+		cmd := c.B().Scan().Cursor(cursor).Count(1000).Build()
+		if match != "" {
+			cmd = c.B().Scan().Cursor(cursor).Match(match).Count(1000).Build()
+		}
+		e, err := c.Do(context.Background(), cmd).AsScanEntry()
+		if err != nil {
+			t.Fatalf("redistest: scan: %v", err)
+		}
+		for _, k := range e.Elements {
+			seen[k] = true
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			break
+		}
+	}
+	keys := make([]string, 0, len(seen))
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+type keyFacts struct {
+	typ, digest string
+	pttl        time.Duration
+	groups      string
+}
+
+func facts(t testing.TB, c rueidis.Client, keys []string) []keyFacts {
+	t.Helper()
+	ctx := context.Background()
+	out := make([]keyFacts, len(keys))
+	for start := 0; start < len(keys); start += 500 {
+		end := min(start+500, len(keys))
+		cmds := make(rueidis.Commands, 0, 3*(end-start))
+		for _, k := range keys[start:end] {
+			cmds = append(cmds, c.B().Type().Key(k).Build(),
+				c.B().Arbitrary("DEBUG", "DIGEST-VALUE").Args(k).Build(),
+				c.B().Pttl().Key(k).Build())
+		}
+		res := c.DoMulti(ctx, cmds...)
+		for i := range keys[start:end] {
+			f := &out[start+i]
+			f.typ, _ = res[3*i].ToString()
+			d, err := res[3*i+1].ToArray()
+			if err != nil {
+				t.Fatalf("redistest: DEBUG DIGEST-VALUE %q: %v", keys[start+i], err)
+			}
+			if len(d) > 0 {
+				f.digest, _ = d[0].ToString()
+			}
+			ms, _ := res[3*i+2].AsInt64()
+			f.pttl = time.Duration(ms) * time.Millisecond
+			if ms < 0 {
+				f.pttl = time.Duration(ms)
+			}
+			if f.typ == "stream" {
+				f.groups = streamGroups(t, c, keys[start+i])
+			}
+		}
+	}
+	return out
+}
+
+// streamGroups describes a stream's consumer groups, consumers and pending entries.
+func streamGroups(t testing.TB, c rueidis.Client, key string) string {
+	ctx := context.Background()
+	groups, err := c.Do(ctx, c.B().XinfoGroups().Key(key).Build()).ToArray()
+	if err != nil {
+		t.Fatalf("redistest: XINFO GROUPS %q: %v", key, err)
+	}
+	var b strings.Builder
+	for i := range groups {
+		m, _ := groups[i].AsMap()
+		name := field(m, "name")
+		last := field(m, "last-delivered-id")
+		pending := field(m, "pending")
+		fmt.Fprintf(&b, "[group %s last=%s pending=%s", name, last, pending)
+		cons, _ := c.Do(ctx, c.B().XinfoConsumers().Key(key).Group(name).Build()).ToArray()
+		for i := range cons {
+			mm, _ := cons[i].AsMap()
+			cn := field(mm, "name")
+			cp := field(mm, "pending")
+			fmt.Fprintf(&b, " consumer %s pending=%s", cn, cp)
+		}
+		pel, _ := c.Do(ctx, c.B().Xpending().Key(key).Group(name).Start("-").End("+").Count(1000).Build()).ToArray()
+		for i := range pel {
+			e, _ := pel[i].ToArray()
+			if len(e) >= 4 {
+				id, _ := e[0].ToString()
+				owner, _ := e[1].ToString()
+				deliveries, _ := e[3].AsInt64()
+				fmt.Fprintf(&b, " pel %s:%s:%d", id, owner, deliveries)
+			}
+		}
+		b.WriteString("]")
+	}
+	return b.String()
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// field returns a reply map's value as text, whatever its RESP type.
+func field(m map[string]rueidis.RedisMessage, name string) string {
+	v, ok := m[name]
+	if !ok {
+		return ""
+	}
+	if s, err := v.ToString(); err == nil {
+		return s
+	}
+	n, _ := v.AsInt64()
+	return fmt.Sprint(n)
+}
