@@ -29,7 +29,9 @@ type Job struct {
 	BatchSize   int      // keys per pipelined batch
 	Concurrency int      // batches in flight
 	Conflict    Conflict // what to do with keys that exist on the target
-	Logger      *slog.Logger
+	// DiscardTarget is set by WithDiscardTarget: the user allows wiping the target's data.
+	DiscardTarget bool
+	Logger        *slog.Logger
 
 	limiter *rate.Limiter
 	start   time.Time

@@ -24,6 +24,7 @@ type config struct {
 	rateLimit   float64
 	progress    func(Progress)
 	logger      *slog.Logger
+	discard     bool
 }
 
 func defaults() config {
@@ -154,6 +155,17 @@ func WithRateLimit(keysPerSecond float64) Option {
 			return fmt.Errorf("WithRateLimit: %v is not a positive number of keys per second", keysPerSecond)
 		}
 		c.rateLimit = keysPerSecond
+		return nil
+	}
+}
+
+// WithDiscardTarget allows strategies that replace the target's whole data set
+// (Replication, which makes the target a replica, and loading a dump in place of the
+// target's) to discard the keys the target holds. The default is to refuse them when the
+// target has keys, with an error that names this option.
+func WithDiscardTarget() Option {
+	return func(c *config) error {
+		c.discard = true
 		return nil
 	}
 }
