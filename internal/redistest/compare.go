@@ -20,8 +20,24 @@ const TTLTolerance = 2 * time.Second
 // It returns one line per difference.
 func Diff(t testing.TB, a, b *Server, db int, match string) []string {
 	t.Helper()
-	ca, cb := a.Client(t, db), b.Client(t, db)
-	keysA, keysB := Keys(t, ca, match), Keys(t, cb, match)
+	d, err := Compare(context.Background(), a.Client(t, db), b.Client(t, db), db, match)
+	if err != nil {
+		t.Fatalf("redistest: compare %s and %s: %v", a.Addr, b.Addr, err)
+	}
+	return d
+}
+
+// Compare is Diff for two clients of the same database number db, for programs that are
+// not tests.
+func Compare(ctx context.Context, ca, cb rueidis.Client, db int, match string) ([]string, error) {
+	keysA, err := KeysOf(ctx, ca, match)
+	if err != nil {
+		return nil, err
+	}
+	keysB, err := KeysOf(ctx, cb, match)
+	if err != nil {
+		return nil, err
+	}
 	var diffs []string
 	inB := map[string]bool{}
 	for _, k := range keysB {
@@ -31,12 +47,12 @@ func Diff(t testing.TB, a, b *Server, db int, match string) []string {
 	for _, k := range keysA {
 		inA[k] = true
 		if !inB[k] {
-			diffs = append(diffs, fmt.Sprintf("db %d: %q missing on %s", db, k, b.Addr))
+			diffs = append(diffs, fmt.Sprintf("db %d: %q missing on the target", db, k))
 		}
 	}
 	for _, k := range keysB {
 		if !inA[k] {
-			diffs = append(diffs, fmt.Sprintf("db %d: %q extra on %s", db, k, b.Addr))
+			diffs = append(diffs, fmt.Sprintf("db %d: %q extra on the target", db, k))
 		}
 	}
 	var common []string
@@ -45,7 +61,14 @@ func Diff(t testing.TB, a, b *Server, db int, match string) []string {
 			common = append(common, k)
 		}
 	}
-	fa, fb := facts(t, ca, common), facts(t, cb, common)
+	fa, err := facts(ctx, ca, common)
+	if err != nil {
+		return nil, err
+	}
+	fb, err := facts(ctx, cb, common)
+	if err != nil {
+		return nil, err
+	}
 	for i, k := range common {
 		x, y := fa[i], fb[i]
 		switch {
@@ -59,7 +82,7 @@ func Diff(t testing.TB, a, b *Server, db int, match string) []string {
 			diffs = append(diffs, fmt.Sprintf("db %d: %q stream groups differ:\n  %s\n  %s", db, k, x.groups, y.groups))
 		}
 	}
-	return diffs
+	return diffs, nil
 }
 
 // AssertSame fails the test when databases dbs of src and dst differ (see Diff).
@@ -78,6 +101,15 @@ func AssertSame(t testing.TB, src, dst *Server, dbs ...int) {
 // Keys returns every key of c's database that matches match, sorted, without duplicates.
 func Keys(t testing.TB, c rueidis.Client, match string) []string {
 	t.Helper()
+	keys, err := KeysOf(context.Background(), c, match)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return keys
+}
+
+// KeysOf is Keys for programs that are not tests.
+func KeysOf(ctx context.Context, c rueidis.Client, match string) ([]string, error) {
 	seen := map[string]bool{}
 	var cursor uint64
 	for {
@@ -85,9 +117,9 @@ func Keys(t testing.TB, c rueidis.Client, match string) []string {
 		if match != "" {
 			cmd = c.B().Scan().Cursor(cursor).Match(match).Count(1000).Build()
 		}
-		e, err := c.Do(context.Background(), cmd).AsScanEntry()
+		e, err := c.Do(ctx, cmd).AsScanEntry()
 		if err != nil {
-			t.Fatalf("redistest: scan: %v", err)
+			return nil, fmt.Errorf("scan: %w", err)
 		}
 		for _, k := range e.Elements {
 			seen[k] = true
@@ -101,7 +133,7 @@ func Keys(t testing.TB, c rueidis.Client, match string) []string {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	return keys
+	return keys, nil
 }
 
 type keyFacts struct {
@@ -110,9 +142,7 @@ type keyFacts struct {
 	groups      string
 }
 
-func facts(t testing.TB, c rueidis.Client, keys []string) []keyFacts {
-	t.Helper()
-	ctx := context.Background()
+func facts(ctx context.Context, c rueidis.Client, keys []string) ([]keyFacts, error) {
 	out := make([]keyFacts, len(keys))
 	for start := 0; start < len(keys); start += 500 {
 		end := min(start+500, len(keys))
@@ -128,7 +158,7 @@ func facts(t testing.TB, c rueidis.Client, keys []string) []keyFacts {
 			f.typ, _ = res[3*i].ToString()
 			d, err := res[3*i+1].ToArray()
 			if err != nil {
-				t.Fatalf("redistest: DEBUG DIGEST-VALUE %q: %v", keys[start+i], err)
+				return nil, fmt.Errorf("DEBUG DIGEST-VALUE %q: %w", keys[start+i], err)
 			}
 			if len(d) > 0 {
 				f.digest, _ = d[0].ToString()
@@ -139,19 +169,20 @@ func facts(t testing.TB, c rueidis.Client, keys []string) []keyFacts {
 				f.pttl = time.Duration(ms)
 			}
 			if f.typ == "stream" {
-				f.groups = streamGroups(t, c, keys[start+i])
+				if f.groups, err = streamGroups(ctx, c, keys[start+i]); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
 // streamGroups describes a stream's consumer groups, consumers and pending entries.
-func streamGroups(t testing.TB, c rueidis.Client, key string) string {
-	ctx := context.Background()
+func streamGroups(ctx context.Context, c rueidis.Client, key string) (string, error) {
 	groups, err := c.Do(ctx, c.B().XinfoGroups().Key(key).Build()).ToArray()
 	if err != nil {
-		t.Fatalf("redistest: XINFO GROUPS %q: %v", key, err)
+		return "", fmt.Errorf("XINFO GROUPS %q: %w", key, err)
 	}
 	var b strings.Builder
 	for i := range groups {
@@ -179,7 +210,7 @@ func streamGroups(t testing.TB, c rueidis.Client, key string) string {
 		}
 		b.WriteString("]")
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 func absDuration(d time.Duration) time.Duration {

@@ -29,18 +29,32 @@ type Dataset struct {
 // and 5,000-element collections. It returns the number of keys written per database.
 func Fill(t testing.TB, s *Server, d Dataset) map[int]int {
 	t.Helper()
-	counts := map[int]int{}
-	for _, db := range DatasetDBs {
-		c := s.Client(t, db)
-		cmds := datasetCommands(c, db, d)
-		for i, r := range c.DoMulti(context.Background(), cmds.list...) {
-			if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
-				t.Fatalf("redistest: fill db %d: %v: %v", db, cmds.list[i].Commands(), err)
-			}
-		}
-		counts[db] = len(cmds.keys)
+	counts, err := Load(context.Background(), s, d)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
 	}
 	return counts
+}
+
+// Load is Fill for programs that are not tests.
+func Load(ctx context.Context, s *Server, d Dataset) (map[int]int, error) {
+	counts := map[int]int{}
+	for _, db := range DatasetDBs {
+		c, err := s.Connect(db)
+		if err != nil {
+			return nil, err
+		}
+		cmds := datasetCommands(c, db, d)
+		for i, r := range c.DoMulti(ctx, cmds.list...) {
+			if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
+				c.Close()
+				return nil, fmt.Errorf("fill db %d: %v: %w", db, cmds.list[i].Commands()[0], err)
+			}
+		}
+		c.Close()
+		counts[db] = len(cmds.keys)
+	}
+	return counts, nil
 }
 
 type commandList struct {

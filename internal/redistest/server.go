@@ -64,18 +64,37 @@ func Binary(t testing.TB) string {
 // Start starts a server configured by cfg and stops it when the test ends.
 func Start(t testing.TB, cfg Config) *Server {
 	t.Helper()
-	bin := Binary(t)
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	Binary(t)
+	s, err := Launch(cfg)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Launch starts a server configured by cfg, for programs that are not tests (the demo, the
+// benchmark). cfg.Dir must be set. The caller stops it.
+func Launch(cfg Config) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server is not installed: run `make test` (it installs it as root) or `apt-get install redis-server`")
+	}
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("redistest.Launch: Config.Dir is not set")
+	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		s, err := start(t, bin, cfg)
+		s, err := start(bin, cfg)
 		if err == nil {
-			t.Cleanup(s.Stop)
-			return s
+			return s, nil
 		}
 		lastErr = err
 	}
-	t.Fatalf("redistest: start redis-server: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("start redis-server: %w", lastErr)
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
@@ -88,15 +107,12 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func start(t testing.TB, bin string, cfg Config) (*Server, error) {
+func start(bin string, cfg Config) (*Server, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
 	dir := cfg.Dir
-	if dir == "" {
-		dir = t.TempDir()
-	}
 	dbfile := cfg.DBFilename
 	if dbfile == "" {
 		dbfile = "dump.rdb"
@@ -105,7 +121,7 @@ func start(t testing.TB, bin string, cfg Config) (*Server, error) {
 	fmt.Fprintf(&b, "port %d\nbind 127.0.0.1\ndir %s\ndbfilename %s\n", port, dir, dbfile)
 	b.WriteString("save \"\"\nappendonly no\ndaemonize no\nloglevel warning\n")
 	fmt.Fprintf(&b, "logfile %s\n", filepath.Join(dir, fmt.Sprintf("redis-%d.log", port)))
-	if v := Version(t); v >= 70000 {
+	if v := version(bin); v >= 70000 {
 		b.WriteString("enable-debug-command local\n")
 	}
 	if cfg.Password != "" {
@@ -214,14 +230,23 @@ func (s *Server) Option() rueidis.ClientOption {
 // Client returns a client of database db as the default user, closed when the test ends.
 func (s *Server) Client(t testing.TB, db int) rueidis.Client {
 	t.Helper()
+	c, err := s.Connect(db)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Connect returns a client of database db as the default user; the caller closes it.
+func (s *Server) Connect(db int) (rueidis.Client, error) {
 	opt := s.Option()
 	opt.SelectDB = db
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
-		t.Fatalf("redistest: connect %s db %d: %v", s.Addr, db, err)
+		return nil, fmt.Errorf("connect %s db %d: %w", s.Addr, db, err)
 	}
-	t.Cleanup(c.Close)
-	return c
+	return c, nil
 }
 
 // Do runs one command on database db and returns its result, failing the test on error.
@@ -237,13 +262,15 @@ func (s *Server) Do(t testing.TB, db int, args ...string) rueidis.RedisResult {
 
 var (
 	versionOnce sync.Once
-	version     int
+	versionNum  int
 )
 
 // Version returns the installed redis-server's version as major*10000+minor*100+patch.
-func Version(t testing.TB) int {
+func Version(t testing.TB) int { return version(Binary(t)) }
+
+func version(bin string) int {
 	versionOnce.Do(func() {
-		out, err := exec.Command(Binary(t), "--version").Output()
+		out, err := exec.Command(bin, "--version").Output()
 		if err != nil {
 			return
 		}
@@ -253,10 +280,10 @@ func Version(t testing.TB) int {
 				parts := strings.SplitN(v, ".", 3)
 				for i, p := range parts {
 					n, _ := strconv.Atoi(p)
-					version += n * []int{10000, 100, 1}[i]
+					versionNum += n * []int{10000, 100, 1}[i]
 				}
 			}
 		}
 	})
-	return version
+	return versionNum
 }

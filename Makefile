@@ -1,0 +1,25 @@
+# The two commands of the README's quick start: `make demo` and `make test`.
+GO ?= go
+
+.PHONY: demo test bench redis-server
+
+# redis-server comes from Debian's packages; as root it is installed when missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server from Debian's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
+	  else \
+	    echo "redis-server is missing: install it (apt-get install redis-server redis-tools)"; exit 1; \
+	  fi; }
+
+demo: redis-server
+	$(GO) run ./examples/demo
+
+test: redis-server
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	$(GO) test -race -timeout 9m ./...
+
+bench: redis-server
+	$(GO) run ./internal/bench $(BENCHFLAGS)
