@@ -109,6 +109,10 @@ const readChunk = 64 << 10
 // maxKeptBuf is the largest record buffer kept for reuse between entries.
 const maxKeptBuf = 1 << 20
 
+// handOver is the value size from which the record buffer becomes the payload
+// instead of being copied into one, so a large value is held in memory once.
+const handOver = 256 << 10
+
 // RDBKind says what an RDBEntry holds.
 type RDBKind int
 
@@ -138,11 +142,13 @@ type RDBEntry struct {
 	// An expiry stored at or before the Unix epoch reads as 1, so it still means
 	// "long expired" rather than "never expires".
 	ExpireAtMs int64
-	// Idle is the LRU idle time in seconds, set when HasIdle is.
-	Idle    int64
+	// Idle is the LRU idle time in seconds (the IDLE opcode), for RESTORE's IDLETIME.
+	Idle int64
+	// HasIdle reports whether the RDB gave Idle.
 	HasIdle bool
-	// Freq is the LFU frequency counter, set when HasFreq is.
-	Freq    int
+	// Freq is the LFU frequency counter (the FREQ opcode), for RESTORE's FREQ.
+	Freq int
+	// HasFreq reports whether the RDB gave Freq.
 	HasFreq bool
 	// Payload is what RESTORE (for a key) or FUNCTION RESTORE (for a function)
 	// takes: the type byte, the value's bytes exactly as the RDB holds them, the
@@ -205,8 +211,9 @@ type RDBReader struct {
 	src     io.Reader
 	br      *bufio.Reader
 	off     int64  // bytes consumed from the input
-	crc     uint64 // CRC-64 of the RDB bytes consumed so far
+	crc     uint64 // CRC-64 of the RDB bytes consumed, up to buf[:crcPos]
 	buf     []byte // raw bytes of the record being read
+	crcPos  int    // how much of buf crc covers; hashing whole records is faster
 	version int
 	aux     map[string]string
 	db      int
@@ -281,10 +288,7 @@ func (r *RDBReader) next() (*RDBEntry, error) {
 	var e RDBEntry // collects the opcodes that come before a key
 	hasExpire := false
 	for {
-		if cap(r.buf) > maxKeptBuf {
-			r.buf = nil
-		}
-		r.buf = r.buf[:0]
+		r.resetRecord()
 		off := r.off
 		t, err := r.readByte("value type or opcode")
 		if err != nil {
@@ -374,7 +378,7 @@ func (r *RDBReader) next() (*RDBEntry, error) {
 				e.ExpireAtMs = max(e.ExpireAtMs, 1)
 				e.ExpireAt = time.UnixMilli(e.ExpireAtMs)
 			}
-			e.Payload = r.dumpPayload(t, r.buf[valueStart:])
+			e.Payload = r.payload(t, valueStart)
 			return &e, nil
 		}
 	}
@@ -398,7 +402,7 @@ func (r *RDBReader) start() error {
 		}
 		r.off++
 	}
-	r.buf, r.crc = r.buf[:0], 0 // the checksum covers the RDB alone
+	r.buf, r.crc, r.crcPos = r.buf[:0], 0, 0 // the checksum covers the RDB alone
 	off := r.off
 	i, err := r.take(9, "RDB header")
 	if err != nil {
@@ -460,6 +464,7 @@ func (r *RDBReader) readFraming() error {
 
 // finish checks what follows the EOF opcode: the checksum and the framing's end.
 func (r *RDBReader) finish() error {
+	r.resetRecord()
 	sum := r.crc
 	if r.version >= 5 {
 		off := r.off
@@ -532,7 +537,7 @@ func (r *RDBReader) function() (*RDBEntry, error) {
 	}
 	e := &RDBEntry{Kind: RDBFunction, Type: rdbOpFunction2, Code: string(code)}
 	e.Key = libraryName(e.Code)
-	e.Payload = r.dumpPayload(rdbOpFunction2, r.buf[1:])
+	e.Payload = r.payload(rdbOpFunction2, 1)
 	return e, nil
 }
 
@@ -551,11 +556,21 @@ func libraryName(code string) string {
 	return ""
 }
 
-// dumpPayload builds a DUMP payload of type t and value body, in a new slice.
-func (r *RDBReader) dumpPayload(t byte, body []byte) []byte {
-	p := make([]byte, 0, 1+len(body)+10)
-	p = append(p, t)
-	p = append(p, body...)
+// payload builds the DUMP payload of type t whose value is the record buffer
+// from valueStart on (valueStart >= 1: a type byte always comes before).
+func (r *RDBReader) payload(t byte, valueStart int) []byte {
+	var p []byte
+	if len(r.buf)-valueStart < handOver {
+		p = make([]byte, 0, 1+len(r.buf)-valueStart+10)
+		p = append(append(p, t), r.buf[valueStart:]...)
+	} else {
+		// Hand the buffer over rather than copy a large value; hash it for the
+		// file checksum first, since the type byte overwrites the byte before the value.
+		r.crc = crc64Jones(r.crc, r.buf[r.crcPos:])
+		p = r.buf[valueStart-1:]
+		p[0] = t
+		r.buf, r.crcPos = nil, 0
+	}
 	p = binary.LittleEndian.AppendUint16(p, uint16(r.version))
 	return binary.LittleEndian.AppendUint64(p, crc64Jones(0, p))
 }
@@ -911,6 +926,15 @@ func (r *RDBReader) skipCounts(k int, what string) error {
 	return nil
 }
 
+// resetRecord empties the record buffer, first adding its bytes to the checksum.
+func (r *RDBReader) resetRecord() {
+	r.crc = crc64Jones(r.crc, r.buf[r.crcPos:])
+	if cap(r.buf) > maxKeptBuf {
+		r.buf = nil
+	}
+	r.buf, r.crcPos = r.buf[:0], 0
+}
+
 // readByte reads one byte into the record buffer.
 func (r *RDBReader) readByte(what string) (byte, error) {
 	if r.limit >= 0 && r.off >= r.limit {
@@ -921,7 +945,6 @@ func (r *RDBReader) readByte(what string) (byte, error) {
 		return 0, readErr(r.off, what, err)
 	}
 	r.off++
-	r.crc = crc64JonesByte(r.crc, b)
 	r.buf = append(r.buf, b)
 	return b, nil
 }
@@ -933,13 +956,19 @@ func (r *RDBReader) take(n uint64, what string) (int, error) {
 	if r.limit >= 0 && n > uint64(r.limit-r.off) {
 		return start, r.pastLimit(off, what)
 	}
+	if n <= uint64(r.br.Buffered()) { // fast path for the many short items
+		b, _ := r.br.Peek(int(n))
+		r.buf = append(r.buf, b...)
+		_, _ = r.br.Discard(int(n))
+		r.off += int64(n)
+		return start, nil
+	}
 	for n > 0 {
 		c := int(min(n, readChunk))
 		r.buf = slices.Grow(r.buf, c)
 		end := len(r.buf)
 		got, err := io.ReadFull(r.br, r.buf[end:end+c])
 		r.buf = r.buf[:end+got]
-		r.crc = crc64Jones(r.crc, r.buf[end:])
 		r.off += int64(got)
 		if err != nil {
 			return start, readErr(off, what, err)

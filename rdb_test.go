@@ -647,6 +647,8 @@ func syntheticRDB() ([]byte, []syntheticValue) {
 	body.length(1)
 	body.WriteByte(rdbOpSlotInfo)
 	body.Write([]byte{0x40 | 0x3f, 0xff, 5, 1})
+	body.WriteByte(rdbOpExpireMs) // at the epoch: long expired, not "no expiry"
+	body.u64(0)
 	add("set:listpack", RDBTypeSetListpack, func(v *rdbBuilder) { v.str("\x0f\x00\x00\x00\x02\x00\x81a\x02\x81b\x02\xff") })
 	add("stream:v3", RDBTypeStreamListpacks3, func(v *rdbBuilder) {
 		v.length(1)
@@ -763,6 +765,10 @@ func TestRDBReaderSynthetic(t *testing.T) {
 				i, e.Key, e.Type, e.DB, e.Payload, w.key, w.typ, payload)
 		}
 		switch w.key {
+		case "set:listpack":
+			if e.ExpireAtMs != 1 || !e.ExpireAt.Equal(time.UnixMilli(1)) {
+				t.Errorf("set:listpack: expire %d %v, want 1 ms", e.ExpireAtMs, e.ExpireAt)
+			}
 		case "zset:text":
 			if e.ExpireAtMs != 2000000000000 || !e.ExpireAt.Equal(time.Unix(2000000000, 0)) || !e.HasIdle || e.Idle != 77 || e.HasFreq {
 				t.Errorf("zset:text: expire %d %v idle %v %d freq %v", e.ExpireAtMs, e.ExpireAt, e.HasIdle, e.Idle, e.HasFreq)
@@ -785,6 +791,32 @@ func TestRDBReaderSynthetic(t *testing.T) {
 		"hash:lpex:pre": "hash", "module": "module", "zset:text": "zset", "kkkkkkkk": "string", "lib2": "function"} {
 		if names[k] != n {
 			t.Errorf("TypeName of %q = %q, want %q", k, names[k], n)
+		}
+	}
+}
+
+// TestRDBReaderPayloadVersion checks on a real server that payloads carry the
+// file's RDB version: accepted up to the server's own version, refused above.
+func TestRDBReaderPayloadVersion(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Config{})
+	c := srv.Client(t, 0)
+	serverVersion := 10 // Redis 7.0
+	if v := redistest.Version(t); v >= 70400 {
+		serverVersion = 12
+	} else if v >= 70200 {
+		serverVersion = 11
+	}
+	for v := 1; v <= rdbMaxVersion; v++ {
+		var b rdbBuilder
+		b.WriteByte(RDBTypeString)
+		b.str("k")
+		b.str("value")
+		entries, _ := readAll(t, bytes.NewReader(rdbFile(v, b.Bytes())))
+		cmd := c.B().Arbitrary("RESTORE").Args("k"+strconv.Itoa(v), "0", string(entries[0].Payload)).Build()
+		err := c.Do(context.Background(), cmd).Error()
+		if (err == nil) != (v <= serverVersion) {
+			t.Errorf("RDB version %d payload on a version %d server: %v", v, serverVersion, err)
 		}
 	}
 }
