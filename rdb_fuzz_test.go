@@ -1,0 +1,51 @@
+package migrate
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzRDBReader feeds arbitrary bytes to the reader: it must end every input
+// with io.EOF or an ErrCorruptRDB error, and its memory must stay in proportion
+// to the bytes that arrived, whatever lengths the input declares.
+func FuzzRDBReader(f *testing.F) {
+	if files, _ := filepath.Glob(filepath.Join("..", "shared", "testdata", "rdb", "*")); len(files) > 0 {
+		for _, name := range files {
+			if data, err := os.ReadFile(name); err == nil && filepath.Ext(name) != ".md" {
+				f.Add(data)
+			}
+		}
+	}
+	synthetic, _ := syntheticRDB()
+	f.Add(synthetic)
+	f.Add(smallDump(f))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := NewRDBReader(bytes.NewReader(data))
+		for {
+			e, err := r.Next()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				if !errors.Is(err, ErrCorruptRDB) {
+					t.Fatalf("error does not wrap ErrCorruptRDB: %v", err)
+				}
+				return
+			}
+			// A payload holds input bytes plus the 11 bytes of type and trailer.
+			if len(e.Payload) > len(data)+11 {
+				t.Fatalf("payload of %d bytes from %d bytes of input", len(e.Payload), len(data))
+			}
+			if c := cap(r.buf); c > 2*len(data)+2*readChunk {
+				t.Fatalf("record buffer of %d bytes from %d bytes of input", c, len(data))
+			}
+			if len(e.Key) > len(data)*lzfMaxRatio {
+				t.Fatalf("key of %d bytes from %d bytes of input", len(e.Key), len(data))
+			}
+		}
+	})
+}
