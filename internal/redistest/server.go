@@ -287,3 +287,9 @@ func version(bin string) int {
 	})
 	return versionNum
 }
+
+// OptionFor returns the rueidis options that reach addr as the default user without a
+// password.
+func OptionFor(addr string) rueidis.ClientOption {
+	return rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true}
+}

@@ -1,0 +1,138 @@
+// Command bench measures the library's strategies beside native replication, in one run on
+// the same servers, and prints keys/s, MB/s, the ratio to native replication and the peak
+// memory of the migrating process. Run it with `make bench`.
+//
+// For each data set it starts a source and a target, loads the source, times a full sync
+// by REPLICAOF (repl-diskless-sync-delay 0 on the source), flushes the target, then runs
+// each strategy in a child process (so its peak RSS is its own) and flushes again.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redismigrate/migrate"
+	"github.com/redismigrate/migrate/internal/redistest"
+)
+
+// strategies are the ones the benchmark runs, by name.
+var strategies = map[string]migrate.Strategy{
+	"dump-restore": migrate.DumpRestore{},
+}
+
+// order is the order strategies are run and printed in.
+var order = []string{"dump-restore"}
+
+func main() {
+	log.SetFlags(0)
+	child := flag.Bool("child", false, "internal: run one migration and print its result as JSON")
+	src := flag.String("src", "", "internal: source address")
+	dst := flag.String("dst", "", "internal: target address")
+	strategy := flag.String("strategy", "", "internal: strategy name")
+	sets := flag.String("sets", "strings,mixed", "data sets to run, comma-separated")
+	only := flag.String("strategies", strings.Join(order, ","), "strategies to run, comma-separated")
+	scale := flag.Float64("scale", 1, "fraction of each data set's size, for quick runs")
+	flag.Parse()
+	if *child {
+		if err := runChild(*src, *dst, *strategy); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	fmt.Printf("%-8s %-14s %9s %12s %9s %9s %10s\n", "set", "method", "seconds", "keys/s", "MB/s", "x native", "peak RSS")
+	for _, set := range strings.Split(*sets, ",") {
+		if err := runSet(set, strings.Split(*only, ","), *scale); err != nil {
+			log.Fatalf("bench %s: %v", set, err)
+		}
+	}
+}
+
+// result is what a child reports.
+type result struct {
+	Keys    int64
+	Bytes   int64
+	Seconds float64
+}
+
+func runChild(src, dst, name string) error {
+	s, ok := strategies[name]
+	if !ok {
+		return fmt.Errorf("unknown strategy %q", name)
+	}
+	m, err := migrate.New(redistest.OptionFor(src), redistest.OptionFor(dst), migrate.WithStrategy(s))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	start := time.Now()
+	rep, err := m.Migrate(context.Background())
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(result{Keys: rep.Keys, Bytes: rep.Bytes, Seconds: time.Since(start).Seconds()})
+}
+
+func runSet(set string, names []string, scale float64) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "migrate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var servers [2]*redistest.Server
+	for i, cfg := range []redistest.Config{
+		{Lines: []string{"repl-diskless-sync yes", "repl-diskless-sync-delay 0"}},
+		{},
+	} {
+		cfg.Dir = fmt.Sprintf("%s/%d", dir, i)
+		if err := os.Mkdir(cfg.Dir, 0o700); err != nil {
+			return err
+		}
+		s, err := redistest.Launch(cfg)
+		if err != nil {
+			return err
+		}
+		defer s.Stop()
+		servers[i] = s
+	}
+	src, dst := servers[0], servers[1]
+	keys, err := load(ctx, src, set, scale)
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	native, err := replicate(ctx, src, dst)
+	if err != nil {
+		return fmt.Errorf("native replication: %w", err)
+	}
+	fmt.Printf("%-8s %-14s %9.2f %12.0f %9s %9s %10s\n", set, "native", native.Seconds(), float64(keys)/native.Seconds(), "-", "1.00", "-")
+	for _, name := range names {
+		if err := flush(ctx, dst); err != nil {
+			return err
+		}
+		cmd := exec.Command(os.Args[0], "-child", "-src", src.Addr, "-dst", dst.Addr, "-strategy", name)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		var r result
+		if err := json.Unmarshal(out, &r); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if r.Keys != keys {
+			return fmt.Errorf("%s copied %d keys of %d", name, r.Keys, keys)
+		}
+		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB on Linux
+		fmt.Printf("%-8s %-14s %9.2f %12.0f %9.1f %9.2f %8dMB\n", set, name, r.Seconds, float64(r.Keys)/r.Seconds,
+			float64(r.Bytes)/r.Seconds/1e6, r.Seconds/native.Seconds(), rss/1024)
+	}
+	return nil
+}
