@@ -26,6 +26,10 @@ var (
 	// ErrTooLarge means a value is larger than the target accepts in one command
 	// (its proto-max-bulk-len). The wrapping error names the key and its size.
 	ErrTooLarge = errors.New("value larger than the target accepts")
+
+	// ErrMismatch means the verification that WithVerify asked for found differences
+	// between source and target; Report.Verify holds them.
+	ErrMismatch = errors.New("target differs from source")
 )
 
 // Side says which server an error or a fact is about.

@@ -40,6 +40,8 @@ type Report struct {
 	Counts           // summed over every database
 	Duration  time.Duration
 	Databases map[int]Counts // per source database
+	// Verify is the comparison made after the copy when WithVerify is given, else nil.
+	Verify *VerifyReport
 }
 
 func (r *Report) String() string {
@@ -143,6 +145,12 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 	stop()
 
 	rep.Counts, rep.Databases = j.Totals()
+	if err == nil && m.cfg.verify {
+		rep.Verify, err = m.verify(ctx, j)
+		if err == nil && !rep.Verify.Equal() {
+			err = fmt.Errorf("%w: %s", ErrMismatch, rep.Verify)
+		}
+	}
 	rep.Duration = time.Since(start)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"time"
 )
 
 // An Option configures a Migrator. Options are applied in order by New, which returns the
@@ -25,6 +26,11 @@ type config struct {
 	progress    func(Progress)
 	logger      *slog.Logger
 	discard     bool
+
+	verify       bool
+	sample       float64
+	ttlTolerance time.Duration
+	examples     int
 }
 
 func defaults() config {
@@ -35,6 +41,10 @@ func defaults() config {
 		concurrency: 8,
 		conflict:    Fail,
 		logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+
+		sample:       1,
+		ttlTolerance: time.Second,
+		examples:     10,
 	}
 }
 
@@ -202,4 +212,50 @@ func dedupe[T comparable](in []T) []T {
 		}
 	}
 	return out
+}
+
+// WithVerify makes Migrate compare the target with the source once the copy is done (see
+// Verify) and put the result in Report.Verify; differences make Migrate return an error
+// wrapping ErrMismatch. The default is no verification.
+func WithVerify() Option {
+	return func(c *config) error {
+		c.verify = true
+		return nil
+	}
+}
+
+// WithSample makes Verify compare only a fraction of the keys, chosen at random, for very
+// large data sets. The default is 1: every key.
+func WithSample(fraction float64) Option {
+	return func(c *config) error {
+		if !(fraction > 0 && fraction <= 1) {
+			return fmt.Errorf("WithSample: %v is not in (0, 1]", fraction)
+		}
+		c.sample = fraction
+		return nil
+	}
+}
+
+// WithTTLTolerance sets how far apart the expiry of a key may be on both sides before
+// Verify counts it as a TTL mismatch. The default is one second.
+func WithTTLTolerance(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("WithTTLTolerance: negative duration %v", d)
+		}
+		c.ttlTolerance = d
+		return nil
+	}
+}
+
+// WithVerifyExamples sets how many differences VerifyReport.Examples keeps. The default
+// is 10.
+func WithVerifyExamples(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("WithVerifyExamples: negative count %d", n)
+		}
+		c.examples = n
+		return nil
+	}
 }

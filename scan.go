@@ -17,7 +17,13 @@ import (
 // SCAN may return a key more than once when the source's tables are resized during the
 // walk; strategies must tolerate that.
 func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error) error {
-	c, err := j.Source.Client(db)
+	return j.scan(ctx, j.Source, db, true, fn)
+}
+
+// scan walks the keys of database db of side e with the job's filters; count says whether
+// they count as Scanned.
+func (j *Job) scan(ctx context.Context, e *Endpoint, db int, count bool, fn func(keys []string) error) error {
+	c, err := e.Client(db)
 	if err != nil {
 		return err
 	}
@@ -26,7 +32,7 @@ func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error
 	passes := []string{""}
 	filterByType := false
 	if len(j.Types) > 0 {
-		if j.Source.Info.AtLeast(6, 0, 0) {
+		if e.Info.AtLeast(6, 0, 0) {
 			passes = j.Types
 		} else {
 			filterByType = true
@@ -42,14 +48,16 @@ func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error
 		batch = make([]string, 0, limit)
 		if filterByType {
 			var err error
-			if keys, err = j.keepTypes(ctx, c, db, keys); err != nil {
+			if keys, err = keepTypes(ctx, e, c, db, keys, j.Types); err != nil {
 				return err
 			}
 		}
 		if err := j.Wait(ctx, len(keys)); err != nil {
 			return err
 		}
-		j.Count(db, Counts{Scanned: int64(len(keys))})
+		if count {
+			j.Count(db, Counts{Scanned: int64(len(keys))})
+		}
 		return fn(keys)
 	}
 	op := fmt.Sprintf("scan db %d", db)
@@ -64,11 +72,11 @@ func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error
 			if typ != "" {
 				args = append(args, "TYPE", typ)
 			}
-			e, err := c.Do(ctx, c.B().Arbitrary("SCAN").Args(args...).Build()).AsScanEntry()
+			page, err := c.Do(ctx, c.B().Arbitrary("SCAN").Args(args...).Build()).AsScanEntry()
 			if err != nil {
-				return j.Source.Err(op, "", ctxErr(ctx, err))
+				return e.Err(op, "", ctxErr(ctx, err))
 			}
-			for _, k := range e.Elements {
+			for _, k := range page.Elements {
 				batch = append(batch, k)
 				if len(batch) == limit {
 					if err := flush(); err != nil {
@@ -76,7 +84,7 @@ func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error
 					}
 				}
 			}
-			cursor = e.Cursor
+			cursor = page.Cursor
 			if cursor == 0 {
 				break
 			}
@@ -85,8 +93,8 @@ func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error
 	return flush()
 }
 
-// keepTypes returns the keys whose TYPE is one of the job's types.
-func (j *Job) keepTypes(ctx context.Context, c rueidis.Client, db int, keys []string) ([]string, error) {
+// keepTypes returns the keys whose TYPE is one of types.
+func keepTypes(ctx context.Context, e *Endpoint, c rueidis.Client, db int, keys, types []string) ([]string, error) {
 	cmds := make(rueidis.Commands, len(keys))
 	for i, k := range keys {
 		cmds[i] = c.B().Type().Key(k).Build()
@@ -95,9 +103,9 @@ func (j *Job) keepTypes(ctx context.Context, c rueidis.Client, db int, keys []st
 	for i, r := range c.DoMulti(ctx, cmds...) {
 		t, err := r.ToString()
 		if err != nil {
-			return nil, j.Source.Err(fmt.Sprintf("type in db %d", db), keys[i], ctxErr(ctx, err))
+			return nil, e.Err(fmt.Sprintf("type in db %d", db), keys[i], ctxErr(ctx, err))
 		}
-		if slices.Contains(j.Types, t) {
+		if slices.Contains(types, t) {
 			kept = append(kept, keys[i])
 		}
 	}

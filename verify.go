@@ -1,0 +1,290 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+	"golang.org/x/sync/errgroup"
+)
+
+// VerifyReport says how the target differs from the source, for the keys the filters
+// select.
+type VerifyReport struct {
+	Compared      int64 // source keys compared with the target
+	Missing       int64 // source keys absent from the target
+	Extra         int64 // target keys absent from the source
+	TypeMismatch  int64 // keys of another type on the target
+	ValueMismatch int64 // keys of the same type with another value
+	TTLMismatch   int64 // keys whose expiry differs by more than the tolerance
+	// Examples are the first differences found, at most WithVerifyExamples of them.
+	Examples []Difference
+	Duration time.Duration
+}
+
+// Equal reports whether no difference was found.
+func (r *VerifyReport) Equal() bool {
+	return r.Missing+r.Extra+r.TypeMismatch+r.ValueMismatch+r.TTLMismatch == 0
+}
+
+func (r *VerifyReport) String() string {
+	return fmt.Sprintf("%d keys compared: %d missing, %d extra, %d of another type, %d with another value, %d with another TTL",
+		r.Compared, r.Missing, r.Extra, r.TypeMismatch, r.ValueMismatch, r.TTLMismatch)
+}
+
+// Difference is one key that differs.
+type Difference struct {
+	DB     int
+	Key    string
+	Kind   string // "missing", "extra", "type", "value" or "ttl"
+	Detail string
+}
+
+func (d Difference) String() string {
+	return fmt.Sprintf("db %d %q: %s %s", d.DB, d.Key, d.Kind, d.Detail)
+}
+
+// Verify compares the target with the source key by key, for the keys that the filters
+// (WithMatch, WithTypes, WithDatabases) select: keys missing on the target, extra keys,
+// type mismatches, value mismatches (DUMP payloads when both servers write the same RDB
+// version, else a comparison of the values by type), and expiry differences beyond
+// WithTTLTolerance. It reads both sides only, pipelined, holding only the batches in
+// flight; WithSample compares a fraction of the keys. Differences are not an error: check
+// VerifyReport.Equal.
+func Verify(ctx context.Context, source, target rueidis.ClientOption, opts ...Option) (*VerifyReport, error) {
+	mm, err := New(source, target, opts...)
+	if err != nil {
+		return nil, err
+	}
+	m := mm.(*migrator)
+	defer m.Close()
+	j, err := m.job(ctx)
+	if err != nil {
+		return &VerifyReport{}, err
+	}
+	return m.verify(ctx, j)
+}
+
+// verifier holds the state of one verification.
+type verifier struct {
+	j         *Job
+	sample    float64
+	tolerance time.Duration
+	examples  int
+	samePayl  bool // both sides write the same RDB version: equal DUMPs mean equal values
+
+	mu  sync.Mutex
+	rep VerifyReport
+}
+
+func (m *migrator) verify(ctx context.Context, j *Job) (*VerifyReport, error) {
+	start := time.Now()
+	v := &verifier{j: j, sample: m.cfg.sample, tolerance: m.cfg.ttlTolerance, examples: m.cfg.examples}
+	v.samePayl = j.Source.Info.RDBVersion() != 0 && j.Source.Info.RDBVersion() == j.Target.Info.RDBVersion()
+	err := v.run(ctx)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	rep := v.rep
+	rep.Duration = time.Since(start)
+	sort.SliceStable(rep.Examples, func(a, b int) bool { return rep.Examples[a].DB < rep.Examples[b].DB })
+	if err != nil {
+		return &rep, fmt.Errorf("verify: %w", err)
+	}
+	return &rep, nil
+}
+
+func (v *verifier) run(ctx context.Context) error {
+	for _, db := range v.j.Databases {
+		if err := v.walk(ctx, db, v.j.Source, v.compare); err != nil {
+			return err
+		}
+		if err := v.walk(ctx, db, v.j.Target, v.extra); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walk runs check on batches of the keys of one side's database db, concurrently.
+func (v *verifier) walk(ctx context.Context, db int, side *Endpoint, check func(context.Context, int, []string) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	batches := make(chan []string, v.j.Concurrency)
+	g.Go(func() error {
+		defer close(batches)
+		return v.j.scan(gctx, side, db, false, func(keys []string) error {
+			if v.sample < 1 {
+				keys = slices.DeleteFunc(keys, func(string) bool { return rand.Float64() >= v.sample })
+			}
+			select {
+			case batches <- keys:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
+	})
+	for range v.j.Concurrency {
+		g.Go(func() error {
+			for keys := range batches {
+				if err := check(gctx, db, keys); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return ctxErr(ctx, g.Wait())
+}
+
+// keyState is what one side says of a key.
+type keyState struct {
+	typ     string // "none" when absent
+	expire  int64  // absolute Unix ms, -1 for none
+	payload string
+}
+
+func (v *verifier) read(ctx context.Context, e *Endpoint, db int, keys []string) ([]keyState, error) {
+	c, err := e.Client(db)
+	if err != nil {
+		return nil, err
+	}
+	absolute := e.Info.AtLeast(7, 0, 0)
+	cmds := make(rueidis.Commands, 0, 3*len(keys))
+	for _, k := range keys {
+		cmds = append(cmds, c.B().Type().Key(k).Build())
+		if absolute {
+			cmds = append(cmds, c.B().Pexpiretime().Key(k).Build())
+		} else {
+			cmds = append(cmds, c.B().Pttl().Key(k).Build())
+		}
+		cmds = append(cmds, c.B().Dump().Key(k).Build())
+	}
+	now := time.Now().UnixMilli()
+	res := c.DoMulti(ctx, cmds...)
+	out := make([]keyState, len(keys))
+	for i, k := range keys {
+		s := &out[i]
+		if s.typ, err = res[3*i].ToString(); err != nil {
+			return nil, e.Err(fmt.Sprintf("type in db %d", db), k, ctxErr(ctx, err))
+		}
+		if s.expire, err = res[3*i+1].AsInt64(); err != nil {
+			return nil, e.Err(fmt.Sprintf("read expiry in db %d", db), k, ctxErr(ctx, err))
+		}
+		if !absolute && s.expire >= 0 {
+			s.expire += now
+		}
+		if s.payload, err = res[3*i+2].ToString(); err != nil && !rueidis.IsRedisNil(err) {
+			return nil, e.Err(fmt.Sprintf("dump in db %d", db), k, ctxErr(ctx, err))
+		}
+	}
+	return out, nil
+}
+
+// compare checks source keys against the target.
+func (v *verifier) compare(ctx context.Context, db int, keys []string) error {
+	src, err := v.read(ctx, v.j.Source, db, keys)
+	if err != nil {
+		return err
+	}
+	dst, err := v.read(ctx, v.j.Target, db, keys)
+	if err != nil {
+		return err
+	}
+	for i, k := range keys {
+		s, d := src[i], dst[i]
+		if s.typ == "none" {
+			continue // gone from the source meanwhile
+		}
+		var diff *Difference
+		switch {
+		case d.typ == "none":
+			diff = &Difference{DB: db, Key: k, Kind: "missing"}
+		case s.typ != d.typ:
+			diff = &Difference{DB: db, Key: k, Kind: "type", Detail: fmt.Sprintf("%s on the source, %s on the target", s.typ, d.typ)}
+		case !v.ttlEqual(s.expire, d.expire):
+			diff = &Difference{DB: db, Key: k, Kind: "ttl", Detail: fmt.Sprintf("expires %s on the source, %s on the target", expiry(s.expire), expiry(d.expire))}
+		case s.payload == d.payload && v.samePayl:
+		default:
+			same, err := v.sameValue(ctx, db, k, s.typ)
+			if err != nil {
+				return err
+			}
+			if !same {
+				diff = &Difference{DB: db, Key: k, Kind: "value", Detail: "the " + s.typ + " values differ"}
+			}
+		}
+		v.record(diff)
+	}
+	return nil
+}
+
+// extra counts target keys that the source lacks.
+func (v *verifier) extra(ctx context.Context, db int, keys []string) error {
+	c, err := v.j.Source.Client(db)
+	if err != nil {
+		return err
+	}
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = c.B().Exists().Key(k).Build()
+	}
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		n, err := r.AsInt64()
+		if err != nil {
+			return v.j.Source.Err(fmt.Sprintf("exists in db %d", db), keys[i], ctxErr(ctx, err))
+		}
+		if n == 0 {
+			v.mu.Lock()
+			v.rep.Extra++
+			v.addExample(Difference{DB: db, Key: keys[i], Kind: "extra"})
+			v.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+func (v *verifier) record(d *Difference) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.rep.Compared++
+	if d == nil {
+		return
+	}
+	switch d.Kind {
+	case "missing":
+		v.rep.Missing++
+	case "type":
+		v.rep.TypeMismatch++
+	case "ttl":
+		v.rep.TTLMismatch++
+	case "value":
+		v.rep.ValueMismatch++
+	}
+	v.addExample(*d)
+}
+
+func (v *verifier) addExample(d Difference) {
+	if len(v.rep.Examples) < v.examples {
+		v.rep.Examples = append(v.rep.Examples, d)
+	}
+}
+
+func (v *verifier) ttlEqual(a, b int64) bool {
+	if (a < 0) != (b < 0) {
+		return false
+	}
+	diff := time.Duration(a-b) * time.Millisecond
+	return diff <= v.tolerance && -diff <= v.tolerance
+}
+
+func expiry(ms int64) string {
+	if ms < 0 {
+		return "never"
+	}
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
+}
