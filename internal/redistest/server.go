@@ -218,12 +218,14 @@ func (s *Server) Shutdown() {
 	})
 }
 
-// Option returns the rueidis options that reach this server as the default user.
+// Option returns the rueidis options that reach this server, and only it (not the
+// cluster it may be part of), as the default user.
 func (s *Server) Option() rueidis.ClientOption {
 	return rueidis.ClientOption{
-		InitAddress:  []string{s.Addr},
-		Password:     s.Password,
-		DisableCache: true,
+		InitAddress:       []string{s.Addr},
+		Password:          s.Password,
+		DisableCache:      true,
+		ForceSingleClient: true,
 	}
 }
 

@@ -1,0 +1,124 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Cluster is a Redis Cluster of real servers on loopback.
+type Cluster struct {
+	Masters  []*Server
+	Replicas []*Server // Replicas[i] replicates Masters[i] when replicas were asked for
+	Password string
+}
+
+// ClusterConfig says how to start a cluster. The zero value is three masters without
+// replicas.
+type ClusterConfig struct {
+	Masters  int // default 3
+	Replicas int // replicas per master, default 0
+	// Node configures every node; cluster settings are added to it.
+	Node Config
+}
+
+// StartCluster starts a cluster with redis-cli --cluster create, waits until every node
+// says cluster_state:ok, and stops it when the test ends.
+func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
+	t.Helper()
+	if cfg.Masters == 0 {
+		cfg.Masters = 3
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatalf("redis-cli is not installed: run `make test` or `apt-get install redis-tools`")
+	}
+	n := cfg.Masters * (1 + cfg.Replicas)
+	nodes := make([]*Server, n)
+	for i := range nodes {
+		node := cfg.Node
+		node.Lines = append(append([]string(nil), node.Lines...),
+			"cluster-enabled yes", "cluster-node-timeout 2000", "cluster-require-full-coverage no")
+		if node.Password != "" {
+			node.Lines = append(node.Lines, "masterauth "+node.Password)
+		}
+		if port, err := FreePort(); err == nil {
+			// The bus port defaults to port+10000, which may be taken: choose a free one.
+			node.Lines = append(node.Lines, fmt.Sprintf("cluster-port %d", port))
+		}
+		node.Dir = t.TempDir()
+		nodes[i] = Start(t, node)
+	}
+	args := []string{"--cluster", "create"}
+	for _, s := range nodes {
+		args = append(args, s.Addr)
+	}
+	args = append(args, "--cluster-replicas", strconv.Itoa(cfg.Replicas), "--cluster-yes")
+	if cfg.Node.Password != "" {
+		args = append(args, "-a", cfg.Node.Password, "--no-auth-warning")
+	}
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	c := &Cluster{Password: cfg.Node.Password}
+	c.Masters = nodes[:cfg.Masters]
+	if err := c.waitOK(context.Background(), nodes); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	// redis-cli pairs replicas with masters itself; read who follows whom.
+	for _, s := range nodes[cfg.Masters:] {
+		c.Replicas = append(c.Replicas, s)
+	}
+	return c
+}
+
+// waitOK waits until every node reports cluster_state:ok and knows every node.
+func (c *Cluster) waitOK(ctx context.Context, nodes []*Server) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range nodes {
+		cl, err := s.Connect(0)
+		if err != nil {
+			return err
+		}
+		for {
+			info, err := cl.Do(ctx, cl.B().ClusterInfo().Build()).ToString()
+			if err == nil && strings.Contains(info, "cluster_state:ok") &&
+				strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", len(nodes))) {
+				break
+			}
+			if time.Now().After(deadline) {
+				cl.Close()
+				return fmt.Errorf("cluster node %s not ready after 30s: %v %s", s.Addr, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cl.Close()
+	}
+	return nil
+}
+
+// Option returns the rueidis options that reach the cluster.
+func (c *Cluster) Option() rueidis.ClientOption {
+	var addrs []string
+	for _, s := range c.Masters {
+		addrs = append(addrs, s.Addr)
+	}
+	return rueidis.ClientOption{InitAddress: addrs, Password: c.Password, DisableCache: true}
+}
+
+// Client returns a cluster client, closed when the test ends.
+func (c *Cluster) Client(t testing.TB) rueidis.Client {
+	t.Helper()
+	cl, err := rueidis.NewClient(c.Option())
+	if err != nil {
+		t.Fatalf("redistest: connect to cluster: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
