@@ -1,0 +1,802 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Replication copies the source by making the target its replica. The target runs
+// REPLICAOF (SLAVEOF before Redis 5.0, or when only SLAVEOF is allowed) towards the source,
+// loads the source's whole data set in the initial sync, then follows every write the
+// source takes, until it is promoted back to a master with REPLICAOF NO ONE. It copies every
+// database, values, TTLs and streams exactly as the source holds them, and it is the only
+// strategy that loses no write made during the copy: the target keeps replicating while
+// Cutover moves the application over.
+//
+// Run makes the target a replica, waits until the initial sync is done and the target has
+// every write the source took until then, calls Cutover if it is set, waits until the
+// target has every write the source took until Cutover returned, and promotes the target.
+// If a step fails, or ctx is cancelled, Run detaches the target (REPLICAOF NO ONE) and puts
+// its configuration back before it returns: the target is never left replicating. A target
+// detached before the initial sync finished may hold a partial or empty data set. Redis
+// refuses REPLICAOF NO ONE while a replica loads the data it received, so when the
+// migration stops during the loading, Run waits for the loading to end (at most
+// SyncTimeout) before it detaches the target and returns.
+//
+// Replication replaces the target's whole data set: a target that holds keys is refused
+// unless WithDiscardTarget is given. Filters (WithMatch, WithTypes, WithDatabases, a
+// non-zero SelectDB on the source) are refused, since a replica copies everything, and so
+// are clusters on either side and a target that is already a replica.
+//
+// It needs, on the target: REPLICAOF or SLAVEOF, INFO, and CONFIG GET and CONFIG SET of
+// masterauth and masteruser when they must change. The target authenticates to the source
+// with the source's Password (masterauth) and Username (masteruser, Redis 6.0 or newer);
+// the target's earlier values are put back at the end. The target must run the same Redis
+// version as the source or a newer one, and reach the source at SourceAddr; with TLS, the
+// target needs tls-replication yes and its certificates. On the source it needs INFO, and
+// the source's user needs what a replica runs (PSYNC, REPLCONF, PING). How the source
+// serves the sync is the source's business: with repl-diskless-sync (the default from
+// Redis 7.0) it first waits repl-diskless-sync-delay (5 seconds by default) for more
+// replicas.
+//
+// The Report counts, per database, the keys the target holds at the end (Keys), the most
+// keys it held while it loaded (Scanned; keys that vanished since, expired or deleted on the
+// source, are counted as Expired), and the bytes the target received from the source
+// (Bytes, from total_net_repl_input_bytes on Redis 7.0 and newer, otherwise the size of the
+// initial transfer as far as it was seen), all bytes in the lowest database.
+//
+// The zero value is ready to use.
+type Replication struct {
+	// SourceAddr is the address, host:port, at which the target reaches the source. The
+	// default is the source's address as given to New, which is right unless the target
+	// sees the source through another network (containers, NAT, a proxy). An address that
+	// is not host:port fails Check with an error that does not wrap ErrUnsupported: it is
+	// a mistake to fix, not a reason to try another strategy.
+	SourceAddr string
+	// Cutover, if set, is called once the target is in sync, while it still replicates:
+	// point the application at the target and stop its writes to the source here. When it
+	// returns nil, Run waits until the target has every write the source took until then,
+	// and promotes the target. When it returns an error, Run detaches the target and
+	// returns that error. The default is to promote the target as soon as it is in sync.
+	Cutover func(ctx context.Context) error
+	// LinkTimeout bounds how long the target may go without syncing during the initial
+	// sync: at first, to connect to the source, authenticate and be accepted as a replica
+	// (the source's repl-diskless-sync-delay included); later, to get a dropped link back.
+	// The default is 30 seconds.
+	LinkTimeout time.Duration
+	// SyncTimeout bounds how long the initial sync may take, from REPLICAOF until the
+	// target has caught up with the source; it bounds again the catch-up after Cutover.
+	// The default is 10 minutes.
+	SyncTimeout time.Duration
+}
+
+const (
+	defaultLinkTimeout = 30 * time.Second
+	defaultSyncTimeout = 10 * time.Minute
+	// replPoll is how often the target's INFO is read while it syncs: short, so small
+	// copies finish fast; INFO is cheap.
+	replPoll = 50 * time.Millisecond
+	// cleanupTimeout bounds each command that cleans up after a failure, run when ctx
+	// may be done already.
+	cleanupTimeout = 10 * time.Second
+)
+
+// Name returns "replication".
+func (Replication) Name() string { return "replication" }
+
+// Check reports why the target cannot be made a replica of the source, without changing
+// anything on either side. It refuses filters, clusters, a target that is already a
+// replica, a target older than the source, a target that holds keys without
+// WithDiscardTarget, a target that refuses REPLICAOF and SLAVEOF (renamed, disabled or
+// denied by ACL), and a target that cannot be given the source's credentials
+// (CONFIG GET or CONFIG SET of masterauth or masteruser refused). Commands are probed
+// without being run: each is queued in a MULTI block that is discarded, or, when MULTI is
+// refused, looked up with COMMAND INFO and ACL DRYRUN.
+func (r Replication) Check(ctx context.Context, j *Job) error {
+	if _, _, err := r.sourceHostPort(j); err != nil {
+		return err
+	}
+	if j.Filtered {
+		return j.Source.Err("check filters", "", unsupported(
+			"replication copies every key of every database and cannot honour %s; leave the filter out or use another strategy",
+			filterName(j)))
+	}
+	for _, e := range []*Endpoint{j.Source, j.Target} {
+		if e.Info == nil || len(e.Info.Fields) == 0 {
+			return e.Err("check info", "", unsupported(
+				"INFO is refused on the %s, and replication needs it to follow the sync", e.Side))
+		}
+		if e.Info.Mode == "cluster" {
+			why := "a cluster node cannot be made a replica of a server outside its cluster"
+			if e.Side == Source {
+				why = "replication copies one server, not a cluster's shards"
+			}
+			return e.Err("check mode", "", unsupported(
+				"the %s is a cluster node (redis_mode:cluster), and %s; use another strategy", e.Side, why))
+		}
+	}
+	if id := j.Target.Info.Fields["run_id"]; id != "" && id == j.Source.Info.Fields["run_id"] {
+		return j.Target.Err("check servers", "", unsupported("the source and the target are the same server"))
+	}
+	if j.Target.Info.Role == "slave" {
+		return j.Target.Err("check role", "", unsupported(
+			"the target is already a replica of %s (role:slave); detach it first (REPLICAOF NO ONE) if it may be overwritten",
+			net.JoinHostPort(j.Target.Info.Fields["master_host"], j.Target.Info.Fields["master_port"])))
+	}
+	if err := checkReplicaVersion(j); err != nil {
+		return err
+	}
+	if err := checkTargetEmpty(j); err != nil {
+		return err
+	}
+	if _, err := replicaOfCommand(ctx, j); err != nil {
+		return err
+	}
+	settings, err := authSettings(ctx, j)
+	if err != nil {
+		return err
+	}
+	for _, s := range settings {
+		// Setting the current value again: harmless even if it ran.
+		if err := probeRefusal(ctx, j.Target, "CONFIG SET "+s.name, "CONFIG", "SET", s.name, s.old); err != nil {
+			return fmt.Errorf("the target must be given the source's credentials (%s): %w", s.name, err)
+		}
+	}
+	if err := checkTLSReplication(ctx, j); err != nil {
+		return err
+	}
+	return checkSourceUser(ctx, j)
+}
+
+// Run makes the target a replica of the source, waits for it to be in sync, calls Cutover,
+// waits again, and promotes the target; see Replication.
+func (r Replication) Run(ctx context.Context, j *Job) error {
+	host, port, err := r.sourceHostPort(j)
+	if err != nil {
+		return err
+	}
+	dst, err := j.Target.Default()
+	if err != nil {
+		return err
+	}
+	src, err := j.Source.Default()
+	if err != nil {
+		return err
+	}
+	cmd, err := replicaOfCommand(ctx, j)
+	if err != nil {
+		return err
+	}
+	settings, err := authSettings(ctx, j)
+	if err != nil {
+		return err
+	}
+	s := &replicaSync{
+		r: r, j: j, dst: dst, src: src, cmd: cmd, host: host, port: port,
+		addr: net.JoinHostPort(host, port), settings: settings, counted: map[int]int64{},
+	}
+	s.bytesBase = -1
+	if info, err := readInfo(ctx, dst); err == nil {
+		if n, err := strconv.ParseInt(info.Fields["total_net_repl_input_bytes"], 10, 64); err == nil {
+			s.bytesBase = n
+		}
+	}
+	return s.run(ctx)
+}
+
+// replicaSync is one run of Replication: the target's clients, what was changed on it, and
+// what was counted.
+type replicaSync struct {
+	r          Replication
+	j          *Job
+	dst, src   rueidis.Client
+	cmd        string // "REPLICAOF" or "SLAVEOF"
+	host, port string
+	addr       string // host:port, for messages
+	settings   []setting
+
+	changed  []setting // settings set so far, to put back
+	attached bool      // REPLICAOF was sent
+	started  bool      // the target was seen syncing
+	loaded   bool      // the target was seen holding the source's data (loading or in sync)
+	synced   bool      // the initial sync finished
+
+	counted   map[int]int64 // keys counted per database
+	bytes     int64         // bytes counted
+	bytesBase int64         // total_net_repl_input_bytes before REPLICAOF, -1 if unknown
+}
+
+func (s *replicaSync) run(ctx context.Context) error {
+	for _, st := range s.settings {
+		if err := s.setConfig(ctx, st.name, st.want); err != nil {
+			return s.abort(ctx, s.j.Target.Err("set "+st.name, "", ctxErr(ctx, err)))
+		}
+		s.changed = append(s.changed, st)
+	}
+	s.attached = true
+	if err := s.dst.Do(ctx, s.dst.B().Arbitrary(s.cmd).Args(s.host, s.port).Build()).Error(); err != nil {
+		return s.abort(ctx, s.j.Target.Err(fmt.Sprintf("make it a replica (%s %s)", s.cmd, s.addr), "", ctxErr(ctx, err)))
+	}
+	s.j.Logger.Info("migrate: replication: target attached", "target", s.j.Target.Addr, "source", s.addr)
+	if err := s.waitSync(ctx); err != nil {
+		return s.abort(ctx, err)
+	}
+	if s.r.Cutover != nil {
+		s.j.Logger.Info("migrate: replication: target in sync, calling Cutover", "target", s.j.Target.Addr)
+		if err := s.r.Cutover(ctx); err != nil {
+			return s.abort(ctx, s.j.Target.Err("cutover", "", fmt.Errorf("the Cutover hook failed: %w", err)))
+		}
+		if err := s.catchUp(ctx, "after cutover", time.Now().Add(s.r.syncTimeout())); err != nil {
+			return s.abort(ctx, err)
+		}
+	}
+	if err := s.detach(ctx); err != nil {
+		return s.abort(ctx, s.j.Target.Err(fmt.Sprintf("promote (%s NO ONE)", s.cmd), "", ctxErr(ctx, err)))
+	}
+	s.attached = false
+	if err := s.restoreConfig(ctx); err != nil {
+		return s.abort(ctx, err)
+	}
+	if info, err := readInfo(ctx, s.dst); err == nil {
+		s.count(info, true)
+	}
+	s.j.Logger.Info("migrate: replication: target promoted", "target", s.j.Target.Addr)
+	return nil
+}
+
+// waitSync waits until the target has loaded the initial sync and caught up with the
+// source, counting progress meanwhile.
+func (s *replicaSync) waitSync(ctx context.Context) error {
+	start := time.Now()
+	syncBy := start.Add(s.r.syncTimeout())
+	active := start // when the target was last seen syncing
+	for {
+		info, err := readInfo(ctx, s.dst)
+		if err != nil {
+			return s.j.Target.Err("wait for the initial sync (INFO)", "", ctxErr(ctx, err))
+		}
+		st := s.observe(info)
+		if st.up && !st.transfer && !st.loading {
+			s.synced = true
+			break
+		}
+		now := time.Now()
+		if st.transfer || st.loading || s.sourceServesTarget(ctx, info) {
+			s.started, active = true, now
+		}
+		switch {
+		case now.Sub(active) > s.r.linkTimeout():
+			what := "could not sync from"
+			if s.started {
+				what = "lost the link to"
+			}
+			return s.j.Target.Err("wait for the link to "+s.addr, "", fmt.Errorf(
+				"the target %s %s, and had no working link for %v (master_link_status:%s): check that the target can reach it (set Replication.SourceAddr if it sees the source at another address), that masterauth/masteruser are right (they are the source's Password and Username), and the source's and the target's logs (the source's requirepass or ACL may refuse the target)",
+				what, s.addr, s.r.linkTimeout(), st.link))
+		case now.After(syncBy):
+			return s.j.Target.Err("wait for the initial sync from "+s.addr, "", fmt.Errorf(
+				"not done within %v (master_link_status:%s, master_sync_in_progress:%v, loading:%v); raise Replication.SyncTimeout",
+				s.r.syncTimeout(), st.link, st.transfer, st.loading))
+		}
+		if err := sleepCtx(ctx, replPoll); err != nil {
+			return s.j.Target.Err("wait for the initial sync from "+s.addr, "", err)
+		}
+	}
+	s.j.Logger.Info("migrate: replication: initial sync done", "target", s.j.Target.Addr, "elapsed", time.Since(start))
+	return s.catchUp(ctx, "after the initial sync", syncBy)
+}
+
+// catchUp waits until the target's replication offset reaches the source's, read now.
+func (s *replicaSync) catchUp(ctx context.Context, when string, by time.Time) error {
+	op := "catch up with the source " + when
+	srcInfo, err := s.src.Do(ctx, s.src.B().Info().Section("replication").Build()).ToString()
+	if err != nil {
+		return s.j.Source.Err("read the replication offset "+when, "", fmt.Errorf(
+			"%w; keep the source running until Migrate returns", ctxErr(ctx, err)))
+	}
+	want, err := strconv.ParseInt(parseInfo(srcInfo).Fields["master_repl_offset"], 10, 64)
+	if err != nil {
+		return s.j.Source.Err("read the replication offset "+when, "", fmt.Errorf("INFO replication has no master_repl_offset"))
+	}
+	for {
+		info, err := readInfo(ctx, s.dst)
+		if err != nil {
+			return s.j.Target.Err(op, "", ctxErr(ctx, err))
+		}
+		st := s.observe(info)
+		if st.offset >= want {
+			return nil
+		}
+		if time.Now().After(by) {
+			return s.j.Target.Err(op, "", fmt.Errorf(
+				"its replication offset is %d, the source's %d, after %v (master_link_status:%s); raise Replication.SyncTimeout, or check the link",
+				st.offset, want, s.r.syncTimeout(), st.link))
+		}
+		if err := sleepCtx(ctx, replPoll); err != nil {
+			return s.j.Target.Err(op, "", err)
+		}
+	}
+}
+
+// sourceServesTarget reports whether the source lists a replica on the target's port in
+// INFO replication: the target then has authenticated and asked for the sync, even before
+// a diskless source starts sending.
+func (s *replicaSync) sourceServesTarget(ctx context.Context, target *ServerInfo) bool {
+	port := target.Fields["tcp_port"]
+	if port == "" {
+		return false
+	}
+	text, err := s.src.Do(ctx, s.src.B().Info().Section("replication").Build()).ToString()
+	if err != nil {
+		return false
+	}
+	for k, v := range parseInfo(text).Fields {
+		if !strings.HasPrefix(k, "slave") {
+			continue
+		}
+		for _, kv := range strings.Split(v, ",") {
+			if kv == "port="+port {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// observe notes what the target's INFO says of its sync, and counts its progress.
+func (s *replicaSync) observe(info *ServerInfo) replStatus {
+	st := replState(info)
+	if st.transfer || st.loading || st.up {
+		s.started = true
+	}
+	s.count(info, false)
+	return st
+}
+
+// count adds to the job's counters what the target gained since the last call. Keys are
+// counted only once the target holds the source's data (loading it, or in sync), since
+// before that its keyspace shows its earlier data. With final set, counts move from Keys
+// to Expired for keys that vanished, so Keys ends as the number of keys the target holds
+// (none if it never held the source's data).
+func (s *replicaSync) count(info *ServerInfo, final bool) {
+	st := replState(info)
+	holds := (st.loading && info.Fields["async_loading"] != "1") || (st.up && !st.transfer)
+	s.loaded = s.loaded || holds
+	if holds || (final && s.loaded) {
+		dbs := map[int]bool{}
+		for db := range info.Keyspace {
+			dbs[db] = true
+		}
+		for db := range s.counted {
+			dbs[db] = true
+		}
+		for db := range dbs {
+			n, had := info.Keyspace[db], s.counted[db]
+			switch {
+			case n > had:
+				s.j.Count(db, Counts{Scanned: n - had, Keys: n - had})
+				s.counted[db] = n
+			case n < had && final:
+				s.j.Count(db, Counts{Keys: n - had, Expired: had - n})
+				s.counted[db] = n
+			}
+		}
+	}
+	var b int64
+	if s.bytesBase >= 0 {
+		if n, err := strconv.ParseInt(info.Fields["total_net_repl_input_bytes"], 10, 64); err == nil {
+			b = n - s.bytesBase
+		}
+	} else {
+		b, _ = strconv.ParseInt(info.Fields["master_sync_read_bytes"], 10, 64)
+		if l, _ := strconv.ParseInt(info.Fields["loading_loaded_bytes"], 10, 64); l > b {
+			b = l
+		}
+	}
+	if b > s.bytes {
+		db := 0
+		if len(s.j.Databases) > 0 {
+			db = s.j.Databases[0]
+		}
+		s.j.Count(db, Counts{Bytes: b - s.bytes})
+		s.bytes = b
+	}
+}
+
+// abort detaches the target and puts its configuration back, with a fresh context since
+// ctx may be done, and returns err with what was left behind.
+func (s *replicaSync) abort(ctx context.Context, err error) error {
+	cctx := context.WithoutCancel(ctx)
+	var notes []string
+	if s.attached {
+		// The state just before detaching decides what the target may hold.
+		ictx, cancel := context.WithTimeout(cctx, cleanupTimeout)
+		if info, ierr := readInfo(ictx, s.dst); ierr == nil {
+			s.observe(info)
+		}
+		cancel()
+		if derr := s.detach(cctx); derr != nil {
+			notes = append(notes, fmt.Sprintf(
+				"could not detach the target, which may still replicate from %s: run %s NO ONE on it (%v)", s.addr, s.cmd, derr))
+		} else if !s.started {
+			notes = append(notes, fmt.Sprintf(
+				"the target was detached (%s NO ONE); it was never seen syncing, so its data set is likely unchanged", s.cmd))
+		} else if s.synced {
+			notes = append(notes, fmt.Sprintf(
+				"the target was detached (%s NO ONE) and holds the source's data as it had replicated it, possibly without the latest writes", s.cmd))
+		} else {
+			notes = append(notes, fmt.Sprintf(
+				"the target was detached (%s NO ONE) before the initial sync finished, and may hold a partial or empty data set", s.cmd))
+		}
+	}
+	if rerr := s.restoreConfig(cctx); rerr != nil {
+		notes = append(notes, rerr.Error())
+	}
+	ictx, cancel := context.WithTimeout(cctx, cleanupTimeout)
+	defer cancel()
+	if info, ierr := readInfo(ictx, s.dst); ierr == nil {
+		s.count(info, true)
+	}
+	s.j.Logger.Warn("migrate: replication: stopped", "target", s.j.Target.Addr, "error", err)
+	if len(notes) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w; %s", err, strings.Join(notes, "; "))
+}
+
+// detach runs REPLICAOF NO ONE, each try bounded by cleanupTimeout. Redis refuses it while
+// the target loads the data it received; detach then tries again until the loading ends,
+// at most SyncTimeout, rather than leave the target replicating.
+func (s *replicaSync) detach(ctx context.Context) error {
+	until := time.Now().Add(s.r.syncTimeout())
+	logged := false
+	for {
+		tctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+		err := s.dst.Do(tctx, s.dst.B().Arbitrary(s.cmd).Args("NO", "ONE").Build()).Error()
+		cancel()
+		if err == nil || !strings.HasPrefix(err.Error(), "LOADING") {
+			return err
+		}
+		s.started = true
+		if time.Now().After(until) {
+			return fmt.Errorf("the target was still loading the source's data after %v: %w", s.r.syncTimeout(), err)
+		}
+		if !logged {
+			s.j.Logger.Warn("migrate: replication: waiting for the target to finish loading before detaching it", "target", s.j.Target.Addr)
+			logged = true
+		}
+		if err := sleepCtx(ctx, replPoll); err != nil {
+			return err
+		}
+	}
+}
+
+// restoreConfig puts back the target's settings that were changed, last first.
+func (s *replicaSync) restoreConfig(ctx context.Context) error {
+	var failed []string
+	for i := len(s.changed) - 1; i >= 0; i-- {
+		st := s.changed[i]
+		if err := s.setConfig(ctx, st.name, st.old); err != nil {
+			failed = append(failed, fmt.Sprintf("%s (%v)", st.name, err))
+			continue
+		}
+		s.changed = s.changed[:i]
+	}
+	if len(failed) > 0 {
+		return s.j.Target.Err("put back its configuration", "", fmt.Errorf(
+			"could not put back %s; set them back by hand with CONFIG SET", strings.Join(failed, ", ")))
+	}
+	return nil
+}
+
+func (s *replicaSync) setConfig(ctx context.Context, name, value string) error {
+	ctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+	defer cancel()
+	return s.dst.Do(ctx, s.dst.B().ConfigSet().ParameterValue().ParameterValue(name, value).Build()).Error()
+}
+
+// replStatus is what INFO says of a replica's sync.
+type replStatus struct {
+	link     string // master_link_status: "up" or "down"
+	up       bool
+	transfer bool  // master_sync_in_progress:1
+	loading  bool  // loading:1 or async_loading:1
+	offset   int64 // slave_repl_offset, -1 if unknown
+}
+
+func replState(info *ServerInfo) replStatus {
+	f := info.Fields
+	st := replStatus{link: f["master_link_status"], offset: -1}
+	if st.link == "" {
+		st.link = "none"
+	}
+	st.up = st.link == "up"
+	st.transfer = f["master_sync_in_progress"] == "1"
+	st.loading = f["loading"] == "1" || f["async_loading"] == "1"
+	off := f["slave_repl_offset"]
+	if off == "" {
+		off = f["master_repl_offset"]
+	}
+	if n, err := strconv.ParseInt(off, 10, 64); err == nil && st.up {
+		st.offset = n
+	}
+	return st
+}
+
+func (r Replication) linkTimeout() time.Duration {
+	if r.LinkTimeout > 0 {
+		return r.LinkTimeout
+	}
+	return defaultLinkTimeout
+}
+
+func (r Replication) syncTimeout() time.Duration {
+	if r.SyncTimeout > 0 {
+		return r.SyncTimeout
+	}
+	return defaultSyncTimeout
+}
+
+// sourceHostPort splits SourceAddr, or the source's address.
+func (r Replication) sourceHostPort(j *Job) (host, port string, err error) {
+	addr := r.SourceAddr
+	if addr == "" {
+		addr = j.Source.Addr
+	}
+	host, port, err = net.SplitHostPort(addr)
+	if err != nil || host == "" || port == "" {
+		return "", "", fmt.Errorf("replication: source address %q is not host:port (set Replication.SourceAddr to where the target reaches the source)", addr)
+	}
+	return host, port, nil
+}
+
+// filterName names the option that narrows the copy.
+func filterName(j *Job) string {
+	switch {
+	case j.Match != "":
+		return fmt.Sprintf("WithMatch(%q)", j.Match)
+	case len(j.Types) > 0:
+		return fmt.Sprintf("WithTypes(%q)", j.Types)
+	case j.Source.Option.SelectDB != 0:
+		return fmt.Sprintf("the source's SelectDB %d (or WithDatabases)", j.Source.Option.SelectDB)
+	}
+	return fmt.Sprintf("WithDatabases(%v)", j.Databases)
+}
+
+// checkReplicaVersion refuses a target older than the source: a replica must read the
+// source's RDB and understand its replication stream.
+func checkReplicaVersion(j *Job) error {
+	src, dst := j.Source.Info, j.Target.Info
+	if src == nil || dst == nil || src.Version == "" || dst.Version == "" {
+		return nil
+	}
+	if versionNumber(dst.Version) >= versionNumber(src.Version) {
+		return nil
+	}
+	return j.Target.Err("check versions", "", fmt.Errorf(
+		"the target runs %s, older than the source's %s, and a replica must run the same version or a newer one; upgrade the target or use another strategy: %w (%w)",
+		describeVersion(dst), describeVersion(src), ErrIncompatible, ErrUnsupported))
+}
+
+// checkTargetEmpty refuses a target that holds keys, unless the user allows discarding them.
+func checkTargetEmpty(j *Job) error {
+	if j.DiscardTarget {
+		return nil
+	}
+	var n int64
+	var dbs []string
+	for _, db := range sortedDBs(j.Target.Info.Keyspace) {
+		if k := j.Target.Info.Keyspace[db]; k > 0 {
+			n += k
+			dbs = append(dbs, fmt.Sprintf("db %d: %d", db, k))
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	what := fmt.Sprintf("%d keys", n)
+	if n == 1 {
+		what = "1 key"
+	}
+	return j.Target.Err("check keys", "", unsupported(
+		"the target holds %s (%s), which replication would discard; give migrate.WithDiscardTarget() to allow it, or empty the target",
+		what, strings.Join(dbs, ", ")))
+}
+
+// replicaOfCommand returns the name under which the target accepts REPLICAOF: "REPLICAOF",
+// or "SLAVEOF" on servers older than 5.0 or when only SLAVEOF is allowed.
+func replicaOfCommand(ctx context.Context, j *Job) (string, error) {
+	names := []string{"REPLICAOF", "SLAVEOF"}
+	if !j.Target.Info.AtLeast(5, 0, 0) {
+		names = names[1:]
+	}
+	var reasons []error
+	for _, name := range names {
+		err := probeRefusal(ctx, j.Target, name, name, "NO", "ONE")
+		if err == nil {
+			return name, nil
+		}
+		if !errors.Is(err, ErrUnsupported) {
+			return "", err
+		}
+		reasons = append(reasons, err)
+	}
+	args := []any{strings.Join(names, " and ")}
+	for _, r := range reasons {
+		args = append(args, r)
+	}
+	return "", fmt.Errorf("the target cannot be made a replica, since it refuses %s: "+
+		strings.TrimSuffix(strings.Repeat("%w; ", len(reasons)), "; "), args...)
+}
+
+// setting is one configuration parameter of the target that the sync needs changed.
+type setting struct{ name, old, want string }
+
+// authSettings returns the target's masterauth and masteruser settings that differ from the
+// source's Password and Username, with their current values, which are put back at the
+// end. A setting the target does not let read is left alone when the source needs none.
+func authSettings(ctx context.Context, j *Job) ([]setting, error) {
+	c, err := j.Target.Default()
+	if err != nil {
+		return nil, err
+	}
+	opt := j.Source.Option
+	wants := []setting{{name: "masterauth", want: opt.Password}}
+	if j.Target.Info.AtLeast(6, 0, 0) {
+		wants = append(wants, setting{name: "masteruser", want: opt.Username})
+	} else if opt.Username != "" && opt.Username != "default" {
+		return nil, j.Target.Err("check masteruser", "", unsupported(
+			"the target runs %s and cannot authenticate to the source as the ACL user %q (masteruser needs Redis 6.0)",
+			describeVersion(j.Target.Info), opt.Username))
+	}
+	var out []setting
+	for _, s := range wants {
+		old, ok := configGet(ctx, c, s.name)
+		if !ok {
+			if ctx.Err() != nil {
+				return nil, j.Target.Err("config get "+s.name, "", ctx.Err())
+			}
+			if s.want == "" {
+				continue
+			}
+			// Say why: the command, or the parameter.
+			if err := probeRefusal(ctx, j.Target, "CONFIG GET", "CONFIG", "GET", s.name); err != nil {
+				return nil, fmt.Errorf("the source needs authentication, so the target's %s must be set: %w", s.name, err)
+			}
+			return nil, j.Target.Err("config get "+s.name, "", unsupported(
+				"the source needs authentication, and the target cannot read its %s setting", s.name))
+		}
+		if old != s.want {
+			s.old = old
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// checkTLSReplication refuses a TLS source when the target does not replicate over TLS.
+func checkTLSReplication(ctx context.Context, j *Job) error {
+	if j.Source.Option.TLSConfig == nil {
+		return nil
+	}
+	c, err := j.Target.Default()
+	if err != nil {
+		return err
+	}
+	if v, ok := configGet(ctx, c, "tls-replication"); ok && v != "yes" {
+		return j.Target.Err("check tls-replication", "", unsupported(
+			"the source is reached over TLS, and the target has tls-replication %s; set tls-replication yes and its certificates on the target", v))
+	}
+	return nil
+}
+
+// checkSourceUser refuses a source whose user may not run what a replica runs, where the
+// source says so (ACL DRYRUN, Redis 7.0 or newer, if the user may run it).
+func checkSourceUser(ctx context.Context, j *Job) error {
+	if !j.Source.Info.AtLeast(7, 0, 0) {
+		return nil
+	}
+	c, err := j.Source.Default()
+	if err != nil {
+		return err
+	}
+	user := aclUser(ctx, c, j.Source)
+	for _, args := range [][]string{{"PSYNC", "?", "-1"}, {"REPLCONF", "capa", "psync2"}, {"PING"}} {
+		reply, err := c.Do(ctx, c.B().AclDryrun().Username(user).Command(args[0]).Arg(args[1:]...).Build()).ToString()
+		if err != nil {
+			return nil // ACL DRYRUN refused: the sync will tell.
+		}
+		if reply != "OK" {
+			return j.Source.Err("check "+args[0], "", unsupported(
+				"the source's ACL user %q may not run %s, which the target runs as its replica (%s); grant it +psync +replconf +ping",
+				user, args[0], reply))
+		}
+	}
+	return nil
+}
+
+// aclUser returns the user the endpoint's client is logged in as.
+func aclUser(ctx context.Context, c rueidis.Client, e *Endpoint) string {
+	if u, err := c.Do(ctx, c.B().AclWhoami().Build()).ToString(); err == nil && u != "" {
+		return u
+	}
+	if e.Option.Username != "" {
+		return e.Option.Username
+	}
+	return "default"
+}
+
+// probeRefusal reports, as an error wrapping ErrUnsupported, why e refuses the command args
+// (called name in messages), without running it. The command is queued inside MULTI, which
+// makes the server check it as it would before running it (name, arguments, ACL), then the
+// block is discarded. When MULTI itself is refused, COMMAND INFO says whether the command
+// exists and ACL DRYRUN (Redis 7.0 or newer) whether the user may run it; when neither
+// answers, probeRefusal returns nil and the command's real use will tell.
+func probeRefusal(ctx context.Context, e *Endpoint, name string, args ...string) error {
+	c, err := e.Default()
+	if err != nil {
+		return err
+	}
+	var queued, multi error
+	derr := c.Dedicated(func(d rueidis.DedicatedClient) error {
+		// MULTI alone first: were it refused, the command sent after it would run.
+		if multi = d.Do(ctx, d.B().Multi().Build()).Error(); multi != nil {
+			return nil
+		}
+		queued = d.Do(ctx, d.B().Arbitrary(args[0]).Args(args[1:]...).Build()).Error()
+		if err := d.Do(ctx, d.B().Discard().Build()).Error(); err != nil {
+			// Never hand back a connection that may still be inside MULTI; closing it
+			// makes the server drop the block.
+			d.Close()
+			return err
+		}
+		return nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		return e.Err("check "+name, "", ctx.Err())
+	case multi == nil && queued != nil:
+		return refusal(ctx, e, name, queued)
+	case multi == nil && derr == nil:
+		return nil
+	case derr != nil:
+		return e.Err("check "+name, "", derr)
+	}
+	if _, ok := rueidis.IsRedisErr(multi); !ok {
+		return e.Err("check "+name, "", multi)
+	}
+	// MULTI refused: ask the server about the command instead.
+	cmd := strings.ToLower(args[0])
+	if infos, err := c.Do(ctx, c.B().CommandInfo().CommandName(cmd).Build()).ToArray(); err == nil &&
+		len(infos) == 1 && infos[0].IsNil() {
+		return e.Err("check "+name, "", unsupported("%s is renamed or disabled (rename-command) on the %s", args[0], e.Side))
+	}
+	if !e.Info.AtLeast(7, 0, 0) {
+		return nil
+	}
+	user := aclUser(ctx, c, e)
+	reply, err := c.Do(ctx, c.B().AclDryrun().Username(user).Command(args[0]).Arg(args[1:]...).Build()).ToString()
+	if err != nil || reply == "OK" {
+		return nil
+	}
+	return e.Err("check "+name, "", unsupported("the %s's ACL user %q may not run %s (%s)", e.Side, user, name, reply))
+}
+
+// sleepCtx waits for d, or returns ctx.Err() when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
