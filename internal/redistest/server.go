@@ -119,7 +119,7 @@ func start(bin string, cfg Config) (*Server, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "port %d\nbind 127.0.0.1\ndir %s\ndbfilename %s\n", port, dir, dbfile)
-	b.WriteString("save \"\"\nappendonly no\ndaemonize no\nloglevel warning\n")
+	b.WriteString("save \"\"\nappendonly no\ndaemonize no\nloglevel warning\nrepl-diskless-sync-delay 0\n")
 	fmt.Fprintf(&b, "logfile %s\n", filepath.Join(dir, fmt.Sprintf("redis-%d.log", port)))
 	if v := version(bin); v >= 70000 {
 		b.WriteString("enable-debug-command local\n")
