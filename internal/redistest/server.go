@@ -97,14 +97,30 @@ func Launch(cfg Config) (*Server, error) {
 	return nil, fmt.Errorf("start redis-server: %w", lastErr)
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{} // returned by FreePort in this process
+)
+
+// FreePort returns a loopback TCP port that was free a moment ago and that it has not
+// returned before in this process: the kernel often hands out a port it just freed again,
+// and two servers starting at once would then share one address.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !ports[port] {
+			ports[port] = true
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no port not returned before in 100 tries")
 }
 
 func start(bin string, cfg Config) (*Server, error) {
