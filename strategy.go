@@ -3,7 +3,9 @@ package migrate
 import "context"
 
 // A Strategy copies the data of the source into the target by one method. The built-in
-// strategies are DumpRestore; users may write their own, which receive the same Job.
+// strategies, from the most faithful rung of the ladder to the most widely allowed, are
+// Replication, Snapshot, MigrateKeys and DumpRestore; Auto chooses among them. Users may
+// write their own, which receive the same Job.
 type Strategy interface {
 	// Name is a short stable name, as "dump-restore".
 	Name() string
