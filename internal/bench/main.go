@@ -26,10 +26,11 @@ import (
 // strategies are the ones the benchmark runs, by name.
 var strategies = map[string]migrate.Strategy{
 	"dump-restore": migrate.DumpRestore{},
+	"snapshot":     migrate.Snapshot{},
 }
 
 // order is the order strategies are run and printed in.
-var order = []string{"dump-restore"}
+var order = []string{"dump-restore", "snapshot"}
 
 func main() {
 	log.SetFlags(0)
