@@ -26,12 +26,13 @@ import (
 // strategies are the ones the benchmark runs, by name.
 var strategies = map[string]migrate.Strategy{
 	"replication":  migrate.Replication{},
+	"snapshot":     migrate.Snapshot{},
 	"migrate-keys": migrate.MigrateKeys{},
 	"dump-restore": migrate.DumpRestore{},
 }
 
 // order is the order strategies are run and printed in.
-var order = []string{"replication", "migrate-keys", "dump-restore"}
+var order = []string{"replication", "snapshot", "migrate-keys", "dump-restore"}
 
 func main() {
 	log.SetFlags(0)

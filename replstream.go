@@ -1,0 +1,385 @@
+package migrate
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// replIdleTimeout is how long the replication connection may stay silent. A master sends a
+// newline every second while it prepares the snapshot, so only a dead link is this quiet;
+// it is Redis's own repl-timeout default.
+const replIdleTimeout = 60 * time.Second
+
+// replStream is the snapshot a source sends to a new replica, read as a plain RDB: Read
+// yields the RDB's bytes and nothing of the replication framing around them.
+type replStream struct {
+	conn net.Conn
+	br   *bufio.Reader
+	rdb  io.Reader // the RDB within the framing
+	end  func() error
+	stop func() bool // releases the context watch
+}
+
+func (s *replStream) Read(p []byte) (int, error) { return s.rdb.Read(p) }
+
+// Close closes the connection: the source sees its replica leave, and stops sending.
+func (s *replStream) Close() error {
+	s.stop()
+	return s.conn.Close()
+}
+
+// complete checks, once the RDB reader reached the RDB's end, that the transfer ended there.
+func (s *replStream) complete() error { return s.end() }
+
+// openReplication connects to the source as a replica would, asks for a full
+// synchronization (PSYNC, or SYNC where PSYNC is refused), and returns the RDB it sends.
+// Cancelling ctx closes the connection, which unblocks every read.
+func openReplication(ctx context.Context, e *Endpoint, log *slog.Logger) (*replStream, error) {
+	raw, err := dialEndpoint(ctx, e)
+	if err != nil {
+		return nil, e.Err("connect for replication", "", explainConnect(err))
+	}
+	conn := &idleConn{Conn: raw, timeout: replIdleTimeout}
+	s := &replStream{conn: conn, br: bufio.NewReaderSize(conn, 64<<10)}
+	s.stop = context.AfterFunc(ctx, func() { raw.Close() })
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	fail := func(op string, err error) error { return e.Err(op, "", ctxErr(ctx, err)) }
+
+	if err := s.auth(e); err != nil {
+		return nil, fail("auth on the replication connection", err)
+	}
+	// eof: the source may stream the RDB without writing it to its disk (diskless);
+	// psync2: we understand its replies. rdb-only (Redis 7.0): we want the snapshot and
+	// not the stream of writes after it, so the source neither buffers those for us nor
+	// keeps us attached. Older servers refuse what they do not know; that is harmless.
+	capa := [][]string{{"REPLCONF", "capa", "eof", "capa", "psync2"}}
+	if e.Info.AtLeast(7, 0, 0) {
+		capa = append(capa, []string{"REPLCONF", "rdb-only", "1"})
+	}
+	for _, args := range capa {
+		reply, err := s.call(args...)
+		if err != nil {
+			return nil, fail("replconf", err)
+		}
+		if reply[0] == '-' {
+			if isAuthReply(reply) {
+				return nil, fail("replconf", explainConnect(errors.New(reply[1:])))
+			}
+			log.Debug("snapshot: source refused an optional REPLCONF", "args", strings.Join(args[1:], " "), "reply", reply[1:])
+		}
+	}
+
+	reply, err := s.call("PSYNC", "?", "-1")
+	if err != nil {
+		return nil, fail("psync", err)
+	}
+	cmd := "PSYNC"
+	switch {
+	case reply[0] == '-' && isAuthReply(reply):
+		return nil, fail("psync", explainConnect(errors.New(reply[1:])))
+	case reply[0] == '-' && !isRefusal(reply):
+		return nil, fail("psync", fmt.Errorf("the source cannot send a snapshot now: %s", reply[1:]))
+	case reply[0] == '-':
+		// Renamed, or not allowed to this user: SYNC may still be there.
+		log.Info("snapshot: the source refused PSYNC; trying SYNC", "source", e.Addr, "reply", reply[1:])
+		cmd = "SYNC"
+		if err := s.send("SYNC"); err != nil {
+			return nil, fail("sync", err)
+		}
+		if reply, err = s.framingLine(); err != nil {
+			return nil, fail("sync", err)
+		}
+		if reply[0] == '-' && isRefusal(reply) {
+			return nil, fail("sync", syncRefused(reply[1:]))
+		}
+	case strings.HasPrefix(reply, "+FULLRESYNC"):
+		log.Debug("snapshot: full resynchronization", "source", e.Addr, "reply", reply[1:])
+		if reply, err = s.framingLine(); err != nil {
+			return nil, fail("psync", err)
+		}
+	default:
+		return nil, fail("psync", fmt.Errorf("unexpected reply %q to PSYNC ? -1", reply))
+	}
+	switch {
+	case reply[0] == '-':
+		return nil, fail(strings.ToLower(cmd), fmt.Errorf("the source could not send its snapshot (see its log): %s", reply[1:]))
+	case strings.HasPrefix(reply, "$EOF:"):
+		mark := []byte(reply[5:])
+		if len(mark) != 40 {
+			return nil, fail(strings.ToLower(cmd), fmt.Errorf("bad end-of-transfer mark in %q", reply))
+		}
+		m := &markReader{r: s.br, mark: mark}
+		s.rdb, s.end = m, m.complete
+	case reply[0] == '$':
+		n, err := strconv.ParseInt(reply[1:], 10, 64)
+		if err != nil || n < 0 {
+			return nil, fail(strings.ToLower(cmd), fmt.Errorf("bad snapshot length in %q", reply))
+		}
+		l := &io.LimitedReader{R: s.br, N: n}
+		s.rdb = l
+		s.end = func() error {
+			if l.N != 0 {
+				return fmt.Errorf("%w: the RDB ended %d bytes before the end of the transfer", ErrCorruptRDB, l.N)
+			}
+			return nil
+		}
+	default:
+		return nil, fail(strings.ToLower(cmd), fmt.Errorf("unexpected reply %q where the snapshot should start", reply))
+	}
+	log.Info("snapshot: receiving the source's snapshot", "source", e.Addr, "command", cmd, "diskless", strings.HasPrefix(reply, "$EOF:"))
+	ok = true
+	return s, nil
+}
+
+// dialEndpoint opens a plain connection to the endpoint as rueidis would: its DialCtxFn or
+// DialFn when set, else its Dialer, with TLS when TLSConfig is set.
+func dialEndpoint(ctx context.Context, e *Endpoint) (net.Conn, error) {
+	opt := e.Option
+	d := opt.Dialer
+	if d.Timeout == 0 {
+		d.Timeout = rueidis.DefaultDialTimeout
+	}
+	switch {
+	case opt.DialCtxFn != nil:
+		return opt.DialCtxFn(ctx, e.Addr, &d, opt.TLSConfig)
+	case opt.DialFn != nil:
+		return opt.DialFn(e.Addr, &d, opt.TLSConfig)
+	case opt.TLSConfig != nil:
+		td := tls.Dialer{NetDialer: &d, Config: opt.TLSConfig}
+		return td.DialContext(ctx, "tcp", e.Addr)
+	}
+	return d.DialContext(ctx, "tcp", e.Addr)
+}
+
+// auth authenticates as the option's user, if it names one or a password.
+func (s *replStream) auth(e *Endpoint) error {
+	user, pass := e.Option.Username, e.Option.Password
+	if fn := e.Option.AuthCredentialsFn; fn != nil {
+		c, err := fn(rueidis.AuthCredentialsContext{Address: s.conn.RemoteAddr()})
+		if err != nil {
+			return fmt.Errorf("AuthCredentialsFn: %w", err)
+		}
+		user, pass = c.Username, c.Password
+	}
+	if pass == "" {
+		return nil
+	}
+	args := []string{"AUTH", pass}
+	if user != "" {
+		args = []string{"AUTH", user, pass}
+	}
+	reply, err := s.call(args...)
+	if err != nil {
+		return err
+	}
+	if reply[0] == '-' {
+		// The reply never holds the password; errors.New keeps it out of any format verb.
+		return explainConnect(errors.New(reply[1:]))
+	}
+	return nil
+}
+
+// call sends one command and reads its one-line reply.
+func (s *replStream) call(args ...string) (string, error) {
+	if err := s.send(args...); err != nil {
+		return "", err
+	}
+	return s.line()
+}
+
+// send writes one command in RESP.
+func (s *replStream) send(args ...string) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	_, err := s.conn.Write(b.Bytes())
+	return err
+}
+
+// line reads the next non-empty line, without its CRLF; a master sends bare newlines to
+// keep the link alive while it prepares the snapshot.
+func (s *replStream) line() (string, error) {
+	for {
+		b, err := s.br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			return "", fmt.Errorf("reply line longer than %d bytes: not a Redis server?", s.br.Size())
+		}
+		if err == io.EOF {
+			return "", fmt.Errorf("the source closed the connection (its log may say why): %w", io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			return "", fmt.Errorf("read reply: %w", err)
+		}
+		if l := strings.TrimRight(string(b), "\r\n"); l != "" {
+			return l, nil
+		}
+	}
+}
+
+// framingLine reads the line that announces the RDB ("$<len>" or "$EOF:<mark>") or an error.
+func (s *replStream) framingLine() (string, error) {
+	l, err := s.line()
+	if err == nil && l[0] != '$' && l[0] != '-' {
+		err = fmt.Errorf("unexpected line %q where the snapshot should start", l)
+	}
+	return l, err
+}
+
+// syncRefused explains a refused SYNC after a refused PSYNC.
+func syncRefused(reply string) error {
+	why := "the source refuses both PSYNC and SYNC"
+	switch {
+	case strings.Contains(reply, "unknown command"):
+		why = "PSYNC and SYNC are renamed or disabled (rename-command) on the source"
+	case strings.HasPrefix(reply, "NOPERM"):
+		why = "the source's ACL user may not run PSYNC or SYNC (it needs +psync or +sync, and +replconf)"
+	}
+	return fmt.Errorf("%s; Snapshot reads the snapshot through them, DumpRestore{} copies key by key without them: %w: %s",
+		why, ErrUnsupported, reply)
+}
+
+// isRefusal reports whether an error reply means the command is renamed or not allowed.
+func isRefusal(reply string) bool {
+	return strings.Contains(reply, "unknown command") || strings.HasPrefix(reply, "-NOPERM")
+}
+
+func isAuthReply(reply string) bool {
+	return strings.HasPrefix(reply, "-NOAUTH") || strings.HasPrefix(reply, "-WRONGPASS")
+}
+
+// idleConn fails a read after timeout of silence, so a dead link does not hang forever.
+type idleConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// markReader reads a diskless transfer: the RDB followed by a 40-byte mark, found as Redis
+// finds it, as the last bytes received. It holds back the last 40 bytes it read until it
+// knows they are not the mark, and returns io.EOF after the mark.
+type markReader struct {
+	r    io.Reader
+	mark []byte
+	buf  []byte // read and not yet returned; its last len(mark) bytes are held back
+	seen bool   // the mark arrived
+}
+
+func (m *markReader) Read(p []byte) (int, error) {
+	for {
+		give := len(m.buf)
+		if !m.seen {
+			give -= len(m.mark)
+		}
+		if give > 0 {
+			n := copy(p, m.buf[:give])
+			m.buf = m.buf[:copy(m.buf, m.buf[n:])]
+			return n, nil
+		}
+		if m.seen {
+			return 0, io.EOF
+		}
+		if m.buf == nil {
+			m.buf = make([]byte, 0, 64<<10)
+		}
+		n, err := m.r.Read(m.buf[len(m.buf):cap(m.buf)])
+		m.buf = m.buf[:len(m.buf)+n]
+		if bytes.HasSuffix(m.buf, m.mark) {
+			m.buf, m.seen = m.buf[:len(m.buf)-len(m.mark)], true
+			continue
+		}
+		if err == io.EOF {
+			return 0, fmt.Errorf("%w: the source closed the connection before the end of the transfer", io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// complete reports whether the transfer ended with the mark, once the RDB reader has
+// drained every byte before it.
+func (m *markReader) complete() error {
+	if !m.seen || len(m.buf) > 0 {
+		return fmt.Errorf("%w: the end-of-transfer mark does not follow the RDB's end", ErrCorruptRDB)
+	}
+	return nil
+}
+
+// checkSync reports, without starting a synchronization, whether the source refuses both
+// PSYNC and SYNC to this user, as far as it tells.
+func checkSync(ctx context.Context, e *Endpoint) error {
+	psync := commandRefused(ctx, e, "PSYNC", "?", "-1")
+	if psync == "" {
+		return nil
+	}
+	sync := commandRefused(ctx, e, "SYNC")
+	if ctx.Err() != nil {
+		return e.Err("check psync", "", ctx.Err())
+	}
+	if sync == "" {
+		return nil
+	}
+	return e.Err("check psync", "", fmt.Errorf(
+		"PSYNC %s, and SYNC %s; Snapshot reads the snapshot through them, DumpRestore{} copies key by key without them: %w",
+		psync, sync, ErrUnsupported))
+}
+
+// commandRefused says why the endpoint's user may not run the command args, as far as the
+// server tells without running it: COMMAND INFO does not know a renamed or disabled command
+// by its real name, and ACL DRYRUN (Redis 7.0) answers for the user when the user may ask.
+// It returns "" when the command is allowed or the server will not say.
+func commandRefused(ctx context.Context, e *Endpoint, args ...string) string {
+	c, err := e.Default()
+	if err != nil {
+		return ""
+	}
+	name := strings.ToLower(args[0])
+	info, err := c.Do(ctx, c.B().CommandInfo().CommandName(name).Build()).ToArray()
+	if err == nil && len(info) == 1 && info[0].IsNil() {
+		return fmt.Sprintf("is renamed or disabled (rename-command) on the %s", e.Side)
+	}
+	if !e.Info.AtLeast(7, 0, 0) {
+		return ""
+	}
+	user, err := c.Do(ctx, c.B().AclWhoami().Build()).ToString()
+	if err != nil {
+		return ""
+	}
+	reply, err := c.Do(ctx, c.B().Arbitrary("ACL", "DRYRUN").Args(append([]string{user}, args...)...).Build()).ToString()
+	if err != nil || reply == "OK" {
+		return ""
+	}
+	return fmt.Sprintf("is not allowed to the %s's ACL user %q (%s)", e.Side, user, reply)
+}

@@ -1,0 +1,698 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+	"golang.org/x/sync/errgroup"
+)
+
+// Snapshot copies a point-in-time snapshot of the source. By default it connects to the
+// source as a new replica would (PSYNC, or SYNC), streams the RDB snapshot the source sends
+// through an RDBReader, writes no file anywhere, and restores each key on the target with
+// RESTORE, into the same database number. FromFile reads an RDB file instead; ToFile writes
+// the snapshot to a file, for the target to load in place of its data, instead of restoring.
+//
+// The copy is the source's data at the moment the snapshot starts: the replication stream
+// that follows it is not read, so writes made after that moment are not copied. Stop the
+// writers first, or use a strategy that follows the writes, when that matters.
+//
+// Over replication it needs PSYNC or SYNC, and REPLCONF, on the source: not renamed, and
+// allowed to the ACL user (+psync +sync +replconf); managed services usually refuse them,
+// and DumpRestore then still works. The source forks to produce the snapshot, as for any new
+// replica, and follows its own settings: with repl-diskless-sync (the default from Redis 7.0)
+// it first waits repl-diskless-sync-delay (5 s by default) for other replicas. From Redis 7.0
+// the connection asks for the snapshot only (REPLCONF rdb-only), so the source buffers no
+// writes for it; an older source buffers them as for any replica, and may cut a long
+// transfer at its client-output-buffer-limit for replicas. A cluster node is refused: its
+// snapshot holds only its own slots.
+//
+// Restoring needs RESTORE on the target, and FUNCTION RESTORE for function libraries; the
+// target must read the snapshot's RDB version: the same Redis version or newer. One
+// goroutine reads the snapshot, at the pace the restore allows, and WithConcurrency
+// goroutines restore batches of one database, of at most WithBatchSize keys and 1 MiB of
+// values. It honours WithMatch (with Redis's glob rules), WithTypes, WithDatabases,
+// WithRateLimit and the conflict policy as DumpRestore does, and the TTLs: keys already
+// expired in the snapshot are counted as Expired, not written. Scanned counts the keys that
+// pass the filters; collections left empty, which Redis does not load either, are skipped.
+// By default every database in the snapshot is copied, one that gained its first keys after
+// the migration started included; WithDatabases or the source option's SelectDB narrow that.
+//
+// Module values are restored like any other, and need the module on the target; WithTypes,
+// which names no module type, leaves them out. Function libraries (Redis 7.0) are restored
+// with FUNCTION RESTORE whatever the filters: the conflict policy decides about a library of
+// the same name with other code (Fail: an error wrapping ErrConflict; Skip: keep the
+// target's; Replace: REPLACE). They are logged, not counted in the Report, whose counts are
+// keys; on a cluster target they are not restored, and logged as such.
+//
+// The zero value reads over replication and restores.
+type Snapshot struct {
+	// FromFile, when set, is the path of an RDB file to read the snapshot from, instead of
+	// a replication connection. The source server is then not read, except for BGSave.
+	// An AOF file that starts with an RDB preamble is refused when commands follow it.
+	FromFile string
+
+	// BGSave, with FromFile, first makes the source save its data with BGSAVE (BGSAVE
+	// SCHEDULE) and waits until that save is complete; FromFile must then be the source's
+	// dump file (its dir and dbfilename, CONFIG GET dir dbfilename), readable by this
+	// process: for a migration that runs beside the source. It needs BGSAVE and INFO on the
+	// source, and the source forks. The default is to read FromFile as it is.
+	BGSave bool
+
+	// ToFile, when set, writes the snapshot to this path as a plain RDB file instead of
+	// restoring it: the bytes as received, in a temporary file of the same directory, parsed
+	// as they arrive so that a damaged transfer fails, synced and then renamed into place,
+	// with mode 0600. Since the file holds every key and replaces the target's data when
+	// loaded, the filters are refused (ErrUnsupported), the conflict policy does not apply,
+	// and a target that holds keys needs WithDiscardTarget. The Report counts the keys
+	// written (Keys, Bytes) and those already expired (Expired), which Redis drops on load.
+	ToFile string
+
+	// Load, with ToFile, is called once the file is complete, with its path, to put it in
+	// place of the target's data: typically stop the target, move the file to the target's
+	// dir and dbfilename, start the target, and return once it serves again. Its error fails
+	// the migration. The default is to leave the file where ToFile says.
+	Load func(ctx context.Context, path string) error
+}
+
+// Name returns "snapshot".
+func (Snapshot) Name() string { return "snapshot" }
+
+// snapshotBatchBytes bounds the payload bytes of one RESTORE batch, so that batches of
+// large values stay small in memory while batches of small ones hold WithBatchSize keys.
+const snapshotBatchBytes = 1 << 20
+
+// Check verifies, without changing anything, that the snapshot can be read (PSYNC or SYNC
+// neither renamed nor refused to the ACL user where the server tells; FromFile readable and
+// an RDB; BGSAVE allowed), that it can be written (RESTORE allowed on the target; or the
+// directory of ToFile writable, no filter, the target empty or WithDiscardTarget), and that
+// the target reads the snapshot's RDB version.
+func (s Snapshot) Check(ctx context.Context, j *Job) error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	fromServer := s.FromFile == "" || s.BGSave
+	if fromServer && j.Source.Info.Mode == "cluster" {
+		return j.Source.Err("check mode", "", unsupported(
+			"the source is a cluster node, and its snapshot holds only its own slots; use DumpRestore{}, which walks every node"))
+	}
+	version := j.Source.Info.RDBVersion()
+	versionOf := describeVersion(j.Source.Info)
+	switch {
+	case s.FromFile == "":
+		if err := checkSync(ctx, j.Source); err != nil {
+			return err
+		}
+	case s.BGSave:
+		if why := commandRefused(ctx, j.Source, "BGSAVE", "SCHEDULE"); why != "" {
+			return j.Source.Err("check bgsave", "", unsupported("BGSAVE %s, and BGSave needs it; leave BGSave out to read FromFile as it is", why))
+		}
+		if _, err := os.Stat(filepath.Dir(s.FromFile)); err != nil {
+			return fmt.Errorf("FromFile %s: its directory cannot be read; BGSave needs the source's dump path (CONFIG GET dir dbfilename): %w", s.FromFile, err)
+		}
+	default:
+		v, err := fileRDBVersion(s.FromFile)
+		if err != nil {
+			return err
+		}
+		version, versionOf = v, "the file "+s.FromFile
+	}
+	if s.ToFile != "" {
+		if err := s.checkToFile(j); err != nil {
+			return err
+		}
+	} else if err := checkRestore(ctx, j.Target); err != nil {
+		return err
+	}
+	if dst := j.Target.Info.RDBVersion(); version != 0 && dst != 0 && version > dst {
+		return j.Target.Err("check versions", "", fmt.Errorf(
+			"the target runs %s (RDB %d) and cannot read the snapshot of %s (RDB %d); upgrade the target: %w (%w)",
+			describeVersion(j.Target.Info), dst, versionOf, version, ErrIncompatible, ErrUnsupported))
+	}
+	return nil
+}
+
+// validate refuses options that do not go together.
+func (s Snapshot) validate() error {
+	switch {
+	case s.BGSave && s.FromFile == "":
+		return fmt.Errorf("BGSave needs FromFile, the source's dump path: %w", ErrUnsupported)
+	case s.Load != nil && s.ToFile == "":
+		return fmt.Errorf("Load needs ToFile, the file it puts in place: %w", ErrUnsupported)
+	}
+	return nil
+}
+
+func (s Snapshot) checkToFile(j *Job) error {
+	if j.Filtered {
+		return fmt.Errorf("ToFile writes a dump of every key of every database, so it cannot honour WithMatch, WithTypes, WithDatabases or the source's SelectDB; drop them, or leave ToFile empty to restore only what they select: %w", ErrUnsupported)
+	}
+	var keys int64
+	for _, n := range j.Target.Info.Keyspace {
+		keys += n
+	}
+	if keys > 0 && !j.DiscardTarget {
+		return j.Target.Err("check keys", "", unsupported(
+			"the target holds %d key(s), which loading the dump of ToFile would discard; pass migrate.WithDiscardTarget() to allow it", keys))
+	}
+	f, err := os.CreateTemp(filepath.Dir(s.ToFile), ".migrate-probe-*")
+	if err != nil {
+		return fmt.Errorf("ToFile %s: its directory is not writable; choose another path or fix its permissions: %w", s.ToFile, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// fileRDBVersion reads the RDB version from the header of the file at path.
+func fileRDBVersion(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("FromFile %s cannot be read; check the path and its permissions: %w", path, err)
+	}
+	defer f.Close()
+	var hdr [9]byte
+	_, err = io.ReadFull(f, hdr[:])
+	v, convErr := strconv.Atoi(string(hdr[5:]))
+	if err != nil || string(hdr[:5]) != "REDIS" || convErr != nil {
+		return 0, fmt.Errorf("FromFile %s is not an RDB file (it does not start with REDIS and a version): %w", path, ErrCorruptRDB)
+	}
+	if v > rdbMaxVersion {
+		return 0, fmt.Errorf("FromFile %s has RDB version %d, newer than this library reads (%d): %w", path, v, rdbMaxVersion, ErrUnsupported)
+	}
+	return v, nil
+}
+
+// Run reads the snapshot and restores it, or writes it to ToFile. It returns promptly on
+// cancellation, closing the replication connection, with an error wrapping ctx.Err().
+func (s Snapshot) Run(ctx context.Context, j *Job) error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	in, err := s.open(ctx, j)
+	if err != nil {
+		return ctxErr(ctx, err)
+	}
+	defer in.Close()
+	if s.ToFile != "" {
+		err = s.write(ctx, j, in)
+	} else {
+		err = s.restore(ctx, j, in)
+	}
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}
+
+// snapshotInput is the RDB being read and what to say about it.
+type snapshotInput struct {
+	io.Reader
+	// fail describes an error that happened while reading, naming where the input comes from.
+	fail      func(op string, err error) error
+	complete  func() error // checks the transfer's end, once the RDB reader drained it
+	closeOnce sync.Once
+	close     func() error
+}
+
+// Close closes the input; it may be called more than once, and from another goroutine to
+// interrupt a read.
+func (in *snapshotInput) Close() {
+	in.closeOnce.Do(func() { _ = in.close() })
+}
+
+func (s Snapshot) open(ctx context.Context, j *Job) (*snapshotInput, error) {
+	if s.FromFile == "" {
+		rs, err := openReplication(ctx, j.Source, j.Logger)
+		if err != nil {
+			return nil, err
+		}
+		return &snapshotInput{
+			Reader: rs, complete: rs.complete, close: rs.Close,
+			fail: func(op string, err error) error { return j.Source.Err(op+" of the replication snapshot", "", err) },
+		}, nil
+	}
+	var saved time.Time
+	if s.BGSave {
+		var err error
+		if saved, err = bgsave(ctx, j); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.Open(s.FromFile)
+	if err != nil {
+		return nil, fmt.Errorf("open FromFile %s: %w", s.FromFile, err)
+	}
+	if s.BGSave {
+		// Redis renames its finished dump into place: an older file is not the source's.
+		if fi, err := f.Stat(); err == nil && fi.ModTime().Before(saved.Add(-time.Second)) {
+			f.Close()
+			return nil, fmt.Errorf("FromFile %s was not rewritten by the source's BGSAVE (modified %s); it must be the source's dump file (CONFIG GET dir dbfilename): %w",
+				s.FromFile, fi.ModTime().Format(time.RFC3339), ErrUnsupported)
+		}
+	}
+	j.Logger.Info("snapshot: reading an RDB file", "path", s.FromFile)
+	return &snapshotInput{
+		Reader: f, complete: func() error { return nil }, close: f.Close,
+		fail: func(op string, err error) error {
+			return fmt.Errorf("%s of FromFile %s: %w", op, s.FromFile, err)
+		},
+	}, nil
+}
+
+// restoreBatch is keys of one database, restored together.
+type restoreBatch struct {
+	db    int
+	items []dumped
+}
+
+// restore feeds batches of entries to Concurrency workers that RESTORE them.
+func (s Snapshot) restore(ctx context.Context, j *Job, in *snapshotInput) error {
+	r, err := newRestorer(ctx, j)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	// A failing worker must stop a reader blocked on the network too.
+	defer context.AfterFunc(gctx, in.Close)()
+	batches := make(chan restoreBatch, j.Concurrency)
+	g.Go(func() error {
+		defer close(batches)
+		return s.read(gctx, j, in, batches)
+	})
+	for range j.Concurrency {
+		g.Go(func() error {
+			for b := range batches {
+				if err := r.restore(gctx, b.db, b.items); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// read reads the snapshot, keeps the entries the filters select and sends them in batches
+// of one database, restoring function libraries on the way.
+func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<- restoreBatch) error {
+	rd := NewRDBReader(in)
+	keep := snapshotFilter(j)
+	b := batchBuilder{maxKeys: j.batchLimit(), maxBytes: snapshotBatchBytes}
+	flush := func() error {
+		if len(b.items) == 0 {
+			return nil
+		}
+		if err := j.Wait(ctx, len(b.items)); err != nil {
+			return err
+		}
+		batch := b.take()
+		j.Count(batch.db, Counts{Scanned: int64(len(batch.items))})
+		select {
+		case out <- batch:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	functions := 0
+	for {
+		e, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return in.fail("read", ctxErr(ctx, err))
+		}
+		if e.Kind == RDBFunction {
+			if err := restoreFunction(ctx, j, e); err != nil {
+				return err
+			}
+			functions++
+			continue
+		}
+		if !keep(e) {
+			continue
+		}
+		if e.DB != b.db && len(b.items) > 0 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		b.add(e)
+		if b.full() {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := finish(rd, in); err != nil {
+		return err
+	}
+	j.Logger.Info("snapshot: read to the end", "rdb_version", rd.Version(), "bytes", rd.Offset(),
+		"function_libraries", functions, "empty_collections_skipped", rd.SkippedEmpty())
+	return flush()
+}
+
+// finish checks that nothing follows the RDB in the input, and that the transfer ended well.
+func finish(rd *RDBReader, in *snapshotInput) error {
+	var extra [1]byte
+	n, err := io.ReadFull(rd.Rest(), extra[:])
+	switch {
+	case n > 0:
+		return in.fail("read", fmt.Errorf("%w: data follows the RDB's end (an AOF file with an RDB preamble? its commands would be lost)", ErrCorruptRDB))
+	case err != io.EOF:
+		return in.fail("read", err)
+	}
+	if err := in.complete(); err != nil {
+		return in.fail("read", err)
+	}
+	return nil
+}
+
+// snapshotFilter returns whether an entry passes the job's filters.
+func snapshotFilter(j *Job) func(*RDBEntry) bool {
+	var dbs map[int]bool
+	// The default databases are those INFO showed with keys when the migration started;
+	// the snapshot (or a file from elsewhere) may hold others, and they are copied too.
+	if j.Source.Option.SelectDB != 0 || !slices.Equal(j.Databases, sortedDBs(j.Source.Info.Keyspace)) {
+		dbs = make(map[int]bool, len(j.Databases))
+		for _, db := range j.Databases {
+			dbs[db] = true
+		}
+	}
+	match, types := j.Match, j.Types
+	return func(e *RDBEntry) bool {
+		return (dbs == nil || dbs[e.DB]) &&
+			(match == "" || globMatch(match, e.Key)) &&
+			(len(types) == 0 || slices.Contains(types, e.TypeName()))
+	}
+}
+
+// batchBuilder collects entries of one database. Their payloads are copied back to back
+// into one buffer that becomes one string, which the RESTORE commands slice: one
+// allocation a batch rather than one a key.
+type batchBuilder struct {
+	maxKeys, maxBytes int
+	db                int
+	items             []dumped
+	ends              []int // where each item's payload ends in payloads
+	payloads          strings.Builder
+	lastBytes         int // payload bytes of the previous batch, to size the next one
+}
+
+func (b *batchBuilder) add(e *RDBEntry) {
+	if len(b.items) == 0 {
+		b.db = e.DB
+		b.items = make([]dumped, 0, b.maxKeys)
+		b.ends = b.ends[:0]
+		b.payloads.Grow(min(b.lastBytes+b.lastBytes/8, b.maxBytes))
+	}
+	b.payloads.Write(e.Payload)
+	b.ends = append(b.ends, b.payloads.Len())
+	b.items = append(b.items, dumped{key: e.Key, expireAt: e.ExpireAtMs})
+}
+
+func (b *batchBuilder) full() bool {
+	return len(b.items) >= b.maxKeys || b.payloads.Len() >= b.maxBytes
+}
+
+// take returns the batch and starts an empty one.
+func (b *batchBuilder) take() restoreBatch {
+	all := b.payloads.String()
+	start := 0
+	for i, end := range b.ends {
+		b.items[i].payload = all[start:end]
+		start = end
+	}
+	out := restoreBatch{db: b.db, items: b.items}
+	b.lastBytes = len(all)
+	b.items = nil
+	b.payloads = strings.Builder{}
+	return out
+}
+
+// restoreFunction restores one function library on the target, following the conflict
+// policy for a library of the same name.
+func restoreFunction(ctx context.Context, j *Job, e *RDBEntry) error {
+	if j.Target.Info.Mode == "cluster" {
+		j.Logger.Warn("snapshot: function library not restored on a cluster target; load it on every primary", "library", e.Key)
+		return nil
+	}
+	c, err := j.Target.Default()
+	if err != nil {
+		return err
+	}
+	cmd := c.B().FunctionRestore().SerializedValue(string(e.Payload))
+	var res rueidis.RedisResult
+	if j.Conflict == Replace {
+		res = c.Do(ctx, cmd.Replace().Build())
+	} else {
+		res = c.Do(ctx, cmd.Append().Build())
+	}
+	err = res.Error()
+	if err == nil {
+		j.Logger.Info("snapshot: function library restored", "library", e.Key)
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	op := "restore function library"
+	if !strings.Contains(err.Error(), "already exists") {
+		return j.Target.Err(op, e.Key, err)
+	}
+	if same, _ := sameLibrary(ctx, c, e); same {
+		return nil
+	}
+	if j.Conflict == Skip {
+		j.Logger.Info("snapshot: function library kept: the target has one of the same name", "library", e.Key)
+		return nil
+	}
+	return j.Target.Err(op, e.Key, fmt.Errorf("the target has a library of that name with other code: %w", ErrConflict))
+}
+
+// sameLibrary reports whether the target's library named as e has e's code.
+func sameLibrary(ctx context.Context, c rueidis.Client, e *RDBEntry) (bool, error) {
+	libs, err := c.Do(ctx, c.B().FunctionList().Libraryname(e.Key).Withcode().Build()).ToArray()
+	if err != nil {
+		return false, err
+	}
+	for _, l := range libs {
+		m, err := l.AsMap()
+		if err != nil {
+			continue
+		}
+		nameMsg, codeMsg := m["library_name"], m["library_code"]
+		name, _ := nameMsg.ToString()
+		code, _ := codeMsg.ToString()
+		if name == e.Key {
+			return code == e.Code, nil
+		}
+	}
+	return false, nil
+}
+
+// write copies the snapshot to ToFile, checking it by reading it as it goes, and calls Load.
+func (s Snapshot) write(ctx context.Context, j *Job, in *snapshotInput) error {
+	defer context.AfterFunc(ctx, in.Close)()
+	dir := filepath.Dir(s.ToFile)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(s.ToFile)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create a file beside ToFile %s: %w", s.ToFile, err)
+	}
+	written := false
+	defer func() {
+		if !written {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	tee := &teeReader{r: in, w: tmp}
+	rd := NewRDBReader(tee)
+	counts := map[int]*Counts{}
+	var pending int64 // entries read and not yet counted as Scanned
+	pendingDB := 0
+	countScanned := func() {
+		if pending > 0 {
+			j.Count(pendingDB, Counts{Scanned: pending})
+			pending = 0
+		}
+	}
+	for {
+		e, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if tee.err != nil {
+			return fmt.Errorf("write %s: %w", tmp.Name(), tee.err)
+		}
+		if err != nil {
+			return in.fail("read", ctxErr(ctx, err))
+		}
+		if e.Kind != RDBKey {
+			continue
+		}
+		if pending > 0 && (e.DB != pendingDB || pending == 1024) {
+			if err := j.Wait(ctx, int(pending)); err != nil {
+				return err
+			}
+			countScanned()
+		}
+		pendingDB = e.DB
+		pending++
+		c := counts[e.DB]
+		if c == nil {
+			c = &Counts{}
+			counts[e.DB] = c
+		}
+		if e.ExpireAtMs > 0 && e.ExpireAtMs <= time.Now().UnixMilli() {
+			c.Expired++
+		} else {
+			c.Keys++
+			c.Bytes += int64(len(e.Payload))
+		}
+	}
+	countScanned()
+	if err := finish(rd, in); err != nil {
+		return err
+	}
+	if tee.err != nil {
+		return fmt.Errorf("write %s: %w", tmp.Name(), tee.err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), s.ToFile); err != nil {
+		return fmt.Errorf("rename %s to ToFile %s: %w", tmp.Name(), s.ToFile, err)
+	}
+	written = true
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // the rename survives a crash
+		d.Close()
+	}
+	// Counted once the file is complete: a failed transfer copied nothing.
+	for db, c := range counts {
+		j.Count(db, Counts{Keys: c.Keys, Bytes: c.Bytes, Expired: c.Expired})
+	}
+	j.Logger.Info("snapshot: dump written", "path", s.ToFile, "bytes", rd.Offset(), "rdb_version", rd.Version())
+	if s.Load == nil {
+		return nil
+	}
+	if err := s.Load(ctx, s.ToFile); err != nil {
+		return j.Target.Err("load "+s.ToFile, "", fmt.Errorf("the Load hook failed: %w", err))
+	}
+	j.Logger.Info("snapshot: Load hook done", "path", s.ToFile)
+	return nil
+}
+
+// teeReader writes to w what it reads from r, and remembers the first write error.
+type teeReader struct {
+	r   io.Reader
+	w   io.Writer
+	err error
+}
+
+func (t *teeReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 && t.err == nil {
+		if _, werr := t.w.Write(p[:n]); werr != nil {
+			t.err = werr
+			return n, werr
+		}
+	}
+	return n, err
+}
+
+// bgsave makes the source save its data and waits until that save is complete. It returns
+// when the save was asked for.
+func bgsave(ctx context.Context, j *Job) (time.Time, error) {
+	e := j.Source
+	c, err := e.Default()
+	if err != nil {
+		return time.Time{}, err
+	}
+	before, err := persistence(ctx, c)
+	if err != nil {
+		return time.Time{}, e.Err("info persistence", "", ctxErr(ctx, err))
+	}
+	asked := time.Now()
+	for {
+		// SCHEDULE (Redis 3.2.2): when an AOF rewrite runs, the save starts after it.
+		err := c.Do(ctx, c.B().Bgsave().Schedule().Build()).Error()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return time.Time{}, e.Err("bgsave", "", ctx.Err())
+		}
+		if !strings.Contains(err.Error(), "already in progress") {
+			if r := refusal(ctx, e, "BGSAVE", err); r != nil {
+				return time.Time{}, r
+			}
+			return time.Time{}, e.Err("bgsave", "", err)
+		}
+		// Someone else's save is running: it may predate writes we must see; wait, then ask.
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return time.Time{}, e.Err("bgsave", "", err)
+		}
+	}
+	j.Logger.Info("snapshot: BGSAVE asked on the source", "source", e.Addr)
+	for {
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return time.Time{}, e.Err("wait for bgsave", "", err)
+		}
+		now, err := persistence(ctx, c)
+		if err != nil {
+			return time.Time{}, e.Err("info persistence", "", ctxErr(ctx, err))
+		}
+		if now.inProgress {
+			continue
+		}
+		newer := now.saves > before.saves
+		if before.saves < 0 || now.saves < 0 { // before Redis 7.0: LASTSAVE's seconds
+			newer = now.lastSave > before.lastSave
+		}
+		if !newer {
+			continue
+		}
+		if now.status != "ok" {
+			return time.Time{}, e.Err("bgsave", "", fmt.Errorf("the source's BGSAVE failed (rdb_last_bgsave_status:%s); see its log", now.status))
+		}
+		return asked, nil
+	}
+}
+
+type persistenceInfo struct {
+	inProgress bool
+	saves      int64 // rdb_saves, -1 when the server does not say
+	lastSave   int64
+	status     string
+}
+
+func persistence(ctx context.Context, c rueidis.Client) (persistenceInfo, error) {
+	text, err := c.Do(ctx, c.B().Info().Section("persistence").Build()).ToString()
+	if err != nil {
+		return persistenceInfo{}, err
+	}
+	f := parseInfo(text).Fields
+	p := persistenceInfo{inProgress: f["rdb_bgsave_in_progress"] == "1", saves: -1, status: f["rdb_last_bgsave_status"]}
+	if v, ok := f["rdb_saves"]; ok {
+		p.saves, _ = strconv.ParseInt(v, 10, 64)
+	}
+	p.lastSave, _ = strconv.ParseInt(f["rdb_last_save_time"], 10, 64)
+	return p, nil
+}
+
