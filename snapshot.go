@@ -695,4 +695,3 @@ func persistence(ctx context.Context, c rueidis.Client) (persistenceInfo, error)
 	p.lastSave, _ = strconv.ParseInt(f["rdb_last_save_time"], 10, 64)
 	return p, nil
 }
-
