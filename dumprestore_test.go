@@ -27,9 +27,10 @@ func migrateWith(t *testing.T, src, dst *redistest.Server, opts ...migrate.Optio
 	return migrateOptions(t, src.Option(), dst.Option(), opts...)
 }
 
+// migrateOptions migrates with DumpRestore unless opts choose another strategy.
 func migrateOptions(t *testing.T, src, dst rueidis.ClientOption, opts ...migrate.Option) (*migrate.Report, error) {
 	t.Helper()
-	m, err := migrate.New(src, dst, opts...)
+	m, err := migrate.New(src, dst, append([]migrate.Option{migrate.WithStrategy(migrate.DumpRestore{})}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +341,7 @@ func TestDumpRestoreCancel(t *testing.T) {
 	}
 	c.DoMulti(context.Background(), cmds...)
 	before := runtime.NumGoroutine()
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithRateLimit(2000))
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithRateLimit(2000))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,9 @@ type Job struct {
 
 	mu     sync.Mutex
 	counts map[int]*Counts
+	steps  []Step   // Auto's verdicts
+	chosen Strategy // Auto's choice, from Check
+	ran    string   // the strategy Auto ran
 }
 
 // Counts are the numbers of keys (and bytes) a migration handled.

@@ -30,14 +30,21 @@ type Migrator interface {
 	// when it fails or ctx is cancelled, with what was done until then; the error then
 	// says why it stopped (and wraps context.Canceled on cancellation).
 	Migrate(ctx context.Context) (*Report, error)
+	// Plan probes both sides without changing anything and says, for the strategy given
+	// to New (each of the ladder's for Auto), whether it can run here and why not, with the
+	// facts it found.
+	Plan(ctx context.Context) (*Plan, error)
 	// Close closes every connection the Migrator opened. Call it once Migrate returned.
 	Close()
 }
 
 // Report says what a migration did.
 type Report struct {
-	Strategy  string // the Name of the strategy that ran
-	Counts           // summed over every database
+	Strategy string // the Name of the strategy that ran (the one Auto chose)
+	// Steps are Auto's verdicts: why each better strategy was passed over. Nil for other
+	// strategies.
+	Steps     []Step
+	Counts    // summed over every database
 	Duration  time.Duration
 	Databases map[int]Counts // per source database
 	// Verify is the comparison made after the copy when WithVerify is given, else nil.
@@ -145,6 +152,12 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 	stop()
 
 	rep.Counts, rep.Databases = j.Totals()
+	j.mu.Lock()
+	if j.ran != "" {
+		rep.Strategy = j.ran
+	}
+	rep.Steps = j.steps
+	j.mu.Unlock()
 	if err == nil && m.cfg.verify {
 		rep.Verify, err = m.verify(ctx, j)
 		if err == nil && !rep.Verify.Equal() {

@@ -35,7 +35,7 @@ type config struct {
 
 func defaults() config {
 	return config{
-		strategy:    DumpRestore{},
+		strategy:    Auto{},
 		scanCount:   1000,
 		batchSize:   256,
 		concurrency: 8,
@@ -48,7 +48,8 @@ func defaults() config {
 	}
 }
 
-// WithStrategy sets how the data is copied. The default is DumpRestore{}.
+// WithStrategy sets how the data is copied. The default is Auto{}: the first strategy of
+// the ladder that can run here.
 func WithStrategy(s Strategy) Option {
 	return func(c *config) error {
 		if s == nil {
