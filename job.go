@@ -138,6 +138,9 @@ func (j *Job) progress(strategy string, done bool) Progress {
 	sum, _ := j.Totals()
 	j.mu.Lock()
 	total := j.total
+	if j.ran != "" {
+		strategy = j.ran // the one Auto chose
+	}
 	j.mu.Unlock()
 	return Progress{Strategy: strategy, Counts: sum, Total: total, Elapsed: time.Since(j.start), Done: done}
 }
