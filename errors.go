@@ -30,6 +30,10 @@ var (
 	// ErrMismatch means the verification that WithVerify asked for found differences
 	// between source and target; Report.Verify holds them.
 	ErrMismatch = errors.New("target differs from source")
+
+	// ErrCorruptRDB is wrapped by every error RDBReader returns for input that is not a
+	// valid RDB stream, including input that ends before the RDB's EOF opcode.
+	ErrCorruptRDB = errors.New("corrupt RDB")
 )
 
 // Side says which server an error or a fact is about.

@@ -14,9 +14,6 @@ import (
 	"time"
 )
 
-// ErrCorruptRDB is wrapped by every error RDBReader returns for input that is
-// not a valid RDB stream, including input that ends before the RDB's EOF opcode.
-var ErrCorruptRDB = errors.New("corrupt RDB")
 
 // RDB value type bytes, as Redis writes them before a key. The numbers are
 // fixed by the file format (Redis src/rdb.h).
