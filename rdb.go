@@ -14,7 +14,6 @@ import (
 	"time"
 )
 
-
 // RDB value type bytes, as Redis writes them before a key. The numbers are
 // fixed by the file format (Redis src/rdb.h).
 const (
