@@ -1,7 +1,5 @@
 package migrate
 
-import "encoding/binary"
-
 // Redis checksums RDB files and DUMP payloads with CRC-64/Jones: reflected,
 // polynomial 0xad93d23594c935a9, initial value 0 and no final xor. Go's
 // hash/crc64 inverts the register before and after, so it computes a
@@ -39,17 +37,18 @@ func makeCRC64Tables() *[8][256]uint64 {
 }
 
 // crc64Jones continues the Redis CRC-64 crc over p; start with crc = 0.
-func crc64Jones(crc uint64, p []byte) uint64 {
+func crc64Jones[T string | []byte](crc uint64, p T) uint64 {
 	t := crc64Tables
 	for len(p) >= 8 {
-		crc ^= binary.LittleEndian.Uint64(p)
+		crc ^= uint64(p[0]) | uint64(p[1])<<8 | uint64(p[2])<<16 | uint64(p[3])<<24 |
+			uint64(p[4])<<32 | uint64(p[5])<<40 | uint64(p[6])<<48 | uint64(p[7])<<56
 		crc = t[7][byte(crc)] ^ t[6][byte(crc>>8)] ^ t[5][byte(crc>>16)] ^
 			t[4][byte(crc>>24)] ^ t[3][byte(crc>>32)] ^ t[2][byte(crc>>40)] ^
 			t[1][byte(crc>>48)] ^ t[0][byte(crc>>56)]
 		p = p[8:]
 	}
-	for _, b := range p {
-		crc = t[0][byte(crc)^b] ^ crc>>8
+	for i := 0; i < len(p); i++ {
+		crc = t[0][byte(crc)^p[i]] ^ crc>>8
 	}
 	return crc
 }

@@ -1071,7 +1071,11 @@ func lzfDecompress(in []byte, ulen uint64) ([]byte, error) {
 			return nil, bad
 		}
 		ref := len(out) - back
-		for k := range n { // byte by byte: the source may overlap what is written
+		if back >= n {
+			out = append(out, out[ref:ref+n]...)
+			continue
+		}
+		for k := range n { // byte by byte: the source overlaps what is written
 			out = append(out, out[ref+k])
 		}
 	}
