@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"os"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -114,27 +111,9 @@ func Example_ownStrategy() {
 
 // throwawayServers starts two empty redis-server processes for the runnable examples.
 func throwawayServers() (source, target rueidis.ClientOption, stop func()) {
-	dir, err := os.MkdirTemp("", "migrate-example-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	var opts [2]rueidis.ClientOption
-	var servers [2]*redistest.Server
-	for i := range servers {
-		d := filepath.Join(dir, strconv.Itoa(i))
-		if err := os.Mkdir(d, 0o700); err != nil {
-			log.Fatal(err)
-		}
-		if servers[i], err = redistest.Launch(redistest.Config{Dir: d}); err != nil {
-			log.Fatal(err)
-		}
-		opts[i] = servers[i].Option()
-	}
-	return opts[0], opts[1], func() {
-		servers[0].Stop()
-		servers[1].Stop()
-		os.RemoveAll(dir)
-	}
+	src, stopSource := redistest.ForExample(redistest.Config{})
+	dst, stopTarget := redistest.ForExample(redistest.Config{})
+	return src.Option(), dst.Option(), func() { stopSource(); stopTarget() }
 }
 
 func ExampleDumpRestore() {
