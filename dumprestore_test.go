@@ -378,3 +378,61 @@ func waitGoroutines(t *testing.T, before int) {
 		t.Errorf("%d goroutines left running, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestDumpRestoreACLUsers copies between two ACL users that may do no more than the
+// strategy needs: read on the source, write on the target.
+func TestDumpRestoreACLUsers(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t,
+		redistest.Config{Users: []string{"user reader on >r-pass ~* +@read +dump +scan +info +pexpiretime +select +ping +hello +client +command"}},
+		redistest.Config{Users: []string{"user writer on >w-pass ~* +restore +set +info +config|get +select +ping +hello +client +command"}})
+	redistest.Fill(t, src, redistest.Dataset{Small: true})
+	so, do := src.Option(), dst.Option()
+	so.Username, so.Password = "reader", "r-pass"
+	do.Username, do.Password = "writer", "w-pass"
+	rep, err := migrateOptions(t, so, do)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
+	if rep.Failed != 0 || rep.Keys == 0 {
+		t.Errorf("report %+v", rep.Counts)
+	}
+	// A target user without RESTORE is refused before anything is copied.
+	dst.Do(t, 0, "ACL", "SETUSER", "writer", "-restore")
+	dst.Do(t, 0, "FLUSHALL")
+	_, err = migrateOptions(t, so, do)
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "RESTORE") || !strings.Contains(err.Error(), "ACL") {
+		t.Fatalf("err = %v, want ErrUnsupported naming RESTORE and the ACL", err)
+	}
+	if n := dbsize(t, dst, 0); n != 0 {
+		t.Errorf("target got %d keys", n)
+	}
+}
+
+// TestDumpRestoreProgress checks the progress calls: counters never go back, the last
+// call is marked Done and equals the report.
+func TestDumpRestoreProgress(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	redistest.AddKeys(t, src, 0, "k", 1500, 10)
+	var calls []migrate.Progress
+	rep, err := migrateWith(t, src, dst, migrate.WithRateLimit(2000), migrate.WithProgress(func(p migrate.Progress) {
+		calls = append(calls, p)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) < 2 {
+		t.Fatalf("%d progress calls for a copy of %v, want several", len(calls), rep.Duration)
+	}
+	for i := 1; i < len(calls); i++ {
+		if calls[i].Keys < calls[i-1].Keys || calls[i].Elapsed-calls[i-1].Elapsed < 200*time.Millisecond && !calls[i].Done {
+			t.Errorf("call %d: %+v after %+v", i, calls[i], calls[i-1])
+		}
+	}
+	last := calls[len(calls)-1]
+	if !last.Done || last.Keys != rep.Keys || last.Total != rep.Keys || last.Strategy != "dump-restore" {
+		t.Errorf("last call %+v, report %+v", last, rep.Counts)
+	}
+}
