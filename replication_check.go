@@ -1,0 +1,242 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/rueidis"
+)
+
+// filterName names the option that narrows the copy.
+func filterName(j *Job) string {
+	switch {
+	case j.Match != "":
+		return fmt.Sprintf("WithMatch(%q)", j.Match)
+	case len(j.Types) > 0:
+		return fmt.Sprintf("WithTypes(%q)", j.Types)
+	case j.Source.Option.SelectDB != 0:
+		return fmt.Sprintf("the source's SelectDB %d (or WithDatabases)", j.Source.Option.SelectDB)
+	}
+	return fmt.Sprintf("WithDatabases(%v)", j.Databases)
+}
+
+// checkReplicaVersion refuses a target older than the source: a replica must read the
+// source's RDB and understand its replication stream.
+func checkReplicaVersion(j *Job) error {
+	src, dst := j.Source.Info, j.Target.Info
+	if src == nil || dst == nil || src.Version == "" || dst.Version == "" {
+		return nil
+	}
+	if versionNumber(dst.Version) >= versionNumber(src.Version) {
+		return nil
+	}
+	return j.Target.Err("check versions", "", fmt.Errorf(
+		"the target runs %s, older than the source's %s, and a replica must run the same version or a newer one; upgrade the target or use another strategy: %w (%w)",
+		describeVersion(dst), describeVersion(src), ErrIncompatible, ErrUnsupported))
+}
+
+// checkTargetEmpty refuses a target that holds keys, unless the user allows discarding them.
+func checkTargetEmpty(j *Job) error {
+	if j.DiscardTarget {
+		return nil
+	}
+	var n int64
+	var dbs []string
+	for _, db := range sortedDBs(j.Target.Info.Keyspace) {
+		if k := j.Target.Info.Keyspace[db]; k > 0 {
+			n += k
+			dbs = append(dbs, fmt.Sprintf("db %d: %d", db, k))
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	what := fmt.Sprintf("%d keys", n)
+	if n == 1 {
+		what = "1 key"
+	}
+	return j.Target.Err("check keys", "", unsupported(
+		"the target holds %s (%s), which replication would discard; give migrate.WithDiscardTarget() to allow it, or empty the target",
+		what, strings.Join(dbs, ", ")))
+}
+
+// replicaOfCommand returns the name under which the target accepts REPLICAOF: "REPLICAOF",
+// or "SLAVEOF" on servers older than 5.0 or when only SLAVEOF is allowed.
+func replicaOfCommand(ctx context.Context, j *Job) (string, error) {
+	names := []string{"REPLICAOF", "SLAVEOF"}
+	if !j.Target.Info.AtLeast(5, 0, 0) {
+		names = names[1:]
+	}
+	var reasons []error
+	for _, name := range names {
+		err := probeRefusal(ctx, j.Target, name, name, "NO", "ONE")
+		if err == nil {
+			return name, nil
+		}
+		if !errors.Is(err, ErrUnsupported) {
+			return "", err
+		}
+		reasons = append(reasons, err)
+	}
+	args := []any{strings.Join(names, " and ")}
+	for _, r := range reasons {
+		args = append(args, r)
+	}
+	return "", fmt.Errorf("the target cannot be made a replica, since it refuses %s: "+
+		strings.TrimSuffix(strings.Repeat("%w; ", len(reasons)), "; "), args...)
+}
+
+// setting is one configuration parameter of the target that the sync needs changed.
+type setting struct{ name, old, want string }
+
+// authSettings returns the target's masterauth and masteruser settings that differ from the
+// source's Password and Username, with their current values, which are put back at the
+// end. A setting the target does not let read is left alone when the source needs none.
+func authSettings(ctx context.Context, j *Job) ([]setting, error) {
+	c, err := j.Target.Default()
+	if err != nil {
+		return nil, err
+	}
+	opt := j.Source.Option
+	wants := []setting{{name: "masterauth", want: opt.Password}}
+	if j.Target.Info.AtLeast(6, 0, 0) {
+		wants = append(wants, setting{name: "masteruser", want: opt.Username})
+	} else if opt.Username != "" && opt.Username != "default" {
+		return nil, j.Target.Err("check masteruser", "", unsupported(
+			"the target runs %s and cannot authenticate to the source as the ACL user %q (masteruser needs Redis 6.0)",
+			describeVersion(j.Target.Info), opt.Username))
+	}
+	var out []setting
+	for _, s := range wants {
+		old, ok := configGet(ctx, c, s.name)
+		if !ok {
+			if ctx.Err() != nil {
+				return nil, j.Target.Err("config get "+s.name, "", ctx.Err())
+			}
+			if s.want == "" {
+				continue
+			}
+			// Say why: the command, or the parameter.
+			if err := probeRefusal(ctx, j.Target, "CONFIG GET", "CONFIG", "GET", s.name); err != nil {
+				return nil, fmt.Errorf("the source needs authentication, so the target's %s must be set: %w", s.name, err)
+			}
+			return nil, j.Target.Err("config get "+s.name, "", unsupported(
+				"the source needs authentication, and the target cannot read its %s setting", s.name))
+		}
+		if old != s.want {
+			s.old = old
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// checkTLSReplication refuses a TLS source when the target does not replicate over TLS.
+func checkTLSReplication(ctx context.Context, j *Job) error {
+	if j.Source.Option.TLSConfig == nil {
+		return nil
+	}
+	c, err := j.Target.Default()
+	if err != nil {
+		return err
+	}
+	if v, ok := configGet(ctx, c, "tls-replication"); ok && v != "yes" {
+		return j.Target.Err("check tls-replication", "", unsupported(
+			"the source is reached over TLS, and the target has tls-replication %s; set tls-replication yes and its certificates on the target", v))
+	}
+	return nil
+}
+
+// checkSourceUser refuses a source whose user may not run what a replica runs, where the
+// source says so (ACL DRYRUN, Redis 7.0 or newer, if the user may run it).
+func checkSourceUser(ctx context.Context, j *Job) error {
+	if !j.Source.Info.AtLeast(7, 0, 0) {
+		return nil
+	}
+	c, err := j.Source.Default()
+	if err != nil {
+		return err
+	}
+	user := aclUser(ctx, c, j.Source)
+	for _, args := range [][]string{{"PSYNC", "?", "-1"}, {"REPLCONF", "capa", "psync2"}, {"PING"}} {
+		reply, err := c.Do(ctx, c.B().AclDryrun().Username(user).Command(args[0]).Arg(args[1:]...).Build()).ToString()
+		if err != nil {
+			return nil // ACL DRYRUN refused: the sync will tell.
+		}
+		if reply != "OK" {
+			return j.Source.Err("check "+args[0], "", unsupported(
+				"the source's ACL user %q may not run %s, which the target runs as its replica (%s); grant it +psync +replconf +ping",
+				user, args[0], reply))
+		}
+	}
+	return nil
+}
+
+// aclUser returns the user the endpoint's client is logged in as.
+func aclUser(ctx context.Context, c rueidis.Client, e *Endpoint) string {
+	if u, err := c.Do(ctx, c.B().AclWhoami().Build()).ToString(); err == nil && u != "" {
+		return u
+	}
+	if e.Option.Username != "" {
+		return e.Option.Username
+	}
+	return "default"
+}
+
+// probeRefusal reports, as an error wrapping ErrUnsupported, why e refuses the command args
+// (called name in messages), without running it. The command is queued inside MULTI, which
+// makes the server check it as it would before running it (name, arguments, ACL), then the
+// block is discarded. When MULTI itself is refused, COMMAND INFO says whether the command
+// exists and ACL DRYRUN (Redis 7.0 or newer) whether the user may run it; when neither
+// answers, probeRefusal returns nil and the command's real use will tell.
+func probeRefusal(ctx context.Context, e *Endpoint, name string, args ...string) error {
+	c, err := e.Default()
+	if err != nil {
+		return err
+	}
+	var queued, multi error
+	derr := c.Dedicated(func(d rueidis.DedicatedClient) error {
+		// MULTI alone first: were it refused, the command sent after it would run.
+		if multi = d.Do(ctx, d.B().Multi().Build()).Error(); multi != nil {
+			return nil
+		}
+		queued = d.Do(ctx, d.B().Arbitrary(args[0]).Args(args[1:]...).Build()).Error()
+		if err := d.Do(ctx, d.B().Discard().Build()).Error(); err != nil {
+			// Never hand back a connection that may still be inside MULTI; closing it
+			// makes the server drop the block.
+			d.Close()
+			return err
+		}
+		return nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		return e.Err("check "+name, "", ctx.Err())
+	case multi == nil && queued != nil:
+		return refusal(ctx, e, name, queued)
+	case multi == nil && derr == nil:
+		return nil
+	case derr != nil:
+		return e.Err("check "+name, "", derr)
+	}
+	if _, ok := rueidis.IsRedisErr(multi); !ok {
+		return e.Err("check "+name, "", multi)
+	}
+	// MULTI refused: ask the server about the command instead.
+	cmd := strings.ToLower(args[0])
+	if infos, err := c.Do(ctx, c.B().CommandInfo().CommandName(cmd).Build()).ToArray(); err == nil &&
+		len(infos) == 1 && infos[0].IsNil() {
+		return e.Err("check "+name, "", unsupported("%s is renamed or disabled (rename-command) on the %s", args[0], e.Side))
+	}
+	if !e.Info.AtLeast(7, 0, 0) {
+		return nil
+	}
+	user := aclUser(ctx, c, e)
+	reply, err := c.Do(ctx, c.B().AclDryrun().Username(user).Command(args[0]).Arg(args[1:]...).Build()).ToString()
+	if err != nil || reply == "OK" {
+		return nil
+	}
+	return e.Err("check "+name, "", unsupported("the %s's ACL user %q may not run %s (%s)", e.Side, user, name, reply))
+}
