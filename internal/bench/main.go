@@ -15,8 +15,8 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/redismigrate/migrate"
@@ -63,6 +63,23 @@ type result struct {
 	Keys    int64
 	Bytes   int64
 	Seconds float64
+	PeakKiB int64 // the child's own peak RSS
+}
+
+// peakRSS returns this process's peak resident memory in KiB, from VmHWM: unlike
+// getrusage's maxrss, it does not count what the parent held before exec.
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 func runChild(src, dst, name string) error {
@@ -80,7 +97,7 @@ func runChild(src, dst, name string) error {
 	if err != nil {
 		return err
 	}
-	return json.NewEncoder(os.Stdout).Encode(result{Keys: rep.Keys, Bytes: rep.Bytes, Seconds: time.Since(start).Seconds()})
+	return json.NewEncoder(os.Stdout).Encode(result{Keys: rep.Keys, Bytes: rep.Bytes, Seconds: time.Since(start).Seconds(), PeakKiB: peakRSS()})
 }
 
 func runSet(set string, names []string, scale float64) error {
@@ -133,7 +150,7 @@ func runSet(set string, names []string, scale float64) error {
 		if r.Keys != keys {
 			return fmt.Errorf("%s copied %d keys of %d", name, r.Keys, keys)
 		}
-		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB on Linux
+		rss := r.PeakKiB
 		fmt.Printf("%-8s %-14s %9.2f %12.0f %9.1f %9.2f %8dMB\n", set, name, r.Seconds, float64(r.Keys)/r.Seconds,
 			float64(r.Bytes)/r.Seconds/1e6, r.Seconds/native.Seconds(), rss/1024)
 	}
