@@ -141,3 +141,55 @@ func ExampleDumpRestore() {
 	fmt.Printf("%s: %d keys copied, %d expired meanwhile\n", report.Strategy, report.Keys, report.Expired)
 	// Output: dump-restore: 2 keys copied, 0 expired meanwhile
 }
+
+// Plan says, without changing anything, which strategy would run and why the better ones
+// cannot; fmt.Print(plan) shows it as a table.
+func ExampleMigrator_Plan() {
+	source, target, stop := throwawayServers()
+	defer stop()
+	m, err := migrate.New(source, target) // Auto{}: the first rung of the ladder that can run
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	plan, err := m.Plan(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range plan.Steps {
+		fmt.Printf("%-12s can run: %v\n", s.Strategy, s.OK)
+	}
+	fmt.Println("chosen:", plan.Chosen)
+	// Output:
+	// replication  can run: false
+	// snapshot     can run: true
+	// migrate-keys can run: true
+	// dump-restore can run: true
+	// chosen: snapshot
+}
+
+// Verify compares two servers key by key and gives examples of what differs.
+func ExampleVerify() {
+	source, target, stop := throwawayServers()
+	defer stop()
+	for _, side := range []rueidis.ClientOption{source, target} {
+		c, _ := rueidis.NewClient(side)
+		c.Do(context.Background(), c.B().Set().Key("same").Value("v").Build())
+		c.Close()
+	}
+	c, _ := rueidis.NewClient(source)
+	c.Do(context.Background(), c.B().Set().Key("only-on-source").Value("v").Build())
+	c.Close()
+
+	rep, err := migrate.Verify(context.Background(), source, target)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(rep.Equal(), rep)
+	for _, d := range rep.Examples {
+		fmt.Println(d)
+	}
+	// Output:
+	// false 2 keys compared: 1 missing, 0 extra, 0 of another type, 0 with another value, 0 with another TTL
+	// db 0 "only-on-source": missing
+}

@@ -46,7 +46,10 @@ type Difference struct {
 }
 
 func (d Difference) String() string {
-	return fmt.Sprintf("db %d %q: %s %s", d.DB, d.Key, d.Kind, d.Detail)
+	if d.Detail == "" {
+		return fmt.Sprintf("db %d %q: %s", d.DB, d.Key, d.Kind)
+	}
+	return fmt.Sprintf("db %d %q: %s: %s", d.DB, d.Key, d.Kind, d.Detail)
 }
 
 // Verify compares the target with the source key by key, for the keys that the filters
