@@ -54,7 +54,7 @@ func (d DumpRestore) copyDB(ctx context.Context, j *Job, r *restorer, db int) er
 	if err != nil {
 		return err
 	}
-	if _, err := j.Target.Client(db); err != nil {
+	if _, err := j.Target.Client(j.TargetDB(db)); err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)

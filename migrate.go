@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,6 +98,7 @@ func (m *migrator) job(ctx context.Context) (*Job, error) {
 		Match: m.cfg.match, Types: m.cfg.types,
 		ScanCount: m.cfg.scanCount, BatchSize: m.cfg.batchSize, Concurrency: m.cfg.concurrency,
 		Conflict: m.cfg.conflict, Logger: m.cfg.logger, DiscardTarget: m.cfg.discard,
+		replicas: m.cfg.replicas,
 		Filtered: m.cfg.match != "" || len(m.cfg.types) > 0 || len(m.cfg.databases) > 0 || m.src.Option.SelectDB != 0,
 		start:    time.Now(),
 	}
@@ -112,12 +115,29 @@ func (m *migrator) job(ctx context.Context) (*Job, error) {
 		return nil, err
 	}
 	j.Databases = m.databases()
+	j.prefix = m.cfg.dbPrefix
+	j.merge = m.cfg.dbPrefix != nil
+	if m.dst.Cluster() && len(j.Databases) > 1 && !j.merge {
+		return nil, m.dst.Err("map databases", "", fmt.Errorf(
+			"the target is a cluster, which has only database 0, and the source's databases %s are to be copied; "+
+				"copy one with migrate.WithDatabases(n), or merge them into database 0 with migrate.WithDBPrefix(\"db%%d:\") "+
+				"(or WithDBPrefix(\"\") to keep the names): %w", dbList(j.Databases), ErrUnsupported))
+	}
 	var total int64
 	for _, db := range j.Databases {
 		total += m.src.Info.Keyspace[db]
 	}
 	j.SetTotal(total)
 	return j, nil
+}
+
+// dbList names databases for messages, as "0, 3, 15".
+func dbList(dbs []int) string {
+	parts := make([]string, len(dbs))
+	for i, db := range dbs {
+		parts[i] = strconv.Itoa(db)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (m *migrator) databases() []int {

@@ -44,7 +44,7 @@ func newRestorer(ctx context.Context, j *Job) (*restorer, error) {
 // restore writes batch into target database db, counts the outcome, and returns the first
 // error that stops the migration.
 func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
-	c, err := r.j.Target.Client(db)
+	c, err := r.j.Target.Client(r.j.TargetDB(db))
 	if err != nil {
 		return err
 	}
@@ -72,6 +72,7 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 				ttl = d.expireAt - now
 			}
 		}
+		d.key = r.j.TargetKey(db, d.key)
 		cmds = append(cmds, r.command(c, d, ttl))
 		sent = append(sent, d)
 	}
@@ -95,7 +96,7 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 			}
 			counts.Failed++
 			if first == nil {
-				first = r.j.Target.Err(fmt.Sprintf("restore into db %d", db), d.key, ErrConflict)
+				first = r.j.Target.Err(fmt.Sprintf("restore into db %d", r.j.TargetDB(db)), d.key, ErrConflict)
 			}
 		default:
 			counts.Failed++
@@ -124,7 +125,7 @@ func (r *restorer) restoreErr(ctx context.Context, db int, key string, err error
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	op := fmt.Sprintf("restore into db %d", db)
+	op := fmt.Sprintf("restore into db %d", r.j.TargetDB(db))
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "payload version or checksum are wrong"):

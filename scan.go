@@ -16,6 +16,16 @@ import (
 //
 // SCAN may return a key more than once when the source's tables are resized during the
 // walk; strategies must tolerate that.
+//
+// On a cluster source the walk goes slot by slot, one walk per master at once (see
+// WithReadFromReplicas), and fn is never called twice at once. Each slot is read whole by
+// one CLUSTER GETKEYSINSLOT, in a MULTI with CLUSTER NODES so that the node says in the same
+// instant whether it still serves the slot; a slot it no longer serves (it moved, or the node
+// failed) is read again from its new owner once the cluster says who that is. So a key that
+// exists during the whole walk is given exactly once, resharding and failovers included; a
+// slot being moved is read on both nodes and its keys given once. A key in a slot whose
+// owner failed over is given as the promoted replica holds it. MATCH and TYPE are applied
+// by this program.
 func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error) error {
 	return j.scan(ctx, j.Source, db, true, fn)
 }
@@ -23,6 +33,9 @@ func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error
 // scan walks the keys of database db of side e with the job's filters; count says whether
 // they count as Scanned.
 func (j *Job) scan(ctx context.Context, e *Endpoint, db int, count bool, fn func(keys []string) error) error {
+	if e.Cluster() {
+		return j.scanCluster(ctx, e, count, fn)
+	}
 	c, err := e.Client(db)
 	if err != nil {
 		return err

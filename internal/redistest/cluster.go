@@ -122,3 +122,48 @@ func (c *Cluster) Client(t testing.TB) rueidis.Client {
 	t.Cleanup(cl.Close)
 	return cl
 }
+
+// Side returns the cluster as a side to compare: a cluster client, and a client of each
+// node that is a master now (failovers included), all closed when the test ends.
+func (c *Cluster) Side(t testing.TB) Side {
+	t.Helper()
+	side := Side{Client: c.Client(t)}
+	for _, s := range c.Nodes() {
+		if s.Stopped() {
+			continue
+		}
+		cl := s.Client(t, 0)
+		role, err := cl.Do(context.Background(), cl.B().Role().Build()).ToArray()
+		if err != nil || len(role) == 0 {
+			continue
+		}
+		if r, _ := role[0].ToString(); r == "master" {
+			side.Nodes = append(side.Nodes, cl)
+		}
+	}
+	return side
+}
+
+// Nodes returns every node, masters first.
+func (c *Cluster) Nodes() []*Server {
+	return append(append([]*Server(nil), c.Masters...), c.Replicas...)
+}
+
+// FillCluster writes the conformance data set of each database of d (DatasetDBs by
+// default) into database 0 of the cluster: a cluster has no other, and the keys of the data
+// set of database N all start with "dbN:". It returns the number of keys written per N.
+func FillCluster(t testing.TB, c *Cluster, d Dataset) map[int]int {
+	t.Helper()
+	cl := c.Client(t)
+	counts := map[int]int{}
+	for _, db := range d.dbs() {
+		cmds := datasetCommands(cl, db, d)
+		for i, r := range cl.DoMulti(context.Background(), cmds.list...) {
+			if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
+				t.Fatalf("redistest: fill cluster with db %d's data set: %v: %v", db, cmds.list[i].Commands()[0], err)
+			}
+		}
+		counts[db] = len(cmds.keys)
+	}
+	return counts
+}
