@@ -117,3 +117,20 @@ func TestClusterDumpRestore(t *testing.T) {
 
 var _ = errors.Is
 var _ = strings.Contains
+
+func TestClusterSnapshot(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		src, dst bool
+	}{
+		{"standalone-to-cluster", false, true},
+		{"cluster-to-standalone", true, false},
+		{"cluster-to-cluster", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			runClusterConformance(t, migrate.Snapshot{}, tc.src, tc.dst)
+		})
+	}
+}

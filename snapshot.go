@@ -102,9 +102,10 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 		return err
 	}
 	fromServer := s.FromFile == "" || s.BGSave
-	if fromServer && j.Source.Info.Mode == "cluster" {
-		return j.Source.Err("check mode", "", unsupported(
-			"the source is a cluster node, and its snapshot holds only its own slots; use DumpRestore{}, which walks every node"))
+	if fromServer && j.Source.Cluster() {
+		if err := s.checkCluster(ctx, j); err != nil {
+			return err
+		}
 	}
 	version := j.Source.Info.RDBVersion()
 	versionOf := describeVersion(j.Source.Info)
@@ -138,6 +139,29 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 		return j.Target.Err("check versions", "", fmt.Errorf(
 			"the target runs %s (RDB %d) and cannot read the snapshot of %s (RDB %d); upgrade the target: %w (%w)",
 			describeVersion(j.Target.Info), dst, versionOf, version, ErrIncompatible, ErrUnsupported))
+	}
+	return nil
+}
+
+// checkCluster refuses what a cluster source cannot do: one file for many masters, and a
+// snapshot while slots move.
+func (s Snapshot) checkCluster(ctx context.Context, j *Job) error {
+	switch {
+	case s.BGSave:
+		return j.Source.Err("check mode", "", unsupported(
+			"the source is a cluster, and BGSave saves one node's dump; leave FromFile empty to read every master over replication"))
+	case s.ToFile != "":
+		return j.Source.Err("check mode", "", unsupported(
+			"the source is a cluster, whose masters each have a snapshot, and ToFile writes one file; leave ToFile empty to restore them"))
+	}
+	t, err := j.Source.topology(ctx)
+	if err != nil {
+		return err
+	}
+	if len(t.migrating) > 0 {
+		return j.Source.Err("check slots", "", unsupported(
+			"%d slot(s) of the source cluster are being moved (CLUSTER SETSLOT MIGRATING), and each master's snapshot holds only part of them; "+
+				"run once the resharding is done, or use DumpRestore{}, which follows it", len(t.migrating)))
 	}
 	return nil
 }
@@ -197,6 +221,9 @@ func fileRDBVersion(path string) (int, error) {
 func (s Snapshot) Run(ctx context.Context, j *Job) error {
 	if err := s.validate(); err != nil {
 		return err
+	}
+	if s.FromFile == "" && j.Source.Cluster() {
+		return s.runCluster(ctx, j)
 	}
 	in, err := s.open(ctx, j)
 	if err != nil {
@@ -287,7 +314,7 @@ func (s Snapshot) restore(ctx context.Context, j *Job, in *snapshotInput) error 
 	batches := make(chan restoreBatch, j.Concurrency)
 	g.Go(func() error {
 		defer close(batches)
-		return s.read(gctx, j, in, batches)
+		return s.read(gctx, j, in, batches, nil)
 	})
 	for range j.Concurrency {
 		g.Go(func() error {
@@ -304,9 +331,16 @@ func (s Snapshot) restore(ctx context.Context, j *Job, in *snapshotInput) error 
 
 // read reads the snapshot, keeps the entries the filters select and sends them in batches
 // of one database, restoring function libraries on the way.
-func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<- restoreBatch) error {
+//
+// owned, when not nil, keeps only the keys of the slots it marks: those the cluster master
+// that sends this snapshot served when the migration started.
+func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<- restoreBatch, owned *[slotCount]bool) error {
 	rd := NewRDBReader(in)
 	keep := snapshotFilter(j)
+	if owned != nil {
+		filter := keep
+		keep = func(e *RDBEntry) bool { return owned[keySlot(e.Key)] && filter(e) }
+	}
 	b := batchBuilder{maxKeys: j.batchLimit(), maxBytes: snapshotBatchBytes}
 	flush := func() error {
 		if len(b.items) == 0 {
