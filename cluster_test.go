@@ -134,3 +134,20 @@ func TestClusterSnapshot(t *testing.T) {
 		})
 	}
 }
+
+func TestClusterMigrateKeys(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		src, dst bool
+	}{
+		{"standalone-to-cluster", false, true},
+		{"cluster-to-standalone", true, false},
+		{"cluster-to-cluster", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			runClusterConformance(t, migrate.MigrateKeys{}, tc.src, tc.dst)
+		})
+	}
+}
