@@ -52,7 +52,7 @@ func runClusterConformance(t *testing.T, s migrate.Strategy, srcCluster, dstClus
 			opts = append(opts, migrate.WithDBPrefix(""))
 		}
 	}
-	m, err := migrate.New(src.option(), dst.option(), append([]migrate.Option{migrate.WithStrategy(s)}, opts...)...)
+	m, err := migrate.New(src.option(), dst.option(), append([]migrate.Option{migrate.WithStrategy(s), migrate.WithVerify()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +64,9 @@ func runClusterConformance(t *testing.T, s migrate.Strategy, srcCluster, dstClus
 		t.Fatalf("Migrate: %v", err)
 	}
 	assertSameClusterData(t, src, dst)
+	if v := rep.Verify; v == nil || !v.Equal() || v.Compared != rep.Keys {
+		t.Errorf("verify: %v, want every one of %d keys compared and equal", v, rep.Keys)
+	}
 	want := 0
 	for _, n := range counts {
 		want += n

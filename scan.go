@@ -33,8 +33,13 @@ func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error
 // scan walks the keys of database db of side e with the job's filters; count says whether
 // they count as Scanned.
 func (j *Job) scan(ctx context.Context, e *Endpoint, db int, count bool, fn func(keys []string) error) error {
+	return j.scanMatch(ctx, e, db, j.Match, count, fn)
+}
+
+// scanMatch is scan with another MATCH pattern than the job's.
+func (j *Job) scanMatch(ctx context.Context, e *Endpoint, db int, match string, count bool, fn func(keys []string) error) error {
 	if e.Cluster() {
-		return j.scanCluster(ctx, e, count, fn)
+		return j.scanCluster(ctx, e, match, count, fn)
 	}
 	c, err := e.Client(db)
 	if err != nil {
@@ -78,8 +83,8 @@ func (j *Job) scan(ctx context.Context, e *Endpoint, db int, count bool, fn func
 		var cursor uint64
 		for {
 			args := []string{strconv.FormatUint(cursor, 10)}
-			if j.Match != "" {
-				args = append(args, "MATCH", j.Match)
+			if match != "" {
+				args = append(args, "MATCH", match)
 			}
 			args = append(args, "COUNT", strconv.Itoa(j.ScanCount))
 			if typ != "" {

@@ -21,6 +21,7 @@ const clusterFailoverWait = 60 * time.Second
 type slotWalk struct {
 	j     *Job
 	e     *Endpoint
+	match string
 	count bool
 	fn    func([]string) error
 	fnMu  sync.Mutex // fn is never called twice at once
@@ -29,12 +30,12 @@ type slotWalk struct {
 	chunk int // slots per GETKEYSINSLOT round trip
 }
 
-func (j *Job) scanCluster(ctx context.Context, e *Endpoint, count bool, fn func([]string) error) error {
+func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count bool, fn func([]string) error) error {
 	c, err := e.Client(0)
 	if err != nil {
 		return err
 	}
-	w := &slotWalk{j: j, e: e, count: count, fn: fn, c: c, limit: j.batchLimit()}
+	w := &slotWalk{j: j, e: e, match: match, count: count, fn: fn, c: c, limit: j.batchLimit()}
 	// About ScanCount keys per round trip.
 	perSlot := max(1, int(e.Info.Keyspace[0]/slotCount))
 	w.chunk = min(512, max(1, j.ScanCount/perSlot))
@@ -209,10 +210,10 @@ func (w *slotWalk) importing(ctx context.Context, t, view *topology, id string, 
 // emit filters keys and hands them to fn in batches.
 func (w *slotWalk) emit(ctx context.Context, keys []string) error {
 	j := w.j
-	if j.Match != "" {
+	if w.match != "" {
 		kept := keys[:0]
 		for _, k := range keys {
-			if globMatch(j.Match, k) {
+			if globMatch(w.match, k) {
 				kept = append(kept, k)
 			}
 		}
