@@ -118,9 +118,6 @@ func TestClusterDumpRestore(t *testing.T) {
 	}
 }
 
-var _ = errors.Is
-var _ = strings.Contains
-
 func TestClusterSnapshot(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -152,5 +149,133 @@ func TestClusterMigrateKeys(t *testing.T) {
 			t.Parallel()
 			runClusterConformance(t, migrate.MigrateKeys{}, tc.src, tc.dst)
 		})
+	}
+}
+
+// TestClusterTargetDatabases checks how the databases of a standalone source go into a
+// cluster's only database: refused unless the user says how, one database as it is, or
+// every database with a prefix.
+func TestClusterTargetDatabases(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{})
+	counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	migrateWith := func(opts ...migrate.Option) (*migrate.Report, error) {
+		m, err := migrate.New(src.Option(), dst.Option(), append([]migrate.Option{migrate.WithStrategy(migrate.DumpRestore{})}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		return m.Migrate(ctx)
+	}
+	flush := func() {
+		for _, n := range dst.Masters {
+			n.Do(t, 0, "FLUSHALL")
+		}
+	}
+
+	_, err := migrateWith()
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "0, 3, 15") ||
+		!strings.Contains(err.Error(), "WithDatabases") || !strings.Contains(err.Error(), "WithDBPrefix") {
+		t.Fatalf("several databases into a cluster: %v, want a refusal naming them and both options", err)
+	}
+
+	rep, err := migrateWith(migrate.WithDatabases(3), migrate.WithVerify())
+	if err != nil {
+		t.Fatalf("WithDatabases(3): %v", err)
+	}
+	if rep.Keys != int64(counts[3]) {
+		t.Errorf("WithDatabases(3) copied %d keys, want %d", rep.Keys, counts[3])
+	}
+	redistest.AssertSameSides(t, redistest.Side{Client: src.Client(t, 3)}, dst.Side(t), "")
+	flush()
+
+	rep, err = migrateWith(migrate.WithDBPrefix("src%d/"), migrate.WithVerify())
+	if err != nil {
+		t.Fatalf("WithDBPrefix: %v", err)
+	}
+	if rep.Keys != int64(counts[0]+counts[3]+counts[15]) || !rep.Verify.Equal() {
+		t.Errorf("WithDBPrefix: %v, verify %v", rep, rep.Verify)
+	}
+	cl := dst.Client(t)
+	for _, key := range []string{"src0/db0:str:int", "src3/db3:hash:big", "src15/db15:stream"} {
+		if n, err := cl.Do(ctx, cl.B().Exists().Key(key).Build()).AsInt64(); err != nil || n != 1 {
+			t.Errorf("%q on the cluster: %d, %v; want it there", key, n, err)
+		}
+	}
+
+	if _, err := migrate.New(src.Option(), dst.Option(), migrate.WithDBPrefix("db%s")); err == nil {
+		t.Errorf("WithDBPrefix(%q) accepted", "db%s")
+	}
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithDBPrefix("x%d:"), migrate.WithStrategy(migrate.MigrateKeys{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Migrate(ctx); !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "renames keys") {
+		t.Errorf("MigrateKeys with a prefix: %v, want a refusal", err)
+	}
+}
+
+// TestClusterPlan checks the facts Plan gives of a cluster, and that Replication refuses
+// clusters on either side with the reason.
+func TestClusterPlan(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, redistest.ClusterConfig{})
+	cl := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range 300 {
+		if err := cl.Do(ctx, cl.B().Set().Key(fmt.Sprint("k", i)).Value("v").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	single := redistest.Start(t, redistest.Config{})
+	for _, tc := range []struct {
+		name     string
+		src, dst rueidis.ClientOption
+	}{
+		{"cluster-source", c.Option(), single.Option()},
+		{"cluster-target", single.Option(), c.Option()},
+	} {
+		m, err := migrate.New(tc.src, tc.dst, migrate.WithDiscardTarget())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := m.Plan(ctx)
+		m.Close()
+		if err != nil {
+			t.Fatalf("%s: Plan: %v", tc.name, err)
+		}
+		f := p.Source
+		if tc.name == "cluster-target" {
+			f = p.Target
+		}
+		if f.Mode != "cluster" || f.Masters != 3 {
+			t.Errorf("%s: facts say mode %q with %d masters, want cluster with 3", tc.name, f.Mode, f.Masters)
+		}
+		if tc.name == "cluster-source" && f.Keys != 300 {
+			t.Errorf("%s: facts say %d keys, want 300 summed over the masters", tc.name, f.Keys)
+		}
+		if !strings.Contains(p.String(), "cluster") {
+			t.Errorf("%s: the plan does not say cluster:\n%s", tc.name, p)
+		}
+		for _, s := range p.Steps {
+			switch s.Strategy {
+			case "replication":
+				if s.OK || !errors.Is(s.Err, migrate.ErrUnsupported) || !strings.Contains(s.Err.Error(), "cluster") {
+					t.Errorf("%s: replication verdict %v, want a refusal that names the cluster", tc.name, s.Err)
+				}
+			case "dump-restore", "snapshot", "migrate-keys":
+				if !s.OK {
+					t.Errorf("%s: %s refused: %v", tc.name, s.Strategy, s.Err)
+				}
+			}
+		}
+		if p.Chosen != "snapshot" {
+			t.Errorf("%s: chosen %q, want snapshot", tc.name, p.Chosen)
+		}
 	}
 }
