@@ -134,13 +134,35 @@ func (e *Endpoint) topology(ctx context.Context) (*topology, error) {
 		return nil, err
 	}
 	text, err := c.Do(ctx, c.B().ClusterNodes().Build()).ToString()
+	self := e.Addr
+	if err != nil && ctx.Err() == nil {
+		// The node the client asked may be the one that failed: ask the others.
+		for _, addr := range e.knownNodes() {
+			nc, nerr := e.node(addr)
+			if nerr != nil {
+				continue
+			}
+			if text, err = nc.Do(ctx, nc.B().ClusterNodes().Build()).ToString(); err == nil {
+				self = addr
+				break
+			}
+		}
+	}
 	if err != nil {
 		return nil, e.Err("cluster nodes", "", ctxErr(ctx, err))
 	}
-	t, err := parseClusterNodes(text, e.Addr)
+	t, err := parseClusterNodes(text, self)
 	if err != nil {
 		return nil, e.Err("cluster nodes", "", err)
 	}
+	e.mu.Lock()
+	e.known = e.known[:0]
+	for _, n := range t.nodes {
+		if n.addr != "" {
+			e.known = append(e.known, n.addr)
+		}
+	}
+	e.mu.Unlock()
 	// Only an owner's own line says which of its slots it is moving.
 	t.migrating = map[uint16]string{}
 	ids, _ := t.masters()
@@ -151,7 +173,7 @@ func (e *Endpoint) topology(ctx context.Context) (*topology, error) {
 		}
 		nc, err := e.node(n.addr)
 		if err != nil {
-			return nil, err
+			continue // failing: the next reading will tell
 		}
 		text, err := nc.Do(ctx, nc.B().ClusterNodes().Build()).ToString()
 		if err != nil {
@@ -171,6 +193,14 @@ func (e *Endpoint) topology(ctx context.Context) (*topology, error) {
 		}
 	}
 	return t, nil
+}
+
+// knownNodes returns the addresses of the nodes the last topology named, and those of the
+// option.
+func (e *Endpoint) knownNodes() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append(append([]string(nil), e.known...), e.Option.InitAddress...)
 }
 
 // node returns a client of the one node at addr of a cluster endpoint, connecting on first

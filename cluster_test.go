@@ -279,3 +279,87 @@ func TestClusterPlan(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterResharding moves slots on both clusters while a rate-limited copy runs, and
+// expects every key copied once.
+func TestClusterResharding(t *testing.T) {
+	t.Parallel()
+	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.MigrateKeys{}} {
+		t.Run(s.Name(), func(t *testing.T) {
+			t.Parallel()
+			src := redistest.StartCluster(t, redistest.ClusterConfig{})
+			dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+			const keys = 3000
+			src.AddKeys(t, "k:", keys, 100)
+			m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(s),
+				migrate.WithRateLimit(1500), migrate.WithBatchSize(50))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			ids := func(c *redistest.Cluster) []string {
+				var out []string
+				for _, n := range c.Masters {
+					out = append(out, c.ID(t, n))
+				}
+				return out
+			}
+			srcIDs, dstIDs := ids(src), ids(dst)
+			reshards := make(chan error, 2)
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				reshards <- dst.Reshard(dst.Masters[0], dstIDs[0], dstIDs[1], 1500)
+			}()
+			go func() {
+				time.Sleep(500 * time.Millisecond)
+				reshards <- src.Reshard(src.Masters[1], srcIDs[1], srcIDs[2], 1500)
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rep, err := m.Migrate(ctx)
+			for range 2 {
+				if rerr := <-reshards; rerr != nil {
+					t.Fatal(rerr)
+				}
+			}
+			if err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			if rep.Keys != keys || rep.Scanned != keys || rep.Failed != 0 {
+				t.Errorf("report %+v, want %d keys scanned and copied", rep.Counts, keys)
+			}
+			redistest.AssertSameSides(t, src.Side(t), dst.Side(t), "")
+		})
+	}
+}
+
+// TestClusterFailover stops a source master while a copy runs: the copy waits for its
+// replica's promotion and finishes.
+func TestClusterFailover(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Replicas: 1})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	const keys = 3000
+	src.AddKeys(t, "k:", keys, 100)
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}),
+		migrate.WithRateLimit(1500), migrate.WithBatchSize(50))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		src.Masters[0].Stop()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := m.Migrate(ctx)
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	src.WaitOK(t, src.Masters[1])
+	if rep.Keys != keys || rep.Scanned != keys || rep.Failed != 0 {
+		t.Errorf("report %+v, want %d keys scanned and copied", rep.Counts, keys)
+	}
+	redistest.AssertSameSides(t, src.Side(t), dst.Side(t), "")
+}

@@ -91,8 +91,23 @@ func (d DumpRestore) copyDB(ctx context.Context, j *Job, r *restorer, db int) er
 }
 
 // dumpBatch reads the payload and absolute expiry of each key in one pipeline. Keys that
-// are gone by then are counted as Expired.
+// are gone by then are counted as Expired. On a cluster source, a batch that meets a node
+// failing over or a slot moving is read again, for up to a minute.
 func dumpBatch(ctx context.Context, j *Job, src rueidis.Client, db int, keys []string) ([]dumped, error) {
+	start := time.Now()
+	for {
+		out, err := dumpOnce(ctx, j, src, db, keys)
+		if err == nil || !j.Source.Cluster() || !retryable(ctx, err) || time.Since(start) > clusterFailoverWait {
+			return out, err
+		}
+		j.Logger.Info("dump: the source cluster is failing over or moving slots; reading again", "error", err)
+		if err := sleepCtx(ctx, clusterRetryDelay); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func dumpOnce(ctx context.Context, j *Job, src rueidis.Client, db int, keys []string) ([]dumped, error) {
 	absolute := j.Source.Info.AtLeast(7, 0, 0)
 	cmds := make(rueidis.Commands, 0, 2*len(keys))
 	for _, k := range keys {

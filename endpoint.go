@@ -20,6 +20,7 @@ type Endpoint struct {
 	mu      sync.Mutex
 	clients map[int]rueidis.Client
 	nodes   map[string]rueidis.Client // one client per cluster node, by address
+	known   []string                  // cluster node addresses, from the last topology
 }
 
 func newEndpoint(side Side, opt rueidis.ClientOption) *Endpoint {

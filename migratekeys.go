@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -190,6 +191,7 @@ type migrateGroup struct {
 func (p *migration) groups(src rueidis.Client, keys []string, asks map[uint16]string) ([]migrateGroup, error) {
 	p.mu.Lock()
 	st, dt := p.srcTopo, p.dstTopo
+	srcMoved, dstMoved := maps.Clone(p.srcMoved), maps.Clone(p.dstMoved)
 	p.mu.Unlock()
 	if st == nil && dt == nil {
 		return []migrateGroup{{src: src, host: p.host, port: p.port, keys: keys}}, nil
@@ -204,13 +206,19 @@ func (p *migration) groups(src rueidis.Client, keys []string, asks map[uint16]st
 		slot := keySlot(k)
 		gk := groupKey{slot: -1}
 		if st != nil {
-			gk.src, gk.slot = st.ownerAddr(slot), int(slot)
+			gk.src, gk.slot = srcMoved[slot], int(slot)
+			if gk.src == "" {
+				gk.src = st.ownerAddr(slot)
+			}
 			if gk.src == "" {
 				return nil, p.j.Source.Err("migrate", k, fmt.Errorf("no node of the source cluster serves slot %d", slot))
 			}
 		}
 		if dt != nil {
 			if gk.dst = asks[slot]; gk.dst == "" {
+				gk.dst = dstMoved[slot]
+			}
+			if gk.dst == "" {
 				gk.dst = dt.ownerAddr(slot)
 			}
 			if gk.dst == "" {
@@ -252,6 +260,9 @@ type migration struct {
 
 	mu               sync.Mutex
 	srcTopo, dstTopo *topology // slot maps of the sides that are clusters
+	// srcMoved and dstMoved are the owners MOVED redirections named, by slot: fresher than
+	// a slot map read from a node that has not heard of the move yet.
+	srcMoved, dstMoved map[uint16]string
 }
 
 func (m MigrateKeys) plan(j *Job) (*migration, error) {
@@ -458,9 +469,7 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 		if attempt++; attempt > clusterRetries {
 			return p.migrateErr(ctx, db, fmt.Errorf("the clusters kept moving for %d attempts: %w", clusterRetries, err))
 		}
-		if slot, addr, ok := askedTo(err); ok {
-			asks[slot] = addr
-		}
+		p.redirected(err, asks)
 		p.j.Logger.Info("migrate-keys: a slot moved or a node failed; reading the slot maps again", "attempt", attempt, "error", err)
 		if err := sleepCtx(ctx, clusterRetryDelay); err != nil {
 			return err
@@ -482,13 +491,45 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 var errRedirected = errors.New("the cluster moved")
 
 const (
-	clusterRetries    = 40
+	clusterRetries    = 120
 	clusterRetryDelay = 250 * time.Millisecond
 )
 
-// askedTo returns the slot and address of an ASK redirection in err.
-func askedTo(err error) (uint16, string, bool) {
-	_, rest, ok := strings.Cut(err.Error(), "ASK ")
+// redirected learns from a redirection where a slot is: a MOVED names its new owner (on
+// the source, or on the target when MIGRATE relays it), an ASK relayed from the target the
+// node importing it, for this batch only. An ASK on the source passes once the slot has
+// moved, and a node that does not answer may be one that failed: the slot maps tell then.
+func (p *migration) redirected(err error, asks map[uint16]string) {
+	msg := err.Error()
+	relayedMsg, fromTarget := relayed(err)
+	if fromTarget {
+		msg = relayedMsg
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if slot, addr, ok := redirection(msg, "MOVED "); ok {
+		m := &p.srcMoved
+		if fromTarget {
+			m = &p.dstMoved
+		}
+		if *m == nil {
+			*m = map[uint16]string{}
+		}
+		(*m)[slot] = addr
+		return
+	}
+	if slot, addr, ok := redirection(msg, "ASK "); ok && fromTarget {
+		asks[slot] = addr
+		return
+	}
+	if !strings.Contains(msg, "MOVED") && !strings.Contains(msg, "ASK") {
+		p.srcMoved = nil // a node failed: trust the slot maps again
+	}
+}
+
+// redirection returns the slot and address of a MOVED or ASK redirection (kind) in msg.
+func redirection(msg, kind string) (uint16, string, bool) {
+	_, rest, ok := strings.Cut(msg, kind)
 	if !ok {
 		return 0, "", false
 	}

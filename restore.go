@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -76,14 +77,36 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 		cmds = append(cmds, r.command(c, d, ttl))
 		sent = append(sent, d)
 	}
-	if len(cmds) == 0 {
-		return nil
-	}
 	var first error
+	started := time.Now()
+	for len(cmds) > 0 && first == nil {
+		// On a cluster, keys whose node is failing over are sent again.
+		var retry rueidis.Commands
+		var retried []dumped
+		first, retry, retried = r.send(ctx, c, db, cmds, sent, &counts, time.Since(started) < clusterFailoverWait)
+		if len(retry) > 0 && first == nil {
+			r.j.Logger.Info("restore: the target cluster is failing over or moving slots; sending again", "keys", len(retry))
+			if err := sleepCtx(ctx, clusterRetryDelay); err != nil {
+				return err
+			}
+		}
+		cmds, sent = retry, retried
+	}
+	return first
+}
+
+// send runs cmds, the RESTOREs of sent, and counts what they did. When retry is allowed,
+// the keys of a cluster target that a failover or a moving slot refused are returned to
+// send again rather than counted as failed.
+func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, cmds rueidis.Commands, sent []dumped, counts *Counts, retry bool) (first error, again rueidis.Commands, againSent []dumped) {
 	for i, res := range c.DoMulti(ctx, cmds...) {
 		d := sent[i]
 		err := res.Error()
 		switch {
+		case err != nil && retry && r.j.Target.Cluster() && retryable(ctx, err):
+			// RESTORE is not retried by the client; a new command for the same key is.
+			again = append(again, r.command(c, d, ttlOf(cmds[i])))
+			againSent = append(againSent, d)
 		case err == nil:
 			counts.Keys++
 			counts.Bytes += int64(len(d.payload))
@@ -105,7 +128,42 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 			}
 		}
 	}
-	return first
+	return first, again, againSent
+}
+
+// ttlOf returns the TTL argument of a RESTORE command.
+func ttlOf(cmd rueidis.Completed) int64 {
+	args := cmd.Commands()
+	if len(args) < 3 {
+		return 0
+	}
+	ttl, _ := strconv.ParseInt(args[2], 10, 64)
+	return ttl
+}
+
+// retryable reports whether err comes from a cluster that is changing (a node failing, a
+// slot moving) rather than from the command, so that sending it again may succeed.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || err == nil {
+		return false
+	}
+	re, ok := rueidis.IsRedisErr(err)
+	if !ok {
+		var e *Error
+		if errors.As(err, &e) {
+			re, ok = rueidis.IsRedisErr(e.Err)
+		}
+	}
+	if !ok {
+		return true // the connection: a node that died
+	}
+	msg := re.Error()
+	for _, p := range []string{"CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK", "LOADING", "MASTERDOWN"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *restorer) command(c rueidis.Client, d dumped, ttl int64) rueidis.Completed {

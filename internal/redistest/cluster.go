@@ -167,3 +167,71 @@ func FillCluster(t testing.TB, c *Cluster, d Dataset) map[int]int {
 	}
 	return counts
 }
+
+// ID returns the cluster node id of s.
+func (c *Cluster) ID(t testing.TB, s *Server) string {
+	t.Helper()
+	id, err := s.Do(t, 0, "CLUSTER", "MYID").ToString()
+	if err != nil {
+		t.Fatalf("redistest: CLUSTER MYID on %s: %v", s.Addr, err)
+	}
+	return id
+}
+
+// Reshard moves n slots from master from to master to with redis-cli --cluster reshard,
+// which migrates their keys. fromID and toID are the masters' ids (ID). It returns
+// redis-cli's error and output, so that it can run beside the test's goroutine.
+func (c *Cluster) Reshard(via *Server, fromID, toID string, n int) error {
+	args := []string{"--cluster", "reshard", via.Addr, "--cluster-from", fromID, "--cluster-to", toID,
+		"--cluster-slots", strconv.Itoa(n), "--cluster-yes", "--cluster-pipeline", "20"}
+	if c.Password != "" {
+		args = append(args, "-a", c.Password, "--no-auth-warning")
+	}
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("redis-cli --cluster reshard: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// WaitOK waits until server s, which must be up, says cluster_state:ok and that every slot
+// is served.
+func (c *Cluster) WaitOK(t testing.TB, s *Server) {
+	t.Helper()
+	cl := s.Client(t, 0)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := cl.Do(context.Background(), cl.B().ClusterInfo().Build()).ToString()
+		if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_slots_ok:16384") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: cluster not ok after 30s on %s: %v %s", s.Addr, err, info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// AddKeys writes n string keys, prefix followed by 0 to n-1, each holding size bytes, into
+// the cluster, and waits until every master's replicas have them.
+func (c *Cluster) AddKeys(t testing.TB, prefix string, n, size int) {
+	t.Helper()
+	cl := c.Client(t)
+	value := strings.Repeat("v", size)
+	for start := 0; start < n; start += 1000 {
+		end := min(start+1000, n)
+		cmds := make(rueidis.Commands, 0, end-start)
+		for i := start; i < end; i++ {
+			cmds = append(cmds, cl.B().Set().Key(prefix+strconv.Itoa(i)).Value(value).Build())
+		}
+		for _, r := range cl.DoMulti(context.Background(), cmds...) {
+			if err := r.Error(); err != nil {
+				t.Fatalf("redistest: add keys to the cluster: %v", err)
+			}
+		}
+	}
+	if len(c.Replicas) > 0 {
+		for _, m := range c.Masters {
+			m.Do(t, 0, "WAIT", strconv.Itoa(len(c.Replicas)/len(c.Masters)), "5000")
+		}
+	}
+}
