@@ -363,3 +363,32 @@ func TestClusterFailover(t *testing.T) {
 	}
 	redistest.AssertSameSides(t, src.Side(t), dst.Side(t), "")
 }
+
+// TestClusterReadFromReplicas walks the source's replicas rather than its masters.
+func TestClusterReadFromReplicas(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Replicas: 1})
+	dst := redistest.Start(t, redistest.Config{})
+	src.AddKeys(t, "k:", 1000, 10)
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithReadFromReplicas())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rep, err := m.Migrate(context.Background())
+	if err != nil || rep.Keys != 1000 {
+		t.Fatalf("Migrate: %v, %v", rep, err)
+	}
+	redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
+	for _, s := range src.Masters {
+		stats, _ := s.Do(t, 0, "INFO", "commandstats").ToString()
+		if strings.Contains(stats, "cmdstat_cluster|getkeysinslot") {
+			t.Errorf("master %s was walked: %s", s.Addr, stats)
+		}
+	}
+	for _, s := range src.Replicas {
+		if stats, _ := s.Do(t, 0, "INFO", "commandstats").ToString(); !strings.Contains(stats, "cmdstat_cluster|getkeysinslot") {
+			t.Errorf("replica %s was not walked", s.Addr)
+		}
+	}
+}
