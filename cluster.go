@@ -32,6 +32,7 @@ type topology struct {
 // answered, for a line whose address is empty.
 func parseClusterNodes(text, self string) (*topology, error) {
 	t := &topology{nodes: map[string]*clusterNode{}, migrating: map[uint16]string{}}
+	text = strings.TrimPrefix(text, "txt:") // RESP3 verbatim string
 	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 8 {

@@ -68,7 +68,7 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 	}
 	c := &Cluster{Password: cfg.Node.Password}
 	c.Masters = nodes[:cfg.Masters]
-	if err := c.waitOK(context.Background(), nodes); err != nil {
+	if err := c.waitOK(context.Background(), nodes, cfg.Masters*cfg.Replicas); err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
 	// redis-cli pairs replicas with masters itself; read who follows whom.
@@ -78,8 +78,9 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 	return c
 }
 
-// waitOK waits until every node reports cluster_state:ok and knows every node.
-func (c *Cluster) waitOK(ctx context.Context, nodes []*Server) error {
+// waitOK waits until every node reports cluster_state:ok, knows every node, and knows
+// replicas of them as replicas.
+func (c *Cluster) waitOK(ctx context.Context, nodes []*Server, replicas int) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, s := range nodes {
 		cl, err := s.Connect(0)
@@ -90,7 +91,10 @@ func (c *Cluster) waitOK(ctx context.Context, nodes []*Server) error {
 			info, err := cl.Do(ctx, cl.B().ClusterInfo().Build()).ToString()
 			if err == nil && strings.Contains(info, "cluster_state:ok") &&
 				strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", len(nodes))) {
-				break
+				text, _ := cl.Do(ctx, cl.B().ClusterNodes().Build()).ToString()
+				if strings.Count(text, "slave") >= replicas {
+					break
+				}
 			}
 			if time.Now().After(deadline) {
 				cl.Close()
