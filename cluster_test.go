@@ -392,3 +392,31 @@ func TestClusterReadFromReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterSnapshotRefusesResharding checks that Snapshot refuses a source cluster whose
+// slots are being moved, and that Auto then passes it over.
+func TestClusterSnapshotRefusesResharding(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartCluster(t, redistest.ClusterConfig{})
+	dst := redistest.Start(t, redistest.Config{})
+	src.AddKeys(t, "k:", 100, 10)
+	// Slot 0 belongs to the first master: mark it as moving to the second.
+	src.Masters[0].Do(t, 0, "CLUSTER", "SETSLOT", "0", "MIGRATING", src.ID(t, src.Masters[1]))
+	m, err := migrate.New(src.Option(), dst.Option())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rep, err := m.Migrate(context.Background())
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if rep.Strategy == "snapshot" || rep.Keys != 100 {
+		t.Errorf("report %v, want 100 keys copied by another strategy than snapshot", rep)
+	}
+	for _, s := range rep.Steps {
+		if s.Strategy == "snapshot" && (s.OK || !strings.Contains(s.Err.Error(), "being moved")) {
+			t.Errorf("snapshot verdict %v, want a refusal that says slots are being moved", s.Err)
+		}
+	}
+}
