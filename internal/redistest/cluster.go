@@ -3,7 +3,9 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +19,7 @@ type Cluster struct {
 	Masters  []*Server
 	Replicas []*Server // Replicas[i] replicates Masters[i] when replicas were asked for
 	Password string
+	all      []*Server
 }
 
 // ClusterConfig says how to start a cluster. The zero value is three masters without
@@ -28,19 +31,72 @@ type ClusterConfig struct {
 	Node Config
 }
 
+// size is the number of nodes.
+func (cfg ClusterConfig) size() int {
+	if cfg.Masters == 0 {
+		return 3 * (1 + cfg.Replicas)
+	}
+	return cfg.Masters * (1 + cfg.Replicas)
+}
+
 // StartCluster starts a cluster with redis-cli --cluster create, waits until every node
 // says cluster_state:ok, and stops it when the test ends.
 func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 	t.Helper()
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Fatalf("redis-cli is not installed: run `make test` or `apt-get install redis-tools`")
+	}
+	Binary(t)
+	n := cfg.size()
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+	}
+	c, err := launchCluster(cfg, dirs)
+	if c != nil {
+		t.Cleanup(c.Stop)
+	}
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return c
+}
+
+// LaunchCluster is StartCluster for programs that are not tests (the benchmark): each node
+// works in a directory of its own under dir. The caller stops it with Stop.
+func LaunchCluster(cfg ClusterConfig, dir string) (*Cluster, error) {
+	n := cfg.size()
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = filepath.Join(dir, fmt.Sprintf("node%d", i))
+		if err := os.MkdirAll(dirs[i], 0o700); err != nil {
+			return nil, err
+		}
+	}
+	c, err := launchCluster(cfg, dirs)
+	if err != nil && c != nil {
+		c.Stop()
+	}
+	return c, err
+}
+
+// Stop stops every node.
+func (c *Cluster) Stop() {
+	for _, s := range c.all {
+		s.Stop()
+	}
+}
+
+func launchCluster(cfg ClusterConfig, dirs []string) (*Cluster, error) {
 	if cfg.Masters == 0 {
 		cfg.Masters = 3
 	}
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
-		t.Fatalf("redis-cli is not installed: run `make test` or `apt-get install redis-tools`")
+		return nil, fmt.Errorf("redis-cli is not installed: run `make test` or `apt-get install redis-tools`")
 	}
-	n := cfg.Masters * (1 + cfg.Replicas)
-	nodes := make([]*Server, n)
+	c := &Cluster{Password: cfg.Node.Password}
+	nodes := make([]*Server, len(dirs))
 	for i := range nodes {
 		node := cfg.Node
 		node.Lines = append(append([]string(nil), node.Lines...),
@@ -52,8 +108,13 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 			// The bus port defaults to port+10000, which may be taken: choose a free one.
 			node.Lines = append(node.Lines, fmt.Sprintf("cluster-port %d", port))
 		}
-		node.Dir = t.TempDir()
-		nodes[i] = Start(t, node)
+		node.Dir = dirs[i]
+		s, err := Launch(node)
+		if err != nil {
+			return c, err
+		}
+		nodes[i] = s
+		c.all = append(c.all, s)
 	}
 	args := []string{"--cluster", "create"}
 	for _, s := range nodes {
@@ -64,18 +125,15 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 		args = append(args, "-a", cfg.Node.Password, "--no-auth-warning")
 	}
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
-		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+		return c, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	c := &Cluster{Password: cfg.Node.Password}
 	c.Masters = nodes[:cfg.Masters]
 	if err := c.waitOK(context.Background(), nodes, cfg.Masters*cfg.Replicas); err != nil {
-		t.Fatalf("redistest: %v", err)
+		return c, err
 	}
 	// redis-cli pairs replicas with masters itself; read who follows whom.
-	for _, s := range nodes[cfg.Masters:] {
-		c.Replicas = append(c.Replicas, s)
-	}
-	return c
+	c.Replicas = append(c.Replicas, nodes[cfg.Masters:]...)
+	return c, nil
 }
 
 // waitOK waits until every node reports cluster_state:ok, knows every node, and knows
