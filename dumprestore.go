@@ -17,6 +17,14 @@ import (
 // RESTORE on the target (with ABSTTL from Redis 5.0, so TTLs stay exact). The target must
 // read the source's RDB version: the same Redis version or newer. Keys are walked with
 // SCAN, pipelined in batches of WithBatchSize keys, WithConcurrency batches in flight.
+//
+// Either side may be a Redis Cluster. The keys of a cluster source are walked on every
+// master at once (see Job.ScanKeys and WithReadFromReplicas), which follows resharding and
+// failovers; DUMP and RESTORE go to the node that serves each key's slot, MOVED and ASK
+// followed by the cluster client. Reads and writes that meet a node failing over or a slot
+// moving are sent again for up to a minute. A cluster target has only database 0: see
+// WithDBPrefix for several source databases.
+//
 // The zero value is ready to use.
 type DumpRestore struct{}
 

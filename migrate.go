@@ -10,6 +10,12 @@
 //
 // The source is only read, unless a strategy is told otherwise; nothing on the target is
 // overwritten unless WithConflict(Replace) (or a strategy's own explicit option) allows it.
+//
+// Either side may be a Redis Cluster, described by the addresses of some of its nodes
+// (rueidis finds the others): DumpRestore, Snapshot and MigrateKeys copy into, out of and
+// between clusters, Replication refuses them. A cluster has only database 0, so several
+// databases of a standalone source go into a cluster only with WithDatabases(n) (one) or
+// WithDBPrefix (all, renamed).
 package migrate
 
 import (

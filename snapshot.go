@@ -34,8 +34,19 @@ import (
 // it first waits repl-diskless-sync-delay (5 s by default) for other replicas. From Redis 7.0
 // the connection asks for the snapshot only (REPLCONF rdb-only), so the source buffers no
 // writes for it; an older source buffers them as for any replica, and may cut a long
-// transfer at its client-output-buffer-limit for replicas. A cluster node is refused: its
-// snapshot holds only its own slots.
+// transfer at its client-output-buffer-limit for replicas.
+//
+// From a cluster source it opens one replication connection per master, all at once, and
+// keeps from each master's snapshot only the keys of the slots that master served when the
+// migration started, so every slot comes from exactly one snapshot (a master's RDB may hold
+// keys of a slot it is importing or has just given away). Each master's snapshot is its own
+// point in time. It refuses a cluster whose slots are being moved (CLUSTER SETSLOT
+// MIGRATING), and fails, to be run again, when a slot moves before every master has forked
+// its snapshot; a master that fails during the transfer fails the migration too. Use
+// DumpRestore to copy a cluster that is being resharded. FromFile with BGSave, and ToFile,
+// which hold one server's data, are refused for a cluster source. Keys go to a cluster
+// target by slot: the cluster client sends each RESTORE to the node that serves its key and
+// follows MOVED and ASK during a resharding.
 //
 // Restoring needs RESTORE on the target, and FUNCTION RESTORE for function libraries; the
 // target must read the snapshot's RDB version: the same Redis version or newer. One
@@ -127,6 +138,9 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 			return err
 		}
 		version, versionOf = v, "the file "+s.FromFile
+	}
+	if s.ToFile != "" && j.prefix != nil {
+		return fmt.Errorf("ToFile writes the source's databases and names as they are, and WithDBPrefix merges them; leave one out: %w", ErrUnsupported)
 	}
 	if s.ToFile != "" {
 		if err := s.checkToFile(j); err != nil {

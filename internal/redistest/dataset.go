@@ -31,7 +31,8 @@ func (d Dataset) dbs() []int {
 	return DatasetDBs
 }
 
-// Fill writes the conformance data set into databases 0, 3 and 15 of s: every type and
+// Fill writes the conformance data set into databases 0, 3 and 15 of s (d.DBs when set),
+// each database's keys prefixed "dbN:": every type and
 // encoding (strings int/embstr/raw/empty/binary, lists, sets, sorted sets and hashes both
 // small and large, streams with consumer groups and pending entries, HyperLogLogs sparse and
 // dense, bitmaps, geo sets), TTLs, binary and unicode key names, an empty value, a 10 MB value
