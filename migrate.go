@@ -123,18 +123,24 @@ func (m *migrator) job(ctx context.Context) (*Job, error) {
 	j.Databases = m.databases()
 	j.prefix = m.cfg.dbPrefix
 	j.merge = m.cfg.dbPrefix != nil
-	if m.dst.Cluster() && len(j.Databases) > 1 && !j.merge {
-		return nil, m.dst.Err("map databases", "", fmt.Errorf(
-			"the target is a cluster, which has only database 0, and the source's databases %s are to be copied; "+
-				"copy one with migrate.WithDatabases(n), or merge them into database 0 with migrate.WithDBPrefix(\"db%%d:\") "+
-				"(or WithDBPrefix(\"\") to keep the names): %w", dbList(j.Databases), ErrUnsupported))
-	}
 	var total int64
 	for _, db := range j.Databases {
 		total += m.src.Info.Keyspace[db]
 	}
 	j.SetTotal(total)
 	return j, nil
+}
+
+// checkTargetDatabases refuses to copy several databases into a cluster, which has only
+// database 0, unless WithDBPrefix says how. Strategies that copy key by key call it.
+func checkTargetDatabases(j *Job) error {
+	if !j.Target.Cluster() || len(j.Databases) < 2 || j.merge {
+		return nil
+	}
+	return j.Target.Err("map databases", "", fmt.Errorf(
+		"the target is a cluster, which has only database 0, and the source's databases %s are to be copied; "+
+			"copy one with migrate.WithDatabases(n), or merge them into database 0 with migrate.WithDBPrefix(\"db%%d:\") "+
+			"(or WithDBPrefix(\"\") to keep the names): %w", dbList(j.Databases), ErrUnsupported))
 }
 
 // dbList names databases for messages, as "0, 3, 15".

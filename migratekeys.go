@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,6 +104,9 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 	if err != nil {
 		return err
 	}
+	if err := checkTargetDatabases(j); err != nil {
+		return err
+	}
 	const op = "check migrate"
 	src := j.Source.Info
 	switch {
@@ -188,8 +192,10 @@ func (p *migration) readTopology(ctx context.Context) error {
 // and of one slot when the source is a cluster (which refuses a command on several).
 type migrateGroup struct {
 	src        rueidis.Client
+	srcAddr    string // the source node's, on a cluster
 	host, port string
 	keys       []string
+	res        []rueidis.RedisResult // the replies, when sent in a pipeline with others
 }
 
 // groups splits keys into the MIGRATE commands that can carry them; src is the source's
@@ -236,7 +242,7 @@ func (p *migration) groups(src rueidis.Client, keys []string, asks map[uint16]st
 		}
 		i, ok := index[gk]
 		if !ok {
-			g := migrateGroup{src: src, host: p.host, port: p.port}
+			g := migrateGroup{src: src, srcAddr: gk.src, host: p.host, port: p.port}
 			if st != nil {
 				c, err := p.j.Source.node(gk.src)
 				if err != nil {
@@ -253,6 +259,8 @@ func (p *migration) groups(src rueidis.Client, keys []string, asks map[uint16]st
 		}
 		out[i].keys = append(out[i].keys, k)
 	}
+	// Those of one source node together, to be pipelined.
+	sort.SliceStable(out, func(a, b int) bool { return out[a].srcAddr < out[b].srcAddr })
 	return out, nil
 }
 
@@ -465,9 +473,10 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 	}
 	asks := map[uint16]string{}
 	for attempt := 0; len(groups) > 0; {
+		p.pipeline(ctx, db, groups)
 		g := groups[0]
 		groups = groups[1:]
-		err := p.send(ctx, g.src, src, dst, db, g.host, g.port, g.keys, &counts)
+		err := p.send(ctx, g, src, dst, db, &counts)
 		if err == nil {
 			continue
 		}
@@ -493,6 +502,41 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 		groups = append(again, groups...)
 	}
 	return nil
+}
+
+// commands are the MULTI block that migrates group g. EXISTS in the same MULTI sees the
+// keys MIGRATE sees: nothing runs in between, and both judge expiry at the same instant.
+func (p *migration) commands(g migrateGroup, db int) rueidis.Commands {
+	c := g.src
+	return rueidis.Commands{
+		c.B().Multi().Build(),
+		c.B().Exists().Key(g.keys...).Build(),
+		c.B().Arbitrary("MIGRATE").Args(p.args(g.host, g.port, db, g.keys...)...).Build(),
+		c.B().Exec().Build(),
+	}
+}
+
+// pipeline sends at once the MULTI blocks of the first groups that share a source node
+// and were not sent yet, and keeps their replies in them: a cluster source makes small
+// groups, one per slot, and a round trip each would dominate.
+func (p *migration) pipeline(ctx context.Context, db int, groups []migrateGroup) {
+	if len(groups) < 2 || groups[0].res != nil {
+		return
+	}
+	node := groups[0].src
+	n := 0
+	var cmds rueidis.Commands
+	for n < len(groups) && groups[n].src == node && groups[n].res == nil {
+		cmds = append(cmds, p.commands(groups[n], db)...)
+		n++
+	}
+	if n < 2 {
+		return
+	}
+	res := node.DoMulti(ctx, cmds...)
+	for i := range n {
+		groups[i].res = res[4*i : 4*i+4]
+	}
 }
 
 // errRedirected marks an error of a cluster that moved: MOVED, ASK, TRYAGAIN, CLUSTERDOWN, or
@@ -570,15 +614,13 @@ func isRedirect(err error) bool {
 // send migrates keys from the source node srcNode to host:port in one MULTI, and counts
 // the outcome. An error that a moving cluster explains wraps errRedirected, and nothing of
 // the keys was counted then.
-func (p *migration) send(ctx context.Context, srcNode, src, dst rueidis.Client, db int, host, port string, keys []string, counts *Counts) error {
+func (p *migration) send(ctx context.Context, g migrateGroup, src, dst rueidis.Client, db int, counts *Counts) error {
 	clustered := p.j.Source.Cluster() || p.j.Target.Cluster()
-	// EXISTS in the same MULTI sees the keys MIGRATE sees: nothing runs in between, and
-	// both judge expiry at the same instant.
-	res := srcNode.DoMulti(ctx,
-		srcNode.B().Multi().Build(),
-		srcNode.B().Exists().Key(keys...).Build(),
-		srcNode.B().Arbitrary("MIGRATE").Args(p.args(host, port, db, keys...)...).Build(),
-		srcNode.B().Exec().Build())
+	keys := g.keys
+	res := g.res
+	if res == nil {
+		res = g.src.DoMulti(ctx, p.commands(g, db)...)
+	}
 	if clustered && ctx.Err() == nil {
 		for _, r := range res {
 			err := r.Error()
