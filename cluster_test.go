@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -423,5 +424,33 @@ func TestClusterSnapshotRefusesResharding(t *testing.T) {
 		if s.Strategy == "snapshot" && (s.OK || !strings.Contains(s.Err.Error(), "being moved")) {
 			t.Errorf("snapshot verdict %v, want a refusal that says slots are being moved", s.Err)
 		}
+	}
+}
+
+// TestClusterCancel cancels copies between clusters and expects them to return promptly
+// and leave no goroutine behind once closed.
+func TestClusterCancel(t *testing.T) {
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Node: redistest.Config{Lines: []string{"repl-diskless-sync-delay 0"}}})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	src.AddKeys(t, "k:", 3000, 10)
+	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.Snapshot{}, migrate.MigrateKeys{}} {
+		before := runtime.NumGoroutine()
+		m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(s), migrate.WithRateLimit(1500),
+			migrate.WithConflict(migrate.Replace))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancelled := make(chan time.Time, 1)
+		time.AfterFunc(500*time.Millisecond, func() { cancelled <- time.Now(); cancel() })
+		_, err = m.Migrate(ctx)
+		if late := time.Since(<-cancelled); late > 500*time.Millisecond {
+			t.Errorf("%s: Migrate returned %v after the cancellation", s.Name(), late)
+		}
+		m.Close()
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: err = %v, want context.Canceled", s.Name(), err)
+		}
+		waitGoroutines(t, before)
 	}
 }
