@@ -10,7 +10,9 @@ import (
 )
 
 // Endpoint is one side of a migration: the server as the user described it, the facts
-// read from it, and its clients, one per database.
+// read from it, and its clients, one per database. A Redis Cluster is one Endpoint too: its
+// client sends each command to the node that serves its key, and the library keeps a
+// client per node for what must go to one node (walking the keys, replication).
 type Endpoint struct {
 	Side   Side
 	Addr   string               // the first of Option.InitAddress, for messages

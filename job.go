@@ -18,7 +18,9 @@ type Job struct {
 	Source *Endpoint
 	Target *Endpoint
 
-	// Databases are the source databases to copy, each into the same number on the target.
+	// Databases are the source databases to copy, each into the same number on the target,
+	// or into TargetDB's (database 0 of a cluster target, or with WithDBPrefix). A cluster
+	// source has only database 0.
 	Databases []int
 	// Filtered reports whether the user narrowed the copy (match, types, databases);
 	// strategies that copy everything must refuse then.

@@ -98,7 +98,8 @@ func WithTypes(types ...string) Option {
 }
 
 // WithDatabases copies only these database numbers, each into the same number on the
-// target. The default is every database of the source that has keys (from INFO keyspace),
+// target; into database 0 of a cluster target, which takes several only with WithDBPrefix.
+// The default is every database of the source that has keys (from INFO keyspace),
 // or only the source option's SelectDB when that is not 0.
 func WithDatabases(dbs ...int) Option {
 	return func(c *config) error {

@@ -25,7 +25,8 @@ import (
 // exists during the whole walk is given exactly once, resharding and failovers included; a
 // slot being moved is read on both nodes and its keys given once. A key in a slot whose
 // owner failed over is given as the promoted replica holds it. MATCH and TYPE are applied
-// by this program.
+// by this program. A slot is read in one reply, so a slot that holds very many keys (one
+// hash tag for millions of keys) is held in memory at once.
 func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error) error {
 	return j.scan(ctx, j.Source, db, true, fn)
 }
