@@ -228,6 +228,11 @@ func TestClusterPlan(t *testing.T) {
 	cl := c.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// A URL with one node's address is enough: rueidis finds the cluster.
+	url, err := rueidis.ParseURL("redis://" + c.Masters[1].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 300 {
 		if err := cl.Do(ctx, cl.B().Set().Key(fmt.Sprint("k", i)).Value("v").Build()).Error(); err != nil {
 			t.Fatal(err)
@@ -238,7 +243,7 @@ func TestClusterPlan(t *testing.T) {
 		name     string
 		src, dst rueidis.ClientOption
 	}{
-		{"cluster-source", c.Option(), single.Option()},
+		{"cluster-source", url, single.Option()},
 		{"cluster-target", single.Option(), c.Option()},
 	} {
 		m, err := migrate.New(tc.src, tc.dst, migrate.WithDiscardTarget())
@@ -343,31 +348,36 @@ func TestClusterResharding(t *testing.T) {
 // replica's promotion and finishes.
 func TestClusterFailover(t *testing.T) {
 	t.Parallel()
-	src := redistest.StartCluster(t, redistest.ClusterConfig{Replicas: 1})
-	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
-	const keys = 3000
-	src.AddKeys(t, "k:", keys, 100)
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}),
-		migrate.WithRateLimit(1500), migrate.WithBatchSize(50))
-	if err != nil {
-		t.Fatal(err)
+	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.MigrateKeys{}} {
+		t.Run(s.Name(), func(t *testing.T) {
+			t.Parallel()
+			src := redistest.StartCluster(t, redistest.ClusterConfig{Replicas: 1})
+			dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+			const keys = 3000
+			src.AddKeys(t, "k:", keys, 100)
+			m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(s),
+				migrate.WithRateLimit(1500), migrate.WithBatchSize(50))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			go func() {
+				time.Sleep(700 * time.Millisecond)
+				src.Masters[0].Stop()
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rep, err := m.Migrate(ctx)
+			if err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			src.WaitOK(t, src.Masters[1])
+			if rep.Keys != keys || rep.Scanned != keys || rep.Failed != 0 {
+				t.Errorf("report %+v, want %d keys scanned and copied", rep.Counts, keys)
+			}
+			redistest.AssertSameSides(t, src.Side(t), dst.Side(t), "")
+		})
 	}
-	defer m.Close()
-	go func() {
-		time.Sleep(700 * time.Millisecond)
-		src.Masters[0].Stop()
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rep, err := m.Migrate(ctx)
-	if err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
-	src.WaitOK(t, src.Masters[1])
-	if rep.Keys != keys || rep.Scanned != keys || rep.Failed != 0 {
-		t.Errorf("report %+v, want %d keys scanned and copied", rep.Counts, keys)
-	}
-	redistest.AssertSameSides(t, src.Side(t), dst.Side(t), "")
 }
 
 // TestClusterReadFromReplicas walks the source's replicas rather than its masters.

@@ -226,7 +226,7 @@ func (p *migration) groups(src rueidis.Client, keys []string, asks map[uint16]st
 				gk.src = st.ownerAddr(slot)
 			}
 			if gk.src == "" {
-				return nil, p.j.Source.Err("migrate", k, fmt.Errorf("no node of the source cluster serves slot %d", slot))
+				return nil, p.j.Source.Err("migrate", k, fmt.Errorf("%w: no node of the source cluster serves slot %d", errRedirected, slot))
 			}
 		}
 		if dt != nil {
@@ -237,7 +237,7 @@ func (p *migration) groups(src rueidis.Client, keys []string, asks map[uint16]st
 				gk.dst = dt.ownerAddr(slot)
 			}
 			if gk.dst == "" {
-				return nil, p.j.Target.Err("migrate", k, fmt.Errorf("no node of the target cluster serves slot %d", slot))
+				return nil, p.j.Target.Err("migrate", k, fmt.Errorf("%w: no node of the target cluster serves slot %d", errRedirected, slot))
 			}
 		}
 		i, ok := index[gk]
@@ -246,7 +246,7 @@ func (p *migration) groups(src rueidis.Client, keys []string, asks map[uint16]st
 			if st != nil {
 				c, err := p.j.Source.node(gk.src)
 				if err != nil {
-					return nil, err
+					return nil, fmt.Errorf("%w: %w", errRedirected, err) // a node that failed
 				}
 				g.src = c
 			}
@@ -467,18 +467,25 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 	if !p.batched {
 		return p.eachKey(ctx, src, dst, db, keys, &counts)
 	}
-	groups, err := p.groups(src, keys, nil)
-	if err != nil {
-		return err
-	}
+	// A group without a source client is keys still to be split into groups.
+	queue := []migrateGroup{{keys: keys}}
 	asks := map[uint16]string{}
-	for attempt := 0; len(groups) > 0; {
-		p.pipeline(ctx, db, groups)
-		g := groups[0]
-		groups = groups[1:]
-		err := p.send(ctx, g, src, dst, db, &counts)
-		if err == nil {
-			continue
+	for attempt := 0; len(queue) > 0; {
+		var err error
+		if queue[0].src == nil {
+			var gs []migrateGroup
+			if gs, err = p.groups(src, queue[0].keys, asks); err == nil {
+				queue = append(gs, queue[1:]...)
+				continue
+			}
+		} else {
+			p.pipeline(ctx, db, queue)
+			g := queue[0]
+			if err = p.send(ctx, g, src, dst, db, &counts); err == nil {
+				queue = queue[1:]
+				continue
+			}
+			queue[0] = migrateGroup{keys: g.keys}
 		}
 		if !errors.Is(err, errRedirected) {
 			return err
@@ -495,11 +502,6 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 		if err := p.readTopology(ctx); err != nil {
 			return err
 		}
-		again, err := p.groups(src, g.keys, asks)
-		if err != nil {
-			return err
-		}
-		groups = append(again, groups...)
 	}
 	return nil
 }
