@@ -33,9 +33,10 @@ import (
 // into database 0 (TargetAddr is refused). From a cluster source, each key is sent by the
 // master that holds it, one MIGRATE per slot (a cluster node refuses a command on keys of
 // several slots); the MULTI blocks of one node are pipelined, so on the strings bench
-// (three masters each side, loopback) it ran at 0.65 to 0.8 times its standalone speed. When a slot moves or a node fails over meanwhile (MOVED, ASK, TRYAGAIN,
-// CLUSTERDOWN, a source node that does not answer), the part is sent again once the slot
-// maps are read again, the MOVED and ASK redirections followed, for up to 30 s.
+// (three masters each side, loopback) it ran at 0.65 to 0.8 times its standalone speed.
+// When a slot moves or a node fails over meanwhile (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a
+// source node that does not answer), the part is sent again once the slot maps are read
+// again, the MOVED and ASK redirections followed, for up to 30 s.
 //
 // The source is only read unless Move is set. Conflicts follow WithConflict. Under Fail (the
 // default) and Skip, EXISTS on the target finds before each batch the keys it already
