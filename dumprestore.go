@@ -17,6 +17,14 @@ import (
 // RESTORE on the target (with ABSTTL from Redis 5.0, so TTLs stay exact). The target must
 // read the source's RDB version: the same Redis version or newer. Keys are walked with
 // SCAN, pipelined in batches of WithBatchSize keys, WithConcurrency batches in flight.
+//
+// Either side may be a Redis Cluster. The keys of a cluster source are walked on every
+// master at once (see Job.ScanKeys and WithReadFromReplicas), which follows resharding and
+// failovers; DUMP and RESTORE go to the node that serves each key's slot, MOVED and ASK
+// followed by the cluster client. Reads and writes that meet a node failing over or a slot
+// moving are sent again for up to a minute. A cluster target has only database 0: see
+// WithDBPrefix for several source databases.
+//
 // The zero value is ready to use.
 type DumpRestore struct{}
 
@@ -26,6 +34,9 @@ func (DumpRestore) Name() string { return "dump-restore" }
 // Check verifies that the source allows DUMP, the target allows RESTORE, and the target
 // reads the source's RDB version. It changes nothing.
 func (DumpRestore) Check(ctx context.Context, j *Job) error {
+	if err := checkTargetDatabases(j); err != nil {
+		return err
+	}
 	if err := checkCommand(ctx, j.Source, "DUMP", probeKey()); err != nil {
 		return err
 	}
@@ -54,7 +65,7 @@ func (d DumpRestore) copyDB(ctx context.Context, j *Job, r *restorer, db int) er
 	if err != nil {
 		return err
 	}
-	if _, err := j.Target.Client(db); err != nil {
+	if _, err := j.Target.Client(j.TargetDB(db)); err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -91,8 +102,23 @@ func (d DumpRestore) copyDB(ctx context.Context, j *Job, r *restorer, db int) er
 }
 
 // dumpBatch reads the payload and absolute expiry of each key in one pipeline. Keys that
-// are gone by then are counted as Expired.
+// are gone by then are counted as Expired. On a cluster source, a batch that meets a node
+// failing over or a slot moving is read again, for up to a minute.
 func dumpBatch(ctx context.Context, j *Job, src rueidis.Client, db int, keys []string) ([]dumped, error) {
+	start := time.Now()
+	for {
+		out, err := dumpOnce(ctx, j, src, db, keys)
+		if err == nil || !j.Source.Cluster() || !retryable(ctx, err) || time.Since(start) > clusterFailoverWait {
+			return out, err
+		}
+		j.Logger.Info("dump: the source cluster is failing over or moving slots; reading again", "error", err)
+		if err := sleepCtx(ctx, clusterRetryDelay); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func dumpOnce(ctx context.Context, j *Job, src rueidis.Client, db int, keys []string) ([]dumped, error) {
 	absolute := j.Source.Info.AtLeast(7, 0, 0)
 	cmds := make(rueidis.Commands, 0, 2*len(keys))
 	for _, k := range keys {

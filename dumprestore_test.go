@@ -369,7 +369,13 @@ func TestDumpRestoreCancel(t *testing.T) {
 // a short grace period.
 func waitGoroutines(t *testing.T, before int) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	waitGoroutinesFor(t, before, 3*time.Second)
+}
+
+// waitGoroutinesFor is waitGoroutines with a grace period of d.
+func waitGoroutinesFor(t *testing.T, before int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -10,7 +10,9 @@ import (
 )
 
 // Endpoint is one side of a migration: the server as the user described it, the facts
-// read from it, and its clients, one per database.
+// read from it, and its clients, one per database. A Redis Cluster is one Endpoint too: its
+// client sends each command to the node that serves its key, and the library keeps a
+// client per node for what must go to one node (walking the keys, replication).
 type Endpoint struct {
 	Side   Side
 	Addr   string               // the first of Option.InitAddress, for messages
@@ -19,6 +21,8 @@ type Endpoint struct {
 
 	mu      sync.Mutex
 	clients map[int]rueidis.Client
+	nodes   map[string]rueidis.Client // one client per cluster node, by address
+	known   []string                  // cluster node addresses, from the last topology
 }
 
 func newEndpoint(side Side, opt rueidis.ClientOption) *Endpoint {
@@ -32,8 +36,14 @@ func newEndpoint(side Side, opt rueidis.ClientOption) *Endpoint {
 }
 
 // Client returns the client of database db, connecting on first use. The error names the
-// side, the address and the database.
+// side, the address and the database. On a cluster it is a cluster client, which sends each
+// command to the node that serves its key's slot and follows MOVED and ASK redirections; a
+// cluster has only database 0, and Client refuses any other.
 func (e *Endpoint) Client(db int) (rueidis.Client, error) {
+	if db != 0 && e.Cluster() {
+		return nil, e.Err(fmt.Sprintf("connect to db %d", db), "", fmt.Errorf(
+			"a cluster has only database 0: %w", ErrUnsupported))
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if c, ok := e.clients[db]; ok {
@@ -71,7 +81,10 @@ func (e *Endpoint) close() {
 	for _, c := range e.clients {
 		c.Close()
 	}
-	e.clients = nil
+	for _, c := range e.nodes {
+		c.Close()
+	}
+	e.clients, e.nodes = nil, nil
 }
 
 // explainConnect adds what to do to the common connection failures.
@@ -104,5 +117,44 @@ func (e *Endpoint) probe(ctx context.Context) error {
 		info = &ServerInfo{Keyspace: map[int]int64{}, Fields: map[string]string{}, Mode: "standalone", Role: "master"}
 	}
 	e.Info = info
+	if info.Mode == "cluster" {
+		return e.probeCluster(ctx)
+	}
+	return nil
+}
+
+// probeCluster reads the cluster's masters and sums their keys: INFO on the cluster client
+// reached one node only.
+func (e *Endpoint) probeCluster(ctx context.Context) error {
+	t, err := e.topology(ctx)
+	if err != nil {
+		return err
+	}
+	ids, _ := t.masters()
+	e.Info.Masters = len(ids)
+	e.Info.Role = "master"
+	var keys int64
+	for _, id := range ids {
+		n := t.nodes[id]
+		if n.failed {
+			continue
+		}
+		c, err := e.node(n.addr)
+		if err != nil {
+			return err
+		}
+		text, err := c.Do(ctx, c.B().Info().Section("keyspace").Build()).ToString()
+		if err != nil {
+			if ctx.Err() != nil {
+				return e.Err("info", "", ctx.Err())
+			}
+			continue
+		}
+		keys += parseInfo(text).Keyspace[0]
+	}
+	e.Info.Keyspace = map[int]int64{}
+	if keys > 0 {
+		e.Info.Keyspace[0] = keys
+	}
 	return nil
 }

@@ -37,6 +37,28 @@ func ExampleNew() {
 	fmt.Println(report)
 }
 
+// Several databases of a standalone server go into a Redis Cluster, which has only
+// database 0, each key prefixed with its database's number. A cluster is described by the
+// address of one or more of its nodes; the strategy walks every master of a cluster source.
+func ExampleWithDBPrefix() {
+	source := rueidis.ClientOption{InitAddress: []string{"10.0.0.1:6379"}}
+	cluster := rueidis.ClientOption{InitAddress: []string{"10.0.1.1:7000", "10.0.1.2:7000"}}
+	m, err := migrate.New(source, cluster,
+		migrate.WithStrategy(migrate.DumpRestore{}),
+		migrate.WithDBPrefix("db%d:"), // key k of database 3 becomes "db3:k"
+		migrate.WithVerify(),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	report, err := m.Migrate(context.Background())
+	if err != nil {
+		log.Fatalf("%v (done so far: %v)", err, report)
+	}
+	fmt.Println(report, report.Verify)
+}
+
 // A Strategy of one's own receives the same Job as the built-in ones: both sides, the
 // options, the key walk and the counters. This one copies string keys with GET and SET.
 type copyStrings struct{}
@@ -56,7 +78,8 @@ func (copyStrings) Run(ctx context.Context, job *migrate.Job) error {
 		if err != nil {
 			return err
 		}
-		dst, err := job.Target.Client(db)
+		// TargetDB and TargetKey say where the key goes: database 0 of a cluster, a prefix.
+		dst, err := job.Target.Client(job.TargetDB(db))
 		if err != nil {
 			return err
 		}
@@ -70,8 +93,9 @@ func (copyStrings) Run(ctx context.Context, job *migrate.Job) error {
 				} else if err != nil {
 					return job.Source.Err("get", k, err)
 				}
-				if err := dst.Do(ctx, dst.B().Set().Key(k).Value(v).Build()).Error(); err != nil {
-					return job.Target.Err("set", k, err)
+				tk := job.TargetKey(db, k)
+				if err := dst.Do(ctx, dst.B().Set().Key(tk).Value(v).Build()).Error(); err != nil {
+					return job.Target.Err("set", tk, err)
 				}
 				n.Keys++
 				n.Bytes += int64(len(v))

@@ -19,7 +19,10 @@ type ServerInfo struct {
 	UsedMemory int64         // used_memory in bytes
 	MaxMemory  int64         // maxmemory in bytes, 0 for none
 	Policy     string        // maxmemory_policy
-	Fields     map[string]string
+	// Masters is the number of masters that serve slots, on a cluster; 0 otherwise. On a
+	// cluster Keyspace is summed over them (database 0 only), the rest is one node's.
+	Masters int
+	Fields  map[string]string
 }
 
 // AtLeast reports whether the server's version is major.minor.patch or newer. An unknown

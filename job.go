@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,7 +18,9 @@ type Job struct {
 	Source *Endpoint
 	Target *Endpoint
 
-	// Databases are the source databases to copy, each into the same number on the target.
+	// Databases are the source databases to copy, each into the same number on the target,
+	// or into TargetDB's (database 0 of a cluster target, or with WithDBPrefix). A cluster
+	// source has only database 0.
 	Databases []int
 	// Filtered reports whether the user narrowed the copy (match, types, databases);
 	// strategies that copy everything must refuse then.
@@ -33,9 +36,12 @@ type Job struct {
 	DiscardTarget bool
 	Logger        *slog.Logger
 
-	limiter *rate.Limiter
-	start   time.Time
-	total   int64
+	replicas bool    // WithReadFromReplicas
+	merge    bool    // every database goes into database 0 of the target
+	prefix   *string // WithDBPrefix's format, nil when not given
+	limiter  *rate.Limiter
+	start    time.Time
+	total    int64
 
 	mu     sync.Mutex
 	counts map[int]*Counts
@@ -70,6 +76,45 @@ type Progress struct {
 	Total   int64         // estimated keys to handle, from INFO keyspace / DBSIZE; 0 if unknown
 	Elapsed time.Duration // since Migrate started
 	Done    bool          // set on the last call
+}
+
+// TargetDB returns the target database that source database db is copied into: db itself,
+// or 0 when the target is a cluster (which has no other) or WithDBPrefix merges the
+// databases.
+func (j *Job) TargetDB(db int) int {
+	if j.merge || j.Target.Cluster() {
+		return 0
+	}
+	return db
+}
+
+// TargetKey returns the name that key of source database db takes on the target: its own,
+// or with the prefix WithDBPrefix gives that database.
+func (j *Job) TargetKey(db int, key string) string {
+	if j.prefix == nil || *j.prefix == "" {
+		return key
+	}
+	return dbPrefix(*j.prefix, db) + key
+}
+
+// SourceKeys returns the source databases and key names that target key of target database
+// tdb may come from, among the databases copied: the reverse of TargetDB and TargetKey.
+func (j *Job) SourceKeys(tdb int, key string) (dbs []int, keys []string) {
+	for _, db := range j.Databases {
+		if j.TargetDB(db) != tdb {
+			continue
+		}
+		k := key
+		if j.prefix != nil && *j.prefix != "" {
+			p := dbPrefix(*j.prefix, db)
+			if !strings.HasPrefix(key, p) {
+				continue
+			}
+			k = key[len(p):]
+		}
+		dbs, keys = append(dbs, db), append(keys, k)
+	}
+	return dbs, keys
 }
 
 // Count adds c to the counters of database db. Strategies call it once per batch.

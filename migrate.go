@@ -10,6 +10,12 @@
 //
 // The source is only read, unless a strategy is told otherwise; nothing on the target is
 // overwritten unless WithConflict(Replace) (or a strategy's own explicit option) allows it.
+//
+// Either side may be a Redis Cluster, described by the addresses of some of its nodes
+// (rueidis finds the others): DumpRestore, Snapshot and MigrateKeys copy into, out of and
+// between clusters, Replication refuses them. A cluster has only database 0, so several
+// databases of a standalone source go into a cluster only with WithDatabases(n) (one) or
+// WithDBPrefix (all, renamed).
 package migrate
 
 import (
@@ -17,6 +23,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,6 +104,7 @@ func (m *migrator) job(ctx context.Context) (*Job, error) {
 		Match: m.cfg.match, Types: m.cfg.types,
 		ScanCount: m.cfg.scanCount, BatchSize: m.cfg.batchSize, Concurrency: m.cfg.concurrency,
 		Conflict: m.cfg.conflict, Logger: m.cfg.logger, DiscardTarget: m.cfg.discard,
+		replicas: m.cfg.replicas,
 		Filtered: m.cfg.match != "" || len(m.cfg.types) > 0 || len(m.cfg.databases) > 0 || m.src.Option.SelectDB != 0,
 		start:    time.Now(),
 	}
@@ -112,12 +121,35 @@ func (m *migrator) job(ctx context.Context) (*Job, error) {
 		return nil, err
 	}
 	j.Databases = m.databases()
+	j.prefix = m.cfg.dbPrefix
+	j.merge = m.cfg.dbPrefix != nil
 	var total int64
 	for _, db := range j.Databases {
 		total += m.src.Info.Keyspace[db]
 	}
 	j.SetTotal(total)
 	return j, nil
+}
+
+// checkTargetDatabases refuses to copy several databases into a cluster, which has only
+// database 0, unless WithDBPrefix says how. Strategies that copy key by key call it.
+func checkTargetDatabases(j *Job) error {
+	if !j.Target.Cluster() || len(j.Databases) < 2 || j.merge {
+		return nil
+	}
+	return j.Target.Err("map databases", "", fmt.Errorf(
+		"the target is a cluster, which has only database 0, and the source's databases %s are to be copied; "+
+			"copy one with migrate.WithDatabases(n), or merge them into database 0 with migrate.WithDBPrefix(\"db%%d:\") "+
+			"(or WithDBPrefix(\"\") to keep the names): %w", dbList(j.Databases), ErrUnsupported))
+}
+
+// dbList names databases for messages, as "0, 3, 15".
+func dbList(dbs []int) string {
+	parts := make([]string, len(dbs))
+	for i, db := range dbs {
+		parts[i] = strconv.Itoa(db)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (m *migrator) databases() []int {

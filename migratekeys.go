@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -22,8 +25,18 @@ import (
 // and a network path from the source to the target (see TargetAddr). The target's user, whose
 // Username and Password MIGRATE sends, needs RESTORE and SELECT; a target with a password
 // needs MIGRATE's AUTH on the source (Redis 4.0.7), or AUTH2 for an ACL user (Redis 6.0).
-// The target must read the source's RDB version: the same Redis version or newer. A cluster
-// target is refused for now.
+// The target must read the source's RDB version: the same Redis version or newer.
+//
+// Clusters work on either side (MIGRATE ... KEYS is needed then, Redis 3.0.6). To a cluster
+// target, each batch is split by the node that serves each key's slot, read from the
+// target's slot map, and each part goes to that node at the address the cluster announces,
+// into database 0 (TargetAddr is refused). From a cluster source, each key is sent by the
+// master that holds it, one MIGRATE per slot (a cluster node refuses a command on keys of
+// several slots); the MULTI blocks of one node are pipelined, so on the strings bench
+// (three masters each side, loopback) it ran at 0.65 to 0.8 times its standalone speed.
+// When a slot moves or a node fails over meanwhile (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a
+// source node that does not answer), the part is sent again once the slot maps are read
+// again, the MOVED and ASK redirections followed, for up to 30 s.
 //
 // The source is only read unless Move is set. Conflicts follow WithConflict. Under Fail (the
 // default) and Skip, EXISTS on the target finds before each batch the keys it already
@@ -92,12 +105,21 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 	if err != nil {
 		return err
 	}
+	if err := checkTargetDatabases(j); err != nil {
+		return err
+	}
 	const op = "check migrate"
 	src := j.Source.Info
 	switch {
-	case j.Target.Info.Mode == "cluster":
+	case j.Target.Cluster() && m.TargetAddr != "":
 		return j.Target.Err(op, "", unsupported(
-			"the target is a cluster, and MigrateKeys sends every key to one address; use DumpRestore"))
+			"the target is a cluster, and TargetAddr names one server; leave it empty: each batch goes to the node that serves its slot, at the address the cluster announces"))
+	case j.prefix != nil && *j.prefix != "":
+		return j.Target.Err(op, "", unsupported(
+			"WithDBPrefix(%q) renames keys, and MIGRATE keeps their names; use DumpRestore or Snapshot, or WithDBPrefix(\"\")", *j.prefix))
+	case (j.Source.Cluster() || j.Target.Cluster()) && !p.batched:
+		return j.Source.Err(op, "", unsupported(
+			"MIGRATE ... KEYS needs Redis 3.0.6 and the source runs %s; use DumpRestore", describeVersion(src)))
 	case m.TargetAddr == "" && j.Target.Option.TLSConfig != nil:
 		return j.Target.Err(op, "", unsupported(
 			"the target is reached over TLS, which MIGRATE speaks only when the source runs with tls-cluster yes; "+
@@ -136,12 +158,111 @@ func (m MigrateKeys) Run(ctx context.Context, j *Job) error {
 		j.Logger.Info("migrate-keys: plan", "target_addr", p.addr, "move", !p.copy, "conflict", j.Conflict.String(),
 			"batched", p.batched, "auth", p.authKind(), "timeout", p.timeout)
 	}
+	if err := p.readTopology(ctx); err != nil {
+		return err
+	}
 	for _, db := range j.Databases {
 		if err := p.copyDB(ctx, db); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// readTopology reads who serves which slot on the sides that are clusters.
+func (p *migration) readTopology(ctx context.Context) error {
+	var src, dst *topology
+	var err error
+	if p.j.Source.Cluster() {
+		if src, err = p.j.Source.topology(ctx); err != nil {
+			return err
+		}
+	}
+	if p.j.Target.Cluster() {
+		if dst, err = p.j.Target.topology(ctx); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	p.srcTopo, p.dstTopo = src, dst
+	p.mu.Unlock()
+	return nil
+}
+
+// migrateGroup is keys that one MIGRATE sends: from one source node to one target node,
+// and of one slot when the source is a cluster (which refuses a command on several).
+type migrateGroup struct {
+	src        rueidis.Client
+	srcAddr    string // the source node's, on a cluster
+	host, port string
+	keys       []string
+	res        []rueidis.RedisResult // the replies, when sent in a pipeline with others
+}
+
+// groups splits keys into the MIGRATE commands that can carry them; src is the source's
+// client when it is not a cluster.
+//
+// asks sends the keys of some slots of a cluster target elsewhere: to the node an ASK
+// redirection named, which imports the slot.
+func (p *migration) groups(src rueidis.Client, keys []string, asks map[uint16]string) ([]migrateGroup, error) {
+	p.mu.Lock()
+	st, dt := p.srcTopo, p.dstTopo
+	srcMoved, dstMoved := maps.Clone(p.srcMoved), maps.Clone(p.dstMoved)
+	p.mu.Unlock()
+	if st == nil && dt == nil {
+		return []migrateGroup{{src: src, host: p.host, port: p.port, keys: keys}}, nil
+	}
+	type groupKey struct {
+		src, dst string
+		slot     int
+	}
+	index := map[groupKey]int{}
+	var out []migrateGroup
+	for _, k := range keys {
+		slot := keySlot(k)
+		gk := groupKey{slot: -1}
+		if st != nil {
+			gk.src, gk.slot = srcMoved[slot], int(slot)
+			if gk.src == "" {
+				gk.src = st.ownerAddr(slot)
+			}
+			if gk.src == "" {
+				return nil, p.j.Source.Err("migrate", k, fmt.Errorf("%w: no node of the source cluster serves slot %d", errRedirected, slot))
+			}
+		}
+		if dt != nil {
+			if gk.dst = asks[slot]; gk.dst == "" {
+				gk.dst = dstMoved[slot]
+			}
+			if gk.dst == "" {
+				gk.dst = dt.ownerAddr(slot)
+			}
+			if gk.dst == "" {
+				return nil, p.j.Target.Err("migrate", k, fmt.Errorf("%w: no node of the target cluster serves slot %d", errRedirected, slot))
+			}
+		}
+		i, ok := index[gk]
+		if !ok {
+			g := migrateGroup{src: src, srcAddr: gk.src, host: p.host, port: p.port}
+			if st != nil {
+				c, err := p.j.Source.node(gk.src)
+				if err != nil {
+					return nil, fmt.Errorf("%w: %w", errRedirected, err) // a node that failed
+				}
+				g.src = c
+			}
+			if dt != nil {
+				g.host, g.port, _ = net.SplitHostPort(gk.dst)
+			}
+			i = len(out)
+			index[gk] = i
+			out = append(out, g)
+		}
+		out[i].keys = append(out[i].keys, k)
+	}
+	// Those of one source node together, to be pipelined.
+	sort.SliceStable(out, func(a, b int) bool { return out[a].srcAddr < out[b].srcAddr })
+	return out, nil
 }
 
 // migration is what a MigrateKeys run decided once: where, how and with which options.
@@ -154,6 +275,12 @@ type migration struct {
 	auth       []string // AUTH password, AUTH2 username password, or nothing
 	password   string   // the target's, to keep out of errors
 	batched    bool     // MIGRATE ... KEYS (Redis 3.0.6)
+
+	mu               sync.Mutex
+	srcTopo, dstTopo *topology // slot maps of the sides that are clusters
+	// srcMoved and dstMoved are the owners MOVED redirections named, by slot: fresher than
+	// a slot map read from a node that has not heard of the move yet.
+	srcMoved, dstMoved map[uint16]string
 }
 
 func (m MigrateKeys) plan(j *Job) (*migration, error) {
@@ -218,13 +345,13 @@ func (p *migration) authKind() string {
 
 // args returns MIGRATE's arguments for keys of database db: one key in the key position, or
 // several after KEYS. They hold the target's password: never print them.
-func (p *migration) args(db int, keys ...string) []string {
+func (p *migration) args(host, port string, db int, keys ...string) []string {
 	key := ""
 	if !p.batched {
 		key = keys[0]
 	}
 	ms := max(1, p.timeout.Milliseconds())
-	args := []string{p.host, p.port, key, strconv.Itoa(db), strconv.FormatInt(ms, 10)}
+	args := []string{host, port, key, strconv.Itoa(p.j.TargetDB(db)), strconv.FormatInt(ms, 10)}
 	if p.copy {
 		args = append(args, "COPY")
 	}
@@ -245,6 +372,16 @@ func (p *migration) probe(ctx context.Context) error {
 	c, err := p.j.Source.Default()
 	if err != nil {
 		return err
+	}
+	if p.j.Source.Cluster() {
+		// MULTI and EXEC have no key: a cluster client would send them anywhere.
+		t, err := p.j.Source.topology(ctx)
+		if err != nil {
+			return err
+		}
+		if c, err = p.j.Source.node(t.ownerAddr(0)); err != nil {
+			return err
+		}
 	}
 	args := []string{p.host, p.port, probeKey(), "0", "1", "COPY"}
 	res := c.DoMulti(ctx,
@@ -272,7 +409,7 @@ func (p *migration) copyDB(ctx context.Context, db int) error {
 	if err != nil {
 		return err
 	}
-	dst, err := j.Target.Client(db)
+	dst, err := j.Target.Client(j.TargetDB(db))
 	if err != nil {
 		return err
 	}
@@ -331,13 +468,178 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 	if !p.batched {
 		return p.eachKey(ctx, src, dst, db, keys, &counts)
 	}
-	// EXISTS in the same MULTI sees the keys MIGRATE sees: nothing runs in between, and
-	// both judge expiry at the same instant.
-	res := src.DoMulti(ctx,
-		src.B().Multi().Build(),
-		src.B().Exists().Key(keys...).Build(),
-		src.B().Arbitrary("MIGRATE").Args(p.args(db, keys...)...).Build(),
-		src.B().Exec().Build())
+	// A group without a source client is keys still to be split into groups.
+	queue := []migrateGroup{{keys: keys}}
+	asks := map[uint16]string{}
+	for attempt := 0; len(queue) > 0; {
+		var err error
+		if queue[0].src == nil {
+			var gs []migrateGroup
+			if gs, err = p.groups(src, queue[0].keys, asks); err == nil {
+				queue = append(gs, queue[1:]...)
+				continue
+			}
+		} else {
+			p.pipeline(ctx, db, queue)
+			g := queue[0]
+			if err = p.send(ctx, g, src, dst, db, &counts); err == nil {
+				queue = queue[1:]
+				continue
+			}
+			queue[0] = migrateGroup{keys: g.keys}
+		}
+		if !errors.Is(err, errRedirected) {
+			return err
+		}
+		// A slot moved, or a node failed over: read the slot maps again and resend.
+		if attempt++; attempt > clusterRetries {
+			return p.migrateErr(ctx, db, fmt.Errorf("the clusters kept moving for %d attempts: %w", clusterRetries, err))
+		}
+		p.redirected(err, asks)
+		p.j.Logger.Info("migrate-keys: a slot moved or a node failed; reading the slot maps again", "attempt", attempt, "error", err)
+		if err := sleepCtx(ctx, clusterRetryDelay); err != nil {
+			return err
+		}
+		if err := p.readTopology(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commands are the MULTI block that migrates group g. EXISTS in the same MULTI sees the
+// keys MIGRATE sees: nothing runs in between, and both judge expiry at the same instant.
+func (p *migration) commands(g migrateGroup, db int) rueidis.Commands {
+	c := g.src
+	return rueidis.Commands{
+		c.B().Multi().Build(),
+		c.B().Exists().Key(g.keys...).Build(),
+		c.B().Arbitrary("MIGRATE").Args(p.args(g.host, g.port, db, g.keys...)...).Build(),
+		c.B().Exec().Build(),
+	}
+}
+
+// pipeline sends at once the MULTI blocks of the first groups that share a source node
+// and were not sent yet, and keeps their replies in them: a cluster source makes small
+// groups, one per slot, and a round trip each would dominate.
+func (p *migration) pipeline(ctx context.Context, db int, groups []migrateGroup) {
+	if len(groups) < 2 || groups[0].res != nil {
+		return
+	}
+	node := groups[0].src
+	n := 0
+	var cmds rueidis.Commands
+	for n < len(groups) && groups[n].src == node && groups[n].res == nil {
+		cmds = append(cmds, p.commands(groups[n], db)...)
+		n++
+	}
+	if n < 2 {
+		return
+	}
+	res := node.DoMulti(ctx, cmds...)
+	for i := range n {
+		groups[i].res = res[4*i : 4*i+4]
+	}
+}
+
+// errRedirected marks an error of a cluster that moved: MOVED, ASK, TRYAGAIN, CLUSTERDOWN, or
+// a source node that does not answer.
+var errRedirected = errors.New("the cluster moved")
+
+const (
+	clusterRetries    = 120
+	clusterRetryDelay = 250 * time.Millisecond
+)
+
+// redirected learns from a redirection where a slot is: a MOVED names its new owner (on
+// the source, or on the target when MIGRATE relays it), an ASK relayed from the target the
+// node importing it, for this batch only. An ASK on the source passes once the slot has
+// moved, and a node that does not answer may be one that failed: the slot maps tell then.
+func (p *migration) redirected(err error, asks map[uint16]string) {
+	msg := err.Error()
+	relayedMsg, fromTarget := relayed(err)
+	if fromTarget {
+		msg = relayedMsg
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if slot, addr, ok := redirection(msg, "MOVED "); ok {
+		m := &p.srcMoved
+		if fromTarget {
+			m = &p.dstMoved
+		}
+		if *m == nil {
+			*m = map[uint16]string{}
+		}
+		(*m)[slot] = addr
+		return
+	}
+	if slot, addr, ok := redirection(msg, "ASK "); ok && fromTarget {
+		asks[slot] = addr
+		return
+	}
+	if !strings.Contains(msg, "MOVED") && !strings.Contains(msg, "ASK") {
+		p.srcMoved = nil // a node failed: trust the slot maps again
+	}
+}
+
+// redirection returns the slot and address of a MOVED or ASK redirection (kind) in msg.
+func redirection(msg, kind string) (uint16, string, bool) {
+	_, rest, ok := strings.Cut(msg, kind)
+	if !ok {
+		return 0, "", false
+	}
+	f := strings.Fields(rest)
+	if len(f) < 2 {
+		return 0, "", false
+	}
+	slot, err2 := strconv.Atoi(f[0])
+	if err2 != nil || slot < 0 || slot >= slotCount {
+		return 0, "", false
+	}
+	return uint16(slot), f[1], true
+}
+
+// isRedirect reports whether err says a slot is elsewhere or the cluster is changing.
+func isRedirect(err error) bool {
+	msg := err.Error()
+	if m, ok := relayed(err); ok {
+		msg = m
+	}
+	for _, p := range []string{"MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "EXECABORT"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// send migrates keys from the source node srcNode to host:port in one MULTI, and counts
+// the outcome. An error that a moving cluster explains wraps errRedirected, and nothing of
+// the keys was counted then.
+func (p *migration) send(ctx context.Context, g migrateGroup, src, dst rueidis.Client, db int, counts *Counts) error {
+	clustered := p.j.Source.Cluster() || p.j.Target.Cluster()
+	keys := g.keys
+	res := g.res
+	if res == nil {
+		res = g.src.DoMulti(ctx, p.commands(g, db)...)
+	}
+	if clustered && ctx.Err() == nil {
+		for _, r := range res {
+			err := r.Error()
+			if err == nil {
+				if arr, aerr := r.ToArray(); aerr == nil && len(arr) == 2 {
+					err = arr[1].Error()
+				}
+			}
+			if err == nil {
+				continue
+			}
+			if _, isRedis := rueidis.IsRedisErr(err); isRedirect(err) || (!isRedis && p.j.Source.Cluster()) {
+				return fmt.Errorf("%w: %v", errRedirected, p.redact(err))
+			}
+		}
+	}
 	fail := func(n int64, err error) error {
 		if ctx.Err() == nil {
 			counts.Failed += n
@@ -377,7 +679,7 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 		return err
 	}
 	counts.Keys += max(0, present-int64(len(busy)))
-	return p.conflict(db, busy, &counts)
+	return p.conflict(db, busy, counts)
 }
 
 // eachKey migrates keys with one MIGRATE each, for sources older than Redis 3.0.6; each
@@ -385,7 +687,7 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 func (p *migration) eachKey(ctx context.Context, src, dst rueidis.Client, db int, keys []string, counts *Counts) error {
 	cmds := make(rueidis.Commands, len(keys))
 	for i, k := range keys {
-		cmds[i] = src.B().Arbitrary("MIGRATE").Args(p.args(db, k)...).Build()
+		cmds[i] = src.B().Arbitrary("MIGRATE").Args(p.args(p.host, p.port, db, k)...).Build()
 	}
 	var busy []string
 	var first error

@@ -515,8 +515,8 @@ func TestMigrateKeysCheckRefuses(t *testing.T) {
 		{name: "ACL user, source before 6.0", dst: redistest.Config{Users: []string{"user mover on >tgt-pass-2 ~* +@all"}},
 			dstPass: "tgt-pass-2", strategy: asVersion{source: "5.0.14"}, says: "AUTH2"},
 		{name: "older target", strategy: asVersion{target: "6.2.0"}, says: "upgrade the target"},
-		{name: "cluster target", dst: redistest.Config{Lines: []string{"cluster-enabled yes"}}, cluster: true,
-			strategy: migrate.MigrateKeys{}, says: "the target is a cluster"},
+		{name: "cluster target with TargetAddr", dst: redistest.Config{Lines: []string{"cluster-enabled yes"}}, cluster: true,
+			strategy: migrate.MigrateKeys{TargetAddr: "127.0.0.1:1"}, says: "TargetAddr names one server"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,8 @@ type config struct {
 	progress    func(Progress)
 	logger      *slog.Logger
 	discard     bool
+	replicas    bool
+	dbPrefix    *string
 
 	verify       bool
 	sample       float64
@@ -95,7 +98,8 @@ func WithTypes(types ...string) Option {
 }
 
 // WithDatabases copies only these database numbers, each into the same number on the
-// target. The default is every database of the source that has keys (from INFO keyspace),
+// target; into database 0 of a cluster target, which takes several only with WithDBPrefix.
+// The default is every database of the source that has keys (from INFO keyspace),
 // or only the source option's SelectDB when that is not 0.
 func WithDatabases(dbs ...int) Option {
 	return func(c *config) error {
@@ -179,6 +183,45 @@ func WithDiscardTarget() Option {
 		c.discard = true
 		return nil
 	}
+}
+
+// WithReadFromReplicas walks the keys of a cluster source on a replica of each master rather
+// than on the master, to spare the masters, when a master has a healthy replica. Only the
+// walk moves: values are still read where the cluster client sends them (the masters). A
+// replica lags its master, so keys written just before the walk may be missed, and a slot
+// being moved is read on the importing master. The default is to walk the masters. It does
+// nothing for a standalone source.
+func WithReadFromReplicas() Option {
+	return func(c *config) error {
+		c.replicas = true
+		return nil
+	}
+}
+
+// WithDBPrefix copies every selected source database into database 0 of the target, each
+// key renamed with the prefix format gives its database: format holds one %d, replaced by the
+// source database's number ("db%d:" puts key k of database 3 at "db3:k"). An empty format
+// keeps the names, for databases whose keys never share a name. It is how several databases
+// of a standalone source go into a cluster, which has only database 0; without it such a
+// migration is refused, and a single database (WithDatabases(n)) goes into database 0 as it
+// is. MigrateKeys cannot rename keys and refuses a non-empty format. The default copies each
+// database into the same number, keys unchanged.
+func WithDBPrefix(format string) Option {
+	return func(c *config) error {
+		if format != "" && (strings.Count(format, "%") != 1 || strings.Count(format, "%d") != 1) {
+			return fmt.Errorf("WithDBPrefix: format %q must hold exactly one %%d and no other %%", format)
+		}
+		c.dbPrefix = &format
+		return nil
+	}
+}
+
+// dbPrefix is the prefix format gives database db.
+func dbPrefix(format string, db int) string {
+	if format == "" {
+		return ""
+	}
+	return fmt.Sprintf(format, db)
 }
 
 // WithProgress calls fn with the counters of the running migration at most every 250 ms,

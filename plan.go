@@ -35,6 +35,7 @@ type Facts struct {
 	Addr       string
 	Version    string
 	Mode       string // standalone, cluster or sentinel
+	Masters    int    // on a cluster, the masters that serve slots; 0 otherwise
 	Role       string // master or slave
 	RDBVersion int
 	Keys       int64         // keys in the databases the migration selects
@@ -99,7 +100,7 @@ func checkFor(ctx context.Context, j *Job, s Strategy) error {
 
 func facts(ctx context.Context, j *Job, e *Endpoint) *Facts {
 	info := e.Info
-	f := &Facts{Side: e.Side, Addr: e.Addr, Version: info.Version, Mode: info.Mode, Role: info.Role,
+	f := &Facts{Side: e.Side, Addr: e.Addr, Version: info.Version, Mode: info.Mode, Masters: info.Masters, Role: info.Role,
 		RDBVersion: info.RDBVersion(), Keyspace: info.Keyspace, UsedMemory: info.UsedMemory,
 		MaxMemory: info.MaxMemory, Policy: info.Policy, Auth: "none", Commands: map[string]string{}}
 	for _, db := range j.Databases {
@@ -195,7 +196,12 @@ func (p *Plan) String() string {
 	}
 	row("address", func(f *Facts) string { return f.Addr })
 	row("version", func(f *Facts) string { return fmt.Sprintf("Redis %s (RDB %d)", f.Version, f.RDBVersion) })
-	row("role", func(f *Facts) string { return f.Mode + " " + f.Role })
+	row("role", func(f *Facts) string {
+		if f.Masters > 0 {
+			return fmt.Sprintf("cluster of %d masters", f.Masters)
+		}
+		return f.Mode + " " + f.Role
+	})
 	row("keys", func(f *Facts) string { return keyspaceText(f.Keyspace) })
 	row("memory", func(f *Facts) string {
 		if f.MaxMemory == 0 {

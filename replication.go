@@ -32,7 +32,9 @@ import (
 // Replication replaces the target's whole data set: a target that holds keys is refused
 // unless WithDiscardTarget is given. Filters (WithMatch, WithTypes, WithDatabases, a
 // non-zero SelectDB on the source) are refused, since a replica copies everything, and so
-// are clusters on either side and a target that is already a replica.
+// are WithDBPrefix, a target that is already a replica, and clusters on either side: a
+// cluster's masters each hold part of the slots, and a cluster node cannot become the
+// replica of a server outside its cluster. Use Snapshot or DumpRestore for clusters.
 //
 // It needs, on the target: REPLICAOF or SLAVEOF, INFO, and CONFIG GET and CONFIG SET of
 // masterauth and masteruser when they must change. The target authenticates to the source
@@ -101,6 +103,10 @@ func (Replication) Name() string { return "replication" }
 func (r Replication) Check(ctx context.Context, j *Job) error {
 	if _, _, err := r.sourceHostPort(j); err != nil {
 		return err
+	}
+	if j.prefix != nil {
+		return j.Source.Err("check filters", "", unsupported(
+			"a replica keeps every database and key name, and WithDBPrefix merges databases; leave it out or use another strategy"))
 	}
 	if j.Filtered {
 		return j.Source.Err("check filters", "", unsupported(

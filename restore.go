@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -45,7 +46,7 @@ func newRestorer(ctx context.Context, j *Job) (*restorer, error) {
 // restore writes batch into target database db, counts the outcome, and returns the first
 // error that stops the migration.
 func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
-	c, err := r.j.Target.Client(db)
+	c, err := r.j.Target.Client(r.j.TargetDB(db))
 	if err != nil {
 		return err
 	}
@@ -73,19 +74,43 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 				ttl = d.expireAt - now
 			}
 		}
+		d.key = r.j.TargetKey(db, d.key)
 		cmd, k := r.command(c, d, ttl)
 		cmds = append(cmds, cmd)
 		sent = append(sent, k)
 	}
-	if len(cmds) == 0 {
-		return nil
-	}
 	var first error
+	started := time.Now()
+	for len(cmds) > 0 && first == nil {
+		// On a cluster, keys whose node is failing over are sent again.
+		var retry rueidis.Commands
+		var retried []sentKey
+		first, retry, retried = r.send(ctx, c, db, cmds, sent, &counts, time.Since(started) < clusterFailoverWait)
+		if len(retry) > 0 && first == nil {
+			r.j.Logger.Info("restore: the target cluster is failing over or moving slots; sending again", "keys", len(retry))
+			if err := sleepCtx(ctx, clusterRetryDelay); err != nil {
+				return err
+			}
+		}
+		cmds, sent = retry, retried
+	}
+	return first
+}
+
+// send runs cmds, the RESTOREs of sent, and counts what they did. When retry is allowed,
+// the keys of a cluster target that a failover or a moving slot refused are returned to
+// send again rather than counted as failed.
+func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, cmds rueidis.Commands, sent []sentKey, counts *Counts, retry bool) (first error, again rueidis.Commands, againSent []sentKey) {
 	for i, res := range c.DoMulti(ctx, cmds...) {
 		d := sent[i]
 		err := res.Error()
 		busy := isBusyKey(err) || (d.viaSet && rueidis.IsRedisNil(err)) // SET NX did not set
 		switch {
+		case err != nil && retry && r.j.Target.Cluster() && retryable(ctx, err):
+			// RESTORE is not retried by the client; a new command for the same key is.
+			cmd, k := r.command(c, d.dumped, d.ttl)
+			again = append(again, cmd)
+			againSent = append(againSent, k)
 		case err == nil:
 			counts.Keys++
 			counts.Bytes += int64(len(d.payload))
@@ -98,7 +123,7 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 			}
 			counts.Failed++
 			if first == nil {
-				first = r.j.Target.Err(fmt.Sprintf("restore into db %d", db), d.key, ErrConflict)
+				first = r.j.Target.Err(fmt.Sprintf("restore into db %d", r.j.TargetDB(db)), d.key, ErrConflict)
 			}
 		default:
 			counts.Failed++
@@ -107,12 +132,38 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 			}
 		}
 	}
-	return first
+	return first, again, againSent
+}
+
+// retryable reports whether err comes from a cluster that is changing (a node failing, a
+// slot moving) rather than from the command, so that sending it again may succeed.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || err == nil {
+		return false
+	}
+	re, ok := rueidis.IsRedisErr(err)
+	if !ok {
+		var e *Error
+		if errors.As(err, &e) {
+			re, ok = rueidis.IsRedisErr(e.Err)
+		}
+	}
+	if !ok {
+		return true // the connection: a node that died
+	}
+	msg := re.Error()
+	for _, p := range []string{"CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK", "LOADING", "MASTERDOWN"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // sentKey is a key sent to the target, and how.
 type sentKey struct {
 	dumped
+	ttl    int64  // RESTORE's TTL argument
 	viaSet bool   // written with SET, not RESTORE
 	value  string // the string SET wrote
 }
@@ -129,11 +180,11 @@ func (r *restorer) command(c rueidis.Client, d dumped, ttl int64) (rueidis.Compl
 			if d.expireAt > 0 {
 				args = append(args, "PXAT", strconv.FormatInt(d.expireAt, 10))
 			}
-			return c.B().Arbitrary("SET").Keys(d.key).Args(args...).Build(), sentKey{dumped: d, viaSet: true, value: v}
+			return c.B().Arbitrary("SET").Keys(d.key).Args(args...).Build(), sentKey{dumped: d, ttl: ttl, viaSet: true, value: v}
 		}
 	}
 	v := c.B().Restore().Key(d.key).Ttl(ttl).SerializedValue(d.payload)
-	k := sentKey{dumped: d}
+	k := sentKey{dumped: d, ttl: ttl}
 	switch {
 	case r.j.Conflict == Replace && r.absTTL && ttl > 0:
 		return v.Replace().Absttl().Build(), k
@@ -159,7 +210,7 @@ func (r *restorer) restoreErr(ctx context.Context, db int, key string, err error
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	op := fmt.Sprintf("restore into db %d", db)
+	op := fmt.Sprintf("restore into db %d", r.j.TargetDB(db))
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "payload version or checksum are wrong"):

@@ -34,8 +34,19 @@ import (
 // it first waits repl-diskless-sync-delay (5 s by default) for other replicas. From Redis 7.0
 // the connection asks for the snapshot only (REPLCONF rdb-only), so the source buffers no
 // writes for it; an older source buffers them as for any replica, and may cut a long
-// transfer at its client-output-buffer-limit for replicas. A cluster node is refused: its
-// snapshot holds only its own slots.
+// transfer at its client-output-buffer-limit for replicas.
+//
+// From a cluster source it opens one replication connection per master, all at once, and
+// keeps from each master's snapshot only the keys of the slots that master served when the
+// migration started, so every slot comes from exactly one snapshot (a master's RDB may hold
+// keys of a slot it is importing or has just given away). Each master's snapshot is its own
+// point in time. It refuses a cluster whose slots are being moved (CLUSTER SETSLOT
+// MIGRATING), and fails, to be run again, when a slot moves before every master has forked
+// its snapshot; a master that fails during the transfer fails the migration too. Use
+// DumpRestore to copy a cluster that is being resharded. FromFile with BGSave, and ToFile,
+// which hold one server's data, are refused for a cluster source. Keys go to a cluster
+// target by slot: the cluster client sends each RESTORE to the node that serves its key and
+// follows MOVED and ASK during a resharding.
 //
 // Restoring needs RESTORE on the target, and FUNCTION RESTORE for function libraries; the
 // target must read the snapshot's RDB version: the same Redis version or newer. One
@@ -101,10 +112,14 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 	if err := s.validate(); err != nil {
 		return err
 	}
+	if err := checkTargetDatabases(j); err != nil {
+		return err
+	}
 	fromServer := s.FromFile == "" || s.BGSave
-	if fromServer && j.Source.Info.Mode == "cluster" {
-		return j.Source.Err("check mode", "", unsupported(
-			"the source is a cluster node, and its snapshot holds only its own slots; use DumpRestore{}, which walks every node"))
+	if fromServer && j.Source.Cluster() {
+		if err := s.checkCluster(ctx, j); err != nil {
+			return err
+		}
 	}
 	version := j.Source.Info.RDBVersion()
 	versionOf := describeVersion(j.Source.Info)
@@ -127,6 +142,9 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 		}
 		version, versionOf = v, "the file "+s.FromFile
 	}
+	if s.ToFile != "" && j.prefix != nil {
+		return fmt.Errorf("ToFile writes the source's databases and names as they are, and WithDBPrefix merges them; leave one out: %w", ErrUnsupported)
+	}
 	if s.ToFile != "" {
 		if err := s.checkToFile(j); err != nil {
 			return err
@@ -138,6 +156,29 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 		return j.Target.Err("check versions", "", fmt.Errorf(
 			"the target runs %s (RDB %d) and cannot read the snapshot of %s (RDB %d); upgrade the target: %w (%w)",
 			describeVersion(j.Target.Info), dst, versionOf, version, ErrIncompatible, ErrUnsupported))
+	}
+	return nil
+}
+
+// checkCluster refuses what a cluster source cannot do: one file for many masters, and a
+// snapshot while slots move.
+func (s Snapshot) checkCluster(ctx context.Context, j *Job) error {
+	switch {
+	case s.BGSave:
+		return j.Source.Err("check mode", "", unsupported(
+			"the source is a cluster, and BGSave saves one node's dump; leave FromFile empty to read every master over replication"))
+	case s.ToFile != "":
+		return j.Source.Err("check mode", "", unsupported(
+			"the source is a cluster, whose masters each have a snapshot, and ToFile writes one file; leave ToFile empty to restore them"))
+	}
+	t, err := j.Source.topology(ctx)
+	if err != nil {
+		return err
+	}
+	if len(t.migrating) > 0 {
+		return j.Source.Err("check slots", "", unsupported(
+			"%d slot(s) of the source cluster are being moved (CLUSTER SETSLOT MIGRATING), and each master's snapshot holds only part of them; "+
+				"run once the resharding is done, or use DumpRestore{}, which follows it", len(t.migrating)))
 	}
 	return nil
 }
@@ -197,6 +238,9 @@ func fileRDBVersion(path string) (int, error) {
 func (s Snapshot) Run(ctx context.Context, j *Job) error {
 	if err := s.validate(); err != nil {
 		return err
+	}
+	if s.FromFile == "" && j.Source.Cluster() {
+		return s.runCluster(ctx, j)
 	}
 	in, err := s.open(ctx, j)
 	if err != nil {
@@ -287,7 +331,7 @@ func (s Snapshot) restore(ctx context.Context, j *Job, in *snapshotInput) error 
 	batches := make(chan restoreBatch, j.Concurrency)
 	g.Go(func() error {
 		defer close(batches)
-		return s.read(gctx, j, in, batches)
+		return s.read(gctx, j, in, batches, nil)
 	})
 	for range j.Concurrency {
 		g.Go(func() error {
@@ -304,9 +348,16 @@ func (s Snapshot) restore(ctx context.Context, j *Job, in *snapshotInput) error 
 
 // read reads the snapshot, keeps the entries the filters select and sends them in batches
 // of one database, restoring function libraries on the way.
-func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<- restoreBatch) error {
+//
+// owned, when not nil, keeps only the keys of the slots it marks: those the cluster master
+// that sends this snapshot served when the migration started.
+func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<- restoreBatch, owned *[slotCount]bool) error {
 	rd := NewRDBReader(in)
 	keep := snapshotFilter(j)
+	if owned != nil {
+		filter := keep
+		keep = func(e *RDBEntry) bool { return owned[keySlot(e.Key)] && filter(e) }
+	}
 	b := batchBuilder{maxKeys: j.batchLimit(), maxBytes: snapshotBatchBytes}
 	flush := func() error {
 		if len(b.items) == 0 {
@@ -694,4 +745,107 @@ func persistence(ctx context.Context, c rueidis.Client) (persistenceInfo, error)
 	}
 	p.lastSave, _ = strconv.ParseInt(f["rdb_last_save_time"], 10, 64)
 	return p, nil
+}
+
+// runCluster reads the snapshot of every master of a cluster source at once, over one
+// replication connection each, and restores them all through one restorer.
+//
+// A master's snapshot may hold keys of slots it does not serve (left by an interrupted
+// resharding, or imported while the snapshot was taken), so each keeps only the keys of the
+// slots its master served when the migration started: every slot is taken from exactly one
+// snapshot. That is complete only if no slot moved between that moment and the last
+// master's snapshot: Check refuses a cluster whose slots are being moved, and once every
+// master has started its snapshot the slots are read again and a change fails the
+// migration, which can then be run again.
+func (s Snapshot) runCluster(ctx context.Context, j *Job) error {
+	t0, err := j.Source.topology(ctx)
+	if err != nil {
+		return err
+	}
+	ids, slots := t0.masters()
+	r, err := newRestorer(ctx, j)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	batches := make(chan restoreBatch, j.Concurrency)
+	var readers, opened sync.WaitGroup
+	opened.Add(len(ids))
+	for _, id := range ids {
+		n := t0.nodes[id]
+		owned := new([slotCount]bool)
+		for _, sl := range slots[id] {
+			owned[sl] = true
+		}
+		readers.Add(1)
+		g.Go(func() error {
+			defer readers.Done()
+			once := sync.OnceFunc(opened.Done)
+			defer once()
+			if n.failed {
+				return j.Source.Err("connect for replication", "", fmt.Errorf(
+					"master %s, which serves %d slot(s), is failing; run again once the cluster has promoted a replica", n.addr, len(slots[id])))
+			}
+			ne := j.Source.nodeEndpoint(n.addr)
+			rs, err := openReplication(gctx, ne, j.Logger)
+			once()
+			if err != nil {
+				return err
+			}
+			in := &snapshotInput{
+				Reader: rs, complete: rs.complete, close: rs.Close,
+				fail: func(op string, err error) error { return ne.Err(op+" of the replication snapshot", "", err) },
+			}
+			defer in.Close()
+			defer context.AfterFunc(gctx, in.Close)()
+			j.Logger.Info("snapshot: reading a cluster master", "node", n.addr, "slots", len(slots[id]))
+			return s.read(gctx, j, in, batches, owned)
+		})
+	}
+	// Every master has forked its snapshot once its stream is open: the slots must not have
+	// moved since t0.
+	g.Go(func() error {
+		opened.Wait()
+		if gctx.Err() != nil {
+			return nil
+		}
+		t1, err := j.Source.topology(gctx)
+		if err != nil {
+			return err
+		}
+		for sl := range t0.owner {
+			if t0.ownerAddr(uint16(sl)) != t1.ownerAddr(uint16(sl)) || len(t1.migrating) > 0 {
+				return j.Source.Err("check slots", "", fmt.Errorf(
+					"slot %d moved (or a resharding started) while the masters' snapshots started, so they may miss or repeat keys; run again, or use DumpRestore{}, which follows the cluster",
+					sl))
+			}
+		}
+		return nil
+	})
+	go func() {
+		readers.Wait()
+		close(batches)
+	}()
+	for range j.Concurrency {
+		g.Go(func() error {
+			for b := range batches {
+				if err := r.restore(gctx, b.db, b.items); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}
+
+// nodeEndpoint is the endpoint of one node of a cluster endpoint, for a raw connection to it.
+func (e *Endpoint) nodeEndpoint(addr string) *Endpoint {
+	opt := e.Option
+	opt.InitAddress = []string{addr}
+	return &Endpoint{Side: e.Side, Addr: addr, Option: opt, Info: e.Info}
 }

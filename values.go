@@ -12,12 +12,12 @@ import (
 
 // sameValue compares one key's value on both sides by type, for when DUMP payloads
 // cannot be compared (other RDB versions, or other encodings of the same value).
-func (v *verifier) sameValue(ctx context.Context, db int, key, typ string) (bool, error) {
+func (v *verifier) sameValue(ctx context.Context, db int, key, targetKey, typ string) (bool, error) {
 	a, err := canonical(ctx, v.j.Source, db, key, typ)
 	if err != nil {
 		return false, err
 	}
-	b, err := canonical(ctx, v.j.Target, db, key, typ)
+	b, err := canonical(ctx, v.j.Target, v.j.TargetDB(db), targetKey, typ)
 	if err != nil {
 		return false, err
 	}

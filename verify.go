@@ -103,10 +103,24 @@ func (m *migrator) verify(ctx context.Context, j *Job) (*VerifyReport, error) {
 
 func (v *verifier) run(ctx context.Context) error {
 	for _, db := range v.j.Databases {
-		if err := v.walk(ctx, db, v.j.Source, v.compare); err != nil {
+		if err := v.walk(ctx, db, v.j.Source, v.j.Match, v.compare); err != nil {
 			return err
 		}
-		if err := v.walk(ctx, db, v.j.Target, v.extra); err != nil {
+	}
+	// Each target database once: several source databases may go into one (WithDBPrefix,
+	// a cluster target).
+	seen := map[int]bool{}
+	for _, db := range v.j.Databases {
+		tdb := v.j.TargetDB(db)
+		if seen[tdb] {
+			continue
+		}
+		seen[tdb] = true
+		match := v.j.Match
+		if v.j.prefix != nil && *v.j.prefix != "" {
+			match = "" // target names carry a prefix; extra matches on the source's names
+		}
+		if err := v.walk(ctx, tdb, v.j.Target, match, v.extra); err != nil {
 			return err
 		}
 	}
@@ -114,12 +128,12 @@ func (v *verifier) run(ctx context.Context) error {
 }
 
 // walk runs check on batches of the keys of one side's database db, concurrently.
-func (v *verifier) walk(ctx context.Context, db int, side *Endpoint, check func(context.Context, int, []string) error) error {
+func (v *verifier) walk(ctx context.Context, db int, side *Endpoint, match string, check func(context.Context, int, []string) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan []string, v.j.Concurrency)
 	g.Go(func() error {
 		defer close(batches)
-		return v.j.scan(gctx, side, db, false, func(keys []string) error {
+		return v.j.scanMatch(gctx, side, db, match, false, func(keys []string) error {
 			if v.sample < 1 {
 				keys = slices.DeleteFunc(keys, func(string) bool { return rand.Float64() >= v.sample })
 			}
@@ -194,7 +208,11 @@ func (v *verifier) compare(ctx context.Context, db int, keys []string) error {
 	if err != nil {
 		return err
 	}
-	dst, err := v.read(ctx, v.j.Target, db, keys)
+	tkeys := make([]string, len(keys))
+	for i, k := range keys {
+		tkeys[i] = v.j.TargetKey(db, k)
+	}
+	dst, err := v.read(ctx, v.j.Target, v.j.TargetDB(db), tkeys)
 	if err != nil {
 		return err
 	}
@@ -213,7 +231,7 @@ func (v *verifier) compare(ctx context.Context, db int, keys []string) error {
 			diff = &Difference{DB: db, Key: k, Kind: "ttl", Detail: fmt.Sprintf("expires %s on the source, %s on the target", expiry(s.expire), expiry(d.expire))}
 		case s.payload == d.payload && v.samePayl:
 		default:
-			same, err := v.sameValue(ctx, db, k, s.typ)
+			same, err := v.sameValue(ctx, db, k, tkeys[i], s.typ)
 			if err != nil {
 				return err
 			}
@@ -226,25 +244,50 @@ func (v *verifier) compare(ctx context.Context, db int, keys []string) error {
 	return nil
 }
 
-// extra counts target keys that the source lacks.
-func (v *verifier) extra(ctx context.Context, db int, keys []string) error {
-	c, err := v.j.Source.Client(db)
-	if err != nil {
-		return err
-	}
-	cmds := make(rueidis.Commands, len(keys))
+// extra counts the keys of target database tdb that no copied source database has.
+func (v *verifier) extra(ctx context.Context, tdb int, keys []string) error {
+	found := make([]bool, len(keys))
+	// The source keys each target key may come from, by source database.
+	asked := map[int][]int{} // source db -> indexes into keys
+	names := map[int][]string{}
 	for i, k := range keys {
-		cmds[i] = c.B().Exists().Key(k).Build()
-	}
-	for i, r := range c.DoMulti(ctx, cmds...) {
-		n, err := r.AsInt64()
-		if err != nil {
-			return v.j.Source.Err(fmt.Sprintf("exists in db %d", db), keys[i], ctxErr(ctx, err))
+		dbs, sk := v.j.SourceKeys(tdb, k)
+		for n, db := range dbs {
+			if v.j.Match != "" && !globMatch(v.j.Match, sk[n]) {
+				found[i] = true // not selected: not the verification's business
+				continue
+			}
+			asked[db] = append(asked[db], i)
+			names[db] = append(names[db], sk[n])
 		}
-		if n == 0 {
+		if len(dbs) == 0 && v.j.prefix != nil && *v.j.prefix != "" {
+			found[i] = true // no copied database's prefix: not the migration's
+		}
+	}
+	for db, idx := range asked {
+		c, err := v.j.Source.Client(db)
+		if err != nil {
+			return err
+		}
+		cmds := make(rueidis.Commands, len(idx))
+		for n, k := range names[db] {
+			cmds[n] = c.B().Exists().Key(k).Build()
+		}
+		for n, r := range c.DoMulti(ctx, cmds...) {
+			got, err := r.AsInt64()
+			if err != nil {
+				return v.j.Source.Err(fmt.Sprintf("exists in db %d", db), names[db][n], ctxErr(ctx, err))
+			}
+			if got > 0 {
+				found[idx[n]] = true
+			}
+		}
+	}
+	for i, k := range keys {
+		if !found[i] {
 			v.mu.Lock()
 			v.rep.Extra++
-			v.addExample(Difference{DB: db, Key: keys[i], Kind: "extra"})
+			v.addExample(Difference{DB: tdb, Key: k, Kind: "extra"})
 			v.mu.Unlock()
 		}
 	}

@@ -5,6 +5,11 @@
 // For each data set it starts a source and a target, loads the source, times a full sync
 // by REPLICAOF (repl-diskless-sync-delay 0 on the source), flushes the target, then runs
 // each strategy in a child process (so its peak RSS is its own) and flushes again.
+//
+// The set strings-cluster copies the strings set from a cluster of three masters into
+// another, with every strategy but Replication (which refuses clusters); its "x native"
+// column is the ratio of its time to the same strategy's on the standalone strings set of
+// the same run (so run it after strings), there being no native cluster-to-cluster copy.
 package main
 
 import (
@@ -13,12 +18,14 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math/rand"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
 )
@@ -37,10 +44,10 @@ var order = []string{"replication", "snapshot", "migrate-keys", "dump-restore"}
 func main() {
 	log.SetFlags(0)
 	child := flag.Bool("child", false, "internal: run one migration and print its result as JSON")
-	src := flag.String("src", "", "internal: source address")
-	dst := flag.String("dst", "", "internal: target address")
+	src := flag.String("src", "", "internal: source addresses, comma-separated for a cluster")
+	dst := flag.String("dst", "", "internal: target addresses, comma-separated for a cluster")
 	strategy := flag.String("strategy", "", "internal: strategy name")
-	sets := flag.String("sets", "strings,mixed", "data sets to run, comma-separated")
+	sets := flag.String("sets", "strings,mixed", "data sets to run, comma-separated: strings, mixed, strings-cluster")
 	only := flag.String("strategies", strings.Join(order, ","), "strategies to run, comma-separated")
 	scale := flag.Float64("scale", 1, "fraction of each data set's size, for quick runs")
 	flag.Parse()
@@ -52,7 +59,11 @@ func main() {
 	}
 	fmt.Printf("%-8s %-14s %9s %12s %9s %9s %10s\n", "set", "method", "seconds", "keys/s", "MB/s", "x native", "peak RSS")
 	for _, set := range strings.Split(*sets, ",") {
-		if err := runSet(set, strings.Split(*only, ","), *scale); err != nil {
+		run := runSet
+		if set == "strings-cluster" {
+			run = runClusterSet
+		}
+		if err := run(set, strings.Split(*only, ","), *scale); err != nil {
 			log.Fatalf("bench %s: %v", set, err)
 		}
 	}
@@ -87,7 +98,7 @@ func runChild(src, dst, name string) error {
 	if !ok {
 		return fmt.Errorf("unknown strategy %q", name)
 	}
-	m, err := migrate.New(redistest.OptionFor(src), redistest.OptionFor(dst), migrate.WithStrategy(s))
+	m, err := migrate.New(optionFor(src), optionFor(dst), migrate.WithStrategy(s))
 	if err != nil {
 		return err
 	}
@@ -99,6 +110,19 @@ func runChild(src, dst, name string) error {
 	}
 	return json.NewEncoder(os.Stdout).Encode(result{Keys: rep.Keys, Bytes: rep.Bytes, Seconds: time.Since(start).Seconds(), PeakKiB: peakRSS()})
 }
+
+// optionFor reaches addrs: one server, or a cluster through the addresses of its masters.
+func optionFor(addrs string) rueidis.ClientOption {
+	list := strings.Split(addrs, ",")
+	if len(list) == 1 {
+		return redistest.OptionFor(list[0])
+	}
+	return rueidis.ClientOption{InitAddress: list, DisableCache: true}
+}
+
+// standalone holds each strategy's seconds on the standalone strings set, for the ratio of
+// strings-cluster.
+var standalone = map[string]float64{}
 
 func runSet(set string, names []string, scale float64) error {
 	ctx := context.Background()
@@ -150,9 +174,84 @@ func runSet(set string, names []string, scale float64) error {
 		if r.Keys != keys {
 			return fmt.Errorf("%s copied %d keys of %d", name, r.Keys, keys)
 		}
+		if set == "strings" {
+			standalone[name] = r.Seconds
+		}
 		rss := r.PeakKiB
 		fmt.Printf("%-8s %-14s %9.2f %12.0f %9.1f %9.2f %8dMB\n", set, name, r.Seconds, float64(r.Keys)/r.Seconds,
 			float64(r.Bytes)/r.Seconds/1e6, r.Seconds/native.Seconds(), rss/1024)
+	}
+	return nil
+}
+
+// runClusterSet copies the strings set between two clusters of three masters.
+func runClusterSet(set string, names []string, scale float64) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "migrate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var clusters [2]*redistest.Cluster
+	for i := range clusters {
+		c, err := redistest.LaunchCluster(redistest.ClusterConfig{
+			Node: redistest.Config{Lines: []string{"repl-diskless-sync yes", "repl-diskless-sync-delay 0"}},
+		}, fmt.Sprintf("%s/%d", dir, i))
+		if err != nil {
+			return err
+		}
+		defer c.Stop()
+		clusters[i] = c
+	}
+	src, dst := clusters[0], clusters[1]
+	addrs := func(c *redistest.Cluster) string {
+		var a []string
+		for _, m := range c.Masters {
+			a = append(a, m.Addr)
+		}
+		return strings.Join(a, ",")
+	}
+	sc, err := rueidis.NewClient(src.Option())
+	if err != nil {
+		return err
+	}
+	keys := int64(max(1, int(1_000_000*scale)))
+	w := &writer{ctx: ctx, c: sc, rnd: rand.New(rand.NewSource(1))}
+	w.strings("s:", int(keys), 100)
+	err = w.flush()
+	sc.Close()
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	for _, name := range names {
+		if name == "replication" {
+			continue // refuses clusters
+		}
+		for _, m := range dst.Masters {
+			if err := flush(ctx, m); err != nil {
+				return err
+			}
+		}
+		cmd := exec.Command(os.Args[0], "-child", "-src", addrs(src), "-dst", addrs(dst), "-strategy", name)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		var r result
+		if err := json.Unmarshal(out, &r); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if r.Keys != keys {
+			return fmt.Errorf("%s copied %d keys of %d", name, r.Keys, keys)
+		}
+		ratio := "-"
+		if s, ok := standalone[name]; ok {
+			ratio = fmt.Sprintf("%.2f", r.Seconds/s)
+		}
+		rss := r.PeakKiB
+		fmt.Printf("%-8s %-14s %9.2f %12.0f %9.1f %9s %8dMB\n", "cluster", name, r.Seconds, float64(r.Keys)/r.Seconds,
+			float64(r.Bytes)/r.Seconds/1e6, ratio, rss/1024)
 	}
 	return nil
 }

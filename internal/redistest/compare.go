@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -30,11 +31,27 @@ func Diff(t testing.TB, a, b *Server, db int, match string) []string {
 // Compare is Diff for two clients of the same database number db, for programs that are
 // not tests.
 func Compare(ctx context.Context, ca, cb rueidis.Client, db int, match string) ([]string, error) {
-	keysA, err := KeysOf(ctx, ca, match)
+	return CompareSides(ctx, Side{Client: ca}, Side{Client: cb}, db, match)
+}
+
+// Side is a set of keys to compare: one database of a server, or a cluster.
+type Side struct {
+	// Client reads each key; a cluster client sends each command to the key's node.
+	Client rueidis.Client
+	// Nodes are the clients whose SCANs together list every key: the masters of a
+	// cluster. Empty means Client alone.
+	Nodes []rueidis.Client
+}
+
+// CompareSides is Compare for two sides, either of which may be a cluster; db only labels
+// the differences.
+func CompareSides(ctx context.Context, a, b Side, db int, match string) ([]string, error) {
+	ca, cb := a.Client, b.Client
+	keysA, err := a.keys(ctx, match)
 	if err != nil {
 		return nil, err
 	}
-	keysB, err := KeysOf(ctx, cb, match)
+	keysB, err := b.keys(ctx, match)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +100,38 @@ func Compare(ctx context.Context, ca, cb rueidis.Client, db int, match string) (
 		}
 	}
 	return diffs, nil
+}
+
+func (s Side) keys(ctx context.Context, match string) ([]string, error) {
+	if len(s.Nodes) == 0 {
+		return KeysOf(ctx, s.Client, match)
+	}
+	var all []string
+	for _, n := range s.Nodes {
+		keys, err := KeysOf(ctx, n, match)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, keys...)
+	}
+	sort.Strings(all)
+	return slices.Compact(all), nil
+}
+
+// AssertSameSides fails the test when the keys matching match ("" for all) of a and b
+// differ (see Diff); either side may be a cluster (Cluster.Side).
+func AssertSameSides(t testing.TB, a, b Side, match string) {
+	t.Helper()
+	d, err := CompareSides(context.Background(), a, b, 0, match)
+	if err != nil {
+		t.Fatalf("redistest: compare: %v", err)
+	}
+	if len(d) > 0 {
+		if len(d) > 20 {
+			d = append(d[:20], fmt.Sprintf("... and %d more", len(d)-20))
+		}
+		t.Fatalf("source and target differ:\n%s", strings.Join(d, "\n"))
+	}
 }
 
 // AssertSame fails the test when databases dbs of src and dst differ (see Diff).
@@ -149,7 +198,7 @@ func facts(ctx context.Context, c rueidis.Client, keys []string) ([]keyFacts, er
 		cmds := make(rueidis.Commands, 0, 3*(end-start))
 		for _, k := range keys[start:end] {
 			cmds = append(cmds, c.B().Type().Key(k).Build(),
-				c.B().Arbitrary("DEBUG", "DIGEST-VALUE").Args(k).Build(),
+				c.B().Arbitrary("DEBUG", "DIGEST-VALUE").Keys(k).Build(),
 				c.B().Pttl().Key(k).Build())
 		}
 		res := c.DoMulti(ctx, cmds...)

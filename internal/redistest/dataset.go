@@ -20,9 +20,19 @@ type Dataset struct {
 	// Small leaves out the 10 MB value and the 5,000-element collections, for tests whose
 	// point is not the data itself.
 	Small bool
+	// DBs are the databases whose data sets are written; default DatasetDBs.
+	DBs []int
 }
 
-// Fill writes the conformance data set into databases 0, 3 and 15 of s: every type and
+func (d Dataset) dbs() []int {
+	if len(d.DBs) > 0 {
+		return d.DBs
+	}
+	return DatasetDBs
+}
+
+// Fill writes the conformance data set into databases 0, 3 and 15 of s (d.DBs when set),
+// each database's keys prefixed "dbN:": every type and
 // encoding (strings int/embstr/raw/empty/binary, lists, sets, sorted sets and hashes both
 // small and large, streams with consumer groups and pending entries, HyperLogLogs sparse and
 // dense, bitmaps, geo sets), TTLs, binary and unicode key names, an empty value, a 10 MB value
@@ -39,7 +49,7 @@ func Fill(t testing.TB, s *Server, d Dataset) map[int]int {
 // Load is Fill for programs that are not tests.
 func Load(ctx context.Context, s *Server, d Dataset) (map[int]int, error) {
 	counts := map[int]int{}
-	for _, db := range DatasetDBs {
+	for _, db := range d.dbs() {
 		c, err := s.Connect(db)
 		if err != nil {
 			return nil, err

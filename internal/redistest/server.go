@@ -221,6 +221,16 @@ func (s *Server) Stop() {
 	})
 }
 
+// Stopped reports whether the server has exited.
+func (s *Server) Stopped() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Shutdown asks the server to exit cleanly (SHUTDOWN NOSAVE) and waits for it.
 func (s *Server) Shutdown() {
 	s.stopOnce.Do(func() {

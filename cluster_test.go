@@ -1,0 +1,468 @@
+package migrate_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/redismigrate/migrate"
+	"github.com/redismigrate/migrate/internal/redistest"
+)
+
+// clusterSide is one side of a cluster conformance run: a standalone server or a cluster.
+type clusterSide struct {
+	server  *redistest.Server
+	cluster *redistest.Cluster
+}
+
+func (s clusterSide) option() rueidis.ClientOption {
+	if s.cluster != nil {
+		return s.cluster.Option()
+	}
+	return s.server.Option()
+}
+
+func startSide(t *testing.T, cluster bool, cfg redistest.ClusterConfig) clusterSide {
+	t.Helper()
+	if cluster {
+		return clusterSide{cluster: redistest.StartCluster(t, cfg)}
+	}
+	return clusterSide{server: redistest.Start(t, cfg.Node)}
+}
+
+// runClusterConformance fills the source with the small conformance data set (a cluster
+// gets every database's set in database 0), migrates it with s into an empty target (a
+// standalone source's databases merged into a cluster target's database 0, names kept),
+// compares both sides key by key and checks the report.
+func runClusterConformance(t *testing.T, s migrate.Strategy, srcCluster, dstCluster bool, opts ...migrate.Option) *migrate.Report {
+	t.Helper()
+	src := startSide(t, srcCluster, redistest.ClusterConfig{Node: redistest.Config{Lines: []string{"repl-diskless-sync-delay 0"}}})
+	dst := startSide(t, dstCluster, redistest.ClusterConfig{})
+	d := redistest.Dataset{Small: true}
+	var counts map[int]int
+	if srcCluster {
+		counts = redistest.FillCluster(t, src.cluster, d)
+	} else {
+		counts = redistest.Fill(t, src.server, d)
+		if dstCluster {
+			opts = append(opts, migrate.WithDBPrefix(""))
+		}
+	}
+	m, err := migrate.New(src.option(), dst.option(), append([]migrate.Option{migrate.WithStrategy(s), migrate.WithVerify()}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := m.Migrate(ctx)
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	assertSameClusterData(t, src, dst)
+	if v := rep.Verify; v == nil || !v.Equal() || v.Compared != rep.Keys {
+		t.Errorf("verify: %v, want every one of %d keys compared and equal", v, rep.Keys)
+	}
+	want := 0
+	for _, n := range counts {
+		want += n
+	}
+	if rep.Keys != int64(want) || rep.Failed != 0 || rep.Skipped != 0 || rep.Expired != 0 {
+		t.Errorf("report %+v, want %d keys copied and nothing else", rep.Counts, want)
+	}
+	if rep.Scanned != int64(want) {
+		t.Errorf("report scanned %d keys, want %d", rep.Scanned, want)
+	}
+	if rep.Strategy != s.Name() {
+		t.Errorf("report strategy %q, want %q", rep.Strategy, s.Name())
+	}
+	return rep
+}
+
+// assertSameClusterData compares every data set database of src and dst, wherever it is:
+// database N of a standalone server, or the keys "dbN:*" of a cluster's database 0.
+func assertSameClusterData(t *testing.T, src, dst clusterSide) {
+	t.Helper()
+	side := func(s clusterSide, db int) redistest.Side {
+		if s.cluster != nil {
+			return s.cluster.Side(t)
+		}
+		if src.cluster != nil {
+			db = 0 // a cluster source goes into database 0
+		}
+		return redistest.Side{Client: s.server.Client(t, db)}
+	}
+	for _, db := range redistest.DatasetDBs {
+		redistest.AssertSameSides(t, side(src, db), side(dst, db), fmt.Sprintf("db%d:*", db))
+	}
+}
+
+func TestClusterDumpRestore(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		src, dst bool
+	}{
+		{"standalone-to-cluster", false, true},
+		{"cluster-to-standalone", true, false},
+		{"cluster-to-cluster", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			runClusterConformance(t, migrate.DumpRestore{}, tc.src, tc.dst)
+		})
+	}
+}
+
+func TestClusterSnapshot(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		src, dst bool
+	}{
+		{"standalone-to-cluster", false, true},
+		{"cluster-to-standalone", true, false},
+		{"cluster-to-cluster", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			runClusterConformance(t, migrate.Snapshot{}, tc.src, tc.dst)
+		})
+	}
+}
+
+func TestClusterMigrateKeys(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		src, dst bool
+	}{
+		{"standalone-to-cluster", false, true},
+		{"cluster-to-standalone", true, false},
+		{"cluster-to-cluster", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			runClusterConformance(t, migrate.MigrateKeys{}, tc.src, tc.dst)
+		})
+	}
+}
+
+// TestClusterTargetDatabases checks how the databases of a standalone source go into a
+// cluster's only database: refused unless the user says how, one database as it is, or
+// every database with a prefix.
+func TestClusterTargetDatabases(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{})
+	counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	migrateWith := func(opts ...migrate.Option) (*migrate.Report, error) {
+		m, err := migrate.New(src.Option(), dst.Option(), append([]migrate.Option{migrate.WithStrategy(migrate.DumpRestore{})}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		return m.Migrate(ctx)
+	}
+	flush := func() {
+		for _, n := range dst.Masters {
+			n.Do(t, 0, "FLUSHALL")
+		}
+	}
+
+	_, err := migrateWith()
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "0, 3, 15") ||
+		!strings.Contains(err.Error(), "WithDatabases") || !strings.Contains(err.Error(), "WithDBPrefix") {
+		t.Fatalf("several databases into a cluster: %v, want a refusal naming them and both options", err)
+	}
+
+	rep, err := migrateWith(migrate.WithDatabases(3), migrate.WithVerify())
+	if err != nil {
+		t.Fatalf("WithDatabases(3): %v", err)
+	}
+	if rep.Keys != int64(counts[3]) {
+		t.Errorf("WithDatabases(3) copied %d keys, want %d", rep.Keys, counts[3])
+	}
+	redistest.AssertSameSides(t, redistest.Side{Client: src.Client(t, 3)}, dst.Side(t), "")
+	flush()
+
+	rep, err = migrateWith(migrate.WithDBPrefix("src%d/"), migrate.WithVerify())
+	if err != nil {
+		t.Fatalf("WithDBPrefix: %v", err)
+	}
+	if rep.Keys != int64(counts[0]+counts[3]+counts[15]) || !rep.Verify.Equal() {
+		t.Errorf("WithDBPrefix: %v, verify %v", rep, rep.Verify)
+	}
+	cl := dst.Client(t)
+	for _, key := range []string{"src0/db0:str:int", "src3/db3:hash:big", "src15/db15:stream"} {
+		if n, err := cl.Do(ctx, cl.B().Exists().Key(key).Build()).AsInt64(); err != nil || n != 1 {
+			t.Errorf("%q on the cluster: %d, %v; want it there", key, n, err)
+		}
+	}
+
+	if _, err := migrate.New(src.Option(), dst.Option(), migrate.WithDBPrefix("db%s")); err == nil {
+		t.Errorf("WithDBPrefix(%q) accepted", "db%s")
+	}
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithDBPrefix("x%d:"), migrate.WithStrategy(migrate.MigrateKeys{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Migrate(ctx); !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "renames keys") {
+		t.Errorf("MigrateKeys with a prefix: %v, want a refusal", err)
+	}
+}
+
+// TestClusterPlan checks the facts Plan gives of a cluster, and that Replication refuses
+// clusters on either side with the reason.
+func TestClusterPlan(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, redistest.ClusterConfig{})
+	cl := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A URL with one node's address is enough: rueidis finds the cluster.
+	url, err := rueidis.ParseURL("redis://" + c.Masters[1].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		if err := cl.Do(ctx, cl.B().Set().Key(fmt.Sprint("k", i)).Value("v").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	single := redistest.Start(t, redistest.Config{})
+	for _, tc := range []struct {
+		name     string
+		src, dst rueidis.ClientOption
+	}{
+		{"cluster-source", url, single.Option()},
+		{"cluster-target", single.Option(), c.Option()},
+	} {
+		m, err := migrate.New(tc.src, tc.dst, migrate.WithDiscardTarget())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := m.Plan(ctx)
+		m.Close()
+		if err != nil {
+			t.Fatalf("%s: Plan: %v", tc.name, err)
+		}
+		f := p.Source
+		if tc.name == "cluster-target" {
+			f = p.Target
+		}
+		if f.Mode != "cluster" || f.Masters != 3 {
+			t.Errorf("%s: facts say mode %q with %d masters, want cluster with 3", tc.name, f.Mode, f.Masters)
+		}
+		if tc.name == "cluster-source" && f.Keys != 300 {
+			t.Errorf("%s: facts say %d keys, want 300 summed over the masters", tc.name, f.Keys)
+		}
+		if !strings.Contains(p.String(), "cluster") {
+			t.Errorf("%s: the plan does not say cluster:\n%s", tc.name, p)
+		}
+		for _, s := range p.Steps {
+			switch s.Strategy {
+			case "replication":
+				if s.OK || !errors.Is(s.Err, migrate.ErrUnsupported) || !strings.Contains(s.Err.Error(), "cluster") {
+					t.Errorf("%s: replication verdict %v, want a refusal that names the cluster", tc.name, s.Err)
+				}
+			case "dump-restore", "snapshot", "migrate-keys":
+				if !s.OK {
+					t.Errorf("%s: %s refused: %v", tc.name, s.Strategy, s.Err)
+				}
+			}
+		}
+		if p.Chosen != "snapshot" {
+			t.Errorf("%s: chosen %q, want snapshot", tc.name, p.Chosen)
+		}
+	}
+}
+
+// TestClusterResharding moves slots on both clusters while a rate-limited copy runs, and
+// expects every key copied once. Snapshot, which refuses a source being resharded, sees
+// the target's slots move only.
+func TestClusterResharding(t *testing.T) {
+	t.Parallel()
+	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.MigrateKeys{}, migrate.Snapshot{}} {
+		t.Run(s.Name(), func(t *testing.T) {
+			t.Parallel()
+			src := redistest.StartCluster(t, redistest.ClusterConfig{Node: redistest.Config{Lines: []string{"repl-diskless-sync-delay 0"}}})
+			dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+			const keys = 3000
+			src.AddKeys(t, "k:", keys, 100)
+			m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(s),
+				migrate.WithRateLimit(1500), migrate.WithBatchSize(50))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			ids := func(c *redistest.Cluster) []string {
+				var out []string
+				for _, n := range c.Masters {
+					out = append(out, c.ID(t, n))
+				}
+				return out
+			}
+			srcIDs, dstIDs := ids(src), ids(dst)
+			reshards := make(chan error, 2)
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				reshards <- dst.Reshard(dst.Masters[0], dstIDs[0], dstIDs[1], 1500)
+			}()
+			go func() {
+				if s.Name() == "snapshot" {
+					reshards <- nil
+					return
+				}
+				time.Sleep(500 * time.Millisecond)
+				reshards <- src.Reshard(src.Masters[1], srcIDs[1], srcIDs[2], 1500)
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rep, err := m.Migrate(ctx)
+			for range 2 {
+				if rerr := <-reshards; rerr != nil {
+					t.Fatal(rerr)
+				}
+			}
+			if err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			if rep.Keys != keys || rep.Scanned != keys || rep.Failed != 0 {
+				t.Errorf("report %+v, want %d keys scanned and copied", rep.Counts, keys)
+			}
+			redistest.AssertSameSides(t, src.Side(t), dst.Side(t), "")
+		})
+	}
+}
+
+// TestClusterFailover stops a source master while a copy runs: the copy waits for its
+// replica's promotion and finishes.
+func TestClusterFailover(t *testing.T) {
+	t.Parallel()
+	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.MigrateKeys{}} {
+		t.Run(s.Name(), func(t *testing.T) {
+			t.Parallel()
+			src := redistest.StartCluster(t, redistest.ClusterConfig{Replicas: 1})
+			dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+			const keys = 3000
+			src.AddKeys(t, "k:", keys, 100)
+			m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(s),
+				migrate.WithRateLimit(1500), migrate.WithBatchSize(50))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			go func() {
+				time.Sleep(700 * time.Millisecond)
+				src.Masters[0].Stop()
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rep, err := m.Migrate(ctx)
+			if err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			src.WaitOK(t, src.Masters[1])
+			if rep.Keys != keys || rep.Scanned != keys || rep.Failed != 0 {
+				t.Errorf("report %+v, want %d keys scanned and copied", rep.Counts, keys)
+			}
+			redistest.AssertSameSides(t, src.Side(t), dst.Side(t), "")
+		})
+	}
+}
+
+// TestClusterReadFromReplicas walks the source's replicas rather than its masters.
+func TestClusterReadFromReplicas(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Replicas: 1})
+	dst := redistest.Start(t, redistest.Config{})
+	src.AddKeys(t, "k:", 1000, 10)
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithReadFromReplicas())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rep, err := m.Migrate(context.Background())
+	if err != nil || rep.Keys != 1000 {
+		t.Fatalf("Migrate: %v, %v", rep, err)
+	}
+	redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
+	for _, s := range src.Masters {
+		stats, _ := s.Do(t, 0, "INFO", "commandstats").ToString()
+		if strings.Contains(stats, "cmdstat_cluster|getkeysinslot") {
+			t.Errorf("master %s was walked: %s", s.Addr, stats)
+		}
+	}
+	for _, s := range src.Replicas {
+		if stats, _ := s.Do(t, 0, "INFO", "commandstats").ToString(); !strings.Contains(stats, "cmdstat_cluster|getkeysinslot") {
+			t.Errorf("replica %s was not walked", s.Addr)
+		}
+	}
+}
+
+// TestClusterSnapshotRefusesResharding checks that Snapshot refuses a source cluster whose
+// slots are being moved, and that Auto then passes it over.
+func TestClusterSnapshotRefusesResharding(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartCluster(t, redistest.ClusterConfig{})
+	dst := redistest.Start(t, redistest.Config{})
+	src.AddKeys(t, "k:", 100, 10)
+	// Slot 0 belongs to the first master: mark it as moving to the second.
+	src.Masters[0].Do(t, 0, "CLUSTER", "SETSLOT", "0", "MIGRATING", src.ID(t, src.Masters[1]))
+	m, err := migrate.New(src.Option(), dst.Option())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rep, err := m.Migrate(context.Background())
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if rep.Strategy == "snapshot" || rep.Keys != 100 {
+		t.Errorf("report %v, want 100 keys copied by another strategy than snapshot", rep)
+	}
+	for _, s := range rep.Steps {
+		if s.Strategy == "snapshot" && (s.OK || !strings.Contains(s.Err.Error(), "being moved")) {
+			t.Errorf("snapshot verdict %v, want a refusal that says slots are being moved", s.Err)
+		}
+	}
+}
+
+// TestClusterCancel cancels copies between clusters and expects them to return promptly
+// and leave no goroutine behind once closed.
+func TestClusterCancel(t *testing.T) {
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Node: redistest.Config{Lines: []string{"repl-diskless-sync-delay 0"}}})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	src.AddKeys(t, "k:", 3000, 10)
+	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.Snapshot{}, migrate.MigrateKeys{}} {
+		before := runtime.NumGoroutine()
+		m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(s), migrate.WithRateLimit(1500),
+			migrate.WithConflict(migrate.Replace))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancelled := make(chan time.Time, 1)
+		time.AfterFunc(500*time.Millisecond, func() { cancelled <- time.Now(); cancel() })
+		_, err = m.Migrate(ctx)
+		if late := time.Since(<-cancelled); late > 500*time.Millisecond {
+			t.Errorf("%s: Migrate returned %v after the cancellation", s.Name(), late)
+		}
+		m.Close()
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: err = %v, want context.Canceled", s.Name(), err)
+		}
+		// A rueidis cluster client that refreshed its slot map closes the connections it
+		// dropped 5 s later, from a goroutine that Close does not stop.
+		waitGoroutinesFor(t, before, 7*time.Second)
+	}
+}
