@@ -169,3 +169,24 @@ func TestInterrupt(t *testing.T) {
 		t.Errorf("target has %d keys after an interrupted copy of 5000", copied)
 	}
 }
+
+// TestCluster copies a standalone server into a cluster reached through one node's URL
+// (the library asks it for the others) and verifies the copy.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	load(t, src, 500)
+	to := "redis://" + dst.Masters[0].Addr
+	r := runCommand(t, nil, "-from", url(src, ""), "-to", to, "-plan")
+	if r.code != 0 || !strings.Contains(r.stdout, "cluster of 3 masters") {
+		t.Fatalf("plan: exit %d, want the target shown as a cluster:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCommand(t, nil, "-from", url(src, ""), "-to", to, "-strategy", "dump-restore", "-verify")
+	if r.code != 0 || !strings.Contains(r.stdout, "500 keys compared: 0 missing") {
+		t.Fatalf("copy: exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	srcSide := redistest.Side{Client: src.Client(t, 0)}
+	srcSide.Nodes = []rueidis.Client{srcSide.Client}
+	redistest.AssertSameSides(t, srcSide, dst.Side(t), "")
+}
