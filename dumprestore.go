@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"golang.org/x/sync/errgroup"
 )
 
 // DumpRestore copies each key by reading it with DUMP (and its expiry with PEXPIRETIME, or
@@ -68,37 +67,14 @@ func (d DumpRestore) copyDB(ctx context.Context, j *Job, r *restorer, db int) er
 	if _, err := j.Target.Client(j.TargetDB(db)); err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	batches := make(chan []string, j.Concurrency)
-	g.Go(func() error {
-		defer close(batches)
-		return j.ScanKeys(gctx, db, func(keys []string) error {
-			select {
-			case batches <- keys:
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		})
+	walk := func(ctx context.Context, emit func([]string) error) error { return j.ScanKeys(ctx, db, emit) }
+	return fanOut(ctx, j.Concurrency, walk, func(ctx context.Context, keys []string) error {
+		out, err := dumpBatch(ctx, j, src, db, keys)
+		if err != nil {
+			return err
+		}
+		return r.restore(ctx, db, out)
 	})
-	for range j.Concurrency {
-		g.Go(func() error {
-			for keys := range batches {
-				out, err := dumpBatch(gctx, j, src, db, keys)
-				if err != nil {
-					return err
-				}
-				if err := r.restore(gctx, db, out); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return ctxErr(ctx, err)
-	}
-	return nil
 }
 
 // dumpBatch reads the payload and absolute expiry of each key in one pipeline. Keys that

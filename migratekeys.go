@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"golang.org/x/sync/errgroup"
 )
 
 // MigrateKeys copies each key with the source's own MIGRATE command: the source connects to
@@ -414,39 +413,16 @@ func (p *migration) copyDB(ctx context.Context, db int) error {
 		return err
 	}
 	workers := max(1, min(j.Concurrency, maxMigrates))
-	g, gctx := errgroup.WithContext(ctx)
-	batches := make(chan []string, workers)
-	g.Go(func() error {
-		defer close(batches)
-		return j.ScanKeys(gctx, db, func(keys []string) error {
-			select {
-			case batches <- keys:
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		})
+	walk := func(ctx context.Context, emit func([]string) error) error { return j.ScanKeys(ctx, db, emit) }
+	return fanOut(ctx, workers, walk, func(gctx context.Context, keys []string) error {
+		if gctx.Err() != nil {
+			return nil // another batch failed; its error is the group's
+		}
+		// A batch runs under ctx, not gctx: when another batch fails, the MIGRATE under
+		// way completes on the source all the same, and its reply is needed to count
+		// what it did.
+		return p.batch(ctx, src, dst, db, keys)
 	})
-	for range workers {
-		g.Go(func() error {
-			for keys := range batches {
-				if gctx.Err() != nil {
-					return nil // another batch failed; its error is the group's
-				}
-				// A batch runs under ctx, not gctx: when another batch fails, the MIGRATE
-				// under way completes on the source all the same, and its reply is
-				// needed to count what it did.
-				if err := p.batch(ctx, src, dst, db, keys); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return ctxErr(ctx, err)
-	}
-	return nil
 }
 
 // batch migrates keys of database db, counts the outcome, and returns the error that stops

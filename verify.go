@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"golang.org/x/sync/errgroup"
 )
 
 // VerifyReport says how the target differs from the source, for the keys the filters
@@ -129,33 +128,15 @@ func (v *verifier) run(ctx context.Context) error {
 
 // walk runs check on batches of the keys of one side's database db, concurrently.
 func (v *verifier) walk(ctx context.Context, db int, side *Endpoint, match string, check func(context.Context, int, []string) error) error {
-	g, gctx := errgroup.WithContext(ctx)
-	batches := make(chan []string, v.j.Concurrency)
-	g.Go(func() error {
-		defer close(batches)
-		return v.j.scanMatch(gctx, side, db, match, false, func(keys []string) error {
+	walk := func(ctx context.Context, emit func([]string) error) error {
+		return v.j.scanMatch(ctx, side, db, match, false, func(keys []string) error {
 			if v.sample < 1 {
 				keys = slices.DeleteFunc(keys, func(string) bool { return rand.Float64() >= v.sample })
 			}
-			select {
-			case batches <- keys:
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		})
-	})
-	for range v.j.Concurrency {
-		g.Go(func() error {
-			for keys := range batches {
-				if err := check(gctx, db, keys); err != nil {
-					return err
-				}
-			}
-			return nil
+			return emit(keys)
 		})
 	}
-	return ctxErr(ctx, g.Wait())
+	return fanOut(ctx, v.j.Concurrency, walk, func(ctx context.Context, keys []string) error { return check(ctx, db, keys) })
 }
 
 // keyState is what one side says of a key.
