@@ -83,7 +83,7 @@ const (
 	defaultSyncTimeout = 10 * time.Minute
 	// replPoll is how often the target's INFO is read while it syncs: short, so small
 	// copies finish fast; INFO is cheap.
-	replPoll = 50 * time.Millisecond
+	replPoll = 10 * time.Millisecond
 	// cleanupTimeout bounds each command that cleans up after a failure, run when ctx
 	// may be done already.
 	cleanupTimeout = 10 * time.Second
