@@ -42,46 +42,7 @@ func migrateOptions(t *testing.T, src, dst rueidis.ClientOption, opts ...migrate
 
 func TestDumpRestoreConflicts(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		policy  migrate.Conflict
-		wantErr error
-		want    string // the target's value of "k1" afterwards
-		skipped int64
-	}{
-		{migrate.Fail, migrate.ErrConflict, "target", 0},
-		{migrate.Skip, nil, "target", 1},
-		{migrate.Replace, nil, "source", 0},
-	} {
-		t.Run(tc.policy.String(), func(t *testing.T) {
-			t.Parallel()
-			src, dst := startPair(t, redistest.Config{}, redistest.Config{})
-			for i := 0; i < 100; i++ {
-				src.Do(t, 0, "SET", fmt.Sprintf("k%d", i), "source")
-			}
-			dst.Do(t, 0, "SET", "k1", "target")
-			rep, err := migrateWith(t, src, dst, migrate.WithConflict(tc.policy))
-			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("err = %v, want %v", err, tc.wantErr)
-			}
-			if tc.wantErr != nil && !strings.Contains(err.Error(), `"k1"`) {
-				t.Errorf("conflict error does not name the key: %v", err)
-			}
-			if got, _ := dst.Do(t, 0, "GET", "k1").ToString(); got != tc.want {
-				t.Errorf("target k1 = %s, want %s", got, tc.want)
-			}
-			if rep.Skipped != tc.skipped {
-				t.Errorf("Skipped = %d, want %d", rep.Skipped, tc.skipped)
-			}
-			if tc.wantErr == nil {
-				if rep.Keys+rep.Skipped != 100 {
-					t.Errorf("report %+v, want 100 keys copied or skipped", rep.Counts)
-				}
-				if n := dbsize(t, dst, 0); n != 100 {
-					t.Errorf("target has %d keys, want 100", n)
-				}
-			}
-		})
-	}
+	runConflicts(t, migrate.DumpRestore{})
 }
 
 func dbsize(t *testing.T, s *redistest.Server, db int) int64 {

@@ -323,39 +323,7 @@ func TestSnapshotSyncNotAllowed(t *testing.T) {
 
 func TestSnapshotConflicts(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		policy  migrate.Conflict
-		wantErr error
-		want    string // the target's value of "k1" afterwards
-		skipped int64
-	}{
-		{migrate.Fail, migrate.ErrConflict, "target", 0},
-		{migrate.Skip, nil, "target", 1},
-		{migrate.Replace, nil, "source", 0},
-	} {
-		t.Run(tc.policy.String(), func(t *testing.T) {
-			t.Parallel()
-			src, dst := startPair(t, redistest.Config{Lines: quickSync}, redistest.Config{})
-			setKeys(t, src, 100, "source")
-			dst.Do(t, 0, "SET", "k1", "target")
-			rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{}), migrate.WithConflict(tc.policy))
-			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("err = %v, want %v", err, tc.wantErr)
-			}
-			if tc.wantErr != nil && !strings.Contains(err.Error(), `"k1"`) {
-				t.Errorf("conflict error does not name the key: %v", err)
-			}
-			if got, _ := dst.Do(t, 0, "GET", "k1").ToString(); got != tc.want {
-				t.Errorf("target k1 = %s, want %s", got, tc.want)
-			}
-			if rep.Skipped != tc.skipped {
-				t.Errorf("Skipped = %d, want %d", rep.Skipped, tc.skipped)
-			}
-			if tc.wantErr == nil && (rep.Keys+rep.Skipped != 100 || dbsize(t, dst, 0) != 100) {
-				t.Errorf("report %+v, target %d keys; want 100 keys copied or skipped", rep.Counts, dbsize(t, dst, 0))
-			}
-		})
-	}
+	runConflicts(t, migrate.Snapshot{})
 }
 
 // TestSnapshotFunctions restores function libraries, with the conflict policy deciding
