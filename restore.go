@@ -16,6 +16,9 @@ type dumped struct {
 	key      string
 	payload  string
 	expireAt int64 // Unix milliseconds, 0 for none
+	// sealed says this program computed the payload's checksum itself (from an RDB
+	// stream whose own checksum is verified), so it need not be checked again.
+	sealed bool
 }
 
 // restorer writes dumped keys to the target with pipelined RESTORE, honouring the
@@ -172,15 +175,20 @@ type sentKey struct {
 // the target has SET ... PXAT (Redis 6.2), everything else with RESTORE.
 func (r *restorer) command(c rueidis.Client, d dumped, ttl int64) (rueidis.Completed, sentKey) {
 	if r.setStrings {
-		if v, ok := stringOfPayload(d.payload); ok {
-			args := []string{v}
-			if r.j.Conflict != Replace {
-				args = append(args, "NX")
+		if v, ok := stringOfPayload(d.payload, !d.sealed); ok {
+			set := c.B().Set().Key(d.key).Value(v)
+			var cmd rueidis.Completed
+			switch {
+			case r.j.Conflict != Replace && d.expireAt > 0:
+				cmd = set.Nx().PxatMillisecondsTimestamp(d.expireAt).Build()
+			case r.j.Conflict != Replace:
+				cmd = set.Nx().Build()
+			case d.expireAt > 0:
+				cmd = set.PxatMillisecondsTimestamp(d.expireAt).Build()
+			default:
+				cmd = set.Build()
 			}
-			if d.expireAt > 0 {
-				args = append(args, "PXAT", strconv.FormatInt(d.expireAt, 10))
-			}
-			return c.B().Arbitrary("SET").Keys(d.key).Args(args...).Build(), sentKey{dumped: d, ttl: ttl, viaSet: true, value: v}
+			return cmd, sentKey{dumped: d, ttl: ttl, viaSet: true, value: v}
 		}
 	}
 	v := c.B().Restore().Key(d.key).Ttl(ttl).SerializedValue(d.payload)

@@ -470,7 +470,7 @@ func (b *batchBuilder) add(e *RDBEntry) {
 	}
 	b.payloads.Write(e.Payload)
 	b.ends = append(b.ends, b.payloads.Len())
-	b.items = append(b.items, dumped{key: e.Key, expireAt: e.ExpireAtMs})
+	b.items = append(b.items, dumped{key: e.Key, expireAt: e.ExpireAtMs, sealed: true})
 }
 
 func (b *batchBuilder) full() bool {

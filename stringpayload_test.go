@@ -22,19 +22,19 @@ func TestStringOfPayload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, ok := stringOfPayload(p)
+		got, ok := stringOfPayload(p, true)
 		if !ok || got != v {
 			t.Errorf("value %.20q: decoded %.20q, %v", v, got, ok)
 		}
 		damaged := []byte(p)
 		damaged[len(damaged)/2] ^= 1
-		if _, ok := stringOfPayload(string(damaged)); ok {
+		if _, ok := stringOfPayload(string(damaged), true); ok {
 			t.Errorf("value %.20q: a damaged payload decodes", v)
 		}
 	}
 	srv.Do(t, 0, "RPUSH", "list", "a")
 	p, _ := srv.Do(t, 0, "DUMP", "list").ToString()
-	if _, ok := stringOfPayload(p); ok {
+	if _, ok := stringOfPayload(p, true); ok {
 		t.Error("a list payload decodes as a string")
 	}
 }
