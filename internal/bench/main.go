@@ -47,7 +47,7 @@ func main() {
 	src := flag.String("src", "", "internal: source addresses, comma-separated for a cluster")
 	dst := flag.String("dst", "", "internal: target addresses, comma-separated for a cluster")
 	strategy := flag.String("strategy", "", "internal: strategy name")
-	sets := flag.String("sets", "strings,mixed", "data sets to run, comma-separated: strings, mixed, strings-cluster")
+	sets := flag.String("sets", "strings,mixed,strings-cluster", "data sets to run, comma-separated: strings, mixed, strings-cluster")
 	only := flag.String("strategies", strings.Join(order, ","), "strategies to run, comma-separated")
 	scale := flag.Float64("scale", 1, "fraction of each data set's size, for quick runs")
 	flag.Parse()
