@@ -102,54 +102,23 @@ func assertSameClusterData(t *testing.T, src, dst clusterSide) {
 	}
 }
 
-func TestClusterDumpRestore(t *testing.T) {
+// TestClusterConformance runs every strategy that works with clusters in each direction.
+func TestClusterConformance(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name     string
-		src, dst bool
-	}{
-		{"standalone-to-cluster", false, true},
-		{"cluster-to-standalone", true, false},
-		{"cluster-to-cluster", true, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			runClusterConformance(t, migrate.DumpRestore{}, tc.src, tc.dst)
-		})
-	}
-}
-
-func TestClusterSnapshot(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name     string
-		src, dst bool
-	}{
-		{"standalone-to-cluster", false, true},
-		{"cluster-to-standalone", true, false},
-		{"cluster-to-cluster", true, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			runClusterConformance(t, migrate.Snapshot{}, tc.src, tc.dst)
-		})
-	}
-}
-
-func TestClusterMigrateKeys(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name     string
-		src, dst bool
-	}{
-		{"standalone-to-cluster", false, true},
-		{"cluster-to-standalone", true, false},
-		{"cluster-to-cluster", true, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			runClusterConformance(t, migrate.MigrateKeys{}, tc.src, tc.dst)
-		})
+	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.Snapshot{}, migrate.MigrateKeys{}} {
+		for _, tc := range []struct {
+			name     string
+			src, dst bool
+		}{
+			{"standalone-to-cluster", false, true},
+			{"cluster-to-standalone", true, false},
+			{"cluster-to-cluster", true, true},
+		} {
+			t.Run(s.Name()+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				runClusterConformance(t, s, tc.src, tc.dst)
+			})
+		}
 	}
 }
 

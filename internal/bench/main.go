@@ -161,18 +161,9 @@ func runSet(set string, names []string, scale float64) error {
 		if err := flush(ctx, dst); err != nil {
 			return err
 		}
-		cmd := exec.Command(os.Args[0], "-child", "-src", src.Addr, "-dst", dst.Addr, "-strategy", name)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
+		r, err := runStrategy(name, src.Addr, dst.Addr, keys)
 		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		var r result
-		if err := json.Unmarshal(out, &r); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if r.Keys != keys {
-			return fmt.Errorf("%s copied %d keys of %d", name, r.Keys, keys)
+			return err
 		}
 		if set == "strings" {
 			standalone[name] = r.Seconds
@@ -232,18 +223,9 @@ func runClusterSet(set string, names []string, scale float64) error {
 				return err
 			}
 		}
-		cmd := exec.Command(os.Args[0], "-child", "-src", addrs(src), "-dst", addrs(dst), "-strategy", name)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
+		r, err := runStrategy(name, addrs(src), addrs(dst), keys)
 		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		var r result
-		if err := json.Unmarshal(out, &r); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if r.Keys != keys {
-			return fmt.Errorf("%s copied %d keys of %d", name, r.Keys, keys)
+			return err
 		}
 		ratio := "-"
 		if s, ok := standalone[name]; ok {
@@ -254,4 +236,23 @@ func runClusterSet(set string, names []string, scale float64) error {
 			float64(r.Bytes)/r.Seconds/1e6, ratio, rss/1024)
 	}
 	return nil
+}
+
+// runStrategy runs one strategy in a child process, so that its peak memory is its own,
+// and checks that it copied every key.
+func runStrategy(name, src, dst string, keys int64) (result, error) {
+	cmd := exec.Command(os.Args[0], "-child", "-src", src, "-dst", dst, "-strategy", name)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return result{}, fmt.Errorf("%s: %w", name, err)
+	}
+	var r result
+	if err := json.Unmarshal(out, &r); err != nil {
+		return result{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if r.Keys != keys {
+		return result{}, fmt.Errorf("%s copied %d keys of %d", name, r.Keys, keys)
+	}
+	return r, nil
 }
