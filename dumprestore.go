@@ -80,7 +80,9 @@ func (d DumpRestore) copyDB(ctx context.Context, j *Job, r *restorer, db int) er
 		if err != nil {
 			return err
 		}
-		return r.restore(ctx, db, out)
+		err = r.restore(ctx, db, out)
+		releaseBatch(out)
+		return err
 	})
 }
 
@@ -152,7 +154,7 @@ func (rd *dumper) once(ctx context.Context, keys []string) ([]dumped, error) {
 			return nil, j.Source.Err(fmt.Sprintf("mget in db %d", db), keys[0], ctxErr(ctx, err))
 		}
 	}
-	out := make([]dumped, 0, len(keys))
+	out := newBatch(len(keys))
 	var others []int // indexes in out of the keys MGET did not give, to DUMP
 	var expired int64
 	for i, k := range keys {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,7 @@ type dumped struct {
 	// read with MGET has no payload.
 	str   bool
 	value string
+	ttl   int64 // RESTORE's TTL argument, set by the restorer
 }
 
 // size is the number of bytes the key's value takes: its payload's, or its string's.
@@ -33,6 +35,24 @@ func (d *dumped) size() int {
 		return len(d.payload)
 	}
 	return len(d.value)
+}
+
+// batchPool recycles the slices of batches, which are done with once restored.
+var batchPool sync.Pool
+
+// newBatch returns an empty batch with room for n keys.
+func newBatch(n int) []dumped {
+	if p, ok := batchPool.Get().(*[]dumped); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]dumped, 0, n)
+}
+
+// releaseBatch gives b back for newBatch, keeping none of its keys or values alive.
+func releaseBatch(b []dumped) {
+	b = b[:cap(b)]
+	clear(b)
+	batchPool.Put(&b)
 }
 
 // restorer writes dumped keys to the target with pipelined RESTORE, honouring the
@@ -72,7 +92,8 @@ func newRestorer(ctx context.Context, j *Job) (*restorer, error) {
 }
 
 // restore writes batch into target database db, counts the outcome, and returns the first
-// error that stops the migration.
+// error that stops the migration. It reorders and changes batch, which is then done with:
+// the caller may give it to releaseBatch.
 func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 	c, err := r.j.Target.Client(r.j.TargetDB(db))
 	if err != nil {
@@ -82,48 +103,50 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 	defer func() { r.j.Count(db, counts) }()
 
 	now := time.Now().UnixMilli()
-	cmds := make(rueidis.Commands, 0, len(batch))
-	sent := make([]sentKey, 0, len(batch))
-	var many []sentKey
-	for _, d := range batch {
+	// The batch is reordered in place: keys already expired are dropped, strings that
+	// go in together by setAll come first (batch[:many]), then those written one command
+	// each.
+	kept := batch[:0]
+	for i := range batch {
+		d := &batch[i]
 		if int64(d.size()) > r.maxBulk {
 			counts.Failed++
 			return r.j.Target.Err("restore", d.key, fmt.Errorf(
 				"%w: the serialized value is %d bytes and the target's proto-max-bulk-len is %d; raise it on the target (CONFIG SET proto-max-bulk-len)",
 				ErrTooLarge, d.size(), r.maxBulk))
 		}
-		var ttl int64
-		if d.expireAt > 0 {
-			if d.expireAt <= now {
-				counts.Expired++
-				continue
-			}
-			ttl = d.expireAt
-			if !r.absTTL {
-				ttl = d.expireAt - now
-			}
-		}
-		d.key = r.j.TargetKey(db, d.key)
-		k := r.prepare(d, ttl)
-		if k.str && r.setMany.Load() && k.expireAt == 0 && len(k.value) <= setManyValue {
-			many = append(many, k)
+		if d.expireAt > 0 && d.expireAt <= now {
+			counts.Expired++
 			continue
 		}
-		cmds = append(cmds, r.command(c, k))
-		sent = append(sent, k)
+		kept = append(kept, *d)
 	}
+	batch = kept
+	many := 0
+	for i := range batch {
+		d := &batch[i]
+		r.prepare(d, db, now)
+		if d.str && d.expireAt == 0 && len(d.value) <= setManyValue && r.setMany.Load() {
+			batch[many], batch[i] = batch[i], batch[many]
+			many++
+		}
+	}
+	sent := batch[many:]
 	// A group that a key already on the target refuses is sent again key by key, which
 	// tells which keys those are.
-	for _, k := range r.setAll(ctx, c, many, &counts) {
-		cmds = append(cmds, r.command(c, k))
-		sent = append(sent, k)
+	if again := r.setAll(ctx, c, batch[:many], &counts); len(again) > 0 {
+		sent = append(again, sent...)
+	}
+	cmds := make(rueidis.Commands, len(sent))
+	for i := range sent {
+		cmds[i] = r.command(c, &sent[i])
 	}
 	var first error
 	started := time.Now()
 	for len(cmds) > 0 && first == nil {
 		// On a cluster, keys whose node is failing over are sent again.
 		var retry rueidis.Commands
-		var retried []sentKey
+		var retried []dumped
 		first, retry, retried = r.send(ctx, c, db, cmds, sent, &counts, time.Since(started) < clusterFailoverWait)
 		if len(retry) > 0 && first == nil {
 			r.j.Logger.Info("restore: the target cluster is failing over or moving slots; sending again", "keys", len(retry))
@@ -139,16 +162,16 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 // send runs cmds, the RESTOREs of sent, and counts what they did. When retry is allowed,
 // the keys of a cluster target that a failover or a moving slot refused are returned to
 // send again rather than counted as failed.
-func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, cmds rueidis.Commands, sent []sentKey, counts *Counts, retry bool) (first error, again rueidis.Commands, againSent []sentKey) {
+func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, cmds rueidis.Commands, sent []dumped, counts *Counts, retry bool) (first error, again rueidis.Commands, againSent []dumped) {
 	for i, res := range c.DoMulti(ctx, cmds...) {
-		d := sent[i]
+		d := &sent[i]
 		err := res.Error()
 		busy := isBusyKey(err) || (d.str && rueidis.IsRedisNil(err)) // SET NX did not set
 		switch {
 		case err != nil && retry && r.j.Target.Cluster() && retryable(ctx, err):
 			// RESTORE is not retried by the client; a new command for the same key is.
 			again = append(again, r.command(c, d))
-			againSent = append(againSent, d)
+			againSent = append(againSent, *d)
 		case err == nil:
 			counts.Keys++
 			counts.Bytes += int64(d.size())
@@ -198,25 +221,27 @@ func retryable(ctx context.Context, err error) bool {
 	return false
 }
 
-// sentKey is a key sent to the target, and its RESTORE's TTL argument.
-type sentKey struct {
-	dumped
-	ttl int64
-}
-
-// prepare says how d is written: strings with SET (a third of the target's cost of
-// RESTORE) where the target has SET ... PXAT (Redis 6.2), everything else with RESTORE.
-func (r *restorer) prepare(d dumped, ttl int64) sentKey {
+// prepare names d's key on the target, sets its TTL argument, and says how it is written:
+// strings with SET (a third of the target's cost of RESTORE) where the target has SET ...
+// PXAT (Redis 6.2), everything else with RESTORE.
+func (r *restorer) prepare(d *dumped, db int, now int64) {
+	d.key = r.j.TargetKey(db, d.key)
+	d.ttl = 0
+	if d.expireAt > 0 {
+		d.ttl = d.expireAt
+		if !r.absTTL {
+			d.ttl = d.expireAt - now
+		}
+	}
 	if r.setStrings && !d.str {
 		if v, ok := stringOfPayload(d.payload, !d.sealed); ok {
 			d.str, d.value = true, v
 		}
 	}
-	return sentKey{dumped: d, ttl: ttl}
 }
 
 // command writes one key, as prepare chose.
-func (r *restorer) command(c rueidis.Client, k sentKey) rueidis.Completed {
+func (r *restorer) command(c rueidis.Client, k *dumped) rueidis.Completed {
 	if k.str {
 		set := c.B().Set().Key(k.key).Value(k.value)
 		switch {
@@ -246,12 +271,12 @@ func (r *restorer) command(c rueidis.Client, k sentKey) rueidis.Completed {
 // keys costs the target a third less than a SET each. It counts the keys written and
 // returns those of the groups that were refused (a key exists, or an error), to be sent
 // key by key.
-func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []sentKey, counts *Counts) (again []sentKey) {
+func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []dumped, counts *Counts) (again []dumped) {
 	if len(keys) == 0 {
 		return nil
 	}
 	var cmds rueidis.Commands
-	var groups [][]sentKey
+	var groups [][]dumped
 	for start := 0; start < len(keys); {
 		end, size := start, 0
 		for end < len(keys) && (end == start || size+len(keys[end].value) <= setManyBytes) {
@@ -298,7 +323,7 @@ func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []sentKey,
 }
 
 // sameOnTarget reports whether the target already holds exactly what was sent.
-func (r *restorer) sameOnTarget(ctx context.Context, c rueidis.Client, k sentKey) bool {
+func (r *restorer) sameOnTarget(ctx context.Context, c rueidis.Client, k *dumped) bool {
 	if k.str {
 		v, err := c.Do(ctx, c.B().Get().Key(k.key).Build()).ToString()
 		return err == nil && v == k.value

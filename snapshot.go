@@ -273,7 +273,9 @@ func (s Snapshot) restore(ctx context.Context, j *Job, in *snapshotInput) error 
 	for range j.Concurrency {
 		g.Go(func() error {
 			for b := range batches {
-				if err := r.restore(gctx, b.db, b.items); err != nil {
+				err := r.restore(gctx, b.db, b.items)
+				releaseBatch(b.items)
+				if err != nil {
 					return err
 				}
 			}
@@ -401,7 +403,7 @@ type batchBuilder struct {
 func (b *batchBuilder) add(e *RDBEntry) {
 	if len(b.items) == 0 {
 		b.db = e.DB
-		b.items = make([]dumped, 0, b.maxKeys)
+		b.items = newBatch(b.maxKeys)
 		b.ends = b.ends[:0]
 		b.payloads.Grow(min(b.lastBytes+b.lastBytes/8, b.maxBytes))
 	}

@@ -113,7 +113,9 @@ func (s Snapshot) runCluster(ctx context.Context, j *Job) error {
 	for range j.Concurrency {
 		g.Go(func() error {
 			for b := range batches {
-				if err := r.restore(gctx, b.db, b.items); err != nil {
+				err := r.restore(gctx, b.db, b.items)
+				releaseBatch(b.items)
+				if err != nil {
 					return err
 				}
 			}

@@ -1,6 +1,8 @@
 // Command bench measures the library's strategies beside native replication, in one run on
-// the same servers, and prints keys/s, MB/s, the ratio to native replication and the peak
-// memory of the migrating process. Run it with `make bench`.
+// the same servers, and prints keys/s, MB/s, the ratio to native replication, the peak
+// memory of the migrating process, and the CPU seconds the source (with its fork), the
+// target and the migrating process used. Run it with `make bench`; -profile DIR writes each
+// strategy's CPU and allocation profiles.
 //
 // For each data set it starts a source and a target, loads the source, times a full sync
 // by REPLICAOF (repl-diskless-sync-delay 0 on the source), flushes the target, then runs
@@ -21,6 +23,8 @@ import (
 	"math/rand"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -50,14 +54,15 @@ func main() {
 	sets := flag.String("sets", "strings,mixed,strings-cluster", "data sets to run, comma-separated: strings, mixed, strings-cluster")
 	only := flag.String("strategies", strings.Join(order, ","), "strategies to run, comma-separated")
 	scale := flag.Float64("scale", 1, "fraction of each data set's size, for quick runs")
+	flag.StringVar(&profileDir, "profile", "", "write each strategy's CPU profile into this folder, as SET-STRATEGY.pprof")
 	flag.Parse()
 	if *child {
-		if err := runChild(*src, *dst, *strategy); err != nil {
+		if err := runChild(*src, *dst, *strategy, profileDir); err != nil {
 			log.Fatal(err)
 		}
 		return
 	}
-	fmt.Printf("%-8s %-14s %9s %12s %9s %9s %10s\n", "set", "method", "seconds", "keys/s", "MB/s", "x native", "peak RSS")
+	fmt.Printf("%-8s %-14s %9s %12s %9s %9s %10s  %s\n", "set", "method", "seconds", "keys/s", "MB/s", "x native", "peak RSS", "CPU s: source/target/migrator")
 	for _, set := range strings.Split(*sets, ",") {
 		run := runSet
 		if set == "strings-cluster" {
@@ -74,7 +79,8 @@ type result struct {
 	Keys    int64
 	Bytes   int64
 	Seconds float64
-	PeakKiB int64 // the child's own peak RSS
+	PeakKiB int64   // the child's own peak RSS
+	CPU     float64 // the child's CPU seconds, set by the parent
 }
 
 // peakRSS returns this process's peak resident memory in KiB, from VmHWM: unlike
@@ -93,10 +99,22 @@ func peakRSS() int64 {
 	return 0
 }
 
-func runChild(src, dst, name string) error {
+func runChild(src, dst, name, profile string) error {
 	s, ok := strategies[name]
 	if !ok {
 		return fmt.Errorf("unknown strategy %q", name)
+	}
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+		defer writeHeapProfile(profile + ".heap")
 	}
 	m, err := migrate.New(optionFor(src), optionFor(dst), migrate.WithStrategy(s))
 	if err != nil {
@@ -119,6 +137,22 @@ func optionFor(addrs string) rueidis.ClientOption {
 	}
 	return rueidis.ClientOption{InitAddress: list, DisableCache: true}
 }
+
+// writeHeapProfile writes what the process allocated, for `go tool pprof -sample_index=alloc_space`.
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		log.Print(err)
+	}
+}
+
+// profileDir is where CPU profiles go, "" for none.
+var profileDir string
 
 // standalone holds each strategy's seconds on the standalone strings set, for the ratio of
 // strings-cluster.
@@ -152,16 +186,19 @@ func runSet(set string, names []string, scale float64) error {
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
+	before := usage{src: cpuSeconds(ctx, src), dst: cpuSeconds(ctx, dst)}
 	native, err := replicate(ctx, src, dst)
 	if err != nil {
 		return fmt.Errorf("native replication: %w", err)
 	}
-	fmt.Printf("%-8s %-14s %9.2f %12.0f %9s %9s %10s\n", set, "native", native.Seconds(), float64(keys)/native.Seconds(), "-", "1.00", "-")
+	fmt.Printf("%-8s %-14s %9.2f %12.0f %9s %9s %10s  %s\n", set, "native", native.Seconds(), float64(keys)/native.Seconds(), "-", "1.00", "-",
+		cpuSince(ctx, src, dst, before, 0))
 	for _, name := range names {
 		if err := flush(ctx, dst); err != nil {
 			return err
 		}
-		r, err := runStrategy(name, src.Addr, dst.Addr, keys)
+		before := usage{src: cpuSeconds(ctx, src), dst: cpuSeconds(ctx, dst)}
+		r, err := runStrategy(set, name, src.Addr, dst.Addr, keys)
 		if err != nil {
 			return err
 		}
@@ -169,8 +206,8 @@ func runSet(set string, names []string, scale float64) error {
 			standalone[name] = r.Seconds
 		}
 		rss := r.PeakKiB
-		fmt.Printf("%-8s %-14s %9.2f %12.0f %9.1f %9.2f %8dMB\n", set, name, r.Seconds, float64(r.Keys)/r.Seconds,
-			float64(r.Bytes)/r.Seconds/1e6, r.Seconds/native.Seconds(), rss/1024)
+		fmt.Printf("%-8s %-14s %9.2f %12.0f %9.1f %9.2f %8dMB  %s\n", set, name, r.Seconds, float64(r.Keys)/r.Seconds,
+			float64(r.Bytes)/r.Seconds/1e6, r.Seconds/native.Seconds(), rss/1024, cpuSince(ctx, src, dst, before, r.CPU))
 	}
 	return nil
 }
@@ -223,7 +260,7 @@ func runClusterSet(set string, names []string, scale float64) error {
 				return err
 			}
 		}
-		r, err := runStrategy(name, addrs(src), addrs(dst), keys)
+		r, err := runStrategy(set, name, addrs(src), addrs(dst), keys)
 		if err != nil {
 			return err
 		}
@@ -240,8 +277,12 @@ func runClusterSet(set string, names []string, scale float64) error {
 
 // runStrategy runs one strategy in a child process, so that its peak memory is its own,
 // and checks that it copied every key.
-func runStrategy(name, src, dst string, keys int64) (result, error) {
-	cmd := exec.Command(os.Args[0], "-child", "-src", src, "-dst", dst, "-strategy", name)
+func runStrategy(set, name, src, dst string, keys int64) (result, error) {
+	args := []string{"-child", "-src", src, "-dst", dst, "-strategy", name}
+	if profileDir != "" {
+		args = append(args, "-profile", filepath.Join(profileDir, set+"-"+name+".pprof"))
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -251,6 +292,7 @@ func runStrategy(name, src, dst string, keys int64) (result, error) {
 	if err := json.Unmarshal(out, &r); err != nil {
 		return result{}, fmt.Errorf("%s: %w", name, err)
 	}
+	r.CPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	if r.Keys != keys {
 		return result{}, fmt.Errorf("%s copied %d keys of %d", name, r.Keys, keys)
 	}
