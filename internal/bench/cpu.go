@@ -3,18 +3,26 @@ package main
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"github.com/redismigrate/migrate/internal/redistest"
 )
 
 // cpuSeconds returns the CPU time that server s and its children (the fork that writes a
-// snapshot) have used, from INFO cpu.
+// snapshot) have used, from INFO cpu. A child counts once the server has reaped it, so
+// it first waits, up to two seconds, for no child to be running.
 func cpuSeconds(ctx context.Context, s *redistest.Server) float64 {
 	c, err := s.Connect(0)
 	if err != nil {
 		return 0
 	}
 	defer c.Close()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		info, err := c.Do(ctx, c.B().Info().Section("persistence").Build()).ToString()
+		if err != nil || field(info, "rdb_bgsave_in_progress") == "0" {
+			break
+		}
+	}
 	info, err := c.Do(ctx, c.B().Info().Section("cpu").Build()).ToString()
 	if err != nil {
 		return 0
