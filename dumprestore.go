@@ -23,8 +23,9 @@ import (
 // Strings take a cheaper road where the target has SET ... PXAT (Redis 6.2): each batch's
 // strings are read with one MGET (the other keys then with DUMP), which costs the source
 // about half as much per key, and written with SET ... NX PXAT, or, for those with no
-// expiry on a target that is not a cluster, many at once with MSETNX (MSET under Replace),
-// which costs the target about a third less. A group that MSETNX refuses because one of
+// expiry, many at once with MSETNX (MSET under Replace), which costs the target about a
+// third less; on a cluster target one MSETNX takes keys of one slot, as the walk of a
+// cluster source gives them. A group that MSETNX refuses because one of
 // its keys exists is sent again key by key, so the conflict policy sees each key. Where a
 // side refuses these commands (renamed, or not in the ACL user's rights), strings go by
 // DUMP and SET instead.

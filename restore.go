@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,7 +64,8 @@ type restorer struct {
 	setStrings bool  // SET ... PXAT (Redis 6.2) writes strings
 	maxBulk    int64 // the target's proto-max-bulk-len
 	// setMany says strings with no expiry go in by MSETNX or MSET: where the target has
-	// SET ... PXAT and is not a cluster; cleared when the target refuses them.
+	// SET ... PXAT; cleared when the target refuses them. On a cluster target one command
+	// takes only keys of one slot.
 	setMany atomic.Bool
 }
 
@@ -78,7 +80,7 @@ const defaultMaxBulk = 512 << 20
 
 func newRestorer(ctx context.Context, j *Job) (*restorer, error) {
 	r := &restorer{j: j, absTTL: j.Target.Info.AtLeast(5, 0, 0), setStrings: j.Target.Info.AtLeast(6, 2, 0), maxBulk: defaultMaxBulk}
-	r.setMany.Store(r.setStrings && !j.Target.Cluster())
+	r.setMany.Store(r.setStrings)
 	c, err := j.Target.Default()
 	if err != nil {
 		return nil, err
@@ -268,22 +270,37 @@ func (r *restorer) command(c rueidis.Client, k *dumped) rueidis.Completed {
 
 // setAll writes strings that have no expiry a group at a time: MSETNX, which sets the
 // group only when none of its keys exists, or MSET under Replace. One command for many
-// keys costs the target a third less than a SET each. It counts the keys written and
-// returns those of the groups that were refused (a key exists, or an error), to be sent
-// key by key.
+// keys costs the target a third less than a SET each. On a cluster target a group holds
+// keys of one slot. It counts the keys written and returns, to be sent key by key, those
+// of the groups that were refused (a key exists, a slot moved, an error) and keys left
+// alone in their group.
 func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []dumped, counts *Counts) (again []dumped) {
 	if len(keys) == 0 {
 		return nil
+	}
+	cluster := r.j.Target.Cluster()
+	if cluster {
+		// A batch from a cluster source holds the keys of one slot; from elsewhere, sorting
+		// brings together the keys that share one.
+		slices.SortFunc(keys, func(a, b dumped) int { return int(keySlot(a.key)) - int(keySlot(b.key)) })
 	}
 	var cmds rueidis.Commands
 	var groups [][]dumped
 	for start := 0; start < len(keys); {
 		end, size := start, 0
 		for end < len(keys) && (end == start || size+len(keys[end].value) <= setManyBytes) {
+			if cluster && end > start && keySlot(keys[end].key) != keySlot(keys[start].key) {
+				break
+			}
 			size += len(keys[end].value)
 			end++
 		}
 		group := keys[start:end]
+		start = end
+		if len(group) == 1 {
+			again = append(again, group[0]) // one SET costs no more
+			continue
+		}
 		if r.j.Conflict == Replace {
 			b := c.B().Mset().KeyValue()
 			for _, k := range group {
@@ -298,7 +315,9 @@ func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []dumped, 
 			cmds = append(cmds, b.Build())
 		}
 		groups = append(groups, group)
-		start = end
+	}
+	if len(cmds) == 0 {
+		return again
 	}
 	for i, res := range c.DoMulti(ctx, cmds...) {
 		if refused(res.Error()) {
