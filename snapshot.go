@@ -270,10 +270,17 @@ func (s Snapshot) restore(ctx context.Context, j *Job, in *snapshotInput) error 
 		defer close(batches)
 		return s.read(gctx, j, in, batches, nil)
 	})
-	for range j.Concurrency {
+	startRestorers(gctx, g, j.Concurrency, r, batches)
+	return g.Wait()
+}
+
+// startRestorers starts n goroutines in g that restore the batches until the channel is
+// closed or one fails.
+func startRestorers(ctx context.Context, g *errgroup.Group, n int, r *restorer, batches <-chan restoreBatch) {
+	for range n {
 		g.Go(func() error {
 			for b := range batches {
-				err := r.restore(gctx, b.db, b.items)
+				err := r.restore(ctx, b.db, b.items)
 				releaseBatch(b.items)
 				if err != nil {
 					return err
@@ -282,7 +289,6 @@ func (s Snapshot) restore(ctx context.Context, j *Job, in *snapshotInput) error 
 			return nil
 		})
 	}
-	return g.Wait()
 }
 
 // read reads the snapshot, keeps the entries the filters select and sends them in batches

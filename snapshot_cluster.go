@@ -110,18 +110,7 @@ func (s Snapshot) runCluster(ctx context.Context, j *Job) error {
 		readers.Wait()
 		close(batches)
 	}()
-	for range j.Concurrency {
-		g.Go(func() error {
-			for b := range batches {
-				err := r.restore(gctx, b.db, b.items)
-				releaseBatch(b.items)
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
+	startRestorers(gctx, g, j.Concurrency, r, batches)
 	err = g.Wait()
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
