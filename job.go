@@ -34,7 +34,11 @@ type Job struct {
 	Conflict    Conflict // what to do with keys that exist on the target
 	// DiscardTarget is set by WithDiscardTarget: the user allows wiping the target's data.
 	DiscardTarget bool
-	Logger        *slog.Logger
+	// TTLTolerance is how far apart two expiries may be and still count as the same
+	// (WithTTLTolerance): when deciding whether a key already on the target is the source's,
+	// and in Verify.
+	TTLTolerance time.Duration
+	Logger       *slog.Logger
 
 	replicas bool    // WithReadFromReplicas
 	merge    bool    // every database goes into database 0 of the target

@@ -103,7 +103,7 @@ func (m *migrator) job(ctx context.Context) (*Job, error) {
 		Source: m.src, Target: m.dst,
 		Match: m.cfg.match, Types: m.cfg.types,
 		ScanCount: m.cfg.scanCount, BatchSize: m.cfg.batchSize, Concurrency: m.cfg.concurrency,
-		Conflict: m.cfg.conflict, Logger: m.cfg.logger, DiscardTarget: m.cfg.discard,
+		Conflict: m.cfg.conflict, Logger: m.cfg.logger, DiscardTarget: m.cfg.discard, TTLTolerance: m.cfg.ttlTolerance,
 		replicas: m.cfg.replicas,
 		Filtered: m.cfg.match != "" || len(m.cfg.types) > 0 || len(m.cfg.databases) > 0 || m.src.Option.SelectDB != 0,
 		start:    time.Now(),
