@@ -8,23 +8,20 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/redismigrate/migrate"
-	"github.com/redismigrate/migrate/internal/redistest"
 )
 
 // ExampleMigrateKeys has the source push its keys to a target that needs a password and
 // already holds one of them, which it keeps.
 func ExampleMigrateKeys() {
-	// Two servers for the example; in your program, the addresses of yours.
-	source, stopSource := redistest.ForExample(redistest.Config{})
+	// Two servers for the example (see startRedis); in your program, yours.
+	source, stopSource := startRedis("")
 	defer stopSource()
-	target, stopTarget := redistest.ForExample(redistest.Config{Password: "target-secret"})
+	target, stopTarget := startRedis("target-secret")
 	defer stopTarget()
-	seedExample(source.Addr, "", "MSET", "greeting", "hello", "a", "1", "b", "2")
-	seedExample(target.Addr, "target-secret", "SET", "greeting", "kept")
+	seedExample(source, "MSET", "greeting", "hello", "a", "1", "b", "2")
+	seedExample(target, "SET", "greeting", "kept")
 
-	m, err := migrate.New(
-		rueidis.ClientOption{InitAddress: []string{source.Addr}},
-		rueidis.ClientOption{InitAddress: []string{target.Addr}, Password: "target-secret"},
+	m, err := migrate.New(source, target,
 		migrate.WithStrategy(migrate.MigrateKeys{
 			// The source connects to the target itself. Here it reaches it where this
 			// program does; when it sees it under another name, say so:
@@ -45,9 +42,9 @@ func ExampleMigrateKeys() {
 	// Output: migrate-keys: 2 keys copied, 1 skipped
 }
 
-// seedExample runs one command on the server at addr.
-func seedExample(addr, password string, cmd ...string) {
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, Password: password, DisableCache: true})
+// seedExample runs one command on a server.
+func seedExample(server rueidis.ClientOption, cmd ...string) {
+	c, err := rueidis.NewClient(server)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
 	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/redismigrate/migrate"
-	"github.com/redismigrate/migrate/internal/redistest"
 )
 
 // This is the whole use of the library: describe both servers as for rueidis, choose
@@ -135,9 +138,52 @@ func Example_ownStrategy() {
 
 // throwawayServers starts two empty redis-server processes for the runnable examples.
 func throwawayServers() (source, target rueidis.ClientOption, stop func()) {
-	src, stopSource := redistest.ForExample(redistest.Config{})
-	dst, stopTarget := redistest.ForExample(redistest.Config{})
-	return src.Option(), dst.Option(), func() { stopSource(); stopTarget() }
+	source, stopSource := startRedis("")
+	target, stopTarget := startRedis("")
+	return source, target, func() { stopSource(); stopTarget() }
+}
+
+// startRedis starts a throwaway redis-server (it must be on the PATH) on a free loopback
+// port, without persistence, with requirepass when password is not empty, and returns how
+// to reach it and the function that stops it and removes its files. It is how the examples
+// get servers; in your program, describe your own servers instead.
+func startRedis(password string) (rueidis.ClientOption, func()) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir, err := os.MkdirTemp("", "redis-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	args := []string{"--port", strconv.Itoa(l.Addr().(*net.TCPAddr).Port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir}
+	if password != "" {
+		args = append(args, "--requirepass", password)
+	}
+	cmd := exec.Command("redis-server", args...)
+	if err := cmd.Start(); err != nil {
+		log.Fatalf("start redis-server (apt-get install redis-server): %v", err)
+	}
+	stop := func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = os.RemoveAll(dir)
+	}
+	opt := rueidis.ClientOption{InitAddress: []string{addr}, Password: password, DisableCache: true}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := rueidis.NewClient(opt)
+		if err == nil {
+			c.Close()
+			return opt, stop
+		}
+		if time.Now().After(deadline) {
+			stop()
+			log.Fatalf("redis-server at %s did not answer: %v", addr, err)
+		}
+	}
 }
 
 func ExampleDumpRestore() {
