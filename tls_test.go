@@ -2,8 +2,12 @@ package migrate_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/rueidis"
 
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
@@ -70,4 +74,69 @@ func migrateTLS(t *testing.T, s migrate.Strategy, src, dst *redistest.Server, op
 		t.Fatalf("Migrate: %v", err)
 	}
 	return rep
+}
+
+// TestTLSErrors gives each side, in turn, a TLS setting that cannot work, and checks that
+// the error names the side, the address and the cause in words, and holds no password.
+func TestTLSErrors(t *testing.T) {
+	t.Parallel()
+	ca := redistest.NewCA(t)
+	const password = "s3cret-tls-pass"
+	tlsSrv := redistest.Start(t, redistest.Config{Password: password, TLS: ca.TLS(false)})
+	mutual := redistest.Start(t, redistest.Config{Password: password, TLS: ca.TLS(true)})
+	plain := redistest.Start(t, redistest.Config{Password: password})
+	for _, tc := range []struct {
+		name string
+		srv  *redistest.Server
+		opt  func(*rueidis.ClientOption)
+		want []string
+	}{
+		{"untrusted certificate", tlsSrv, func(o *rueidis.ClientOption) { o.TLSConfig.RootCAs = nil },
+			[]string{"certificate signed by unknown authority", "RootCAs"}},
+		{"wrong server name", tlsSrv, func(o *rueidis.ClientOption) { o.TLSConfig.ServerName = "wrong.example" },
+			[]string{"not wrong.example", "ServerName"}},
+		{"plain to TLS", tlsSrv, func(o *rueidis.ClientOption) { o.TLSConfig = nil },
+			[]string{"the server speaks TLS: use rediss:// or set TLSConfig"}},
+		{"TLS to plain", plain, func(o *rueidis.ClientOption) { o.TLSConfig = redistest.NewCA(t).ClientConfig() },
+			[]string{"the server does not speak TLS"}},
+		{"no client certificate", mutual, func(o *rueidis.ClientOption) { o.TLSConfig.Certificates = nil },
+			[]string{"client certificate", "Certificates"}},
+	} {
+		for _, side := range []migrate.Side{migrate.Source, migrate.Target} {
+			t.Run(tc.name+"/"+string(side), func(t *testing.T) {
+				t.Parallel()
+				good := redistest.Start(t, redistest.Config{})
+				bad := tc.srv.Option()
+				tc.opt(&bad)
+				src, dst := bad, good.Option()
+				if side == migrate.Target {
+					src, dst = good.Option(), bad
+				}
+				m, err := migrate.New(src, dst, migrate.WithStrategy(migrate.DumpRestore{}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				_, err = m.Migrate(ctx)
+				if err == nil {
+					t.Fatal("Migrate: no error")
+				}
+				msg := err.Error()
+				for _, w := range append([]string{string(side) + " " + tc.srv.Addr}, tc.want...) {
+					if !strings.Contains(msg, w) {
+						t.Errorf("error %q does not say %q", msg, w)
+					}
+				}
+				if strings.Contains(msg, password) || strings.Contains(msg, "PRIVATE KEY") {
+					t.Errorf("error %q holds a secret", msg)
+				}
+				var e *migrate.Error
+				if !errors.As(err, &e) || e.Side != side || e.Addr != tc.srv.Addr {
+					t.Errorf("error %#v is not a *migrate.Error of the %s %s", err, side, tc.srv.Addr)
+				}
+			})
+		}
+	}
 }
