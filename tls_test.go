@@ -140,3 +140,59 @@ func TestTLSErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSReplicationCheck gives Replication a target that cannot replicate the way the
+// source is reached, and checks that Check refuses it, saying what to set, and leaves the
+// target alone.
+func TestTLSReplicationCheck(t *testing.T) {
+	t.Parallel()
+	ca := redistest.NewCA(t)
+	for _, tc := range []struct {
+		name     string
+		src, dst *redistest.TLS
+		want     []string
+	}{
+		{"TLS source, target without certificates", ca.TLS(true), nil,
+			[]string{"no TLS certificates", "tls-cert-file", "tls-ca-cert-file", "tls-replication yes"}},
+		{"TLS source, target with tls-replication no", ca.TLS(false), ca.TLS(false),
+			[]string{"tls-replication no", "CONFIG SET tls-replication yes", "tls-port"}},
+		{"plain source, target with tls-replication yes", nil, &redistest.TLS{CA: ca, ListenPlain: true, Replication: true},
+			[]string{"would speak TLS to the source", "CONFIG SET tls-replication no"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			src := redistest.Start(t, redistest.Config{TLS: tc.src})
+			dst := redistest.Start(t, redistest.Config{TLS: tc.dst})
+			src.Do(t, 0, "SET", "k", "v")
+			m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{}), migrate.WithDiscardTarget())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err = m.Migrate(ctx)
+			if !errors.Is(err, migrate.ErrUnsupported) {
+				t.Fatalf("Migrate: %v, want an error wrapping ErrUnsupported", err)
+			}
+			for _, w := range append([]string{"target " + dst.Addr}, tc.want...) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if role, _ := dst.Do(t, 0, "ROLE").ToArray(); len(role) == 0 || must(role[0].ToString()) != "master" {
+				t.Errorf("the target is no longer a master: %v", role)
+			}
+			if n := dbsize(t, dst, 0); n != 0 {
+				t.Errorf("the target holds %d keys, want none", n)
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
