@@ -220,6 +220,45 @@ func speaksPlain(ctx context.Context, addr string) bool {
 	return err == nil && (strings.HasPrefix(line, "+") || strings.HasPrefix(line, "-"))
 }
 
+// tlsFact describes, for Plan, how this side is reached over TLS, and which of its server's
+// own connections speak TLS (tls-replication, for a replica's link to its master;
+// tls-cluster, for the cluster bus and MIGRATE), where CONFIG GET says.
+func (e *Endpoint) tlsFact(ctx context.Context) string {
+	var parts []string
+	if cfg := e.Option.TLSConfig; cfg != nil {
+		name := "name from the address"
+		if cfg.ServerName != "" {
+			name = "name " + cfg.ServerName
+		}
+		verify := "verified"
+		if cfg.InsecureSkipVerify {
+			verify = "NOT verified (InsecureSkipVerify)"
+		}
+		parts = append(parts, name, verify)
+		if len(cfg.Certificates) > 0 || cfg.GetClientCertificate != nil {
+			parts = append(parts, "client certificate")
+		}
+	}
+	text := "off"
+	if len(parts) > 0 {
+		text = "on: " + strings.Join(parts, ", ")
+	}
+	c, err := e.Default()
+	if err != nil {
+		return text
+	}
+	var own []string
+	for _, name := range []string{"tls-replication", "tls-cluster"} {
+		if v, ok := configGet(ctx, c, name); ok && v == "yes" {
+			own = append(own, name+" yes")
+		}
+	}
+	if len(own) > 0 {
+		text += "; server: " + strings.Join(own, ", ")
+	}
+	return text
+}
+
 // probe connects and reads INFO, so wrong addresses and passwords fail before any copying.
 func (e *Endpoint) probe(ctx context.Context) error {
 	c, err := e.Default()

@@ -23,10 +23,18 @@ func TestTLSStrategies(t *testing.T) {
 		for _, tc := range []struct {
 			name     string
 			src, dst *redistest.TLS
+			srcOpt   func(*rueidis.ClientOption) // changes the source's option
 		}{
-			{"source", &redistest.TLS{CA: ca, AuthClients: true}, nil},
-			{"target", nil, &redistest.TLS{CA: ca, AuthClients: true}},
-			{"both", &redistest.TLS{CA: ca, AuthClients: true}, &redistest.TLS{CA: ca}},
+			{"source", &redistest.TLS{CA: ca, AuthClients: true}, nil, nil},
+			{"target", nil, &redistest.TLS{CA: ca, AuthClients: true}, nil},
+			{"both", &redistest.TLS{CA: ca, AuthClients: true}, &redistest.TLS{CA: ca}, nil},
+			// A certificate for localhost only, reached at 127.0.0.1 with ServerName
+			// "localhost": every connection to the source must check that name.
+			{"source by server name", &redistest.TLS{CA: ca, AuthClients: true, NameOnly: true}, nil, nil},
+			// No CA to check the certificate with, and the user turned the check off.
+			{"source unverified", &redistest.TLS{CA: ca}, nil, func(o *rueidis.ClientOption) {
+				o.TLSConfig.RootCAs, o.TLSConfig.InsecureSkipVerify = nil, true
+			}},
 		} {
 			t.Run(s.Name()+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
@@ -44,7 +52,11 @@ func TestTLSStrategies(t *testing.T) {
 				src := redistest.Start(t, redistest.Config{TLS: tc.src})
 				dst := redistest.Start(t, redistest.Config{TLS: dstTLS})
 				counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
-				rep := migrateTLS(t, s, src, dst)
+				srcOpt := src.Option()
+				if tc.srcOpt != nil {
+					tc.srcOpt(&srcOpt)
+				}
+				rep := migrateTLS(t, s, srcOpt, dst.Option())
 				redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
 				want := 0
 				for _, n := range counts {
@@ -58,11 +70,10 @@ func TestTLSStrategies(t *testing.T) {
 	}
 }
 
-// migrateTLS migrates from src to dst with strategy s, as their Option describes them
-// (TLS included), and fails the test on error.
-func migrateTLS(t *testing.T, s migrate.Strategy, src, dst *redistest.Server, opts ...migrate.Option) *migrate.Report {
+// migrateTLS migrates from src to dst with strategy s and fails the test on error.
+func migrateTLS(t *testing.T, s migrate.Strategy, src, dst rueidis.ClientOption, opts ...migrate.Option) *migrate.Report {
 	t.Helper()
-	m, err := migrate.New(src.Option(), dst.Option(), append([]migrate.Option{migrate.WithStrategy(s), migrate.WithDiscardTarget()}, opts...)...)
+	m, err := migrate.New(src, dst, append([]migrate.Option{migrate.WithStrategy(s), migrate.WithDiscardTarget()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +96,7 @@ func TestTLSErrors(t *testing.T) {
 	tlsSrv := redistest.Start(t, redistest.Config{Password: password, TLS: ca.TLS(false)})
 	mutual := redistest.Start(t, redistest.Config{Password: password, TLS: ca.TLS(true)})
 	plain := redistest.Start(t, redistest.Config{Password: password})
+	named := redistest.Start(t, redistest.Config{Password: password, TLS: &redistest.TLS{CA: ca, NameOnly: true}})
 	for _, tc := range []struct {
 		name string
 		srv  *redistest.Server
@@ -95,6 +107,8 @@ func TestTLSErrors(t *testing.T) {
 			[]string{"certificate signed by unknown authority", "RootCAs"}},
 		{"wrong server name", tlsSrv, func(o *rueidis.ClientOption) { o.TLSConfig.ServerName = "wrong.example" },
 			[]string{"not wrong.example", "ServerName"}},
+		{"address not in the certificate", named, func(o *rueidis.ClientOption) { o.TLSConfig.ServerName = "" },
+			[]string{"doesn't contain any IP SANs", "set TLSConfig.ServerName"}},
 		{"plain to TLS", tlsSrv, func(o *rueidis.ClientOption) { o.TLSConfig = nil },
 			[]string{"the server speaks TLS: use rediss:// or set TLSConfig"}},
 		{"TLS to plain", plain, func(o *rueidis.ClientOption) { o.TLSConfig = redistest.NewCA(t).ClientConfig() },
@@ -195,4 +209,53 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestTLSPlan checks that Plan shows TLS per side: how the client connects, and the
+// server's own TLS connections, and that Replication can run from a TLS source into a
+// target that replicates over TLS.
+func TestTLSPlan(t *testing.T) {
+	t.Parallel()
+	ca := redistest.NewCA(t)
+	src := redistest.Start(t, redistest.Config{TLS: ca.TLS(true)})
+	dst := redistest.Start(t, redistest.Config{TLS: &redistest.TLS{CA: ca, ListenPlain: true, Replication: true}})
+	src.Do(t, 0, "SET", "k", "v")
+	srcOpt := src.Option()
+	srcOpt.TLSConfig.ServerName = "localhost"
+	m, err := migrate.New(srcOpt, dst.Option(), migrate.WithDiscardTarget())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := m.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "on: name localhost, verified, client certificate"; p.Source.TLS != want {
+		t.Errorf("source TLS %q, want %q", p.Source.TLS, want)
+	}
+	if want := "off; server: tls-replication yes"; p.Target.TLS != want {
+		t.Errorf("target TLS %q, want %q", p.Target.TLS, want)
+	}
+	if p.Chosen != "replication" {
+		t.Errorf("chosen %q, want replication:\n%s", p.Chosen, p)
+	}
+	if !strings.Contains(p.String(), "tls  ") {
+		t.Errorf("the plan shows no tls row:\n%s", p)
+	}
+
+	srcOpt.TLSConfig.InsecureSkipVerify = true
+	m2, err := migrate.New(srcOpt, dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if p, err = m2.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := "on: name localhost, NOT verified (InsecureSkipVerify)"; !strings.Contains(p.Source.TLS, want) {
+		t.Errorf("source TLS %q does not say %q", p.Source.TLS, want)
+	}
 }

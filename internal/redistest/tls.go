@@ -33,6 +33,9 @@ type CA struct {
 	Pool *x509.CertPool
 	// ServerCert and ServerKey are the files of the servers' certificate and key.
 	ServerCert, ServerKey string
+	// NamedCert and NamedKey are a server certificate valid for localhost only, not for
+	// 127.0.0.1: a client that dials 127.0.0.1 must set ServerName "localhost".
+	NamedCert, NamedKey string
 	// Client is the clients' certificate, for tls.Config.Certificates (mutual TLS).
 	Client tls.Certificate
 
@@ -78,10 +81,13 @@ func newCA(dir, name string) (*CA, error) {
 	if err := writePEM(ca.File, "CERTIFICATE", der); err != nil {
 		return nil, err
 	}
-	if ca.ServerCert, ca.ServerKey, err = ca.issue("server", 2); err != nil {
+	if ca.ServerCert, ca.ServerKey, err = ca.issue("server", 2, true); err != nil {
 		return nil, err
 	}
-	certFile, keyFile, err := ca.issue("client", 3)
+	if ca.NamedCert, ca.NamedKey, err = ca.issue("named", 4, false); err != nil {
+		return nil, err
+	}
+	certFile, keyFile, err := ca.issue("client", 3, true)
 	if err != nil {
 		return nil, err
 	}
@@ -91,9 +97,9 @@ func newCA(dir, name string) (*CA, error) {
 	return ca, nil
 }
 
-// issue makes a certificate for 127.0.0.1 and localhost, signed by the CA, and writes it
-// and its key as name.crt and name.key.
-func (ca *CA) issue(name string, serial int64) (certFile, keyFile string, err error) {
+// issue makes a certificate for localhost, and for 127.0.0.1 when withIP, signed by the CA,
+// and writes it and its key as name.crt and name.key.
+func (ca *CA) issue(name string, serial int64, withIP bool) (certFile, keyFile string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err
@@ -106,7 +112,9 @@ func (ca *CA) issue(name string, serial int64) (certFile, keyFile string, err er
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	if withIP {
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -144,6 +152,8 @@ type TLS struct {
 	Replication bool
 	// Cluster is tls-cluster yes: the cluster bus, and MIGRATE, speak TLS.
 	Cluster bool
+	// NameOnly makes the server present the CA's NamedCert, valid for localhost only.
+	NameOnly bool
 	// ListenPlain keeps the server's clients on its plain port: the certificates then only
 	// serve the connections it makes itself (Replication, Cluster).
 	ListenPlain bool
@@ -158,7 +168,11 @@ func (o *TLS) conf(port int) string {
 	if !o.ListenPlain {
 		fmt.Fprintf(&b, "port 0\ntls-port %d\n", port)
 	}
-	fmt.Fprintf(&b, "tls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\n", o.CA.ServerCert, o.CA.ServerKey, o.CA.File)
+	cert, key := o.CA.ServerCert, o.CA.ServerKey
+	if o.NameOnly {
+		cert, key = o.CA.NamedCert, o.CA.NamedKey
+	}
+	fmt.Fprintf(&b, "tls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\n", cert, key, o.CA.File)
 	fmt.Fprintf(&b, "tls-auth-clients %s\n", yesNo(o.AuthClients))
 	if o.Replication {
 		b.WriteString("tls-replication yes\n")
@@ -177,12 +191,17 @@ func yesNo(b bool) string {
 }
 
 // TLSConfig returns a new tls.Config that reaches this server: the CA's, with the client
-// certificate, and no ServerName; nil for a server without TLS.
+// certificate, and no ServerName (ServerName "localhost" with NameOnly); nil for a server
+// without TLS.
 func (s *Server) TLSConfig() *tls.Config {
 	if s.cfg.TLS == nil || s.cfg.TLS.ListenPlain {
 		return nil
 	}
-	return s.cfg.TLS.CA.ClientConfig()
+	cfg := s.cfg.TLS.CA.ClientConfig()
+	if s.cfg.TLS.NameOnly {
+		cfg.ServerName = "localhost"
+	}
+	return cfg
 }
 
 // dial connects to the server as its clients do: over TLS when it speaks TLS.
