@@ -259,3 +259,28 @@ func TestTLSPlan(t *testing.T) {
 		t.Errorf("source TLS %q does not say %q", p.Source.TLS, want)
 	}
 }
+
+// TestTLSCluster copies a cluster that speaks TLS only (tls-cluster yes, mutual TLS) into a
+// TLS standalone server, by DumpRestore and by Snapshot (one replication connection per
+// master), and compares both sides key by key.
+func TestTLSCluster(t *testing.T) {
+	t.Parallel()
+	ca := redistest.NewCA(t)
+	cl := redistest.StartTLSCluster(t, ca.TLS(true), redistest.Config{})
+	counts := cl.Fill(t, redistest.Dataset{Small: true})
+	want := 0
+	for _, n := range counts {
+		want += n
+	}
+	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.Snapshot{}} {
+		t.Run(s.Name(), func(t *testing.T) {
+			t.Parallel()
+			dst := redistest.Start(t, redistest.Config{TLS: ca.TLS(true)})
+			rep := migrateTLS(t, s, cl.Option(), dst.Option())
+			redistest.AssertSameSides(t, cl.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
+			if rep.Keys != int64(want) || rep.Failed != 0 || rep.Skipped != 0 {
+				t.Errorf("report %+v, want %d keys copied and nothing else", rep.Counts, want)
+			}
+		})
+	}
+}
