@@ -111,7 +111,11 @@ func TestTLSErrors(t *testing.T) {
 			[]string{"doesn't contain any IP SANs", "set TLSConfig.ServerName"}},
 		{"plain to TLS", tlsSrv, func(o *rueidis.ClientOption) { o.TLSConfig = nil },
 			[]string{"the server speaks TLS: use rediss:// or set TLSConfig"}},
-		{"TLS to plain", plain, func(o *rueidis.ClientOption) { o.TLSConfig = redistest.NewCA(t).ClientConfig() },
+		// A plain server waits for the end of a line that a TLS hello does not send: the
+		// dial times out, after the option's Dialer.Timeout.
+		{"TLS to plain", plain, func(o *rueidis.ClientOption) {
+			o.TLSConfig, o.Dialer.Timeout = redistest.NewCA(t).ClientConfig(), time.Second
+		},
 			[]string{"the server does not speak TLS"}},
 		{"no client certificate", mutual, func(o *rueidis.ClientOption) { o.TLSConfig.Certificates = nil },
 			[]string{"client certificate", "Certificates"}},
