@@ -171,6 +171,9 @@ func explainDial(opt rueidis.ClientOption, addr string, err error) error {
 	if speaksPlain(ctx, addr) {
 		return fmt.Errorf("%s: %w", notTLS, err)
 	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return explainConnect(err) // a silent server says nothing about certificates
+	}
 	certs := "set TLSConfig.Certificates to a client certificate"
 	if len(opt.TLSConfig.Certificates) > 0 || opt.TLSConfig.GetClientCertificate != nil {
 		certs = "check that TLSConfig.Certificates holds a client certificate"
