@@ -1,10 +1,19 @@
 package migrate
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -60,7 +69,7 @@ func (e *Endpoint) Client(db int) (rueidis.Client, error) {
 		if db != 0 {
 			op = fmt.Sprintf("connect to db %d", db)
 		}
-		return nil, e.Err(op, "", explainConnect(err))
+		return nil, e.Err(op, "", explainDial(opt, e.Addr, err))
 	}
 	e.clients[db] = c
 	return c, nil
@@ -99,7 +108,158 @@ func explainConnect(err error) error {
 	case strings.Contains(msg, "connection refused"):
 		return fmt.Errorf("nothing listens there; check the address: %w", err)
 	}
+	if why := tlsFailure(err); why != "" {
+		return fmt.Errorf("%s: %w", why, err)
+	}
 	return err
+}
+
+// notTLS explains a TLS client's failure to connect to a plain server.
+const notTLS = "the server does not speak TLS: use redis:// or leave TLSConfig nil, or connect to the server's tls-port"
+
+// tlsFailure says in words why a TLS handshake failed, when err says it: "" otherwise.
+func tlsFailure(err error) string {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		header    tls.RecordHeaderError
+	)
+	msg := err.Error()
+	switch {
+	case errors.As(err, &unknownCA):
+		return "the server's certificate is not signed by a CA this client trusts; set TLSConfig.RootCAs to a pool " +
+			"that holds the CA that signed it"
+	case errors.As(err, &hostname):
+		return "the server's certificate is not valid for the name the client checks (TLSConfig.ServerName, or the " +
+			"address's host when ServerName is empty); set TLSConfig.ServerName to a name the certificate holds"
+	case errors.As(err, &invalid):
+		return "the server's certificate is not valid (expired, not yet valid, or not for a server); renew it"
+	case errors.As(err, &header):
+		return notTLS
+	case strings.Contains(msg, "tls: certificate required"):
+		return "the server asks for a client certificate (tls-auth-clients yes); set TLSConfig.Certificates to one " +
+			"signed by a CA the server trusts (its tls-ca-cert-file)"
+	case strings.Contains(msg, "tls: unknown certificate authority"), strings.Contains(msg, "tls: bad certificate"):
+		return "the server refuses the client certificate; TLSConfig.Certificates must hold one signed by a CA the " +
+			"server trusts (its tls-ca-cert-file)"
+	}
+	return ""
+}
+
+// explainDial is explainConnect for a failure to connect to addr with opt. Where the error
+// alone does not tell whether client and server disagree about TLS (a reset, an early end,
+// a timeout), it asks the server: a plain PING when the client spoke TLS, a bare TLS
+// handshake, which checks no certificate and sends no data, when it did not. It asks only
+// on this failure path, and not when opt dials by its own DialFn or DialCtxFn.
+func explainDial(opt rueidis.ClientOption, addr string, err error) error {
+	if err == nil || tlsFailure(err) != "" || opt.DialFn != nil || opt.DialCtxFn != nil || !connectionLost(err) {
+		return explainConnect(err)
+	}
+	timeout := opt.Dialer.Timeout
+	if timeout <= 0 || timeout > tlsProbeTimeout {
+		timeout = tlsProbeTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if opt.TLSConfig == nil {
+		if speaksTLS(ctx, addr) {
+			return fmt.Errorf("the server speaks TLS: use rediss:// or set TLSConfig: %w", err)
+		}
+		return explainConnect(err)
+	}
+	if speaksPlain(ctx, addr) {
+		return fmt.Errorf("%s: %w", notTLS, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return explainConnect(err) // a silent server says nothing about certificates
+	}
+	certs := "set TLSConfig.Certificates to a client certificate"
+	if len(opt.TLSConfig.Certificates) > 0 || opt.TLSConfig.GetClientCertificate != nil {
+		certs = "check that TLSConfig.Certificates holds a client certificate"
+	}
+	return fmt.Errorf("the server closed the TLS connection: if it asks for a client certificate (tls-auth-clients), "+
+		"%s signed by a CA the server trusts (its tls-ca-cert-file): %w", certs, err)
+}
+
+// tlsProbeTimeout bounds each question explainDial asks the server.
+const tlsProbeTimeout = 2 * time.Second
+
+// connectionLost reports whether err is the server closing or ignoring the connection, as
+// a server does to a client that speaks the other protocol.
+func connectionLost(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// speaksTLS reports whether the server at addr completes a TLS handshake, or answers one
+// with a TLS alert; it checks no certificate and sends no data.
+func speaksTLS(ctx context.Context, addr string) bool {
+	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // only asks whether the server speaks TLS
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		c.Close()
+		return true
+	}
+	var alert tls.AlertError
+	return errors.As(err, &alert)
+}
+
+// speaksPlain reports whether the server at addr answers a plain PING in RESP.
+func speaksPlain(ctx context.Context, addr string) bool {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && (strings.HasPrefix(line, "+") || strings.HasPrefix(line, "-"))
+}
+
+// tlsFact describes, for Plan, how this side is reached over TLS, and which of its server's
+// own connections speak TLS (tls-replication, for a replica's link to its master;
+// tls-cluster, for the cluster bus and MIGRATE), where CONFIG GET says.
+func (e *Endpoint) tlsFact(ctx context.Context) string {
+	var parts []string
+	if cfg := e.Option.TLSConfig; cfg != nil {
+		name := "name from the address"
+		if cfg.ServerName != "" {
+			name = "name " + cfg.ServerName
+		}
+		verify := "verified"
+		if cfg.InsecureSkipVerify {
+			verify = "NOT verified (InsecureSkipVerify)"
+		}
+		parts = append(parts, name, verify)
+		if len(cfg.Certificates) > 0 || cfg.GetClientCertificate != nil {
+			parts = append(parts, "client certificate")
+		}
+	}
+	text := "off"
+	if len(parts) > 0 {
+		text = "on: " + strings.Join(parts, ", ")
+	}
+	c, err := e.Default()
+	if err != nil {
+		return text
+	}
+	var own []string
+	for _, name := range []string{"tls-replication", "tls-cluster"} {
+		if v, ok := configGet(ctx, c, name); ok && v == "yes" {
+			own = append(own, name+" yes")
+		}
+	}
+	if len(own) > 0 {
+		text += "; server: " + strings.Join(own, ", ")
+	}
+	return text
 }
 
 // probe connects and reads INFO, so wrong addresses and passwords fail before any copying.

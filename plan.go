@@ -44,6 +44,10 @@ type Facts struct {
 	MaxMemory  int64
 	Policy     string // maxmemory-policy
 	Auth       string // "none", "password" or "ACL user NAME"
+	// TLS says how this side is reached: "off", or "on:" with the server name checked,
+	// whether its certificate is verified and whether a client certificate is given; then
+	// the server's own TLS connections (tls-replication, tls-cluster) where it shows them.
+	TLS string
 	// Notifications is notify-keyspace-events ("" when off or unreadable).
 	Notifications string
 	// Commands says, for each command the strategies use on this side, "ok", "renamed or
@@ -102,7 +106,7 @@ func facts(ctx context.Context, j *Job, e *Endpoint) *Facts {
 	info := e.Info
 	f := &Facts{Side: e.Side, Addr: e.Addr, Version: info.Version, Mode: info.Mode, Masters: info.Masters, Role: info.Role,
 		RDBVersion: info.RDBVersion(), Keyspace: info.Keyspace, UsedMemory: info.UsedMemory,
-		MaxMemory: info.MaxMemory, Policy: info.Policy, Auth: "none", Commands: map[string]string{}}
+		MaxMemory: info.MaxMemory, Policy: info.Policy, Auth: "none", Commands: map[string]string{}, TLS: e.tlsFact(ctx)}
 	for _, db := range j.Databases {
 		f.Keys += info.Keyspace[db]
 	}
@@ -210,6 +214,7 @@ func (p *Plan) String() string {
 		return fmt.Sprintf("%s used of %s (%s)", bytesText(f.UsedMemory), bytesText(f.MaxMemory), f.Policy)
 	})
 	row("auth", func(f *Facts) string { return f.Auth })
+	row("tls", func(f *Facts) string { return f.TLS })
 	row("notifications", func(f *Facts) string {
 		if f.Notifications == "" {
 			return "off"

@@ -133,20 +133,60 @@ func authSettings(ctx context.Context, j *Job) ([]setting, error) {
 	return out, nil
 }
 
-// checkTLSReplication refuses a TLS source when the target does not replicate over TLS.
+// checkTLSReplication refuses a target that cannot reach the source the way the source is
+// reached from here. Over TLS (the source's TLSConfig is set), the target needs
+// tls-replication yes, which Redis accepts only with its certificates; without TLS,
+// tls-replication yes would make it speak TLS to a source that has no tls-port. What the
+// target will not tell (CONFIG GET refused) is left to the sync, which then fails within
+// LinkTimeout. It never changes the setting: CONFIG SET tls-replication yes kills some
+// servers built without TLS.
 func checkTLSReplication(ctx context.Context, j *Job) error {
-	if j.Source.Option.TLSConfig == nil {
-		return nil
-	}
 	c, err := j.Target.Default()
 	if err != nil {
 		return err
 	}
-	if v, ok := configGet(ctx, c, "tls-replication"); ok && v != "yes" {
+	repl, ok := configGet(ctx, c, "tls-replication")
+	if j.Source.Option.TLSConfig == nil {
+		if !ok || repl != "yes" {
+			return nil
+		}
+		sc, err := j.Source.Default()
+		if err != nil {
+			return err
+		}
+		if port, ok := configGet(ctx, sc, "tls-port"); !ok || port != "0" {
+			return nil // the source may have a TLS port for SourceAddr to name
+		}
 		return j.Target.Err("check tls-replication", "", unsupported(
-			"the source is reached over TLS, and the target has tls-replication %s; set tls-replication yes and its certificates on the target", v))
+			"the target has tls-replication yes and would speak TLS to the source, which has no tls-port and is reached "+
+				"without TLS; set tls-replication no on the target (CONFIG SET tls-replication no), or give the source a "+
+				"tls-port and reach it over TLS (TLSConfig)"))
 	}
-	return nil
+	if ok && repl == "yes" {
+		return nil
+	}
+	if !ok {
+		if _, readable := configGet(ctx, c, "port"); !readable {
+			return nil // CONFIG GET refused: the sync will tell
+		}
+		return j.Target.Err("check tls-replication", "", unsupported(
+			"the source is reached over TLS, and the target knows no tls-replication setting: its redis-server is built "+
+				"without TLS and cannot replicate from a TLS source; use Snapshot or DumpRestore, which connect from here"))
+	}
+	cert, _ := configGet(ctx, c, "tls-cert-file")
+	clientCert, _ := configGet(ctx, c, "tls-client-cert-file")
+	if cert == "" && clientCert == "" {
+		return j.Target.Err("check tls-replication", "", unsupported(
+			"the source is reached over TLS, and the target has no TLS certificates (tls-replication no, tls-cert-file "+
+				"empty); give the target tls-cert-file and tls-key-file (a certificate the source accepts, if it asks "+
+				"clients for one) and tls-ca-cert-file (the CA that signed the source's certificate), and set "+
+				"tls-replication yes (a redis-server built with TLS is needed)"))
+	}
+	port, _ := configGet(ctx, c, "tls-port")
+	return j.Target.Err("check tls-replication", "", unsupported(
+		"the source is reached over TLS, and the target has tls-replication no; set it to yes (CONFIG SET "+
+			"tls-replication yes, and in its configuration file): the target has its certificates (tls-cert-file, "+
+			"tls-port %s), and its tls-ca-cert-file must hold the CA that signed the source's certificate", port))
 }
 
 // checkSourceUser refuses a source whose user may not run what a replica runs, where the

@@ -49,7 +49,7 @@ func (s *replStream) complete() error { return s.end() }
 func openReplication(ctx context.Context, e *Endpoint, log *slog.Logger) (*replStream, error) {
 	raw, err := dialEndpoint(ctx, e)
 	if err != nil {
-		return nil, e.Err("connect for replication", "", explainConnect(err))
+		return nil, e.Err("connect for replication", "", explainDial(e.Option, e.Addr, err))
 	}
 	conn := &idleConn{Conn: raw, timeout: replIdleTimeout}
 	s := &replStream{conn: conn, br: bufio.NewReaderSize(conn, 64<<10)}

@@ -36,6 +36,8 @@ type Config struct {
 	Dir string
 	// DBFilename is the dump's file name; default dump.rdb.
 	DBFilename string
+	// TLS, when set, makes the server speak TLS only (see tls.go); default plain.
+	TLS *TLS
 }
 
 // Server is one running redis-server.
@@ -155,6 +157,9 @@ func start(bin string, cfg Config) (*Server, error) {
 	for _, l := range cfg.Lines {
 		fmt.Fprintf(&b, "%s\n", l)
 	}
+	if cfg.TLS != nil {
+		b.WriteString(cfg.TLS.conf(port))
+	}
 	conf := filepath.Join(dir, fmt.Sprintf("redis-%d.conf", port))
 	if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
 		return nil, err
@@ -175,7 +180,7 @@ func start(bin string, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("redis-server exited at start: %s", s.logTail())
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond); err == nil {
+		if c, err := s.dial(200 * time.Millisecond); err == nil {
 			ok := pingLoading(c)
 			c.Close()
 			if ok {
@@ -252,6 +257,7 @@ func (s *Server) Option() rueidis.ClientOption {
 		Password:          s.Password,
 		DisableCache:      true,
 		ForceSingleClient: true,
+		TLSConfig:         s.TLSConfig(),
 	}
 }
 
