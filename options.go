@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -151,14 +152,14 @@ func WithConcurrency(n int) Option {
 
 // WithConflict sets what happens to a key that already exists on the target. The default
 // is Fail: the migration stops with an error wrapping ErrConflict and the target's key is
-// kept.
+// kept. Replace is refused together with WithDBPrefix("") (see there).
 func WithConflict(p Conflict) Option {
 	return func(c *config) error {
 		if p < Fail || p > Replace {
 			return fmt.Errorf("WithConflict: unknown policy %d", int(p))
 		}
 		c.conflict = p
-		return nil
+		return c.checkMergeConflict("WithConflict")
 	}
 }
 
@@ -200,20 +201,67 @@ func WithReadFromReplicas() Option {
 
 // WithDBPrefix copies every selected source database into database 0 of the target, each
 // key renamed with the prefix format gives its database: format holds one %d, replaced by the
-// source database's number ("db%d:" puts key k of database 3 at "db3:k"). An empty format
-// keeps the names, for databases whose keys never share a name. It is how several databases
-// of a standalone source go into a cluster, which has only database 0; without it such a
-// migration is refused, and a single database (WithDatabases(n)) goes into database 0 as it
-// is. MigrateKeys cannot rename keys and refuses a non-empty format. The default copies each
-// database into the same number, keys unchanged.
+// source database's number ("db%d:" puts key k of database 3 at "db3:k"). The text after
+// %d must hold a character that is not a digit, so that no database's prefix begins
+// another's and two keys never take the same name: with "db%d", key "2k" of database 1 and
+// key "k" of database 12 would both be "db12k"; such a format is refused.
+//
+// An empty format keeps the names: the user's promise that no name is in two of the
+// databases. Under Fail (the default) a name that is in two databases stops the migration
+// with ErrConflict when its second copy meets the first, and under Skip the second is
+// counted as skipped; under Replace the second would silently overwrite the first, so an
+// empty format is refused together with WithConflict(Replace).
+//
+// It is how several databases of a standalone source go into a cluster, which has only
+// database 0; without it such a migration is refused, and a single database
+// (WithDatabases(n)) goes into database 0 as it is. MigrateKeys cannot rename keys and
+// refuses a non-empty format. The default copies each database into the same number, keys
+// unchanged.
 func WithDBPrefix(format string) Option {
 	return func(c *config) error {
-		if format != "" && (strings.Count(format, "%") != 1 || strings.Count(format, "%d") != 1) {
-			return fmt.Errorf("WithDBPrefix: format %q must hold exactly one %%d and no other %%", format)
+		if err := checkDBPrefix(format); err != nil {
+			return err
 		}
 		c.dbPrefix = &format
+		return c.checkMergeConflict("WithDBPrefix")
+	}
+}
+
+// checkDBPrefix refuses a format under which two databases' keys may take the same name.
+// Names pa+k1 and pb+k2 of databases a≠b are equal only if one prefix begins the other.
+// The prefixes are L+digits(a)+R and L+digits(b)+R; when R holds a non-digit, the digit
+// run after L ends at the same place in both, so one begins the other only if a = b. When
+// R is all digits (or empty), L+"1"+R begins L+"1"+R+"2"+R, the prefix of database 1R2.
+func checkDBPrefix(format string) error {
+	if format == "" {
 		return nil
 	}
+	if strings.Count(format, "%") != 1 || strings.Count(format, "%d") != 1 {
+		return fmt.Errorf("WithDBPrefix: format %q must hold exactly one %%d and no other %%, as in \"db%%d:\"", format)
+	}
+	after := format[strings.Index(format, "%d")+2:]
+	if strings.Trim(after, "0123456789") != "" {
+		return nil
+	}
+	// The collision format allows, to show it: database 1's key "2"+R+"k" and database
+	// 1R2's key "k".
+	why := "the prefix of one database may begin another's"
+	if b, err := strconv.Atoi("1" + after + "2"); err == nil {
+		short, long := dbPrefix(format, 1), dbPrefix(format, b)
+		k := long[len(short):] + "k"
+		why = fmt.Sprintf("key %q of database 1 and key %q of database %d would both be %q", k, "k", b, short+k)
+	}
+	return fmt.Errorf("WithDBPrefix: format %q is ambiguous: %s; put a character that is not a digit after %%d, as in \"db%%d:\"", format, why)
+}
+
+// checkMergeConflict refuses WithDBPrefix("") with WithConflict(Replace), in either order:
+// a name in two databases would keep only the value copied last, with no error.
+func (c *config) checkMergeConflict(option string) error {
+	if c.dbPrefix != nil && *c.dbPrefix == "" && c.conflict == Replace {
+		return fmt.Errorf("%s: WithDBPrefix(\"\") with WithConflict(Replace) would let a key of one database silently overwrite the key of the same name in another; "+
+			"give a prefix such as \"db%%d:\", or use Fail or Skip, under which a name in two databases is reported", option)
+	}
+	return nil
 }
 
 // dbPrefix is the prefix format gives database db.
