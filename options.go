@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,9 @@ type config struct {
 	discard     bool
 	replicas    bool
 	dbPrefix    *string
+	// migrateOnly names the options given that mean something to Migrate only, which
+	// Verify refuses.
+	migrateOnly []string
 
 	verify       bool
 	sample       float64
@@ -60,6 +64,7 @@ func WithStrategy(s Strategy) Option {
 			return fmt.Errorf("WithStrategy: nil strategy")
 		}
 		c.strategy = s
+		c.forMigrateOnly("WithStrategy")
 		return nil
 	}
 }
@@ -159,6 +164,7 @@ func WithConflict(p Conflict) Option {
 			return fmt.Errorf("WithConflict: unknown policy %d", int(p))
 		}
 		c.conflict = p
+		c.forMigrateOnly("WithConflict")
 		return c.checkMergeConflict("WithConflict")
 	}
 }
@@ -182,6 +188,7 @@ func WithRateLimit(keysPerSecond float64) Option {
 func WithDiscardTarget() Option {
 	return func(c *config) error {
 		c.discard = true
+		c.forMigrateOnly("WithDiscardTarget")
 		return nil
 	}
 }
@@ -278,6 +285,7 @@ func dbPrefix(format string, db int) string {
 func WithProgress(fn func(Progress)) Option {
 	return func(c *config) error {
 		c.progress = fn
+		c.forMigrateOnly("WithProgress")
 		return nil
 	}
 }
@@ -291,6 +299,13 @@ func WithLogger(l *slog.Logger) Option {
 		}
 		c.logger = l
 		return nil
+	}
+}
+
+// forMigrateOnly records that the option named is given, for Verify to refuse it.
+func (c *config) forMigrateOnly(option string) {
+	if !slices.Contains(c.migrateOnly, option) {
+		c.migrateOnly = append(c.migrateOnly, option)
 	}
 }
 
@@ -312,6 +327,7 @@ func dedupe[T comparable](in []T) []T {
 func WithVerify() Option {
 	return func(c *config) error {
 		c.verify = true
+		c.forMigrateOnly("WithVerify")
 		return nil
 	}
 }
