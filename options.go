@@ -12,7 +12,8 @@ import (
 )
 
 // An Option configures a Migrator. Options are applied in order by New, which returns the
-// first invalid one's error.
+// first invalid one's error. Verify takes the options that say what to compare and how to
+// read, and refuses the others (see Verify).
 type Option func(*config) error
 
 // config holds every option's value; defaults() is the one place their defaults live.
