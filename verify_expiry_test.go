@@ -17,18 +17,18 @@ import (
 // TestVerifyWhileKeysExpire copies keys that expire within seconds, like sessions, then
 // verifies again and again while they expire, each side at its own moment: no key may be
 // counted missing or extra for having expired, while a key truly missing and a key truly
-// extra are counted every time.
+// extra are counted every time, with or without a TTL.
 func TestVerifyWhileKeysExpire(t *testing.T) {
 	t.Parallel()
 	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
 	const n = 20000
 	c := src.Client(t, 0)
-	cmds := make(rueidis.Commands, 0, n+1)
+	cmds := make(rueidis.Commands, 0, n+2)
 	for i := 0; i < n; i++ {
 		ttl := 1000 + rand.Int63n(2000)
 		cmds = append(cmds, c.B().Set().Key(fmt.Sprintf("session:%d", i)).Value("v").PxMilliseconds(ttl).Build())
 	}
-	cmds = append(cmds, c.B().Set().Key("kept").Value("v").Build())
+	cmds = append(cmds, c.B().Set().Key("kept").Value("v").Build(), c.B().Set().Key("kept:ttl").Value("v").ExSeconds(60).Build())
 	for _, r := range c.DoMulti(context.Background(), cmds...) {
 		if err := r.Error(); err != nil {
 			t.Fatal(err)
@@ -38,16 +38,16 @@ func TestVerifyWhileKeysExpire(t *testing.T) {
 	if _, err := migrateWith(t, src, dst); err != nil {
 		t.Fatal(err)
 	}
-	dst.Do(t, 0, "DEL", "kept")       // truly missing
-	dst.Do(t, 0, "SET", "stray", "x") // truly extra
+	dst.Do(t, 0, "DEL", "kept", "kept:ttl") // truly missing
+	dst.Do(t, 0, "SET", "stray", "x")       // truly extra
 	for runs := 0; runs < 2 || time.Since(loaded) < 3500*time.Millisecond; runs++ {
 		rep := verify(t, src, dst, migrate.WithVerifyExamples(5))
-		if rep.Missing != 1 || rep.Extra != 1 || rep.TypeMismatch+rep.ValueMismatch+rep.TTLMismatch != 0 {
-			t.Errorf("verify %d, %v after the load: %v, examples %v; want only \"kept\" missing and \"stray\" extra",
+		if rep.Missing != 2 || rep.Extra != 1 || rep.TypeMismatch+rep.ValueMismatch+rep.TTLMismatch != 0 {
+			t.Errorf("verify %d, %v after the load: %v, examples %v; want only \"kept\" and \"kept:ttl\" missing and \"stray\" extra",
 				runs, time.Since(loaded).Round(time.Millisecond), rep, rep.Examples)
 		}
 		got := fmt.Sprint(rep.Examples)
-		if !strings.Contains(got, `"kept": missing`) || !strings.Contains(got, `"stray": extra`) {
+		if !strings.Contains(got, `"kept": missing`) || !strings.Contains(got, `"kept:ttl": missing`) || !strings.Contains(got, `"stray": extra`) {
 			t.Errorf("verify %d: examples %s do not name the true differences", runs, got)
 		}
 	}
