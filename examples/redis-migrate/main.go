@@ -198,7 +198,7 @@ func parseURL(flagName, raw, passwordEnv string) (rueidis.ClientOption, error) {
 		return rueidis.ClientOption{}, fmt.Errorf("%s %s: no scheme: %s", flagName, shown, want)
 	}
 	switch scheme {
-	case "redis", "rediss", "unix":
+	case "redis", "rediss", "unix", "valkey", "valkeys": // as rueidis.ParseURL
 	default:
 		return rueidis.ClientOption{}, fmt.Errorf("%s %s: scheme %q: %s", flagName, shown, scheme, want)
 	}
