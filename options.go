@@ -171,7 +171,9 @@ func WithConflict(p Conflict) Option {
 }
 
 // WithRateLimit reads at most keysPerSecond keys a second from the source, to protect a
-// production server. The default is no limit.
+// production server; Verify walks each side at that rate too. A context deadline that the
+// limit cannot meet ends the copy early with an error wrapping context.DeadlineExceeded.
+// The default is no limit.
 func WithRateLimit(keysPerSecond float64) Option {
 	return func(c *config) error {
 		if keysPerSecond <= 0 || math.IsInf(keysPerSecond, 0) || math.IsNaN(keysPerSecond) {
