@@ -217,10 +217,11 @@ func WithReadFromReplicas() Option {
 // key "k" of database 12 would both be "db12k"; such a format is refused.
 //
 // An empty format keeps the names: the user's promise that no name is in two of the
-// databases. Under Fail (the default) a name that is in two databases stops the migration
-// with ErrConflict when its second copy meets the first, and under Skip the second is
-// counted as skipped; under Replace the second would silently overwrite the first, so an
-// empty format is refused together with WithConflict(Replace).
+// databases. Under Fail (the default) a name in two databases with two values stops the
+// migration with ErrConflict when the second copy meets the first, and under Skip the
+// second is counted as skipped (the first is kept); under Replace the second would
+// silently overwrite the first, so an empty format is refused together with
+// WithConflict(Replace).
 //
 // It is how several databases of a standalone source go into a cluster, which has only
 // database 0; without it such a migration is refused, and a single database
