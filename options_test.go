@@ -114,3 +114,25 @@ func TestDBPrefixKeepsDatabasesApart(t *testing.T) {
 		t.Errorf("target db 0 holds %d keys, want 2", n)
 	}
 }
+
+// TestEmptyDBPrefixSharedName: with the names kept, a name in two databases with two
+// values is reported under Fail and counted skipped under Skip, never lost silently.
+func TestEmptyDBPrefixSharedName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		policy  migrate.Conflict
+		wantErr error
+		skipped int64
+	}{{migrate.Fail, migrate.ErrConflict, 0}, {migrate.Skip, nil, 1}} {
+		src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+		src.Do(t, 1, "SET", "k", "from-db1")
+		src.Do(t, 2, "SET", "k", "from-db2")
+		rep, err := migrateWith(t, src, dst, migrate.WithDBPrefix(""), migrate.WithConflict(tc.policy))
+		if !errors.Is(err, tc.wantErr) || (err == nil && rep.Skipped != tc.skipped) {
+			t.Errorf("%v: %v, %v: want error %v and %d skipped", tc.policy, rep, err, tc.wantErr, tc.skipped)
+		}
+		if got, _ := dst.Do(t, 0, "GET", "k").ToString(); got != "from-db1" && got != "from-db2" {
+			t.Errorf("%v: target k = %q, want the value of the database copied first", tc.policy, got)
+		}
+	}
+}
