@@ -85,3 +85,31 @@ func TestVerifyRefusesMigrateOptions(t *testing.T) {
 		t.Errorf("verify: %v, want the one key compared and missing", rep)
 	}
 }
+
+// TestWithVerifyWhileKeysExpire copies session-like keys that expire during the copy and
+// its verification: WithVerify must not call an exact copy a mismatch.
+func TestWithVerifyWhileKeysExpire(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	const n = 10000
+	c := src.Client(t, 0)
+	cmds := make(rueidis.Commands, 0, n)
+	for i := 0; i < n; i++ {
+		ttl := 200 + rand.Int63n(1500)
+		cmds = append(cmds, c.B().Set().Key(fmt.Sprintf("session:%d", i)).Value("v").PxMilliseconds(ttl).Build())
+	}
+	for _, r := range c.DoMulti(context.Background(), cmds...) {
+		if err := r.Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		rep, err := migrateWith(t, src, dst, migrate.WithVerify(), migrate.WithConflict(migrate.Replace), migrate.WithBatchSize(64))
+		if err != nil {
+			t.Fatalf("run %d: %v (verify %v, examples %v)", i, err, rep.Verify, rep.Verify.Examples)
+		}
+		if rep.Verify == nil || !rep.Verify.Equal() {
+			t.Fatalf("run %d: verify %v", i, rep.Verify)
+		}
+	}
+}
