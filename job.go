@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
@@ -157,7 +158,9 @@ func (j *Job) Totals() (Counts, map[int]Counts) {
 }
 
 // Wait blocks until the rate limit allows reading n more keys from the source, or ctx
-// ends. Without a rate limit it returns at once.
+// ends. Without a rate limit it returns at once. When ctx's deadline would pass before the
+// limit lets the keys through, it returns at once an error wrapping
+// context.DeadlineExceeded, as if it had waited until the deadline.
 func (j *Job) Wait(ctx context.Context, n int) error {
 	if j.limiter == nil {
 		return nil
@@ -167,6 +170,11 @@ func (j *Job) Wait(ctx context.Context, n int) error {
 		if err := j.limiter.WaitN(ctx, step); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if deadline, ok := ctx.Deadline(); ok {
+				// The limiter refuses to wait past the deadline, with an error of its own.
+				return fmt.Errorf("the rate limit (WithRateLimit) lets %d more keys through only after the deadline %s: %w",
+					step, deadline.UTC().Format(time.RFC3339Nano), context.DeadlineExceeded)
 			}
 			return err
 		}

@@ -5,12 +5,15 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // An Option configures a Migrator. Options are applied in order by New, which returns the
-// first invalid one's error.
+// first invalid one's error. Verify takes the options that say what to compare and how to
+// read, and refuses the others (see Verify).
 type Option func(*config) error
 
 // config holds every option's value; defaults() is the one place their defaults live.
@@ -29,6 +32,9 @@ type config struct {
 	discard     bool
 	replicas    bool
 	dbPrefix    *string
+	// migrateOnly names the options given that mean something to Migrate only, which
+	// Verify refuses.
+	migrateOnly []string
 
 	verify       bool
 	sample       float64
@@ -59,6 +65,7 @@ func WithStrategy(s Strategy) Option {
 			return fmt.Errorf("WithStrategy: nil strategy")
 		}
 		c.strategy = s
+		c.forMigrateOnly("WithStrategy")
 		return nil
 	}
 }
@@ -151,19 +158,22 @@ func WithConcurrency(n int) Option {
 
 // WithConflict sets what happens to a key that already exists on the target. The default
 // is Fail: the migration stops with an error wrapping ErrConflict and the target's key is
-// kept.
+// kept. Replace is refused together with WithDBPrefix("") (see there).
 func WithConflict(p Conflict) Option {
 	return func(c *config) error {
 		if p < Fail || p > Replace {
 			return fmt.Errorf("WithConflict: unknown policy %d", int(p))
 		}
 		c.conflict = p
-		return nil
+		c.forMigrateOnly("WithConflict")
+		return c.checkMergeConflict("WithConflict")
 	}
 }
 
 // WithRateLimit reads at most keysPerSecond keys a second from the source, to protect a
-// production server. The default is no limit.
+// production server; Verify walks each side at that rate too. A context deadline that the
+// limit cannot meet ends the copy early with an error wrapping context.DeadlineExceeded.
+// The default is no limit.
 func WithRateLimit(keysPerSecond float64) Option {
 	return func(c *config) error {
 		if keysPerSecond <= 0 || math.IsInf(keysPerSecond, 0) || math.IsNaN(keysPerSecond) {
@@ -181,6 +191,7 @@ func WithRateLimit(keysPerSecond float64) Option {
 func WithDiscardTarget() Option {
 	return func(c *config) error {
 		c.discard = true
+		c.forMigrateOnly("WithDiscardTarget")
 		return nil
 	}
 }
@@ -200,20 +211,68 @@ func WithReadFromReplicas() Option {
 
 // WithDBPrefix copies every selected source database into database 0 of the target, each
 // key renamed with the prefix format gives its database: format holds one %d, replaced by the
-// source database's number ("db%d:" puts key k of database 3 at "db3:k"). An empty format
-// keeps the names, for databases whose keys never share a name. It is how several databases
-// of a standalone source go into a cluster, which has only database 0; without it such a
-// migration is refused, and a single database (WithDatabases(n)) goes into database 0 as it
-// is. MigrateKeys cannot rename keys and refuses a non-empty format. The default copies each
-// database into the same number, keys unchanged.
+// source database's number ("db%d:" puts key k of database 3 at "db3:k"). The text after
+// %d must hold a character that is not a digit, so that no database's prefix begins
+// another's and two keys never take the same name: with "db%d", key "2k" of database 1 and
+// key "k" of database 12 would both be "db12k"; such a format is refused.
+//
+// An empty format keeps the names: the user's promise that no name is in two of the
+// databases. Under Fail (the default) a name in two databases with two values stops the
+// migration with ErrConflict when the second copy meets the first, and under Skip the
+// second is counted as skipped (the first is kept); under Replace the second would
+// silently overwrite the first, so an empty format is refused together with
+// WithConflict(Replace).
+//
+// It is how several databases of a standalone source go into a cluster, which has only
+// database 0; without it such a migration is refused, and a single database
+// (WithDatabases(n)) goes into database 0 as it is. MigrateKeys cannot rename keys and
+// refuses a non-empty format. The default copies each database into the same number, keys
+// unchanged.
 func WithDBPrefix(format string) Option {
 	return func(c *config) error {
-		if format != "" && (strings.Count(format, "%") != 1 || strings.Count(format, "%d") != 1) {
-			return fmt.Errorf("WithDBPrefix: format %q must hold exactly one %%d and no other %%", format)
+		if err := checkDBPrefix(format); err != nil {
+			return err
 		}
 		c.dbPrefix = &format
+		return c.checkMergeConflict("WithDBPrefix")
+	}
+}
+
+// checkDBPrefix refuses a format under which two databases' keys may take the same name.
+// Names pa+k1 and pb+k2 of databases a≠b are equal only if one prefix begins the other.
+// The prefixes are L+digits(a)+R and L+digits(b)+R; when R holds a non-digit, the digit
+// run after L ends at the same place in both, so one begins the other only if a = b. When
+// R is all digits (or empty), L+"1"+R begins L+"1"+R+"2"+R, the prefix of database 1R2.
+func checkDBPrefix(format string) error {
+	if format == "" {
 		return nil
 	}
+	if strings.Count(format, "%") != 1 || strings.Count(format, "%d") != 1 {
+		return fmt.Errorf("WithDBPrefix: format %q must hold exactly one %%d and no other %%, as in \"db%%d:\"", format)
+	}
+	after := format[strings.Index(format, "%d")+2:]
+	if strings.Trim(after, "0123456789") != "" {
+		return nil
+	}
+	// The collision format allows, to show it: database 1's key "2"+R+"k" and database
+	// 1R2's key "k".
+	why := "the prefix of one database may begin another's"
+	if b, err := strconv.Atoi("1" + after + "2"); err == nil {
+		short, long := dbPrefix(format, 1), dbPrefix(format, b)
+		k := long[len(short):] + "k"
+		why = fmt.Sprintf("key %q of database 1 and key %q of database %d would both be %q", k, "k", b, short+k)
+	}
+	return fmt.Errorf("WithDBPrefix: format %q is ambiguous: %s; put a character that is not a digit after %%d, as in \"db%%d:\"", format, why)
+}
+
+// checkMergeConflict refuses WithDBPrefix("") with WithConflict(Replace), in either order:
+// a name in two databases would keep only the value copied last, with no error.
+func (c *config) checkMergeConflict(option string) error {
+	if c.dbPrefix != nil && *c.dbPrefix == "" && c.conflict == Replace {
+		return fmt.Errorf("%s: WithDBPrefix(\"\") with WithConflict(Replace) would let a key of one database silently overwrite the key of the same name in another; "+
+			"give a prefix such as \"db%%d:\", or use Fail or Skip, under which a name in two databases is reported", option)
+	}
+	return nil
 }
 
 // dbPrefix is the prefix format gives database db.
@@ -230,6 +289,7 @@ func dbPrefix(format string, db int) string {
 func WithProgress(fn func(Progress)) Option {
 	return func(c *config) error {
 		c.progress = fn
+		c.forMigrateOnly("WithProgress")
 		return nil
 	}
 }
@@ -243,6 +303,13 @@ func WithLogger(l *slog.Logger) Option {
 		}
 		c.logger = l
 		return nil
+	}
+}
+
+// forMigrateOnly records that the option named is given, for Verify to refuse it.
+func (c *config) forMigrateOnly(option string) {
+	if !slices.Contains(c.migrateOnly, option) {
+		c.migrateOnly = append(c.migrateOnly, option)
 	}
 }
 
@@ -264,6 +331,7 @@ func dedupe[T comparable](in []T) []T {
 func WithVerify() Option {
 	return func(c *config) error {
 		c.verify = true
+		c.forMigrateOnly("WithVerify")
 		return nil
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,10 +59,26 @@ func (d Difference) String() string {
 // WithTTLTolerance. It reads both sides only, pipelined, holding only the batches in
 // flight; WithSample compares a fraction of the keys. Differences are not an error: check
 // VerifyReport.Equal.
+//
+// Keys expire while Verify runs, on each side at its own moment: a key absent on one side
+// whose counterpart expires within WithTTLTolerance of the moment it was found absent is
+// not a difference (it is not counted in VerifyReport.Compared either).
+//
+// Verify takes the options that say what to compare and how to read: WithMatch, WithTypes,
+// WithDatabases, WithDBPrefix (to find each key under its target name), WithScanCount,
+// WithBatchSize, WithConcurrency, WithRateLimit, WithReadFromReplicas, WithLogger,
+// WithSample, WithTTLTolerance and WithVerifyExamples. It refuses the options that only
+// change how Migrate writes (WithStrategy, WithConflict, WithDiscardTarget, WithProgress,
+// WithVerify), since they would do nothing here.
 func Verify(ctx context.Context, source, target rueidis.ClientOption, opts ...Option) (*VerifyReport, error) {
 	mm, err := New(source, target, opts...)
 	if err != nil {
 		return nil, err
+	}
+	if given := mm.(*migrator).cfg.migrateOnly; len(given) > 0 {
+		mm.Close()
+		return nil, fmt.Errorf("migrate: Verify only reads both sides, and %s only change what Migrate does; leave them out",
+			strings.Join(given, ", "))
 	}
 	m := mm.(*migrator)
 	defer m.Close()
@@ -197,6 +214,7 @@ func (v *verifier) compare(ctx context.Context, db int, keys []string) error {
 	if err != nil {
 		return err
 	}
+	read := time.Now().UnixMilli() // the target's keys were read by then
 	for i, k := range keys {
 		s, d := src[i], dst[i]
 		if s.typ == "none" {
@@ -204,6 +222,9 @@ func (v *verifier) compare(ctx context.Context, db int, keys []string) error {
 		}
 		var diff *Difference
 		switch {
+		case d.typ == "none" && v.expired(s.expire, read):
+			// The copy may expire up to the tolerance before the source's key: it had.
+			continue
 		case d.typ == "none":
 			diff = &Difference{DB: db, Key: k, Kind: "missing"}
 		case s.typ != d.typ:
@@ -215,6 +236,9 @@ func (v *verifier) compare(ctx context.Context, db int, keys []string) error {
 			same, err := v.sameValue(ctx, db, k, tkeys[i], s.typ)
 			if err != nil {
 				return err
+			}
+			if !same && v.expired(s.expire, time.Now().UnixMilli()) {
+				continue // one side expired between the reads, not a difference
 			}
 			if !same {
 				diff = &Difference{DB: db, Key: k, Kind: "value", Detail: "the " + s.typ + " values differ"}
@@ -264,6 +288,9 @@ func (v *verifier) extra(ctx context.Context, tdb int, keys []string) error {
 			}
 		}
 	}
+	if err := v.expiredOnTarget(ctx, tdb, keys, found); err != nil {
+		return err
+	}
 	for i, k := range keys {
 		if !found[i] {
 			v.mu.Lock()
@@ -273,6 +300,56 @@ func (v *verifier) extra(ctx context.Context, tdb int, keys []string) error {
 		}
 	}
 	return nil
+}
+
+// expiredOnTarget marks as found the target keys not found on the source that are gone or
+// expire within the tolerance of now: their source keys expired first, as a copy's may, up
+// to the tolerance apart. Only the keys already found extra are read again.
+func (v *verifier) expiredOnTarget(ctx context.Context, tdb int, keys []string, found []bool) error {
+	var idx []int
+	for i := range keys {
+		if !found[i] {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	e := v.j.Target
+	c, err := e.Client(tdb)
+	if err != nil {
+		return err
+	}
+	absolute := e.Info.AtLeast(7, 0, 0)
+	cmds := make(rueidis.Commands, len(idx))
+	for n, i := range idx {
+		if absolute {
+			cmds[n] = c.B().Pexpiretime().Key(keys[i]).Build()
+		} else {
+			cmds[n] = c.B().Pttl().Key(keys[i]).Build()
+		}
+	}
+	res := c.DoMulti(ctx, cmds...)
+	now := time.Now().UnixMilli()
+	for n, i := range idx {
+		exp, err := res[n].AsInt64()
+		if err != nil {
+			return e.Err(fmt.Sprintf("read expiry in db %d", tdb), keys[i], ctxErr(ctx, err))
+		}
+		if !absolute && exp >= 0 {
+			exp += now
+		}
+		if exp == -2 || v.expired(exp, now) {
+			found[i] = true
+		}
+	}
+	return nil
+}
+
+// expired reports whether a key expiring at expire (Unix ms, negative for never) may have
+// expired on the other side by now: within the tolerance, as a copy's expiry may differ.
+func (v *verifier) expired(expire, now int64) bool {
+	return expire >= 0 && expire <= now+v.tolerance.Milliseconds()
 }
 
 func (v *verifier) record(d *Difference) {

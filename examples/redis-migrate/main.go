@@ -6,7 +6,8 @@
 //
 // Passwords may come from the environment (REDIS_MIGRATE_FROM_PASSWORD,
 // REDIS_MIGRATE_TO_PASSWORD) instead of the URLs, so they stay out of shell histories and
-// process lists. The exit status is 0 only when every key was copied (and verified, with
+// process lists; a password in a URL must percent-encode / ? # @ % and the like. The
+// command never prints a URL's user name or password. The exit status is 0 only when every key was copied (and verified, with
 // -verify). Ctrl-C stops cleanly: a replication target is detached, and the summary says
 // what was done.
 package main
@@ -18,8 +19,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	neturl "net/url"
 	"os"
 	"os/signal"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +53,16 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("redis-migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: redis-migrate -from URL -to URL [flags]
+
+A URL is redis://[user[:password]@]host:port[/db], or rediss:// for TLS; a password holding
+/ ? # @ % or the like must be percent-encoded (# as %23), or left out of the URL and given in
+REDIS_MIGRATE_FROM_PASSWORD or REDIS_MIGRATE_TO_PASSWORD.
+
+`)
+		fs.PrintDefaults()
+	}
 	from := fs.String("from", "", "source URL, as redis://[user[:password]@]host:port[/db] (rediss:// for TLS)")
 	to := fs.String("to", "", "target URL, same form")
 	strategy := fs.String("strategy", "auto", "auto, replication, snapshot, migrate or dump-restore")
@@ -63,9 +76,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rate := fs.Float64("rate", 0, "read at most this many keys a second from the source (0: no limit)")
 	concurrency := fs.Int("concurrency", 0, "batches in flight (0: the library's default)")
 	batch := fs.Int("batch", 0, "keys per batch (0: the library's default)")
+	dbPrefix := fs.String("db-prefix", "", "copy every database into database 0 of the target, each key prefixed by this format with %d for\n"+
+		"its database, as in 'db%d:' (key k of database 3 becomes db3:k); -db-prefix '' keeps the names")
+	replicas := fs.Bool("read-from-replicas", false, "walk a cluster source's keys on replicas rather than on its masters")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "redis-migrate: "+format+"\n", a...)
 		return 2
@@ -124,21 +142,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *verify {
 		opts = append(opts, migrate.WithVerify())
 	}
+	if given["db-prefix"] {
+		opts = append(opts, migrate.WithDBPrefix(*dbPrefix))
+	}
+	if *replicas {
+		opts = append(opts, migrate.WithReadFromReplicas())
+	}
 	bar := newProgress(stderr)
 	opts = append(opts, migrate.WithProgress(bar.update))
 
 	m, err := migrate.New(src, dst, opts...)
 	if err != nil {
-		return fail("%v", err)
+		return fail("%s", flagNames(err.Error()))
 	}
 	defer m.Close()
 	if *plan {
 		p, err := m.Plan(ctx)
 		if err != nil {
-			fmt.Fprintf(stderr, "redis-migrate: plan: %v\n", err)
+			fmt.Fprintf(stderr, "redis-migrate: plan: %s\n", flagNames(err.Error()))
 			return 1
 		}
-		fmt.Fprint(stdout, p)
+		fmt.Fprint(stdout, flagNames(p.String()))
 		if p.Chosen == "" {
 			return 1
 		}
@@ -152,7 +176,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "redis-migrate: interrupted; the summary above says what was done")
 		return 130
 	case err != nil:
-		fmt.Fprintf(stderr, "redis-migrate: %v\n", err)
+		fmt.Fprintf(stderr, "redis-migrate: %s\n", flagNames(err.Error()))
 		return 1
 	case rep.Failed > 0:
 		return 1
@@ -161,15 +185,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // parseURL reads a server URL as rueidis does; the environment variable, when set, gives
-// the password.
-func parseURL(flagName, url, passwordEnv string) (rueidis.ClientOption, error) {
-	if url == "" {
-		return rueidis.ClientOption{}, fmt.Errorf("%s is required (redis://[user[:password]@]host:port[/db])", flagName)
+// the password. Its errors never hold the URL's user name or password: the URL is shown
+// with them replaced by ***.
+func parseURL(flagName, raw, passwordEnv string) (rueidis.ClientOption, error) {
+	const want = "want redis://[user[:password]@]host:port[/db], or rediss:// for TLS"
+	if raw == "" {
+		return rueidis.ClientOption{}, fmt.Errorf("%s is required (%s)", flagName, want)
 	}
-	opt, err := rueidis.ParseURL(url)
+	shown, userinfo := hideUserinfo(raw)
+	scheme, _, ok := strings.Cut(raw, "://")
+	if !ok || strings.Contains(scheme, "@") {
+		return rueidis.ClientOption{}, fmt.Errorf("%s %s: no scheme: %s", flagName, shown, want)
+	}
+	switch scheme {
+	case "redis", "rediss", "unix", "valkey", "valkeys": // as rueidis.ParseURL
+	default:
+		return rueidis.ClientOption{}, fmt.Errorf("%s %s: scheme %q: %s", flagName, shown, scheme, want)
+	}
+	if userinfo != "" && !validUserinfo(userinfo) {
+		return rueidis.ClientOption{}, fmt.Errorf("%s %s: the user name or password holds a character a URL cannot carry as it is "+
+			"(such as / ? # @ %% \" \\ or a space): percent-encode it (/ as %%2F, ? as %%3F, # as %%23, @ as %%40, %% as %%25), "+
+			"or leave the password out of the URL and set %s", flagName, shown, passwordEnv)
+	}
+	opt, err := rueidis.ParseURL(raw)
 	if err != nil {
-		// The message of ParseURL may quote the URL, password and all: say only what is wrong.
-		return rueidis.ClientOption{}, fmt.Errorf("%s: not a redis:// or rediss:// URL (want redis://[user[:password]@]host:port[/db]): %v", flagName, redact(err.Error(), url))
+		// net/url quotes the whole URL in its errors: keep only what it says is wrong, and
+		// hide the user name and password should they appear there too.
+		msg := err.Error()
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			msg = ue.Err.Error()
+		}
+		if userinfo != "" {
+			msg = strings.ReplaceAll(msg, userinfo, "***")
+		}
+		return rueidis.ClientOption{}, fmt.Errorf("%s %s: %s (%s)", flagName, shown, msg, want)
 	}
 	if p, ok := os.LookupEnv(passwordEnv); ok {
 		opt.Password = p
@@ -177,12 +227,88 @@ func parseURL(flagName, url, passwordEnv string) (rueidis.ClientOption, error) {
 	return opt, nil
 }
 
-// redact removes the URL from a message, since it may hold a password.
-func redact(msg, url string) string {
-	if url != "" {
-		msg = strings.ReplaceAll(msg, url, "<url>")
+// hideUserinfo returns the URL with its user name and password replaced by ***, and them.
+// They end at the last @ of the URL: a password may hold an @ (and, unencoded, / ? or #),
+// a host cannot.
+func hideUserinfo(raw string) (shown, userinfo string) {
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
+		return raw, ""
 	}
-	return msg
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return raw[:start] + "***" + raw[at:], raw[start:at]
+}
+
+// validUserinfo reports whether s can be the user name and password of a URL as net/url
+// reads it: letters, digits, -._:~!$&'()*+,;=@ and %XX escapes.
+func validUserinfo(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._:~!$&'()*+,;=@", c) >= 0:
+		case c == '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return false
+			}
+			i += 2
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// flags maps the library's options to this command's flags, for flagNames.
+var flags = map[string]string{
+	"WithStrategy":         "-strategy",
+	"WithMatch":            "-match",
+	"WithTypes":            "-types",
+	"WithDatabases":        "-db",
+	"WithConflict":         "-conflict",
+	"WithDiscardTarget":    "-discard-target",
+	"WithRateLimit":        "-rate",
+	"WithConcurrency":      "-concurrency",
+	"WithBatchSize":        "-batch",
+	"WithVerify":           "-verify",
+	"WithDBPrefix":         "-db-prefix",
+	"WithReadFromReplicas": "-read-from-replicas",
+}
+
+var optionName = regexp.MustCompile(`\b(?:migrate\.)?(With[A-Z][A-Za-z]*)(?:\(([^()]*)\))?`)
+
+// flagNames rewrites the library's option names in msg as the flags that set them, so
+// that "use WithDBPrefix(\"db%d:\")" reads "use -db-prefix 'db%d:'". Options the command has
+// no flag for keep their names.
+func flagNames(msg string) string {
+	return optionName.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := optionName.FindStringSubmatch(m)
+		name, arg := sub[1], sub[2]
+		f, ok := flags[name]
+		if !ok {
+			return m
+		}
+		switch {
+		case arg == "":
+			return f
+		case name == "WithConflict":
+			return f + " " + strings.ToLower(arg)
+		case name == "WithDatabases":
+			return f + " " + strings.ReplaceAll(arg, " ", "")
+		case strings.HasPrefix(arg, `"`):
+			if s, err := strconv.Unquote(arg); err == nil {
+				return f + " '" + s + "'"
+			}
+		}
+		return f + " " + arg
+	})
 }
 
 // summary prints what the migration did, as a table.
@@ -193,7 +319,7 @@ func summary(w io.Writer, r *migrate.Report) {
 	fmt.Fprintf(w, "strategy  %s\n", r.Strategy)
 	for _, s := range r.Steps {
 		if !s.OK {
-			fmt.Fprintf(w, "  passed over %s: %v\n", s.Strategy, s.Err)
+			fmt.Fprintf(w, "  passed over %s: %s\n", s.Strategy, flagNames(s.Err.Error()))
 		}
 	}
 	fmt.Fprintf(w, "%-8s %10s %12s %8s %8s %8s\n", "db", "copied", "bytes", "skipped", "expired", "failed")

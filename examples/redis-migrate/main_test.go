@@ -190,3 +190,116 @@ func TestCluster(t *testing.T) {
 	srcSide.Nodes = []rueidis.Client{srcSide.Client}
 	redistest.AssertSameSides(t, srcSide, dst.Side(t), "")
 }
+
+// TestMalformedURLs gives URLs the command cannot read, most with a password holding a
+// character a URL must percent-encode: the password (every part of it) never appears in
+// the output, and the message says what to do.
+func TestMalformedURLs(t *testing.T) {
+	t.Parallel()
+	const encode = "percent-encode"
+	for _, tc := range []struct {
+		flag, url, want string
+	}{
+		{"-from", `redis://:S3CRET"T0KEN\x@127.0.0.1:1`, encode},
+		{"-from", `redis://:S3CRET#T0KEN@127.0.0.1:1`, encode},
+		{"-from", `redis://:12#S3CRET@127.0.0.1:1`, encode},
+		{"-from", `redis://:S3CRET?T0KEN@127.0.0.1:1`, encode},
+		{"-from", `redis://:S3CRET/T0KEN@127.0.0.1:1`, encode},
+		{"-from", `redis://:S3CRET%T0KEN@127.0.0.1:1`, encode},
+		{"-from", `redis://:S3CRET T0KEN@127.0.0.1:1`, encode},
+		{"-from", `redis://us"er:S3CRET@127.0.0.1:1`, encode},
+		{"-from", `redis://user:S3CRET@127.0.0.1:63x9`, `invalid port ":63x9"`},
+		{"-from", `redis://user:S3CRET@[::1`, "want redis://"},
+		{"-from", `redis://user:S3CRET@127.0.0.1:1/abc`, "invalid database number"},
+		{"-from", `user:S3CRET@127.0.0.1:1`, "no scheme"},
+		{"-from", `redis//user:S3CRET@127.0.0.1:1`, "no scheme"},
+		{"-from", `http://user:S3CRET@127.0.0.1:1`, `scheme "http"`},
+		{"-to", `rediss://app:S3CRET#T0KEN@127.0.0.1:1`, "REDIS_MIGRATE_TO_PASSWORD"},
+	} {
+		args := []string{"-from", "redis://127.0.0.1:1", "-to", "redis://127.0.0.1:1", "-plan"}
+		if tc.flag == "-from" {
+			args[1] = tc.url
+		} else {
+			args[3] = tc.url
+		}
+		var stdout, stderr bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		code := run(ctx, args, &stdout, &stderr)
+		cancel()
+		out := stdout.String() + stderr.String()
+		if strings.Contains(out, "S3CRET") || strings.Contains(out, "T0KEN") {
+			t.Errorf("%s %s: the password is printed: %s", tc.flag, tc.url, out)
+		}
+		if code != 2 || !strings.Contains(stderr.String(), tc.flag+" ") || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%s %s: exit %d, stderr %q: want 2, naming %s and saying %q", tc.flag, tc.url, code, stderr.String(), tc.flag, tc.want)
+		}
+		if tc.want == encode && (!strings.Contains(stderr.String(), "%23") || !strings.Contains(stderr.String(), "REDIS_MIGRATE_")) {
+			t.Errorf("%s %s: %q does not say how to encode or where else to put the password", tc.flag, tc.url, stderr.String())
+		}
+	}
+}
+
+// TestDBPrefixFlag merges two databases into one with -db-prefix, keeping keys apart that
+// an ambiguous prefix would merge, and shows that the refusals name the flags.
+func TestDBPrefixFlag(t *testing.T) {
+	t.Parallel()
+	src, dst := redistest.Start(t, redistest.Config{}), redistest.Start(t, redistest.Config{})
+	src.Do(t, 1, "SET", "2k", "from-db1")
+	src.Do(t, 12, "SET", "k", "from-db12")
+	r := runCommand(t, nil, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "dump-restore", "-db-prefix", "db%d")
+	if r.code != 2 || !strings.Contains(r.stderr, "-db-prefix") || !strings.Contains(r.stderr, `"db12k"`) || strings.Contains(r.stderr, "WithDBPrefix") {
+		t.Errorf("-db-prefix db%%d: exit %d, stderr %q: want 2 and a refusal in the command's words", r.code, r.stderr)
+	}
+	r = runCommand(t, nil, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "dump-restore", "-db-prefix", "db%d:", "-verify")
+	if r.code != 0 || !strings.Contains(r.stdout, "2 keys compared: 0 missing") {
+		t.Fatalf("-db-prefix db%%d: exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for k, want := range map[string]string{"db1:2k": "from-db1", "db12:k": "from-db12"} {
+		if got, err := dst.Do(t, 0, "GET", k).ToString(); err != nil || got != want {
+			t.Errorf("target %q = %q (%v), want %q", k, got, err, want)
+		}
+	}
+	for _, db := range []int{1, 12} {
+		if n, _ := dst.Do(t, db, "DBSIZE").AsInt64(); n != 0 {
+			t.Errorf("target db %d holds %d keys, want none: -db-prefix merges into db 0", db, n)
+		}
+	}
+}
+
+// TestReadFromReplicasFlag walks a cluster source on its replicas with -read-from-replicas.
+func TestReadFromReplicasFlag(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Replicas: 1})
+	dst := redistest.Start(t, redistest.Config{})
+	src.AddKeys(t, "k:", 300, 10)
+	r := runCommand(t, nil, "-from", "redis://"+src.Masters[0].Addr, "-to", url(dst, ""), "-strategy", "dump-restore", "-read-from-replicas")
+	if r.code != 0 || !strings.Contains(r.stdout, "300") {
+		t.Fatalf("exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, s := range src.Masters {
+		if stats, _ := s.Do(t, 0, "INFO", "commandstats").ToString(); strings.Contains(stats, "cmdstat_cluster|getkeysinslot") {
+			t.Errorf("master %s was walked", s.Addr)
+		}
+	}
+	for _, s := range src.Replicas {
+		if stats, _ := s.Do(t, 0, "INFO", "commandstats").ToString(); !strings.Contains(stats, "cmdstat_cluster|getkeysinslot") {
+			t.Errorf("replica %s was not walked", s.Addr)
+		}
+	}
+}
+
+// TestFlagNames rewrites the library's option names as the command's flags.
+func TestFlagNames(t *testing.T) {
+	for in, want := range map[string]string{
+		`use migrate.WithDBPrefix("db%d:") (or WithDBPrefix("") to keep the names)`:  `use -db-prefix 'db%d:' (or -db-prefix '' to keep the names)`,
+		`copy one with migrate.WithDatabases(n)`:                                     `copy one with -db n`,
+		`use WithConflict(Skip) to keep it or WithConflict(Replace) to overwrite it`: `use -conflict skip to keep it or -conflict replace to overwrite it`,
+		`allowed with WithDiscardTarget(): not supported here`:                       `allowed with -discard-target: not supported here`,
+		`WithReadFromReplicas walks a replica`:                                       `-read-from-replicas walks a replica`,
+		`WithVerifyExamples and WithTTLTolerance stay`:                               `WithVerifyExamples and WithTTLTolerance stay`,
+	} {
+		if got := flagNames(in); got != want {
+			t.Errorf("flagNames(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
