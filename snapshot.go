@@ -443,12 +443,11 @@ func newSnapshotDBs(j *Job) *snapshotDBs {
 	if len(j.Databases) > 0 {
 		d.db0 = j.Databases[0]
 	}
-	// The default databases are those INFO showed with keys (see the migrator's databases);
-	// a list that differs, or the source's SelectDB, is the user's. Filtered without a match
-	// or types is WithDatabases too; with them the list may still be the user's, and it is
-	// taken as such, so that a database the user left out is never copied.
-	d.chosen = j.Source.Option.SelectDB != 0 || j.Filtered ||
-		!slices.Equal(j.Databases, sortedDBs(j.Source.Info.Keyspace))
+	// The default databases are those INFO showed with keys; WithDatabases and SelectDB set
+	// Filtered. So do WithMatch and WithTypes, which cannot be told apart from them here:
+	// they count as naming the databases too, so that one the user left out is never copied.
+	// A list that is not INFO's (INFO refused) is database 0 only, as for every strategy.
+	d.chosen = j.Filtered || !slices.Equal(j.Databases, sortedDBs(j.Source.Info.Keyspace))
 	return d
 }
 

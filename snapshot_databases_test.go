@@ -227,6 +227,29 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 			t.Errorf("report %+v (db 1: %+v) with %d keys on the cluster: want no more copied than held, db 1 not counted", rep.Counts, rep.Databases[1], held)
 		}
 	})
+	t.Run("file into cluster", func(t *testing.T) {
+		reset()
+		other := redistest.Start(t, redistest.Config{})
+		setValues(t, other, 0, "user:", 5, "file-db0")
+		setValues(t, other, 3, "user:", 5, "file-db3")
+		other.Do(t, 0, "SAVE")
+		// The source shows database 0 only; the file holds 0 and 3.
+		m, err := migrate.New(src.Option(), dst.Option(), migrate.WithConflict(migrate.Replace),
+			migrate.WithStrategy(migrate.Snapshot{FromFile: filepath.Join(other.Dir, "dump.rdb")}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		_, err = m.Migrate(context.Background())
+		if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "database 3") {
+			t.Fatalf("err = %v, want ErrUnsupported naming database 3", err)
+		}
+		for i := range 5 {
+			if v := get(fmt.Sprintf("user:%d", i)); v != "" && v != "file-db0" {
+				t.Errorf("user:%d = %q on the cluster, want the file's db 0 value", i, v)
+			}
+		}
+	})
 	t.Run("cluster with databases", func(t *testing.T) {
 		reset()
 		rep, _, err := migrateWithLateWrite(t, src, dst.Option(), lateDB1,
