@@ -54,9 +54,18 @@ import (
 // values. It honours WithMatch (with Redis's glob rules), WithTypes, WithDatabases,
 // WithRateLimit and the conflict policy as DumpRestore does, and the TTLs: keys already
 // expired in the snapshot are counted as Expired, not written. Scanned counts the keys that
-// pass the filters; collections left empty, which Redis does not load either, are skipped.
-// By default every database in the snapshot is copied, one that gained its first keys after
-// the migration started included; WithDatabases or the source option's SelectDB narrow that.
+// pass the filters and reach a restoring goroutine (a cancelled migration leaves the rest
+// uncounted); collections left empty, which Redis does not load either, are skipped.
+//
+// WithDatabases, or the source option's SelectDB, name the databases copied, and no key of
+// another database in the snapshot is copied. By default they are those with keys when the
+// migration starts (Job.Databases), and the snapshot, taken later or read from FromFile, may
+// hold others. Such a database is copied where it has a place: into the same number on a
+// standalone target, which must have that database, or with its prefix under WithDBPrefix.
+// A cluster target has only database 0: without WithDBPrefix, a database that would share
+// it with another stops the migration with an error wrapping ErrUnsupported that names it,
+// and nothing is merged. When WithMatch or WithTypes narrow the copy, the databases with
+// keys at the start are the only ones copied.
 //
 // Module values are restored like any other, and need the module on the target; WithTypes,
 // which names no module type, leaves them out. Function libraries (Redis 7.0) are restored
@@ -85,7 +94,8 @@ type Snapshot struct {
 	// with mode 0600. Since the file holds every key and replaces the target's data when
 	// loaded, the filters are refused (ErrUnsupported), the conflict policy does not apply,
 	// and a target that holds keys needs WithDiscardTarget. The Report counts the keys
-	// written (Keys, Bytes) and those already expired (Expired), which Redis drops on load.
+	// written (Keys, Bytes) and those already expired (Expired), which Redis drops on load,
+	// once the file is complete and, with Load, loaded.
 	ToFile string
 
 	// Load, with ToFile, is called once the file is complete, with its path, to put it in
@@ -268,41 +278,56 @@ func (s Snapshot) restore(ctx context.Context, j *Job, in *snapshotInput) error 
 	batches := make(chan restoreBatch, j.Concurrency)
 	g.Go(func() error {
 		defer close(batches)
-		return s.read(gctx, j, in, batches, nil)
+		return s.read(gctx, j, in, batches, newSnapshotDBs(j), nil)
 	})
 	startRestorers(gctx, g, j.Concurrency, r, batches)
 	return g.Wait()
 }
 
 // startRestorers starts n goroutines in g that restore the batches until the channel is
-// closed or one fails.
+// closed or ctx ends (one failed). A batch counts as Scanned when a goroutine takes it: the
+// batches left in the channel when the group stops were never handled, and count nowhere.
 func startRestorers(ctx context.Context, g *errgroup.Group, n int, r *restorer, batches <-chan restoreBatch) {
 	for range n {
 		g.Go(func() error {
-			for b := range batches {
+			for {
+				var b restoreBatch
+				ok := false
+				select {
+				case b, ok = <-batches:
+				case <-ctx.Done():
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if !ok {
+					return nil
+				}
+				r.j.Count(b.db, Counts{Scanned: int64(len(b.items))})
 				err := r.restore(ctx, b.db, b.items)
 				releaseBatch(b.items)
 				if err != nil {
 					return err
 				}
 			}
-			return nil
 		})
 	}
 }
 
-// read reads the snapshot, keeps the entries the filters select and sends them in batches
-// of one database, restoring function libraries on the way.
+// read reads the snapshot, keeps the entries of the databases dbs copies that the filters
+// select, and sends them in batches of one database, restoring function libraries on the
+// way.
 //
 // owned, when not nil, keeps only the keys of the slots it marks: those the cluster master
 // that sends this snapshot served when the migration started.
-func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<- restoreBatch, owned *[slotCount]bool) error {
+func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<- restoreBatch, dbs *snapshotDBs, owned *[slotCount]bool) error {
 	rd := NewRDBReader(in)
 	keep := snapshotFilter(j)
 	if owned != nil {
 		filter := keep
 		keep = func(e *RDBEntry) bool { return owned[keySlot(e.Key)] && filter(e) }
 	}
+	db, keepDB := -1, false // the database being read, and whether it is copied
 	b := batchBuilder{maxKeys: j.batchLimit(), maxBytes: snapshotBatchBytes}
 	flush := func() error {
 		if len(b.items) == 0 {
@@ -312,7 +337,6 @@ func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<
 			return err
 		}
 		batch := b.take()
-		j.Count(batch.db, Counts{Scanned: int64(len(batch.items))})
 		select {
 		case out <- batch:
 			return nil
@@ -336,7 +360,13 @@ func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<
 			functions++
 			continue
 		}
-		if !keep(e) {
+		if e.DB != db {
+			if keepDB, err = dbs.keep(ctx, e.DB); err != nil {
+				return err
+			}
+			db = e.DB
+		}
+		if !keepDB || !keep(e) {
 			continue
 		}
 		if e.DB != b.db && len(b.items) > 0 {
@@ -375,23 +405,118 @@ func finish(rd *RDBReader, in *snapshotInput) error {
 	return nil
 }
 
-// snapshotFilter returns whether an entry passes the job's filters.
+// snapshotFilter returns whether an entry passes the job's match and type filters; the
+// databases are snapshotDBs' to decide.
 func snapshotFilter(j *Job) func(*RDBEntry) bool {
-	var dbs map[int]bool
-	// The default databases are those INFO showed with keys when the migration started;
-	// the snapshot (or a file from elsewhere) may hold others, and they are copied too.
-	if j.Source.Option.SelectDB != 0 || !slices.Equal(j.Databases, sortedDBs(j.Source.Info.Keyspace)) {
-		dbs = make(map[int]bool, len(j.Databases))
-		for _, db := range j.Databases {
-			dbs[db] = true
-		}
-	}
 	match, types := j.Match, j.Types
 	return func(e *RDBEntry) bool {
-		return (dbs == nil || dbs[e.DB]) &&
-			(match == "" || globMatch(match, e.Key)) &&
+		return (match == "" || globMatch(match, e.Key)) &&
 			(len(types) == 0 || slices.Contains(types, e.TypeName()))
 	}
+}
+
+// snapshotDBs decides which databases of the snapshot are copied. The snapshot holds what
+// the source holds when it forks, or what FromFile holds, which may be more databases than
+// Job.Databases, those with keys when the migration started. The readers of a cluster
+// source's masters share one.
+type snapshotDBs struct {
+	j      *Job
+	listed map[int]bool // Job.Databases
+	// chosen says the user named the databases, so that no other is copied.
+	chosen bool
+
+	mu   sync.Mutex
+	late map[int]error // databases beyond Job.Databases seen so far: nil copied, errLeftOut left out, else why the migration stops
+	// db0 is, on a cluster target without WithDBPrefix, the source database that its only
+	// database takes; -1 while none does.
+	db0 int
+}
+
+// errLeftOut marks a database that is not copied.
+var errLeftOut = errors.New("left out")
+
+func newSnapshotDBs(j *Job) *snapshotDBs {
+	d := &snapshotDBs{j: j, listed: make(map[int]bool, len(j.Databases)), late: map[int]error{}, db0: -1}
+	for _, db := range j.Databases {
+		d.listed[db] = true
+	}
+	if len(j.Databases) > 0 {
+		d.db0 = j.Databases[0]
+	}
+	// The default databases are those INFO showed with keys; WithDatabases and SelectDB set
+	// Filtered. So do WithMatch and WithTypes, which cannot be told apart from them here:
+	// they count as naming the databases too, so that one the user left out is never copied.
+	// A list that is not INFO's (INFO refused) is database 0 only, as for every strategy.
+	d.chosen = j.Filtered || !slices.Equal(j.Databases, sortedDBs(j.Source.Info.Keyspace))
+	return d
+}
+
+// keep reports whether the keys of database db are copied, or why the migration must stop.
+func (d *snapshotDBs) keep(ctx context.Context, db int) (bool, error) {
+	if d.listed[db] {
+		return true, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err, seen := d.late[db]
+	if !seen {
+		err = d.decide(ctx, db)
+		d.late[db] = err
+	}
+	switch {
+	case err == errLeftOut:
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
+// decide says, for database db, which the snapshot holds and Job.Databases does not, what
+// becomes of its keys: copied where it has a place, left out when the user named the
+// databases, or an error that stops the migration. It runs once per such database.
+func (d *snapshotDBs) decide(ctx context.Context, db int) error {
+	j := d.j
+	log := j.Logger.With("db", db)
+	switch {
+	case d.chosen:
+		log.Info("snapshot: database not selected, its keys are left out", "databases", j.Databases)
+		return errLeftOut
+	case j.merge:
+		log.Info("snapshot: database had no keys when the migration started, and is copied with its prefix")
+		return nil
+	case j.Target.Cluster():
+		if d.db0 < 0 {
+			d.db0 = db
+			log.Info("snapshot: database had no keys when the migration started, and is copied into the cluster's database 0")
+			return nil
+		}
+		return j.Target.Err("map databases", "", fmt.Errorf(
+			"the source's database %d had no keys when the migration started and is in the snapshot, and the target is a cluster, "+
+				"whose only database 0 takes database %d; copy one with migrate.WithDatabases(n), or merge them into database 0 "+
+				"with migrate.WithDBPrefix(\"db%%d:\") (or WithDBPrefix(\"\") to keep the names): %w", db, d.db0, ErrUnsupported))
+	}
+	// The same number on the target, which must have it.
+	if _, err := j.Target.Client(db); err != nil {
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "out of range") {
+			return err
+		}
+		count, selected := "fewer", "n"
+		if len(j.Databases) > 0 {
+			selected = dbList(j.Databases)
+		}
+		if c, cerr := j.Target.Default(); cerr == nil {
+			if v, ok := configGet(ctx, c, "databases"); ok {
+				count = "only " + v
+			}
+		}
+		return j.Target.Err(fmt.Sprintf("select db %d", db), "", fmt.Errorf(
+			"the source's database %d had no keys when the migration started and is in the snapshot, and the target has %s databases; "+
+				"leave it out with migrate.WithDatabases(%s), merge the databases into database 0 with migrate.WithDBPrefix(\"db%%d:\"), "+
+				"or give the target more databases (its databases setting): %w", db, count, selected, ErrUnsupported))
+	}
+	log.Info("snapshot: database had no keys when the migration started, and is copied into the same number")
+	return nil
 }
 
 // batchBuilder collects entries of one database. Their payloads are copied back to back

@@ -53,6 +53,7 @@ func (s Snapshot) runCluster(ctx context.Context, j *Job) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan restoreBatch, j.Concurrency)
+	dbs := newSnapshotDBs(j)
 	var readers, opened sync.WaitGroup
 	opened.Add(len(ids))
 	for _, id := range ids {
@@ -83,7 +84,7 @@ func (s Snapshot) runCluster(ctx context.Context, j *Job) error {
 			defer in.Close()
 			defer context.AfterFunc(gctx, in.Close)()
 			j.Logger.Info("snapshot: reading a cluster master", "node", n.addr, "slots", len(slots[id]))
-			return s.read(gctx, j, in, batches, owned)
+			return s.read(gctx, j, in, batches, dbs, owned)
 		})
 	}
 	// Every master has forked its snapshot once its stream is open: the slots must not have

@@ -133,17 +133,22 @@ func (s Snapshot) write(ctx context.Context, j *Job, in *snapshotInput) error {
 		_ = d.Sync() // the rename survives a crash
 		d.Close()
 	}
-	// Counted once the file is complete: a failed transfer copied nothing.
-	for db, c := range counts {
-		j.Count(db, Counts{Keys: c.Keys, Bytes: c.Bytes, Expired: c.Expired})
-	}
 	j.Logger.Info("snapshot: dump written", "path", s.ToFile, "bytes", rd.Offset(), "rdb_version", rd.Version())
+	// Counted once the file is complete, and loaded where Load loads it: a failed transfer,
+	// or a failed Load, copied nothing the Report can vouch for.
+	countKeys := func() {
+		for db, c := range counts {
+			j.Count(db, Counts{Keys: c.Keys, Bytes: c.Bytes, Expired: c.Expired})
+		}
+	}
 	if s.Load == nil {
+		countKeys()
 		return nil
 	}
 	if err := s.Load(ctx, s.ToFile); err != nil {
 		return j.Target.Err("load "+s.ToFile, "", fmt.Errorf("the Load hook failed: %w", err))
 	}
+	countKeys()
 	j.Logger.Info("snapshot: Load hook done", "path", s.ToFile)
 	return nil
 }
