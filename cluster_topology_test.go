@@ -1,7 +1,10 @@
 package migrate_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"strconv"
 
 	"github.com/redis/rueidis"
 	"strings"
@@ -40,16 +43,11 @@ func TestClusterReadFromReplicasSkipsUnsyncedReplica(t *testing.T) {
 		t.Fatalf("the new replica synced already; the test needs it not to:\n%s", info)
 	}
 
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithReadFromReplicas())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rep, err := m.Migrate(ctx)
-	if err != nil {
-		t.Fatalf("Migrate: %v", err)
+	var log bytes.Buffer
+	rep := migrateHostnames(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithReadFromReplicas(),
+		migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+	if !strings.Contains(log.String(), "replica="+replica.Addr+" master="+master.Addr) || !strings.Contains(log.String(), "master_link_status:down") {
+		t.Errorf("the log does not say which replica was passed over, and why:\n%s", log.String())
 	}
 	if rep.Keys != n || rep.Scanned != n || rep.Failed != 0 || rep.Skipped != 0 {
 		t.Errorf("report %+v, want %d keys scanned and copied", rep.Counts, n)
@@ -60,6 +58,63 @@ func TestClusterReadFromReplicasSkipsUnsyncedReplica(t *testing.T) {
 	}
 	if stats, _ := master.Do(t, 0, "INFO", "commandstats").ToString(); !strings.Contains(stats, "cmdstat_cluster|getkeysinslot") {
 		t.Errorf("its master %s was not walked", master.Addr)
+	}
+}
+
+// TestClusterReadFromReplicasLinkLost walks the replicas of a cluster while one of them
+// keeps losing its link to its master: the walk reads the rest of that master's slots on
+// the master, and says so.
+func TestClusterReadFromReplicasLinkLost(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Replicas: 1, Node: redistest.Config{Lines: []string{"repl-diskless-sync-delay 0"}}})
+	dst := redistest.Start(t, redistest.Config{})
+	const n = 3000
+	src.AddKeys(t, "k:", n, 10)
+	replica := src.Replicas[0]
+	var master *redistest.Server
+	info, _ := replica.Do(t, 0, "INFO", "replication").ToString()
+	for _, m := range src.Masters {
+		if strings.Contains(info, "master_port:"+strconv.Itoa(m.Port)+"\r\n") {
+			master = m
+		}
+	}
+	if master == nil {
+		t.Fatalf("replica %s follows none of the masters:\n%s", replica.Addr, info)
+	}
+	// Once the walk has begun, keep cutting the replica's link.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopped := make(chan struct{})
+	kc := replica.Client(t, 0)
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			stats, _ := kc.Do(ctx, kc.B().Info().Section("commandstats").Build()).ToString()
+			if strings.Contains(stats, "cmdstat_cluster|getkeysinslot") {
+				kc.Do(ctx, kc.B().ClientKill().TypeMaster().Build())
+			}
+		}
+	}()
+	var log bytes.Buffer
+	// A small scan count and a rate limit make a walk of many round trips, over a second.
+	rep := migrateHostnames(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithReadFromReplicas(),
+		migrate.WithScanCount(10), migrate.WithRateLimit(2000), migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+	cancel()
+	<-stopped
+	if rep.Keys != n || rep.Scanned != n || rep.Failed != 0 {
+		t.Errorf("report %+v, want %d keys scanned and copied", rep.Counts, n)
+	}
+	redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
+	if !strings.Contains(log.String(), "fell out of sync during the walk") || !strings.Contains(log.String(), "replica="+replica.Addr) {
+		t.Errorf("the log does not say that replica %s was left for its master during the walk:\n%s", replica.Addr, log.String())
+	}
+	if stats, _ := master.Do(t, 0, "INFO", "commandstats").ToString(); !strings.Contains(stats, "cmdstat_cluster|getkeysinslot") {
+		t.Errorf("master %s was not walked after its replica lost its link", master.Addr)
 	}
 }
 

@@ -32,6 +32,7 @@ type slotWalk struct {
 
 	mu      sync.Mutex
 	avoid   map[string]bool   // replicas found out of sync during the walk, by id: read no more
+	dropped bool              // a replica joined avoid since takeDropped last looked
 	skipped map[string]string // why each replica was last passed over, by id, to log a change once
 }
 
@@ -105,6 +106,9 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 		if len(todo) == 0 {
 			return nil
 		}
+		if w.takeDropped() {
+			continue // a replica fell out of sync: read its master's slots left at once
+		}
 		if progressed || stuckSince.IsZero() {
 			stuckSince = time.Now()
 		}
@@ -162,6 +166,7 @@ func (w *slotWalk) dropReplica(t *topology, r *clusterNode, why string) {
 		w.avoid = map[string]bool{}
 	}
 	w.avoid[r.id] = true
+	w.dropped = true
 	w.mu.Unlock()
 	maddr := ""
 	if m := t.nodes[r.masterID]; m != nil {
@@ -169,6 +174,15 @@ func (w *slotWalk) dropReplica(t *topology, r *clusterNode, why string) {
 	}
 	w.j.Logger.Warn("walk: a replica fell out of sync during the walk; its master's slots left are read on the master",
 		"side", w.e.Side, "replica", r.addr, "master", maddr, "reason", why)
+}
+
+// takeDropped reports whether a replica fell out of sync since the last call.
+func (w *slotWalk) takeDropped() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.dropped
+	w.dropped = false
+	return d
 }
 
 // passOver logs, once per reason, that the walk reads master m rather than its replica r.
@@ -201,7 +215,7 @@ func outOfSync(info string) string {
 	case f["loading"] == "1":
 		return "it is loading its data (loading:1)"
 	case f["master_link_status"] != "up":
-		return "its link to its master is " + cmp.Or(f["master_link_status"], "unknown") + " (master_link_status)"
+		return "its link to its master is not up (master_link_status:" + f["master_link_status"] + ")"
 	}
 	return ""
 }
