@@ -250,6 +250,26 @@ func (t *topology) replicasOf(id string) []*clusterNode {
 	return rs
 }
 
+// unnamed says which masters of slots the cluster gives no endpoint to clients, for a
+// message: it names its nodes by hostname, and they announce none. "" when there are none.
+func (t *topology) unnamed(slots []uint16) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range slots {
+		n := t.nodes[t.owner[s]]
+		if n == nil || seen[n.id] || n.flagged || n.addr != "" || t.endpoints != endpointHostname || n.port == "0" {
+			continue
+		}
+		seen[n.id] = true
+		out = append(out, fmt.Sprintf("master %s (%s) announces no hostname, which its cluster names nodes by "+
+			"(cluster-preferred-endpoint-type hostname): set cluster-announce-hostname on it", n.id, net.JoinHostPort(n.ip, n.port)))
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(out, "; ")
+}
+
 // ownerAddr returns the address of the master that serves slot, "" when none does.
 func (t *topology) ownerAddr(slot uint16) string {
 	if n := t.nodes[t.owner[slot]]; n != nil {

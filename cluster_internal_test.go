@@ -1,6 +1,9 @@
 package migrate
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseClusterNodes(t *testing.T) {
 	t.Parallel()
@@ -140,6 +143,52 @@ func TestOutOfSync(t *testing.T) {
 	} {
 		if why := outOfSync(tc.info); (why == "") != tc.ok {
 			t.Errorf("outOfSync(%q) = %q, want in sync %v", tc.info, why, tc.ok)
+		}
+	}
+}
+
+// TestClusterUnnamedMaster checks the message about a master that announces no hostname in
+// a cluster that names its nodes by hostname: clients cannot reach it.
+func TestClusterUnnamedMaster(t *testing.T) {
+	t.Parallel()
+	const text = "a1 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-8191\n" +
+		"b2 10.0.0.2:7001@17001,node-b master - 0 0 2 connected 8192-16383\n"
+	top, err := parseClusterNodes(text, "10.0.0.1:7000", endpointHostname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := top.nodes["a1"]; n.addr != "" || !n.failed {
+		t.Errorf("a1 at %q (failed %v), want no address", n.addr, n.failed)
+	}
+	msg := top.unnamed([]uint16{0, 1, 8192})
+	if !strings.Contains(msg, "master a1 (10.0.0.1:7000) announces no hostname") || !strings.Contains(msg, "cluster-announce-hostname") || strings.Contains(msg, "b2") {
+		t.Errorf("unnamed: %q", msg)
+	}
+	if top.locate(endpointIP, "10.0.0.1:7000"); top.unnamed([]uint16{0}) != "" || top.nodes["a1"].addr != "10.0.0.1:7000" {
+		t.Errorf("by IP: unnamed %q, a1 at %q", top.unnamed([]uint16{0}), top.nodes["a1"].addr)
+	}
+}
+
+// TestEndpointTypeByName checks that a cluster is seen to prefer hostnames from a node's
+// name alone, and IPs from its IP, whatever a node whose id is unknown says.
+func TestEndpointTypeByName(t *testing.T) {
+	t.Parallel()
+	top, err := parseClusterNodes("a1 10.0.0.1:7000@17000,node-a myself,master - 0 0 1 connected 0-16383\n", "10.0.0.1:7000", endpointIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		eps  []slotEndpoint
+		want endpointType
+	}{
+		{[]slotEndpoint{{endpoint: "node-a", id: "a1"}}, endpointHostname},
+		{[]slotEndpoint{{endpoint: "10.0.0.1", id: "a1"}}, endpointIP},
+		{[]slotEndpoint{{endpoint: "node-x", id: "zz"}, {endpoint: "node-a", id: "a1"}}, endpointHostname},
+		{[]slotEndpoint{{endpoint: "", id: "a1"}}, endpointUnknown},
+		{nil, endpointIP},
+	} {
+		if got := endpointTypeOf(tc.eps, top); got != tc.want {
+			t.Errorf("endpointTypeOf(%+v) = %v, want %v", tc.eps, got, tc.want)
 		}
 	}
 }

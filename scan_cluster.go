@@ -114,8 +114,8 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 		}
 		if time.Since(stuckSince) > clusterFailoverWait {
 			return e.Err("walk cluster", "", fmt.Errorf(
-				"%d slot(s) (%s) have had no reachable node for %v (orphans: %d); check the cluster (CLUSTER NODES) and run again",
-				len(todo), slotSample(todo), clusterFailoverWait, len(orphans)))
+				"%d slot(s) (%s) have had no reachable node for %v (orphans: %d)%s; check the cluster (CLUSTER NODES) and run again",
+				len(todo), slotSample(todo), clusterFailoverWait, len(orphans), t.unnamed(orphans)))
 		}
 		j.Logger.Info("walk: slots to read again once the cluster says who serves them", "side", e.Side, "slots", len(todo))
 		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
