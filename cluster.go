@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -12,11 +13,40 @@ import (
 
 // clusterNode is one node of a Redis Cluster, as CLUSTER NODES describes it.
 type clusterNode struct {
-	id, addr string
-	master   bool
-	masterID string // the master's id, for a replica
-	failed   bool   // flagged fail or fail?, or without an address
-	myself   bool   // the node that answered
+	id string
+	// addr is where clients reach the node: the endpoint the cluster announces for it (see
+	// endpointType), "" when it announces none.
+	addr string
+	// ip, port and hostname are as CLUSTER NODES gives them (ip:port@cport,hostname).
+	ip, port, hostname string
+	master             bool
+	masterID           string // the master's id, for a replica
+	flagged            bool   // flagged fail, fail?, noaddr or handshake
+	failed             bool   // flagged, or without an address
+	myself             bool   // the node that answered
+}
+
+// endpointType is how a cluster names its nodes to clients, as CLUSTER SLOTS and CLUSTER
+// SHARDS give them and as rueidis connects to them (cluster-preferred-endpoint-type, Redis
+// 7): by IP, by the hostname each node announces (cluster-announce-hostname; managed
+// services do so), or by no name at all, clients reaching every node at the host they reached
+// the cluster at. CLUSTER NODES always gives the IP, and the hostname after it.
+type endpointType uint8
+
+const (
+	endpointIP endpointType = iota
+	endpointHostname
+	endpointUnknown
+)
+
+func (p endpointType) String() string {
+	switch p {
+	case endpointHostname:
+		return "hostname"
+	case endpointUnknown:
+		return "unknown-endpoint"
+	}
+	return "ip"
 }
 
 // topology is who serves which slot, as read from CLUSTER NODES.
@@ -26,11 +56,15 @@ type topology struct {
 	// migrating maps a slot that its owner is moving (CLUSTER SETSLOT MIGRATING) to the id of
 	// the node importing it; only an owner's own line says so.
 	migrating map[uint16]string
+	// endpoints is how the cluster names its nodes; the addresses follow it.
+	endpoints endpointType
 }
 
-// parseClusterNodes reads the reply of CLUSTER NODES. self is the address of the node that
-// answered, for a line whose address is empty.
-func parseClusterNodes(text, self string) (*topology, error) {
+// parseClusterNodes reads the reply of CLUSTER NODES, and gives each node the address a
+// client reaches it at when the cluster names its nodes by endpoints. self is the address of
+// the node that answered, for nodes whose endpoint is empty (a node that does not know its
+// own IP, or a cluster that names no endpoint).
+func parseClusterNodes(text, self string, endpoints endpointType) (*topology, error) {
 	t := &topology{nodes: map[string]*clusterNode{}, migrating: map[uint16]string{}}
 	text = strings.TrimPrefix(text, "txt:") // RESP3 verbatim string
 	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
@@ -39,18 +73,7 @@ func parseClusterNodes(text, self string) (*topology, error) {
 			continue
 		}
 		n := &clusterNode{id: f[0], masterID: f[3]}
-		// ip:port@cport[,hostname]
-		addr, _, _ := strings.Cut(f[1], "@")
-		addr, _, _ = strings.Cut(addr, ",")
-		if host, port, err := net.SplitHostPort(addr); err == nil && (host == "" || port == "0") {
-			if port == "0" {
-				addr = ""
-			} else {
-				shost, _, _ := net.SplitHostPort(self)
-				addr = net.JoinHostPort(shost, port)
-			}
-		}
-		n.addr = addr
+		n.ip, n.port, n.hostname = splitNodeAddr(f[1])
 		for _, flag := range strings.Split(f[2], ",") {
 			switch flag {
 			case "master":
@@ -58,11 +81,8 @@ func parseClusterNodes(text, self string) (*topology, error) {
 			case "myself":
 				n.myself = true
 			case "fail", "fail?", "noaddr", "handshake":
-				n.failed = true
+				n.flagged = true
 			}
-		}
-		if n.addr == "" {
-			n.failed = true
 		}
 		t.nodes[n.id] = n
 		for _, s := range f[8:] {
@@ -91,7 +111,115 @@ func parseClusterNodes(text, self string) (*topology, error) {
 	if len(t.nodes) == 0 {
 		return nil, fmt.Errorf("CLUSTER NODES replied no node")
 	}
+	t.locate(endpoints, self)
 	return t, nil
+}
+
+// splitNodeAddr splits the address field of a CLUSTER NODES line: "ip:port@cport", then
+// ",hostname" from Redis 7 (empty when none is announced), then ",key=value" fields from
+// Redis 7.2. An IPv6 address comes without brackets.
+func splitNodeAddr(field string) (ip, port, hostname string) {
+	parts := strings.Split(field, ",")
+	addr, _, _ := strings.Cut(parts[0], "@")
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+		ip, port = strings.Trim(addr[:i], "[]"), addr[i+1:]
+	} else {
+		ip = addr
+	}
+	for i, p := range parts[1:] {
+		if h, ok := strings.CutPrefix(p, "hostname="); ok {
+			hostname = h
+		} else if i == 0 && !strings.Contains(p, "=") {
+			hostname = p
+		}
+	}
+	return ip, port, hostname
+}
+
+// locate sets the address of every node as a cluster that names its nodes by endpoints
+// gives it to clients, and as rueidis connects to it: the IP or the hostname, or the host of
+// self when that is empty. A node without a port ("noaddr"), or without the hostname the
+// cluster would name it by (CLUSTER SLOTS then says "?"), has none: clients cannot reach it.
+func (t *topology) locate(endpoints endpointType, self string) {
+	t.endpoints = endpoints
+	shost, _, _ := net.SplitHostPort(self)
+	for _, n := range t.nodes {
+		host := n.ip
+		switch endpoints {
+		case endpointHostname:
+			host = n.hostname
+		case endpointUnknown:
+			host = ""
+		}
+		switch {
+		case n.port == "" || n.port == "0" || endpoints == endpointHostname && host == "":
+			n.addr = ""
+		case host == "":
+			n.addr = net.JoinHostPort(shost, n.port)
+		default:
+			n.addr = net.JoinHostPort(host, n.port)
+		}
+		n.failed = n.flagged || n.addr == ""
+	}
+}
+
+// slotEndpoint is one node of a reply of CLUSTER SLOTS: the endpoint the cluster names it
+// by (null for none), and its id.
+type slotEndpoint struct {
+	endpoint string
+	null     bool
+	id       string
+}
+
+// slotEndpoints reads the nodes of a reply of CLUSTER SLOTS: an array of slot ranges, each
+// [first, last, node...], each node [endpoint, port, id, metadata]; servers before Redis 7
+// give no metadata, and no endpoint but the IP.
+func slotEndpoints(reply rueidis.RedisMessage) []slotEndpoint {
+	var eps []slotEndpoint
+	ranges, _ := reply.ToArray()
+	for _, r := range ranges {
+		v, _ := r.ToArray()
+		for i := 2; i < len(v); i++ {
+			nv, _ := v[i].ToArray()
+			if len(nv) < 3 {
+				continue
+			}
+			var ep slotEndpoint
+			ep.id, _ = nv[2].ToString()
+			if ep.null = nv[0].IsNil(); !ep.null {
+				var err error
+				if ep.endpoint, err = nv[0].ToString(); err != nil {
+					continue
+				}
+			}
+			eps = append(eps, ep)
+		}
+	}
+	return eps
+}
+
+// endpointTypeOf says how a cluster names its nodes to clients, comparing the endpoint that
+// CLUSTER SLOTS gives each node (eps) with the IP and the hostname that CLUSTER NODES gave the
+// same node (t).
+func endpointTypeOf(eps []slotEndpoint, t *topology) endpointType {
+	for _, ep := range eps {
+		n := t.nodes[ep.id]
+		switch {
+		case ep.null:
+			return endpointUnknown
+		case ep.endpoint == "?":
+			return endpointHostname // preferred, but this node announces none
+		case n == nil:
+			continue
+		case ep.endpoint == "" && n.ip != "":
+			return endpointUnknown
+		case ep.endpoint == n.hostname && ep.endpoint != n.ip:
+			return endpointHostname
+		case ep.endpoint == n.ip:
+			return endpointIP
+		}
+	}
+	return endpointIP
 }
 
 // masters returns the masters that serve at least one slot, with their slots, in slot order.
@@ -109,14 +237,37 @@ func (t *topology) masters() (ids []string, slots map[string][]uint16) {
 	return ids, slots
 }
 
-// replicaOf returns a healthy replica of master id, or nil.
-func (t *topology) replicaOf(id string) *clusterNode {
+// replicasOf returns the replicas of master id that the cluster does not flag as failing,
+// by id. Whether one has synced is for the caller to ask it (see outOfSync).
+func (t *topology) replicasOf(id string) []*clusterNode {
+	var rs []*clusterNode
 	for _, n := range t.nodes {
 		if !n.master && n.masterID == id && !n.failed {
-			return n
+			rs = append(rs, n)
 		}
 	}
-	return nil
+	sort.Slice(rs, func(a, b int) bool { return rs[a].id < rs[b].id })
+	return rs
+}
+
+// unnamed says which masters of slots the cluster gives no endpoint to clients, for a
+// message: it names its nodes by hostname, and they announce none. "" when there are none.
+func (t *topology) unnamed(slots []uint16) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range slots {
+		n := t.nodes[t.owner[s]]
+		if n == nil || seen[n.id] || n.flagged || n.addr != "" || t.endpoints != endpointHostname || n.port == "0" {
+			continue
+		}
+		seen[n.id] = true
+		out = append(out, fmt.Sprintf("master %s (%s) announces no hostname, which its cluster names nodes by "+
+			"(cluster-preferred-endpoint-type hostname): set cluster-announce-hostname on it", n.id, net.JoinHostPort(n.ip, n.port)))
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(out, "; ")
 }
 
 // ownerAddr returns the address of the master that serves slot, "" when none does.
@@ -128,13 +279,16 @@ func (t *topology) ownerAddr(slot uint16) string {
 }
 
 // topology reads who serves which slot, asking every master for its own migrating slots.
-// It fails on an endpoint that is not a cluster.
+// Each node's address is the endpoint the cluster announces for it to clients, as rueidis
+// uses it: CLUSTER SLOTS, read beside CLUSTER NODES in the same round trip, tells whether
+// that is the IP or the hostname (see endpointType). It fails on an endpoint that is not a
+// cluster.
 func (e *Endpoint) topology(ctx context.Context) (*topology, error) {
 	c, err := e.Client(0)
 	if err != nil {
 		return nil, err
 	}
-	text, err := c.Do(ctx, c.B().ClusterNodes().Build()).ToString()
+	text, slots, err := readClusterNodes(ctx, c)
 	self := e.Addr
 	if err != nil && ctx.Err() == nil {
 		// The node the client asked may be the one that failed: ask the others.
@@ -143,7 +297,7 @@ func (e *Endpoint) topology(ctx context.Context) (*topology, error) {
 			if nerr != nil {
 				continue
 			}
-			if text, err = nc.Do(ctx, nc.B().ClusterNodes().Build()).ToString(); err == nil {
+			if text, slots, err = readClusterNodes(ctx, nc); err == nil {
 				self = addr
 				break
 			}
@@ -152,9 +306,14 @@ func (e *Endpoint) topology(ctx context.Context) (*topology, error) {
 	if err != nil {
 		return nil, e.Err("cluster nodes", "", ctxErr(ctx, err))
 	}
-	t, err := parseClusterNodes(text, self)
+	t, err := parseClusterNodes(text, self, endpointIP)
 	if err != nil {
 		return nil, e.Err("cluster nodes", "", err)
+	}
+	if slots != nil {
+		if p := endpointTypeOf(slotEndpoints(*slots), t); p != endpointIP {
+			t.locate(p, self)
+		}
 	}
 	e.mu.Lock()
 	e.known = e.known[:0]
@@ -183,7 +342,7 @@ func (e *Endpoint) topology(ctx context.Context) (*topology, error) {
 			}
 			continue // failing: the next reading will tell
 		}
-		own, err := parseClusterNodes(text, n.addr)
+		own, err := parseClusterNodes(text, n.addr, t.endpoints)
 		if err != nil {
 			return nil, e.Err("cluster nodes on "+n.addr, "", err)
 		}
@@ -194,6 +353,19 @@ func (e *Endpoint) topology(ctx context.Context) (*topology, error) {
 		}
 	}
 	return t, nil
+}
+
+// readClusterNodes reads CLUSTER NODES, and CLUSTER SLOTS from the same node in the same
+// round trip; slots is nil when the node refuses CLUSTER SLOTS (the IP is then assumed).
+func readClusterNodes(ctx context.Context, c rueidis.Client) (text string, slots *rueidis.RedisMessage, err error) {
+	res := c.DoMulti(ctx, c.B().ClusterNodes().Build(), c.B().ClusterSlots().Build())
+	if text, err = res[0].ToString(); err != nil {
+		return "", nil, err
+	}
+	if m, err := res[1].ToMessage(); err == nil {
+		slots = &m
+	}
+	return text, slots, nil
 }
 
 // knownNodes returns the addresses of the nodes the last topology named, and those of the

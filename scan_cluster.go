@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,11 @@ type slotWalk struct {
 	c     rueidis.Client
 	limit int
 	chunk int // slots per GETKEYSINSLOT round trip
+
+	mu      sync.Mutex
+	avoid   map[string]bool   // replicas found out of sync during the walk, by id: read no more
+	dropped bool              // a replica joined avoid since takeDropped last looked
+	skipped map[string]string // why each replica was last passed over, by id, to log a change once
 }
 
 func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count bool, fn func([]string) error) error {
@@ -59,17 +65,13 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 		if len(todo) == 0 {
 			return nil
 		}
-		// Group the slots left by the node to read them from.
+		// Group the slots left by their master; the walk reads them there or on one of its
+		// replicas in sync.
 		groups := map[string][]uint16{}
 		var orphans []uint16
 		for s := range todo {
 			n := t.nodes[t.owner[s]]
-			if n != nil && j.replicas {
-				if r := t.replicaOf(n.id); r != nil {
-					n = r
-				}
-			}
-			if n == nil || n.failed {
+			if n == nil || n.failed && (!j.replicas || len(t.replicasOf(n.id)) == 0) {
 				orphans = append(orphans, s)
 				continue
 			}
@@ -81,7 +83,14 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 		for id, slots := range groups {
 			sort.Slice(slots, func(a, b int) bool { return slots[a] < slots[b] })
 			g.Go(func() error {
-				done, err := w.walkNode(gctx, t, t.nodes[id], slots)
+				n := t.nodes[id]
+				if j.replicas {
+					n = w.readFrom(gctx, t, n)
+				}
+				if n.failed {
+					return nil // no replica in sync either: the slots wait for a failover
+				}
+				done, err := w.walkNode(gctx, t, n, slots)
 				mu.Lock()
 				for _, s := range done {
 					delete(todo, s)
@@ -97,19 +106,118 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 		if len(todo) == 0 {
 			return nil
 		}
+		if w.takeDropped() {
+			continue // a replica fell out of sync: read its master's slots left at once
+		}
 		if progressed || stuckSince.IsZero() {
 			stuckSince = time.Now()
 		}
 		if time.Since(stuckSince) > clusterFailoverWait {
 			return e.Err("walk cluster", "", fmt.Errorf(
-				"%d slot(s) (%s) have had no reachable node for %v (orphans: %d); check the cluster (CLUSTER NODES) and run again",
-				len(todo), slotSample(todo), clusterFailoverWait, len(orphans)))
+				"%d slot(s) (%s) have had no reachable node for %v (orphans: %d)%s; check the cluster (CLUSTER NODES) and run again",
+				len(todo), slotSample(todo), clusterFailoverWait, len(orphans), t.unnamed(orphans)))
 		}
 		j.Logger.Info("walk: slots to read again once the cluster says who serves them", "side", e.Side, "slots", len(todo))
 		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
 			return e.Err("walk cluster", "", err)
 		}
 	}
+}
+
+// readFrom returns the node to read master m's slots from: the first of its replicas that is
+// in sync (see outOfSync) and was not found out of sync earlier in this walk, else m
+// itself. It logs each replica it passes over, and why, once per reason.
+func (w *slotWalk) readFrom(ctx context.Context, t *topology, m *clusterNode) *clusterNode {
+	for _, r := range t.replicasOf(m.id) {
+		w.mu.Lock()
+		out := w.avoid[r.id]
+		w.mu.Unlock()
+		if out {
+			continue
+		}
+		why := ""
+		if c, err := w.e.node(r.addr); err != nil {
+			why = err.Error()
+		} else {
+			// INFO replication says whether the link is up; INFO persistence whether the
+			// replica is loading. Older servers take one section per INFO.
+			res := c.DoMulti(ctx, c.B().Info().Section("replication").Build(), c.B().Info().Section("persistence").Build())
+			repl, err := res[0].ToString()
+			pers, _ := res[1].ToString()
+			if err != nil {
+				why = "INFO replication: " + ctxErr(ctx, err).Error()
+			} else {
+				why = outOfSync(repl + "\n" + pers)
+			}
+		}
+		if why == "" {
+			return r
+		}
+		w.passOver(r, m, why)
+	}
+	return m
+}
+
+// dropReplica marks replica r, found out of sync during the walk, to be read no more: its
+// master's slots left are read on the master.
+func (w *slotWalk) dropReplica(t *topology, r *clusterNode, why string) {
+	w.mu.Lock()
+	if w.avoid == nil {
+		w.avoid = map[string]bool{}
+	}
+	w.avoid[r.id] = true
+	w.dropped = true
+	w.mu.Unlock()
+	maddr := ""
+	if m := t.nodes[r.masterID]; m != nil {
+		maddr = m.addr
+	}
+	w.j.Logger.Warn("walk: a replica fell out of sync during the walk; its master's slots left are read on the master",
+		"side", w.e.Side, "replica", r.addr, "master", maddr, "reason", why)
+}
+
+// takeDropped reports whether a replica fell out of sync since the last call.
+func (w *slotWalk) takeDropped() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.dropped
+	w.dropped = false
+	return d
+}
+
+// passOver logs, once per reason, that the walk reads master m rather than its replica r.
+func (w *slotWalk) passOver(r, m *clusterNode, why string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.skipped == nil {
+		w.skipped = map[string]string{}
+	}
+	if w.skipped[r.id] == why {
+		return
+	}
+	w.skipped[r.id] = why
+	w.j.Logger.Info("walk: reading a master rather than its replica, which is not in sync",
+		"side", w.e.Side, "replica", r.addr, "master", m.addr, "reason", why)
+}
+
+// outOfSync reads INFO (the replication section, and persistence's loading field where
+// given) of a replica, and says why the replica's data cannot stand for its master's: its
+// link to the master is down, a sync is in progress (a replica that has never synced holds
+// nothing), it is loading, or it is no replica. "" means in sync, up to the lag of
+// asynchronous replication.
+func outOfSync(info string) string {
+	f := parseInfo(info).Fields
+	switch {
+	case f["role"] != "" && f["role"] != "slave":
+		return "it is a " + f["role"] + " now"
+	case f["master_sync_in_progress"] == "1":
+		return "a sync from its master is in progress (master_sync_in_progress:1)"
+	case f["loading"] == "1":
+		return "it is loading its data (loading:1)"
+	case f["master_link_status"] != "up":
+		return "its link to its master is not up (master_link_status:" + f["master_link_status"] + ")"
+	}
+	return ""
 }
 
 // walkNode reads slots on node n, in chunks, and returns those it read whole. A node that
@@ -122,32 +230,53 @@ func (w *slotWalk) walkNode(ctx context.Context, t *topology, n *clusterNode, sl
 	}
 	// The master whose slots these are: n, or the master of the replica n.
 	master := n.id
-	if !n.master {
+	// A replica answers, in the same transaction as the keys, whether it is still in sync:
+	// a replica that loses its link or starts a full sync during the walk is read no more.
+	replica := !n.master
+	extra := 1 // CLUSTER NODES
+	if replica {
 		master = n.masterID
+		extra = 2 // and INFO replication
 	}
 	for start := 0; start < len(slots); start += w.chunk {
 		chunk := slots[start:min(start+w.chunk, len(slots))]
-		cmds := make(rueidis.Commands, 0, len(chunk)+3)
+		cmds := make(rueidis.Commands, 0, len(chunk)+extra+2)
 		cmds = append(cmds, nc.B().Multi().Build())
 		for _, s := range chunk {
 			cmds = append(cmds, nc.B().ClusterGetkeysinslot().Slot(int64(s)).Count(1<<31-1).Build())
 		}
-		cmds = append(cmds, nc.B().ClusterNodes().Build(), nc.B().Exec().Build())
+		cmds = append(cmds, nc.B().ClusterNodes().Build())
+		if replica {
+			cmds = append(cmds, nc.B().Info().Section("replication").Build())
+		}
+		cmds = append(cmds, nc.B().Exec().Build())
 		res := nc.DoMulti(ctx, cmds...)
 		arr, err := res[len(res)-1].ToArray()
-		if err == nil && len(arr) != len(chunk)+1 {
-			err = fmt.Errorf("EXEC replied %d results, want %d", len(arr), len(chunk)+1)
+		if err == nil && len(arr) != len(chunk)+extra {
+			err = fmt.Errorf("EXEC replied %d results, want %d", len(arr), len(chunk)+extra)
+		}
+		if err == nil && replica {
+			info, ierr := arr[len(chunk)+1].ToString()
+			if why := outOfSync(info); ierr != nil || why != "" {
+				w.dropReplica(t, n, cmp.Or(why, fmt.Sprint(ierr)))
+				return done, nil
+			}
 		}
 		var view *topology
 		if err == nil {
 			var text string
 			if text, err = arr[len(chunk)].ToString(); err == nil {
-				view, err = parseClusterNodes(text, n.addr)
+				view, err = parseClusterNodes(text, n.addr, t.endpoints)
 			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return done, w.e.Err("walk cluster", "", ctx.Err())
+			}
+			if _, ok := rueidis.IsRedisErr(err); ok && replica {
+				// MASTERDOWN (replica-serve-stale-data no), LOADING, ...: read the master.
+				w.dropReplica(t, n, err.Error())
+				return done, nil
 			}
 			if _, ok := rueidis.IsRedisErr(err); ok && !isClusterDown(err) {
 				return done, w.e.Err("cluster getkeysinslot on "+n.addr, "", err)
