@@ -48,7 +48,7 @@ const (
 	RDBTypeListQuicklist byte = 14
 	// RDBTypeStreamListpacks is a stream (Redis 5.0 to 6.2).
 	RDBTypeStreamListpacks byte = 15
-	// RDBTypeHashListpack is a hash in a listpack.
+	// RDBTypeHashListpack is a hash in a listpack (Redis 7.0, RDB 10; so are 17 to 19).
 	RDBTypeHashListpack byte = 16
 	// RDBTypeZSetListpack is a sorted set in a listpack.
 	RDBTypeZSetListpack byte = 17
@@ -56,17 +56,18 @@ const (
 	RDBTypeListQuicklist2 byte = 18
 	// RDBTypeStreamListpacks2 is a stream with first and deleted IDs and group offsets (Redis 7.0).
 	RDBTypeStreamListpacks2 byte = 19
-	// RDBTypeSetListpack is a set in a listpack (Redis 7.2).
+	// RDBTypeSetListpack is a set in a listpack (Redis 7.2, RDB 11; Valkey 7.2 to 8.1 too).
 	RDBTypeSetListpack byte = 20
-	// RDBTypeStreamListpacks3 is a stream whose consumers carry an active time (Redis 7.2).
+	// RDBTypeStreamListpacks3 is a stream whose consumers carry an active time (Redis 7.2, RDB 11).
 	RDBTypeStreamListpacks3 byte = 21
-	// RDBTypeHashMetadataPreGA is a hash with field TTLs of the Redis 7.4 release candidates.
+	// RDBTypeHashMetadataPreGA is a hash with field TTLs of the Redis 7.4 release
+	// candidates (RDB 12, REDIS magic); under the VALKEY magic 22 is RDBTypeValkeyHash2.
 	RDBTypeHashMetadataPreGA byte = 22
 	// RDBTypeHashListpackExPreGA is a listpack hash with field TTLs of the Redis 7.4 release candidates.
 	RDBTypeHashListpackExPreGA byte = 23
-	// RDBTypeHashMetadata is a hash with field TTLs (Redis 7.4).
+	// RDBTypeHashMetadata is a hash with field TTLs (Redis 7.4, RDB 12).
 	RDBTypeHashMetadata byte = 24
-	// RDBTypeHashListpackEx is a listpack hash with field TTLs (Redis 7.4).
+	// RDBTypeHashListpackEx is a listpack hash with field TTLs (Redis 7.4, RDB 12).
 	RDBTypeHashListpackEx byte = 25
 	// RDBTypeStreamListpacks4 is a stream that also carries its idempotent-producer
 	// (IDMP) state (Redis 8.6, RDB 13). RDBReader recognises it but does not read it yet.
