@@ -172,3 +172,46 @@ func TestVersionMatrixSmoke(t *testing.T) {
 		})
 	}
 }
+
+// findRelease returns the release of the matrix called name, or skips the test.
+func findRelease(t *testing.T, name string) redistest.Release {
+	t.Helper()
+	for _, rel := range redistest.Releases(t) {
+		if rel.Name == name {
+			return rel
+		}
+	}
+	t.Skipf("%s is not among the servers of %s", name, redistest.ServersEnv)
+	return redistest.Release{}
+}
+
+// TestValkeyNamedAsItself checks that a Valkey server is named as Valkey, not as the
+// Redis 7.2.4 its INFO claims for compatibility, in the plan and in the refusal of a
+// Redis 7.4 source it cannot read.
+func TestValkeyNamedAsItself(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartRelease(t, findRelease(t, "redis-7.4"), redistest.Config{})
+	dst := redistest.StartRelease(t, findRelease(t, "valkey-8.0"), redistest.Config{})
+	src.Do(t, 0, "SET", "k", "v")
+	m, err := New(src.Option(), dst.Option(), WithStrategy(DumpRestore{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan, err := m.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := plan.String(); !strings.Contains(s, "Redis 7.4.1 (RDB 12)") || !strings.Contains(s, "Valkey 8.0.1 (RDB 11)") {
+		t.Errorf("the plan does not name both servers as themselves:\n%s", s)
+	}
+	_, err = m.Migrate(ctx)
+	if err == nil || !strings.Contains(err.Error(), "Valkey 8.0.1") || strings.Contains(err.Error(), "7.2.4") {
+		t.Errorf("Redis 7.4 into Valkey 8.0: %v, want a refusal naming Valkey 8.0.1", err)
+	}
+	if n := dst.Do(t, 0, "DBSIZE"); func() int64 { v, _ := n.AsInt64(); return v }() != 0 {
+		t.Errorf("the refused migration wrote to the target")
+	}
+}
