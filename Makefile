@@ -16,10 +16,13 @@ redis-server:
 demo: redis-server
 	$(GO) run ./examples/demo
 
+# The version matrix's server binaries (internal/redistest/versions.go), when they are there.
+MIGRATE_TEST_SERVERS ?= $(if $(wildcard ../shared/servers),$(abspath ../shared/servers))
+
 test: redis-server
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
-	$(GO) test -race -timeout 9m ./...
+	MIGRATE_TEST_SERVERS=$(MIGRATE_TEST_SERVERS) $(GO) test -race -timeout 9m ./...
 
 bench: redis-server
 	$(GO) run ./internal/bench $(BENCHFLAGS)

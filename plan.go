@@ -34,6 +34,7 @@ type Facts struct {
 	Side       Side
 	Addr       string
 	Version    string
+	Server     string // the server as it names itself: "Redis 7.4.1", "Valkey 8.0.1"
 	Mode       string // standalone, cluster or sentinel
 	Masters    int    // on a cluster, the masters that serve slots; 0 otherwise
 	Role       string // master or slave
@@ -104,7 +105,7 @@ func checkFor(ctx context.Context, j *Job, s Strategy) error {
 
 func facts(ctx context.Context, j *Job, e *Endpoint) *Facts {
 	info := e.Info
-	f := &Facts{Side: e.Side, Addr: e.Addr, Version: info.Version, Mode: info.Mode, Masters: info.Masters, Role: info.Role,
+	f := &Facts{Side: e.Side, Addr: e.Addr, Version: info.Version, Server: info.Name(), Mode: info.Mode, Masters: info.Masters, Role: info.Role,
 		RDBVersion: info.RDBVersion(), Keyspace: info.Keyspace, UsedMemory: info.UsedMemory,
 		MaxMemory: info.MaxMemory, Policy: info.Policy, Auth: "none", Commands: map[string]string{}, TLS: e.tlsFact(ctx)}
 	for _, db := range j.Databases {
@@ -199,7 +200,7 @@ func (p *Plan) String() string {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, f(p.Source), f(p.Target))
 	}
 	row("address", func(f *Facts) string { return f.Addr })
-	row("version", func(f *Facts) string { return fmt.Sprintf("Redis %s (RDB %d)", f.Version, f.RDBVersion) })
+	row("version", func(f *Facts) string { return fmt.Sprintf("%s (RDB %d)", f.Server, f.RDBVersion) })
 	row("role", func(f *Facts) string {
 		if f.Masters > 0 {
 			return fmt.Sprintf("cluster of %d masters", f.Masters)

@@ -48,7 +48,7 @@ const (
 	RDBTypeListQuicklist byte = 14
 	// RDBTypeStreamListpacks is a stream (Redis 5.0 to 6.2).
 	RDBTypeStreamListpacks byte = 15
-	// RDBTypeHashListpack is a hash in a listpack.
+	// RDBTypeHashListpack is a hash in a listpack (Redis 7.0, RDB 10; so are 17 to 19).
 	RDBTypeHashListpack byte = 16
 	// RDBTypeZSetListpack is a sorted set in a listpack.
 	RDBTypeZSetListpack byte = 17
@@ -56,22 +56,51 @@ const (
 	RDBTypeListQuicklist2 byte = 18
 	// RDBTypeStreamListpacks2 is a stream with first and deleted IDs and group offsets (Redis 7.0).
 	RDBTypeStreamListpacks2 byte = 19
-	// RDBTypeSetListpack is a set in a listpack (Redis 7.2).
+	// RDBTypeSetListpack is a set in a listpack (Redis 7.2, RDB 11; Valkey 7.2 to 8.1 too).
 	RDBTypeSetListpack byte = 20
-	// RDBTypeStreamListpacks3 is a stream whose consumers carry an active time (Redis 7.2).
+	// RDBTypeStreamListpacks3 is a stream whose consumers carry an active time (Redis 7.2, RDB 11).
 	RDBTypeStreamListpacks3 byte = 21
-	// RDBTypeHashMetadataPreGA is a hash with field TTLs of the Redis 7.4 release candidates.
+	// RDBTypeHashMetadataPreGA is a hash with field TTLs of the Redis 7.4 release
+	// candidates (RDB 12, REDIS magic); under the VALKEY magic 22 is RDBTypeValkeyHash2.
 	RDBTypeHashMetadataPreGA byte = 22
 	// RDBTypeHashListpackExPreGA is a listpack hash with field TTLs of the Redis 7.4 release candidates.
 	RDBTypeHashListpackExPreGA byte = 23
-	// RDBTypeHashMetadata is a hash with field TTLs (Redis 7.4).
+	// RDBTypeHashMetadata is a hash with field TTLs (Redis 7.4, RDB 12).
 	RDBTypeHashMetadata byte = 24
-	// RDBTypeHashListpackEx is a listpack hash with field TTLs (Redis 7.4).
+	// RDBTypeHashListpackEx is a listpack hash with field TTLs (Redis 7.4, RDB 12).
 	RDBTypeHashListpackEx byte = 25
+	// RDBTypeStreamListpacks4 is a stream that also carries its idempotent-producer
+	// (IDMP) state (Redis 8.6, RDB 13). RDBReader recognises it but does not read it yet.
+	RDBTypeStreamListpacks4 byte = 26
+	// RDBTypeStreamListpacks5 is a stream whose groups also carry negatively
+	// acknowledged entries (Redis 8.8, RDB 14). RDBReader recognises it but does not
+	// read it yet.
+	RDBTypeStreamListpacks5 byte = 27
+)
+
+// Value type bytes of Valkey's own RDB format (the VALKEY magic, RDB 80 and up). Valkey
+// 9 reuses numbers Redis gave other meanings: 22 is Redis's pre-GA hash with field TTLs
+// in a REDIS stream and Valkey's HASH_2 in a VALKEY one. The magic and the version
+// decide (Valkey src/rdb.h, RDB_VERSION_MAP).
+const (
+	// RDBTypeValkeyHash2 is a Valkey hash with field TTLs: a count, then each field,
+	// its value and its expiry as 8 bytes of Unix milliseconds, -1 for none (Valkey
+	// 9.0, RDB 80).
+	RDBTypeValkeyHash2 byte = 22
+	// RDBTypeValkeyPathHash is a Valkey path hash (Valkey 9.2, RDB 81). RDBReader
+	// recognises it but does not read it yet.
+	RDBTypeValkeyPathHash byte = 23
 )
 
 // Opcodes that may stand where a value type byte is expected.
 const (
+	// rdbOpKeyMeta (Redis 8.6, RDB 13) comes before a key's type byte: module
+	// metadata attached to that key. In a VALKEY stream the same number is
+	// rdbOpSlotImport.
+	rdbOpKeyMeta = 243
+	// rdbOpSlotImport (Valkey 9.0, RDB 80) records an atomic slot migration in
+	// progress: a job name and slot ranges. Nothing of the data set.
+	rdbOpSlotImport    = 243
 	rdbOpSlotInfo      = 244
 	rdbOpFunction2     = 245
 	rdbOpFunctionPreGA = 246
@@ -95,8 +124,55 @@ const (
 	rdbEncLZF   = 3
 )
 
-// rdbMaxVersion is the newest RDB version this reader understands (Redis 7.4).
-const rdbMaxVersion = 12
+// The RDB versions this reader understands. Redis numbers them from 1 under the REDIS
+// magic: 9 is Redis 5.0 to 6.2, 10 is 7.0, 11 is 7.2 (and Valkey 7.2 to 8.1), 12 is
+// 7.4 to 8.4, 13 is 8.6, 14 is 8.8. Valkey 9 left that sequence: it writes the VALKEY
+// magic with 80 (Valkey 9.0 and 9.1) or 81 (Valkey 9.2), and reserves 12 to 79 for
+// Redis's formats (Valkey src/rdb.h).
+const (
+	rdbMaxVersion       = 14 // under the REDIS magic (Redis 8.8)
+	rdbMinValkeyVersion = 80 // under the VALKEY magic (Valkey 9.0)
+	rdbMaxValkeyVersion = 81 // under the VALKEY magic (Valkey 9.2)
+)
+
+// rdbVersionKnown reports whether this reader understands RDB version v, as a DUMP
+// payload's footer gives it (without a magic): 1 to rdbMaxVersion, or Valkey's.
+func rdbVersionKnown(v int) bool {
+	return v >= 1 && v <= rdbMaxVersion || v >= rdbMinValkeyVersion && v <= rdbMaxValkeyVersion
+}
+
+// parseRDBHeader reads the 9-byte header of an RDB stream: "REDIS" and 4 digits, or
+// "VALKEY" and 3 digits (Valkey 9). An unknown magic or bad digits wrap ErrCorruptRDB;
+// a version this reader does not know wraps ErrUnsupported.
+func parseRDBHeader(hdr []byte) (version int, valkey bool, err error) {
+	var digits []byte
+	switch {
+	case bytes.HasPrefix(hdr, []byte("REDIS")):
+		digits = hdr[5:]
+	case bytes.HasPrefix(hdr, []byte("VALKEY")):
+		digits, valkey = hdr[6:], true
+	default:
+		return 0, false, fmt.Errorf("not an RDB stream: it starts with %q: %w", hdr, ErrCorruptRDB)
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, valkey, fmt.Errorf("bad RDB version %q: %w", digits, ErrCorruptRDB)
+		}
+		version = version*10 + int(c-'0')
+	}
+	switch {
+	case version == 0:
+		return 0, valkey, fmt.Errorf("unsupported RDB version 0: %w", ErrCorruptRDB)
+	case !valkey && version > rdbMaxVersion, valkey && (version < rdbMinValkeyVersion || version > rdbMaxValkeyVersion):
+		magic := "REDIS"
+		if valkey {
+			magic = "VALKEY"
+		}
+		return version, valkey, fmt.Errorf("unsupported RDB version %d under the %s magic (this reader knows REDIS 1 to %d, VALKEY %d to %d): %w",
+			version, magic, rdbMaxVersion, rdbMinValkeyVersion, rdbMaxValkeyVersion, ErrUnsupported)
+	}
+	return version, valkey, nil
+}
 
 // readChunk bounds each read of a long item, so memory grows only as fast as
 // bytes really arrive, whatever length the input declares.
@@ -147,11 +223,13 @@ type RDBEntry struct {
 	// HasFreq reports whether the RDB gave Freq.
 	HasFreq bool
 	// Payload is what RESTORE (for a key) or FUNCTION RESTORE (for a function)
-	// takes: the type byte, the value's bytes exactly as the RDB holds them, the
-	// RDB version of the file as 2 bytes little-endian and the CRC-64 of all that
-	// as 8 bytes little-endian, as DUMP and FUNCTION DUMP build it. Old encodings
-	// keep their old type byte; servers convert them when they load them, as long
-	// as the file's version is not newer than theirs.
+	// takes: the key's metadata record if it has one (opcode 243, Redis 8.6 and
+	// later; then Payload[0] is not Type), the type byte, the value's bytes exactly
+	// as the RDB holds them, the RDB version of the file as 2 bytes little-endian
+	// (80 or 81 for Valkey 9, whose DUMP payloads carry no magic) and the CRC-64 of
+	// all that as 8 bytes little-endian, as DUMP and FUNCTION DUMP build it. Old
+	// encodings keep their old type byte; servers convert them when they load them,
+	// as long as the file's version is one they read.
 	Payload []byte
 	// Code is the source code of a function library, for FUNCTION LOAD; empty for keys.
 	Code string
@@ -176,7 +254,8 @@ func (e *RDBEntry) TypeName() string {
 	case RDBTypeHash, RDBTypeHashZipmap, RDBTypeHashZiplist, RDBTypeHashListpack,
 		RDBTypeHashMetadataPreGA, RDBTypeHashListpackExPreGA, RDBTypeHashMetadata, RDBTypeHashListpackEx:
 		return "hash"
-	case RDBTypeStreamListpacks, RDBTypeStreamListpacks2, RDBTypeStreamListpacks3:
+	case RDBTypeStreamListpacks, RDBTypeStreamListpacks2, RDBTypeStreamListpacks3,
+		RDBTypeStreamListpacks4, RDBTypeStreamListpacks5:
 		return "stream"
 	case RDBTypeModule, RDBTypeModule2:
 		return "module"
@@ -192,7 +271,10 @@ const (
 )
 
 // RDBReader reads an RDB stream one entry at a time, keeping in memory only the
-// entry being read. It reads RDB files of versions 1 to 12, AOF files that start
+// entry being read. It reads the RDB files of every Redis and Valkey release: versions
+// 1 to 14 under the REDIS magic (Redis up to 8.8, Valkey up to 8.1) and 80 and 81 under
+// the VALKEY magic (Valkey 9), telling apart the type numbers the two projects gave
+// different meanings by the magic and the version. It also reads AOF files that start
 // with an RDB preamble (stopping at the preamble's end), and the payload a master
 // sends to a replica: when the input starts with '$' (after any newlines a master
 // sends as keepalives) it is taken as replication framing, either "$<len>\r\n"
@@ -201,8 +283,16 @@ const (
 //
 // Values are not decoded: each value's extent is found from its encoding and its
 // bytes are passed on in a DUMP payload. Module aux data (MODULE_AUX), resize and
-// slot hints are skipped. Collections with no elements, which Redis skips when
-// loading, are skipped too and counted by SkippedEmpty.
+// slot hints and Valkey's slot import records are skipped. Collections with no
+// elements, which Redis skips when loading, are skipped too and counted by
+// SkippedEmpty.
+//
+// A type byte the stream's version never writes ends the stream with an error that
+// names the byte and its offset and wraps ErrCorruptRDB. A type it knows but does not
+// read yet (the streams of Redis 8.6 and 8.8, types 26 and 27; Valkey 9.2's path hash,
+// type 23), an unknown type in the newest versions, whose writers may have added some,
+// and an RDB version newer than it knows, wrap ErrUnsupported instead: such keys may
+// still be copied by a strategy that does not parse the RDB.
 type RDBReader struct {
 	src     io.Reader
 	br      *bufio.Reader
@@ -211,6 +301,7 @@ type RDBReader struct {
 	buf     []byte // raw bytes of the record being read
 	crcPos  int    // how much of buf crc covers; hashing whole records is faster
 	version int
+	valkey  bool // the VALKEY magic: Valkey's own numbering of types and opcodes
 	aux     map[string]string
 	db      int
 	skipped int
@@ -261,9 +352,10 @@ func (r *RDBReader) Rest() io.Reader {
 }
 
 // Next returns the next key or function library. It returns io.EOF after the
-// RDB's EOF opcode (and checksum, verified when non-zero); any other error wraps
-// ErrCorruptRDB when the input is at fault, names the byte offset, and is
-// returned again by every later call.
+// RDB's EOF opcode (and checksum, verified when non-zero); any other error names
+// the byte offset, wraps ErrCorruptRDB when the input is at fault or ErrUnsupported
+// when it holds what this reader does not read (an unknown RDB version or value
+// type), and is returned again by every later call.
 func (r *RDBReader) Next() (*RDBEntry, error) {
 	if r.err != nil {
 		return nil, r.err
@@ -283,6 +375,7 @@ func (r *RDBReader) next() (*RDBEntry, error) {
 	}
 	var e RDBEntry // collects the opcodes that come before a key
 	hasExpire := false
+	var meta []byte // a key metadata record (Redis 8.6), which goes into the payload
 	for {
 		r.resetRecord()
 		off := r.off
@@ -328,9 +421,26 @@ func (r *RDBReader) next() (*RDBEntry, error) {
 			if err := r.skipCounts(2, "resize hint"); err != nil {
 				return nil, err
 			}
-		case rdbOpSlotInfo:
+		case rdbOpSlotInfo: // Redis 7.4 (RDB 12) in cluster mode; Valkey 9 skips it too
 			if err := r.skipCounts(3, "slot info"); err != nil {
 				return nil, err
+			}
+		case rdbOpKeyMeta: // rdbOpSlotImport under the VALKEY magic
+			switch {
+			case r.valkey:
+				if err := r.skipSlotImport(); err != nil {
+					return nil, err
+				}
+			case r.version >= 13:
+				if meta != nil {
+					return nil, r.corruptf(off, "two key metadata records before one key")
+				}
+				if err := r.skipKeyMeta(); err != nil {
+					return nil, err
+				}
+				meta = bytes.Clone(r.buf) // the record is this opcode alone: the buffer was reset before it
+			default:
+				return nil, r.corruptf(off, "unknown value type or opcode 243 in %s", r.format())
 			}
 		case rdbOpAux:
 			if err := r.readAux(); err != nil {
@@ -347,8 +457,8 @@ func (r *RDBReader) next() (*RDBEntry, error) {
 		case rdbOpEOF:
 			return nil, r.finish()
 		default:
-			if t > RDBTypeHashListpackEx || t == 8 {
-				return nil, r.corruptf(off, "unknown value type or opcode %d", t)
+			if err := r.valueType(off, t); err != nil {
+				return nil, err
 			}
 			key, err := r.readString("key")
 			if err != nil {
@@ -366,7 +476,7 @@ func (r *RDBReader) next() (*RDBEntry, error) {
 			}
 			if empty {
 				r.skipped++
-				e, hasExpire = RDBEntry{}, false
+				e, hasExpire, meta = RDBEntry{}, false, nil
 				continue
 			}
 			e.Kind, e.DB, e.Type = RDBKey, r.db, t
@@ -374,7 +484,7 @@ func (r *RDBReader) next() (*RDBEntry, error) {
 				e.ExpireAtMs = max(e.ExpireAtMs, 1)
 				e.ExpireAt = time.UnixMilli(e.ExpireAtMs)
 			}
-			e.Payload = r.payload(t, valueStart)
+			e.Payload = r.payload(t, valueStart, meta)
 			return &e, nil
 		}
 	}
@@ -404,21 +514,11 @@ func (r *RDBReader) start() error {
 	if err != nil {
 		return err
 	}
-	hdr := r.buf[i : i+9]
-	if !bytes.HasPrefix(hdr, []byte("REDIS")) {
-		return r.corruptf(off, "not an RDB stream: it starts with %q", hdr)
+	v, valkey, err := parseRDBHeader(r.buf[i : i+9])
+	if err != nil {
+		return &rdbError{off: off, err: err}
 	}
-	v := 0
-	for _, c := range hdr[5:] {
-		if c < '0' || c > '9' {
-			return r.corruptf(off, "bad RDB version %q", hdr[5:])
-		}
-		v = v*10 + int(c-'0')
-	}
-	if v < 1 || v > rdbMaxVersion {
-		return r.corruptf(off, "unsupported RDB version %d (this reader knows 1 to %d)", v, rdbMaxVersion)
-	}
-	r.version = v
+	r.version, r.valkey = v, valkey
 	return nil
 }
 
@@ -525,6 +625,34 @@ func (r *RDBReader) skipModuleAux() error {
 	return r.skipModuleOps("module aux")
 }
 
+// skipKeyMeta reads a key metadata record (Redis 8.6, RDB 13; Redis src/keymeta.c,
+// rdbSaveKeyMetadata): the number of metadata classes, then for each its 32-bit class
+// spec and its value as module-tagged data up to the module EOF opcode.
+func (r *RDBReader) skipKeyMeta() error {
+	n, err := r.readCount("key metadata class count")
+	for i := uint64(0); i < n && err == nil; i++ {
+		if _, err = r.take(4, "key metadata class spec"); err == nil {
+			err = r.skipModuleOps("key metadata")
+		}
+	}
+	return err
+}
+
+// skipSlotImport reads a slot import record (Valkey 9.0, RDB 80; Valkey
+// src/cluster_migrateslots.c, clusterRDBSaveSlotImports): the job name, the number of
+// slot ranges, and each range's first and last slot. It describes a migration in
+// progress on the source, nothing the target needs.
+func (r *RDBReader) skipSlotImport() error {
+	if _, err := r.skipString("slot import job name"); err != nil {
+		return err
+	}
+	n, err := r.readCount("slot import range count")
+	for i := uint64(0); i < n && err == nil; i++ {
+		err = r.skipCounts(2, "slot import range")
+	}
+	return err
+}
+
 // function reads a FUNCTION2 record into an entry whose payload FUNCTION RESTORE takes.
 func (r *RDBReader) function() (*RDBEntry, error) {
 	code, err := r.readString("function library")
@@ -533,7 +661,7 @@ func (r *RDBReader) function() (*RDBEntry, error) {
 	}
 	e := &RDBEntry{Kind: RDBFunction, Type: rdbOpFunction2, Code: string(code)}
 	e.Key = libraryName(e.Code)
-	e.Payload = r.payload(rdbOpFunction2, 1)
+	e.Payload = r.payload(rdbOpFunction2, 1, nil)
 	return e, nil
 }
 
@@ -553,12 +681,14 @@ func libraryName(code string) string {
 }
 
 // payload builds the DUMP payload of type t whose value is the record buffer
-// from valueStart on (valueStart >= 1: a type byte always comes before).
-func (r *RDBReader) payload(t byte, valueStart int) []byte {
+// from valueStart on (valueStart >= 1: a type byte always comes before), after the
+// key's metadata record if it has one: RESTORE on Redis 8.6 reads the metadata opcode
+// before the type byte, as DUMP writes it.
+func (r *RDBReader) payload(t byte, valueStart int, meta []byte) []byte {
 	var p []byte
-	if len(r.buf)-valueStart < handOver {
-		p = make([]byte, 0, 1+len(r.buf)-valueStart+10)
-		p = append(append(p, t), r.buf[valueStart:]...)
+	if len(r.buf)-valueStart < handOver || meta != nil {
+		p = make([]byte, 0, len(meta)+1+len(r.buf)-valueStart+10)
+		p = append(append(append(p, meta...), t), r.buf[valueStart:]...)
 	} else {
 		// Hand the buffer over rather than copy a large value; hash it for the
 		// file checksum first, since the type byte overwrites the byte before the value.
@@ -608,7 +738,12 @@ func (r *RDBReader) readValue(t byte) (empty bool, err error) {
 			}
 		}
 		return n == 0, err
-	case RDBTypeHashMetadataPreGA, RDBTypeHashMetadata:
+	case RDBTypeValkeyHash2:
+		if r.valkey {
+			return r.readValkeyHash2()
+		}
+		fallthrough // Redis's pre-GA 22, in a REDIS stream
+	case RDBTypeHashMetadata:
 		if t == RDBTypeHashMetadata {
 			if _, err := r.take(8, "hash minimum expire time"); err != nil {
 				return false, err
@@ -650,6 +785,20 @@ func (r *RDBReader) readValue(t byte) (empty bool, err error) {
 		return false, r.corruptf(r.off, "module value in the format of Redis 4.0 release candidates (type 6) cannot be read without its module")
 	}
 	return false, r.corruptf(r.off, "unknown value type %d", t)
+}
+
+// readValkeyHash2 reads Valkey's hash with field TTLs (Valkey src/rdb.c, rdbSaveObject):
+// a count, then each field, value and expiry in Unix milliseconds as 8 bytes (-1: none).
+func (r *RDBReader) readValkeyHash2() (empty bool, err error) {
+	n, err := r.readCount("hash size")
+	for i := uint64(0); i < n && err == nil; i++ {
+		if _, err = r.skipString("hash field"); err == nil {
+			if _, err = r.skipString("hash value"); err == nil {
+				_, err = r.take(8, "hash field expiry")
+			}
+		}
+	}
+	return n == 0, err
 }
 
 // readQuicklist reads a list of nodes; it is empty when every node is an empty
@@ -983,6 +1132,57 @@ func (r *RDBReader) corruptf(off int64, format string, args ...any) error {
 	return &rdbError{off: off, msg: fmt.Sprintf(format, args...), corrupt: true}
 }
 
+// unsupportedf describes a part of the stream this reader does not read: a type or
+// opcode a newer server writes, or one it knows but cannot pass on. It wraps
+// ErrUnsupported, not ErrCorruptRDB, since the input may well be intact: a strategy that
+// does not parse the RDB (DumpRestore, MigrateKeys) may still copy such a key.
+func (r *RDBReader) unsupportedf(off int64, format string, args ...any) error {
+	return &rdbError{off: off, msg: fmt.Sprintf(format, args...), err: ErrUnsupported}
+}
+
+// format names the writer and version of the stream, for messages: "RDB 12 (REDIS
+// magic)" or "RDB 80 (VALKEY magic)".
+func (r *RDBReader) format() string {
+	if r.valkey {
+		return fmt.Sprintf("RDB %d (VALKEY magic)", r.version)
+	}
+	return fmt.Sprintf("RDB %d (REDIS magic)", r.version)
+}
+
+// valueType checks that t, read where a key's type byte belongs, is a value type of
+// this stream's format. The numbers above 21 mean different things to Redis and Valkey,
+// and each came with a version, so the magic and the version decide. A type byte the
+// stream's version never writes is corruption (ErrCorruptRDB), except past the types
+// known for the newest versions (Redis RDB 13 and 14, Valkey RDB 81), whose writers may
+// have added more: there, and for the types known but not read here, the error wraps
+// ErrUnsupported. Either way it names the byte and its offset.
+func (r *RDBReader) valueType(off int64, t byte) error {
+	switch {
+	case t == 8:
+		return r.corruptf(off, "unknown value type or opcode 8 in %s (never assigned by any server)", r.format())
+	case t <= RDBTypeStreamListpacks3:
+		return nil // 0 to 21: the same in every format since RDB 11
+	case r.valkey:
+		switch {
+		case t == RDBTypeValkeyHash2:
+			return nil
+		case t == RDBTypeValkeyPathHash && r.version >= 81:
+			return r.unsupportedf(off, "value type 23 (a Valkey 9.2 path hash, %s) is not read by this library yet: "+
+				"copy such keys with DumpRestore between Valkey 9.2 servers", r.format())
+		case t > RDBTypeValkeyPathHash && r.version > rdbMinValkeyVersion:
+			return r.unsupportedf(off, "unknown value type %d in %s: written by a newer server, or the stream is damaged", t, r.format())
+		}
+	case t <= RDBTypeHashListpackEx && r.version >= 12:
+		return nil // Redis 7.4: hashes with field TTLs, and those of its release candidates
+	case (t == RDBTypeStreamListpacks4 && r.version >= 13) || (t == RDBTypeStreamListpacks5 && r.version >= 14):
+		return r.unsupportedf(off, "value type %d (a stream of Redis 8.6 or later, %s) is not read by this library yet: "+
+			"copy such keys with DumpRestore between servers of the same version", t, r.format())
+	case t > RDBTypeStreamListpacks5 && r.version >= 13:
+		return r.unsupportedf(off, "unknown value type %d in %s: written by a newer server, or the stream is damaged", t, r.format())
+	}
+	return r.corruptf(off, "unknown value type or opcode %d in %s", t, r.format())
+}
+
 // readErr describes a failed read of what, begun at offset off; running out of
 // input is corruption, any other failure is the underlying reader's.
 func readErr(off int64, what string, err error) error {
@@ -1002,6 +1202,9 @@ type rdbError struct {
 
 func (e *rdbError) Error() string {
 	s := fmt.Sprintf("rdb: offset %d: %s", e.off, e.msg)
+	if e.msg == "" {
+		s = fmt.Sprintf("rdb: offset %d", e.off)
+	}
 	if e.err != nil {
 		s += ": " + e.err.Error()
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 // FuzzRDBReader feeds arbitrary bytes to the reader: it must end every input
-// with io.EOF or an ErrCorruptRDB error, and its memory must stay in proportion
+// with io.EOF or an error wrapping ErrCorruptRDB or ErrUnsupported, and its memory must stay in proportion
 // to the bytes that arrived, whatever lengths the input declares.
 func FuzzRDBReader(f *testing.F) {
 	if files, _ := filepath.Glob(filepath.Join("..", "shared", "testdata", "rdb", "*")); len(files) > 0 {
@@ -22,6 +22,9 @@ func FuzzRDBReader(f *testing.F) {
 	}
 	synthetic, _ := syntheticRDB()
 	f.Add(synthetic)
+	for _, seed := range formatSeeds() {
+		f.Add(seed)
+	}
 	f.Add(smallDump(f))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := NewRDBReader(bytes.NewReader(data))
@@ -31,8 +34,8 @@ func FuzzRDBReader(f *testing.F) {
 				return
 			}
 			if err != nil {
-				if !errors.Is(err, ErrCorruptRDB) {
-					t.Fatalf("error does not wrap ErrCorruptRDB: %v", err)
+				if !errors.Is(err, ErrCorruptRDB) && !errors.Is(err, ErrUnsupported) {
+					t.Fatalf("error wraps neither ErrCorruptRDB nor ErrUnsupported: %v", err)
 				}
 				return
 			}

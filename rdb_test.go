@@ -863,7 +863,6 @@ func TestRDBReaderErrors(t *testing.T) {
 	}{
 		{"empty", "", "offset 0: reading RDB header: unexpected EOF"},
 		{"not rdb", "HELLO0010", "not an RDB stream"},
-		{"version 13", "REDIS0013\xff", "unsupported RDB version 13"},
 		{"version 0", "REDIS0000\xff", "unsupported RDB version 0"},
 		{"bad version", "REDIS00x1\xff", "bad RDB version"},
 		{"checksum", string(badSum), "checksum mismatch"},

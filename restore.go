@@ -373,9 +373,8 @@ func isBusyKey(err error) bool {
 	return ok && strings.HasPrefix(re.Error(), "BUSYKEY")
 }
 
+// describeVersion names the server for a message as it names itself: "Redis 7.4.1",
+// "Valkey 8.0.1" (not the redis_version 7.2.4 Valkey reports for compatibility).
 func describeVersion(s *ServerInfo) string {
-	if s == nil || s.Version == "" {
-		return "an unknown Redis version"
-	}
-	return "Redis " + s.Version
+	return s.Name()
 }

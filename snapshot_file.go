@@ -33,7 +33,8 @@ func (s Snapshot) checkToFile(j *Job) error {
 	return os.Remove(f.Name())
 }
 
-// fileRDBVersion reads the RDB version from the header of the file at path.
+// fileRDBVersion reads the RDB version from the header of the file at path: "REDIS" and
+// 4 digits, or "VALKEY" and 3 (Valkey 9).
 func fileRDBVersion(path string) (int, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -41,13 +42,12 @@ func fileRDBVersion(path string) (int, error) {
 	}
 	defer f.Close()
 	var hdr [9]byte
-	_, err = io.ReadFull(f, hdr[:])
-	v, convErr := strconv.Atoi(string(hdr[5:]))
-	if err != nil || string(hdr[:5]) != "REDIS" || convErr != nil {
-		return 0, fmt.Errorf("FromFile %s is not an RDB file (it does not start with REDIS and a version): %w", path, ErrCorruptRDB)
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		return 0, fmt.Errorf("FromFile %s is not an RDB file (it does not start with REDIS or VALKEY and a version): %w", path, ErrCorruptRDB)
 	}
-	if v > rdbMaxVersion {
-		return 0, fmt.Errorf("FromFile %s has RDB version %d, newer than this library reads (%d): %w", path, v, rdbMaxVersion, ErrUnsupported)
+	v, _, err := parseRDBHeader(hdr[:])
+	if err != nil {
+		return 0, fmt.Errorf("FromFile %s: %w", path, err)
 	}
 	return v, nil
 }

@@ -38,6 +38,9 @@ type Config struct {
 	DBFilename string
 	// TLS, when set, makes the server speak TLS only (see tls.go); default plain.
 	TLS *TLS
+	// Binary is the server executable; default redis-server from PATH (see versions.go
+	// for the version matrix's).
+	Binary string
 }
 
 // Server is one running redis-server.
@@ -69,7 +72,9 @@ func Start(t testing.TB, cfg Config) *Server {
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
-	Binary(t)
+	if cfg.Binary == "" {
+		Binary(t)
+	}
 	s, err := Launch(cfg)
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
@@ -82,6 +87,9 @@ func Start(t testing.TB, cfg Config) *Server {
 // benchmark). cfg.Dir must be set. The caller stops it.
 func Launch(cfg Config) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
+	if cfg.Binary != "" {
+		bin, err = cfg.Binary, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("redis-server is not installed: run `make test` (it installs it as root) or `apt-get install redis-server`")
 	}
@@ -295,20 +303,23 @@ func (s *Server) Do(t testing.TB, db int, args ...string) rueidis.RedisResult {
 }
 
 var (
-	versionOnce sync.Once
-	versionNum  int
+	versionMu   sync.Mutex
+	versionNums = map[string]int{} // by binary
 )
 
 // Version returns the installed redis-server's version as major*10000+minor*100+patch.
 func Version(t testing.TB) int { return version(Binary(t)) }
 
 func version(bin string) int {
-	versionOnce.Do(func() {
-		out, err := exec.Command(bin, "--version").Output()
-		if err != nil {
-			return
-		}
-		// "Redis server v=7.0.15 sha=..."
+	versionMu.Lock()
+	defer versionMu.Unlock()
+	if v, ok := versionNums[bin]; ok {
+		return v
+	}
+	versionNum := 0
+	out, err := exec.Command(bin, "--version").Output()
+	if err == nil {
+		// "Redis server v=7.0.15 sha=...", "Valkey server v=8.0.1 sha=..."
 		for _, f := range strings.Fields(string(out)) {
 			if v, ok := strings.CutPrefix(f, "v="); ok {
 				parts := strings.SplitN(v, ".", 3)
@@ -318,7 +329,8 @@ func version(bin string) int {
 				}
 			}
 		}
-	})
+	}
+	versionNums[bin] = versionNum
 	return versionNum
 }
 
