@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -75,8 +76,16 @@ func (m *migrator) plan(ctx context.Context, j *Job, s Strategy) (*Plan, error) 
 	if a, ok := s.(Auto); ok {
 		candidates = a.strategies()
 	}
+	// What every strategy needs, refused once for all.
+	sides := checkSides(ctx, j, m.cfg.evicting)
+	if sides != nil && !errors.Is(sides, ErrUnsupported) {
+		return nil, sides
+	}
 	for _, c := range candidates {
-		err := checkFor(ctx, j, c)
+		err := sides
+		if err == nil {
+			err = checkFor(ctx, j, c)
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}

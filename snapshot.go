@@ -111,9 +111,6 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 	if err := s.validate(); err != nil {
 		return err
 	}
-	if err := checkTargetDatabases(j); err != nil {
-		return err
-	}
 	fromServer := s.FromFile == "" || s.BGSave
 	if fromServer && j.Source.Cluster() {
 		if err := s.checkCluster(ctx, j); err != nil {
@@ -145,7 +142,7 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 		return fmt.Errorf("ToFile writes the source's databases and names as they are, and WithDBPrefix merges them; leave one out: %w", ErrUnsupported)
 	}
 	if s.ToFile != "" {
-		if err := s.checkToFile(j); err != nil {
+		if err := s.checkToFile(ctx, j); err != nil {
 			return err
 		}
 	} else if err := checkRestore(ctx, j.Target); err != nil {
