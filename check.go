@@ -87,7 +87,7 @@ func checkSides(ctx context.Context, j *Job, evicting bool) error {
 	if err := checkSameServer(ctx, j); err != nil {
 		return err
 	}
-	if err := checkTargetDatabases(ctx, j); err != nil {
+	if err := checkDatabaseRange(ctx, j); err != nil {
 		return err
 	}
 	if evicting {
@@ -149,19 +149,25 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// checkTargetDatabases refuses a copy into a target database that does not exist: several
-// databases into a cluster, which has only database 0, unless WithDBPrefix says how; or a
-// source database at or above a standalone target's databases setting. It runs before the
-// first write, so that nothing is half copied.
-func checkTargetDatabases(ctx context.Context, j *Job) error {
+// checkTargetDatabases refuses to copy several databases into a cluster, which has only
+// database 0, unless WithDBPrefix says how. Strategies that copy key by key call it.
+func checkTargetDatabases(j *Job) error {
+	if !j.Target.Cluster() || len(j.Databases) < 2 || j.merge {
+		return nil
+	}
+	return j.Target.Err("map databases", "", fmt.Errorf(
+		"the target is a cluster, which has only database 0, and the source's databases %s are to be copied; "+
+			"copy one with migrate.WithDatabases(n), or merge them into database 0 with migrate.WithDBPrefix(\"db%%d:\") "+
+			"(or WithDBPrefix(\"\") to keep the names): %w", dbList(j.Databases), ErrUnsupported))
+}
+
+// checkDatabaseRange refuses a copy into a database a standalone target does not have: a
+// source database at or above the target's databases setting, where TargetDB keeps its
+// number. It runs before the first write, so that nothing is half copied. (A cluster
+// target, which has database 0 only, is checkTargetDatabases's.)
+func checkDatabaseRange(ctx context.Context, j *Job) error {
 	if j.Target.Cluster() {
-		if len(j.Databases) < 2 || j.merge {
-			return nil
-		}
-		return j.Target.Err("map databases", "", fmt.Errorf(
-			"the target is a cluster, which has only database 0, and the source's databases %s are to be copied; "+
-				"copy one with migrate.WithDatabases(n), or merge them into database 0 with migrate.WithDBPrefix(\"db%%d:\") "+
-				"(or WithDBPrefix(\"\") to keep the names): %w", dbList(j.Databases), ErrUnsupported))
+		return nil
 	}
 	top := 0
 	for _, db := range j.Databases {

@@ -100,6 +100,9 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 	if err != nil {
 		return err
 	}
+	if err := checkTargetDatabases(j); err != nil {
+		return err
+	}
 	const op = "check migrate"
 	src := j.Source.Info
 	switch {

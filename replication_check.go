@@ -41,7 +41,7 @@ func checkReplicaVersion(j *Job) error {
 // for a copy of everything the source holds (Replication, or, with toFile, Snapshot's
 // ToFile): keys of a database the target lacks, in the snapshot, make the target exit as it
 // loads it, and a write to one that a replica receives is lost. The databases the source
-// uses now are checked by checkTargetDatabases; this is about those it may use by then.
+// uses now are checked by checkDatabaseRange; this is about those it may use by then.
 func checkDatabaseSetting(ctx context.Context, j *Job, toFile bool) error {
 	dst, dstHow, err := databaseCount(ctx, j.Target)
 	if err != nil {

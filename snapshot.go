@@ -111,6 +111,9 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 	if err := s.validate(); err != nil {
 		return err
 	}
+	if err := checkTargetDatabases(j); err != nil {
+		return err
+	}
 	fromServer := s.FromFile == "" || s.BGSave
 	if fromServer && j.Source.Cluster() {
 		if err := s.checkCluster(ctx, j); err != nil {
