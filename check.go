@@ -297,8 +297,8 @@ const memoryMargin = 8
 // are not counted in, since their share is not known before the copy. On a cluster target,
 // each master is compared with its share of the slots.
 func checkEvictionFit(ctx context.Context, j *Job) error {
-	if len(j.Target.Info.Fields) == 0 {
-		return nil // INFO refused: nothing tells whether it evicts
+	if len(j.Target.Info.Fields) == 0 || !j.Target.Cluster() && !evicts(j.Target.Info) {
+		return nil // it does not evict, or INFO, refused, does not tell
 	}
 	dst, err := masterInfos(ctx, j.Target, "memory")
 	if err != nil {

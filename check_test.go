@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,7 +66,13 @@ func TestCheckReplicationDatabases(t *testing.T) {
 		dst := redistest.Start(t, redistest.Config{})
 		src.Do(t, 0, "SET", "k", "v")
 		_, err := migrateStrategy(t, src.Option(), dst.Option(), migrate.Replication{})
-		wantRefused(t, err, "databases 32", "16")
+		wantRefused(t, err, "32 databases", "16")
+		file := filepath.Join(t.TempDir(), "dump.rdb")
+		_, err = migrateStrategy(t, src.Option(), dst.Option(), migrate.Snapshot{ToFile: file})
+		wantRefused(t, err, "32 databases", "16", "ToFile")
+		if _, err := os.Stat(file); !os.IsNotExist(err) {
+			t.Errorf("ToFile was written after the refusal (%v)", err)
+		}
 		rep, err := migrateStrategy(t, src.Option(), dst.Option(), migrate.DumpRestore{})
 		if err != nil {
 			t.Fatalf("DumpRestore: %v", err)

@@ -34,9 +34,13 @@ import (
 
 // Migrator copies a source into a target.
 type Migrator interface {
-	// Migrate checks that the strategy can run, then runs it. It returns a Report even
-	// when it fails or ctx is cancelled, with what was done until then; the error then
-	// says why it stopped (and wraps context.Canceled on cancellation).
+	// Migrate checks what every strategy needs (the target is not the source, it has
+	// every database the copy writes, and, unless WithEvictingTarget, it does not evict
+	// keys when the data cannot fit), then that the strategy can run, then runs it; a
+	// refusal wraps ErrUnsupported. A migration during which the target evicts keys fails
+	// with an error wrapping ErrEvicted. Migrate returns a Report even when it fails or ctx
+	// is cancelled, with what was done until then; the error then says why it stopped (and
+	// wraps context.Canceled on cancellation).
 	Migrate(ctx context.Context) (*Report, error)
 	// Plan probes both sides without changing anything and says, for the strategy given
 	// to New (each of the ladder's for Auto), whether it can run here and why not, with the
@@ -171,8 +175,7 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 	}
 	if err == nil {
 		evicted := m.watchEvictions(ctx, j)
-		err = s.Run(ctx, j)
-		err = errors.Join(err, evicted())
+		err = evicted(s.Run(ctx, j))
 	}
 	stop()
 
@@ -201,55 +204,68 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 }
 
 // watchEvictions reads how many keys the target has evicted (evicted_keys in INFO stats, on
-// every master of a cluster) and returns a function that reads it again and returns an error
-// wrapping ErrEvicted when it rose: keys the strategy wrote may be gone although every write
-// succeeded. Where INFO is refused at the start, nothing can be told, and the returned
-// function logs so.
-func (m *migrator) watchEvictions(ctx context.Context, j *Job) func() error {
+// every master of a cluster) and returns a function that, given the run's error, reads it
+// again and adds an error wrapping ErrEvicted when it rose: keys the strategy wrote may be
+// gone although every write succeeded. Where INFO is refused at the start, nothing can be
+// told, and the returned function logs so; a read that fails at the end fails a run that
+// succeeded.
+func (m *migrator) watchEvictions(ctx context.Context, j *Job) func(error) error {
 	before, err := evictions(ctx, j.Target)
 	if err != nil {
-		return func() error {
+		return func(ran error) error {
 			m.cfg.logger.Warn("migrate: cannot tell whether the target evicts keys during the migration", "error", err)
-			return nil
+			return ran
 		}
 	}
-	return func() error {
-		// Read even when the run was cancelled: evictions are worth knowing then too.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		n, where, err := evictedSince(rctx, j.Target, before)
-		// A server that evicts for long goes on in the background: count until it stops.
-		for i := 0; err == nil && n > 0 && i < 50; i++ {
-			if sleepCtx(rctx, 20*time.Millisecond) != nil {
-				break
-			}
-			var again int64
-			again, where, err = evictedSince(rctx, j.Target, before)
-			if again == n {
-				break
-			}
-			n = max(n, again)
+	return func(ran error) error {
+		evicted := evictedSince(ctx, j, before)
+		if evicted != nil && ran != nil && !errors.Is(evicted, ErrEvicted) {
+			return ran // the run's failure says more than the target that stopped answering
 		}
-		if err != nil {
-			return fmt.Errorf("read whether the target evicted keys during the migration: %w", err)
-		}
-		if n == 0 {
-			return nil
-		}
-		on := ""
-		if len(where) > 1 {
-			on = " (" + strings.Join(where, ", ") + ")"
-		}
-		return j.Target.Err("check evictions", "", fmt.Errorf(
-			"the target evicted %d keys during the migration%s (evicted_keys in INFO stats; maxmemory-policy %s), so copied keys may be gone; "+
-				"give the target more memory (maxmemory) or the noeviction policy, and migrate again: %w",
-			n, on, j.Target.Info.Policy, ErrEvicted))
+		return errors.Join(ran, evicted)
 	}
 }
 
-// evictedSince returns how many keys e's masters evicted since before was read, and where.
+// evictedSince returns an error wrapping ErrEvicted when the target's masters evicted keys
+// since before was read.
+func evictedSince(ctx context.Context, j *Job, before map[string]evicted) error {
+	// Read even when the run was cancelled, briefly: evictions are worth knowing then too.
+	rctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+	if ctx.Err() != nil {
+		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	}
+	defer cancel()
+	n, where, err := evictedCount(rctx, j.Target, before)
+	// A server that evicts for long goes on in the background: count until it stops.
+	for i := 0; err == nil && n > 0 && i < 50; i++ {
+		if sleepCtx(rctx, 20*time.Millisecond) != nil {
+			break
+		}
+		again, at, rerr := evictedCount(rctx, j.Target, before)
+		if rerr != nil || again <= n {
+			break
+		}
+		n, where = again, at
+	}
+	if err != nil {
+		return fmt.Errorf("read whether the target evicted keys during the migration: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	on := ""
+	if len(where) > 1 {
+		on = " (" + strings.Join(where, ", ") + ")"
+	}
+	return j.Target.Err("check evictions", "", fmt.Errorf(
+		"the target evicted %d keys during the migration%s (evicted_keys in INFO stats; maxmemory-policy %s), so copied keys may be gone; "+
+			"give the target more memory (maxmemory) or the noeviction policy, and migrate again: %w",
+		n, on, j.Target.Info.Policy, ErrEvicted))
+}
+
+// evictedCount returns how many keys e's masters evicted since before was read, and where.
 // A counter that went down (a restarted server) counts from 0.
-func evictedSince(ctx context.Context, e *Endpoint, before map[string]evicted) (n int64, where []string, err error) {
+func evictedCount(ctx context.Context, e *Endpoint, before map[string]evicted) (n int64, where []string, err error) {
 	after, err := evictions(ctx, e)
 	if err != nil {
 		return 0, nil, err
