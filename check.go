@@ -392,7 +392,7 @@ type masterInfo struct {
 }
 
 // masterInfos reads one INFO section of every master of e: the server itself, or each
-// master of a cluster that serves slots. A failed master is an error.
+// master of a cluster that serves slots, but for those flagged as failing.
 func masterInfos(ctx context.Context, e *Endpoint, section string) ([]masterInfo, error) {
 	if !e.Cluster() {
 		c, err := e.Default()
@@ -414,7 +414,7 @@ func masterInfos(ctx context.Context, e *Endpoint, section string) ([]masterInfo
 	for _, id := range ids {
 		n := t.nodes[id]
 		if n.failed {
-			return nil, e.Err("info "+section, "", fmt.Errorf("master %s (%s) is failing", id, n.addr))
+			continue // failing over: its replica, once promoted, answers for its slots
 		}
 		c, err := e.node(n.addr)
 		if err != nil {
