@@ -44,7 +44,8 @@ type Migrator interface {
 	Migrate(ctx context.Context) (*Report, error)
 	// Plan probes both sides without changing anything and says, for the strategy given
 	// to New (each of the ladder's for Auto), whether it can run here and why not, with the
-	// facts it found.
+	// facts it found. What every strategy needs (see Migrate), when missing, is every
+	// strategy's reason.
 	Plan(ctx context.Context) (*Plan, error)
 	// Close closes every connection the Migrator opened. Call it once Migrate returned.
 	Close()
