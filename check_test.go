@@ -202,6 +202,33 @@ func TestCheckEvictingTarget(t *testing.T) {
 			}
 		})
 	}
+	t.Run("plan", func(t *testing.T) {
+		t.Parallel()
+		dst := redistest.Start(t, small)
+		for _, opts := range [][]migrate.Option{nil, {migrate.WithEvictingTarget()}} {
+			m, err := migrate.New(src.Option(), dst.Option(), opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := m.Plan(context.Background())
+			m.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if opts == nil {
+				for _, step := range p.Steps {
+					if !errors.Is(step.Err, migrate.ErrUnsupported) || !strings.Contains(step.Err.Error(), "WithEvictingTarget") {
+						t.Errorf("plan step %s: %v, want the eviction refusal", step.Strategy, step.Err)
+					}
+				}
+				if p.Chosen != "" {
+					t.Errorf("plan chose %q, want none", p.Chosen)
+				}
+			} else if p.Chosen == "" {
+				t.Errorf("with WithEvictingTarget, plan chose none:\n%v", p)
+			}
+		}
+	})
 	t.Run("fits", func(t *testing.T) {
 		t.Parallel()
 		dst := redistest.Start(t, redistest.Config{Lines: []string{"maxmemory 64mb", "maxmemory-policy allkeys-lru"}})
