@@ -95,8 +95,9 @@ func (Replication) Name() string { return "replication" }
 // Check reports why the target cannot be made a replica of the source, without changing
 // anything on either side. It refuses filters, clusters, a target that is already a
 // replica, a target older than the source, a target that holds keys without
-// WithDiscardTarget, a target with fewer databases than the source's databases setting, a target that refuses REPLICAOF and SLAVEOF (renamed, disabled or
-// denied by ACL), and a target that cannot be given the source's credentials
+// WithDiscardTarget, a target with fewer databases than the source's databases setting,
+// a target that refuses REPLICAOF and SLAVEOF (renamed, disabled or denied by ACL), and
+// a target that cannot be given the source's credentials
 // (CONFIG GET or CONFIG SET of masterauth or masteruser refused). Commands are probed
 // without being run: each is queued in a MULTI block that is discarded, or, when MULTI is
 // refused, looked up with COMMAND INFO and ACL DRYRUN.
