@@ -121,7 +121,7 @@ func TestPlan(t *testing.T) {
 	dst.Do(t, 3, "SET", "already", "here")
 	dstOpt := dst.Option()
 	dstOpt.Username, dstOpt.Password = "app", "apppw"
-	m, err := migrate.New(src.Option(), dstOpt, migrate.WithDiscardTarget())
+	m, err := migrate.New(src.Option(), dstOpt, migrate.WithDiscardTarget(), migrate.WithEvictingTarget())
 	if err != nil {
 		t.Fatal(err)
 	}

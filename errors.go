@@ -34,6 +34,12 @@ var (
 	// ErrCorruptRDB is wrapped by every error RDBReader returns for input that is not a
 	// valid RDB stream, including input that ends before the RDB's EOF opcode.
 	ErrCorruptRDB = errors.New("corrupt RDB")
+
+	// ErrEvicted means the target evicted keys while the migration ran (evicted_keys in its
+	// INFO stats rose, on any of its masters): copied keys may be gone although every write
+	// succeeded. The wrapping error says how many; Migrate still returns its Report. Give the
+	// target more memory (maxmemory) or the noeviction policy, and migrate again.
+	ErrEvicted = errors.New("target evicted keys")
 )
 
 // Side says which server an error or a fact is about.

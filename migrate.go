@@ -34,13 +34,18 @@ import (
 
 // Migrator copies a source into a target.
 type Migrator interface {
-	// Migrate checks that the strategy can run, then runs it. It returns a Report even
-	// when it fails or ctx is cancelled, with what was done until then; the error then
-	// says why it stopped (and wraps context.Canceled on cancellation).
+	// Migrate checks what every strategy needs (the target is not the source, it has
+	// every database the copy writes, and, unless WithEvictingTarget, it does not evict
+	// keys when the data cannot fit), then that the strategy can run, then runs it; a
+	// refusal wraps ErrUnsupported. A migration during which the target evicts keys fails
+	// with an error wrapping ErrEvicted. Migrate returns a Report even when it fails or ctx
+	// is cancelled, with what was done until then; the error then says why it stopped (and
+	// wraps context.Canceled on cancellation).
 	Migrate(ctx context.Context) (*Report, error)
 	// Plan probes both sides without changing anything and says, for the strategy given
 	// to New (each of the ladder's for Auto), whether it can run here and why not, with the
-	// facts it found.
+	// facts it found. What every strategy needs (see Migrate), when missing, is every
+	// strategy's reason.
 	Plan(ctx context.Context) (*Plan, error)
 	// Close closes every connection the Migrator opened. Call it once Migrate returned.
 	Close()
@@ -131,18 +136,6 @@ func (m *migrator) job(ctx context.Context) (*Job, error) {
 	return j, nil
 }
 
-// checkTargetDatabases refuses to copy several databases into a cluster, which has only
-// database 0, unless WithDBPrefix says how. Strategies that copy key by key call it.
-func checkTargetDatabases(j *Job) error {
-	if !j.Target.Cluster() || len(j.Databases) < 2 || j.merge {
-		return nil
-	}
-	return j.Target.Err("map databases", "", fmt.Errorf(
-		"the target is a cluster, which has only database 0, and the source's databases %s are to be copied; "+
-			"copy one with migrate.WithDatabases(n), or merge them into database 0 with migrate.WithDBPrefix(\"db%%d:\") "+
-			"(or WithDBPrefix(\"\") to keep the names): %w", dbList(j.Databases), ErrUnsupported))
-}
-
 // dbList names databases for messages, as "0, 3, 15".
 func dbList(dbs []int) string {
 	parts := make([]string, len(dbs))
@@ -177,9 +170,13 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 		"databases", j.Databases, "estimated_keys", j.total)
 
 	stop := m.reportProgress(j, s.Name())
-	err = s.Check(ctx, j)
+	err = checkSides(ctx, j, m.cfg.evicting)
 	if err == nil {
-		err = s.Run(ctx, j)
+		err = s.Check(ctx, j)
+	}
+	if err == nil {
+		evicted := m.watchEvictions(ctx, j)
+		err = evicted(s.Run(ctx, j))
 	}
 	stop()
 
@@ -205,6 +202,110 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 	}
 	m.cfg.logger.Info("migrate: done", "report", rep.String(), "error", err)
 	return rep, err
+}
+
+// watchEvictions reads how many keys the target has evicted (evicted_keys in INFO stats, on
+// every master of a cluster) and returns a function that, given the run's error, reads it
+// again and adds an error wrapping ErrEvicted when it rose: keys the strategy wrote may be
+// gone although every write succeeded. Where INFO is refused at the start, nothing can be
+// told, and the returned function logs so; a read that fails at the end fails a run that
+// succeeded.
+func (m *migrator) watchEvictions(ctx context.Context, j *Job) func(error) error {
+	before, err := evictions(ctx, j.Target)
+	if err != nil {
+		return func(ran error) error {
+			m.cfg.logger.Warn("migrate: cannot tell whether the target evicts keys during the migration", "error", err)
+			return ran
+		}
+	}
+	return func(ran error) error {
+		evicted := evictedSince(ctx, j, before)
+		if evicted != nil && ran != nil && !errors.Is(evicted, ErrEvicted) {
+			return ran // the run's failure says more than the target that stopped answering
+		}
+		return errors.Join(ran, evicted)
+	}
+}
+
+// evictedSince returns an error wrapping ErrEvicted when the target's masters evicted keys
+// since before was read.
+func evictedSince(ctx context.Context, j *Job, before map[string]evicted) error {
+	// Read even when the run was cancelled, briefly: evictions are worth knowing then too.
+	rctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+	if ctx.Err() != nil {
+		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	}
+	defer cancel()
+	n, where, err := evictedCount(rctx, j.Target, before)
+	// A server that evicts for long goes on in the background: count until it stops.
+	for i := 0; err == nil && n > 0 && i < 50; i++ {
+		if sleepCtx(rctx, 20*time.Millisecond) != nil {
+			break
+		}
+		again, at, rerr := evictedCount(rctx, j.Target, before)
+		if rerr != nil || again <= n {
+			break
+		}
+		n, where = again, at
+	}
+	if err != nil {
+		return fmt.Errorf("read whether the target evicted keys during the migration: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	on := ""
+	if len(where) > 1 {
+		on = " (" + strings.Join(where, ", ") + ")"
+	}
+	return j.Target.Err("check evictions", "", fmt.Errorf(
+		"the target evicted %d keys during the migration%s (evicted_keys in INFO stats; maxmemory-policy %s), so copied keys may be gone; "+
+			"give the target more memory (maxmemory) or the noeviction policy, and migrate again: %w",
+		n, on, j.Target.Info.Policy, ErrEvicted))
+}
+
+// evictedCount returns how many keys e's masters evicted since before was read, and where.
+// A counter that went down (a restarted server) counts from 0.
+func evictedCount(ctx context.Context, e *Endpoint, before map[string]evicted) (n int64, where []string, err error) {
+	after, err := evictions(ctx, e)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, id := range sortedKeys(after) {
+		d := after[id].n
+		if b, ok := before[id]; ok && d >= b.n {
+			d -= b.n
+		}
+		if d > 0 {
+			n += d
+			where = append(where, fmt.Sprintf("%d on %s", d, after[id].addr))
+		}
+	}
+	return n, where, nil
+}
+
+// evicted is one master's evicted_keys counter.
+type evicted struct {
+	addr string
+	n    int64
+}
+
+// evictions reads evicted_keys on every master of e, by node id ("" for a standalone server).
+func evictions(ctx context.Context, e *Endpoint) (map[string]evicted, error) {
+	infos, err := masterInfos(ctx, e, "stats")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]evicted, len(infos))
+	for _, m := range infos {
+		v, ok := m.info.Fields["evicted_keys"]
+		if !ok {
+			return nil, e.Err("info stats", "", fmt.Errorf("INFO stats on %s has no evicted_keys", m.addr))
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		out[m.id] = evicted{addr: m.addr, n: n}
+	}
+	return out, nil
 }
 
 // reportProgress calls the progress callback every 250 ms until the returned function is

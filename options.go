@@ -40,6 +40,7 @@ type config struct {
 	sample       float64
 	ttlTolerance time.Duration
 	examples     int
+	evicting     bool
 }
 
 func defaults() config {
@@ -368,6 +369,19 @@ func WithVerifyExamples(n int) Option {
 			return fmt.Errorf("WithVerifyExamples: negative count %d", n)
 		}
 		c.examples = n
+		return nil
+	}
+}
+
+// WithEvictingTarget allows a target that evicts keys when full (maxmemory set, with a
+// maxmemory-policy other than noeviction) to receive more data than fits under its
+// maxmemory. The default is to refuse, before the first write, a migration whose selected
+// data (estimated from the source's used memory, with a margin) does not fit in the room
+// the target has left. Either way, a migration during which the target evicts keys fails
+// with an error wrapping ErrEvicted that says how many.
+func WithEvictingTarget() Option {
+	return func(c *config) error {
+		c.evicting = true
 		return nil
 	}
 }

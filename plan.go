@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -80,8 +81,16 @@ func (m *migrator) plan(ctx context.Context, j *Job, s Strategy) (*Plan, error) 
 	if a, ok := s.(Auto); ok {
 		candidates = a.strategies()
 	}
+	// What every strategy needs, refused once for all.
+	sides := checkSides(ctx, j, m.cfg.evicting)
+	if sides != nil && !errors.Is(sides, ErrUnsupported) {
+		return nil, sides
+	}
 	for _, c := range candidates {
-		err := checkFor(ctx, j, c)
+		err := sides
+		if err == nil {
+			err = checkFor(ctx, j, c)
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -90,7 +99,7 @@ func (m *migrator) plan(ctx context.Context, j *Job, s Strategy) (*Plan, error) 
 			p.Chosen = c.Name()
 		}
 	}
-	p.Warnings = warnings(j, p)
+	p.Warnings = warnings(j, p, sides != nil)
 	return p, nil
 }
 
@@ -153,14 +162,16 @@ func commandState(ctx context.Context, c rueidis.Client, e *Endpoint, user strin
 	return "refused by ACL"
 }
 
-func warnings(j *Job, p *Plan) []string {
+// warnings lists what deserves attention; refused says every strategy was refused by
+// checkSides, whose reason already tells about the target's memory.
+func warnings(j *Job, p *Plan, refused bool) []string {
 	var w []string
-	if t := p.Target; t.MaxMemory > 0 && p.Source.UsedMemory > t.MaxMemory {
+	if t := p.Target; !refused && t.MaxMemory > 0 && p.Source.UsedMemory > t.MaxMemory {
 		w = append(w, fmt.Sprintf("the source uses %s and the target's maxmemory is %s: the data may not fit",
 			bytesText(p.Source.UsedMemory), bytesText(t.MaxMemory)))
 	}
-	if t := p.Target; t.MaxMemory > 0 && t.Policy != "" && t.Policy != "noeviction" {
-		w = append(w, fmt.Sprintf("the target's maxmemory-policy is %s: it may evict copied keys when full", t.Policy))
+	if t := p.Target; !refused && t.MaxMemory > 0 && t.Policy != "" && t.Policy != "noeviction" {
+		w = append(w, fmt.Sprintf("the target's maxmemory-policy is %s: it may evict copied keys when full, and a migration during which it does fails with ErrEvicted", t.Policy))
 	}
 	var busy []string
 	for _, db := range j.Databases {

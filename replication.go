@@ -95,8 +95,9 @@ func (Replication) Name() string { return "replication" }
 // Check reports why the target cannot be made a replica of the source, without changing
 // anything on either side. It refuses filters, clusters, a target that is already a
 // replica, a target older than the source, a target that holds keys without
-// WithDiscardTarget, a target that refuses REPLICAOF and SLAVEOF (renamed, disabled or
-// denied by ACL), and a target that cannot be given the source's credentials
+// WithDiscardTarget, a target with fewer databases than the source's databases setting,
+// a target that refuses REPLICAOF and SLAVEOF (renamed, disabled or denied by ACL), and
+// a target that cannot be given the source's credentials
 // (CONFIG GET or CONFIG SET of masterauth or masteruser refused). Commands are probed
 // without being run: each is queued in a MULTI block that is discarded, or, when MULTI is
 // refused, looked up with COMMAND INFO and ACL DRYRUN.
@@ -127,9 +128,6 @@ func (r Replication) Check(ctx context.Context, j *Job) error {
 				"the %s is a cluster node (redis_mode:cluster), and %s; use another strategy", e.Side, why))
 		}
 	}
-	if id := j.Target.Info.Fields["run_id"]; id != "" && id == j.Source.Info.Fields["run_id"] {
-		return j.Target.Err("check servers", "", unsupported("the source and the target are the same server"))
-	}
 	if j.Target.Info.Role == "slave" {
 		return j.Target.Err("check role", "", unsupported(
 			"the target is already a replica of %s (role:slave); detach it first (REPLICAOF NO ONE) if it may be overwritten",
@@ -139,6 +137,9 @@ func (r Replication) Check(ctx context.Context, j *Job) error {
 		return err
 	}
 	if err := checkTargetEmpty(j); err != nil {
+		return err
+	}
+	if err := checkDatabaseSetting(ctx, j, false); err != nil {
 		return err
 	}
 	if _, err := replicaOfCommand(ctx, j); err != nil {

@@ -37,6 +37,38 @@ func checkReplicaVersion(j *Job) error {
 		describeVersion(dst), describeVersion(src), ErrIncompatible, ErrUnsupported))
 }
 
+// checkDatabaseSetting refuses a target whose databases setting is lower than the source's,
+// for a copy of everything the source holds (Replication, or, with toFile, Snapshot's
+// ToFile): keys of a database the target lacks, in the snapshot, make the target exit as it
+// loads it, and a write to one that a replica receives is lost. The databases the source
+// uses now are checked by checkDatabaseRange; this is about those it may use by then.
+func checkDatabaseSetting(ctx context.Context, j *Job, toFile bool) error {
+	dst, dstHow, err := databaseCount(ctx, j.Target)
+	if err != nil {
+		return err
+	}
+	src, srcHow, err := databaseCount(ctx, j.Source)
+	if err != nil {
+		return err
+	}
+	if src <= dst {
+		return nil
+	}
+	lacks := fmt.Sprintf("databases %d to %d", dst, src-1)
+	if src-1 == dst {
+		lacks = fmt.Sprintf("database %d", dst)
+	}
+	why := fmt.Sprintf("a replica loads everything the source holds, and keys in %s would make the target exit as it loads them; "+
+		"it then gets every write of the source, and one to %s would be lost", lacks, lacks)
+	if toFile {
+		why = fmt.Sprintf("the dump of ToFile holds everything the source holds when it is taken, and keys in %s would make the target exit as it loads it", lacks)
+	}
+	return j.Target.Err("check databases", "", unsupported(
+		"the source has %d databases (%s) and the target %d (%s): %s; set databases %d on the target (which needs a restart), "+
+			"or copy key by key (DumpRestore, MigrateKeys, or Snapshot without ToFile) the databases the target has",
+		src, srcHow, dst, dstHow, why, src))
+}
+
 // checkTargetEmpty refuses a target that holds keys, unless the user allows discarding them.
 func checkTargetEmpty(j *Job) error {
 	if j.DiscardTarget {

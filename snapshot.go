@@ -155,7 +155,7 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 		return fmt.Errorf("ToFile writes the source's databases and names as they are, and WithDBPrefix merges them; leave one out: %w", ErrUnsupported)
 	}
 	if s.ToFile != "" {
-		if err := s.checkToFile(j); err != nil {
+		if err := s.checkToFile(ctx, j); err != nil {
 			return err
 		}
 	} else if err := checkRestore(ctx, j.Target); err != nil {

@@ -13,9 +13,12 @@ import (
 	"github.com/redis/rueidis"
 )
 
-func (s Snapshot) checkToFile(j *Job) error {
+func (s Snapshot) checkToFile(ctx context.Context, j *Job) error {
 	if j.Filtered {
 		return fmt.Errorf("ToFile writes a dump of every key of every database, so it cannot honour WithMatch, WithTypes, WithDatabases or the source's SelectDB; drop them, or leave ToFile empty to restore only what they select: %w", ErrUnsupported)
+	}
+	if err := checkDatabaseSetting(ctx, j, true); err != nil {
+		return err
 	}
 	var keys int64
 	for _, n := range j.Target.Info.Keyspace {
