@@ -381,6 +381,7 @@ func WithVerifyExamples(n int) Option {
 // with an error wrapping ErrEvicted that says how many.
 func WithEvictingTarget() Option {
 	return func(c *config) error {
+		c.forMigrateOnly("WithEvictingTarget")
 		c.evicting = true
 		return nil
 	}
