@@ -403,8 +403,9 @@ func TestDumpRestoreProgress(t *testing.T) {
 	if len(calls) < 2 {
 		t.Fatalf("%d progress calls for a copy of %v, want several", len(calls), rep.Duration)
 	}
+	// Calls come every 250 ms; a busy machine delays one tick and brings the next closer.
 	for i := 1; i < len(calls); i++ {
-		if calls[i].Keys < calls[i-1].Keys || calls[i].Elapsed-calls[i-1].Elapsed < 200*time.Millisecond && !calls[i].Done {
+		if calls[i].Keys < calls[i-1].Keys || calls[i].Elapsed-calls[i-1].Elapsed < 100*time.Millisecond && !calls[i].Done {
 			t.Errorf("call %d: %+v after %+v", i, calls[i], calls[i-1])
 		}
 	}
