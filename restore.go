@@ -154,11 +154,17 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 		}
 		// On a cluster, keys whose node is failing over are sent again.
 		retry, err := r.send(ctx, c, db, pending, &counts, &lost, time.Since(started) < clusterFailoverWait)
-		if err != nil || len(retry) == 0 {
-			return err
+		if err == nil && len(retry) > 0 {
+			r.j.Logger.Info("restore: the target cluster is failing over or moving slots; sending again", "keys", len(retry))
+			err = sleepCtx(ctx, clusterRetryDelay)
 		}
-		r.j.Logger.Info("restore: the target cluster is failing over or moving slots; sending again", "keys", len(retry))
-		if err := sleepCtx(ctx, clusterRetryDelay); err != nil {
+		if err != nil {
+			// Of the keys not sent again, those whose first reply was lost may be written.
+			for _, d := range retry {
+				if d.resent {
+					lost = append(lost, d)
+				}
+			}
 			return err
 		}
 		pending = retry
