@@ -147,10 +147,20 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 	if again := r.setAll(ctx, c, batch[:many], &counts, &lost); len(again) > 0 {
 		pending = append(again, pending...)
 	}
+	// Keys not sent (again) are not counted, but for those whose first reply was lost: they
+	// may be written.
+	stop := func(keys []dumped, err error) error {
+		for _, d := range keys {
+			if d.resent {
+				lost = append(lost, d)
+			}
+		}
+		return err
+	}
 	started := time.Now()
 	for len(pending) > 0 {
 		if err := ctx.Err(); err != nil {
-			return err // pending were not sent, so not counted
+			return stop(pending, err)
 		}
 		// On a cluster, keys whose node is failing over are sent again.
 		retry, err := r.send(ctx, c, db, pending, &counts, &lost, time.Since(started) < clusterFailoverWait)
@@ -159,13 +169,7 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 			err = sleepCtx(ctx, clusterRetryDelay)
 		}
 		if err != nil {
-			// Of the keys not sent again, those whose first reply was lost may be written.
-			for _, d := range retry {
-				if d.resent {
-					lost = append(lost, d)
-				}
-			}
-			return err
+			return stop(retry, err)
 		}
 		pending = retry
 	}
