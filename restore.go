@@ -188,7 +188,9 @@ func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, keys []du
 		cmds[i] = r.command(c, &keys[i])
 	}
 	var busy []dumped
-	for i, res := range c.DoMulti(ctx, cmds...) {
+	wctx, done := inFlight(ctx)
+	defer done()
+	for i, res := range c.DoMulti(wctx, cmds...) {
 		d := &keys[i]
 		err := res.Error()
 		kind := classifyReply(err)
@@ -261,8 +263,20 @@ func (r *restorer) conflicts(ctx context.Context, c rueidis.Client, db int, busy
 	return first
 }
 
-// settleWait bounds how long settle may take after the migration's context ended.
-const settleWait = time.Second
+// settleWait bounds how long settle may take after the migration's context ended, and
+// how long a pipeline of writes under way then may still take (inFlight).
+const settleWait = 2 * time.Second
+
+// inFlight returns the context for one pipeline of writes: it ends settleWait after ctx
+// does. A pipeline under way when the migration is cancelled (or another batch fails) then
+// completes and its replies are counted exactly, rather than left to settle, while a target
+// that does not answer still holds the cancellation up only briefly. Call done when the
+// replies are in.
+func inFlight(ctx context.Context) (wctx context.Context, done context.CancelFunc) {
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(settleWait, cancel) })
+	return wctx, func() { stop(); cancel() }
+}
 
 // settle counts the keys whose reply never came: those the target holds with the source's
 // value and expiry were written, the others not. The migration is stopping, so it asks
@@ -383,7 +397,9 @@ func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []dumped, 
 	if len(cmds) == 0 {
 		return again
 	}
-	for i, res := range c.DoMulti(ctx, cmds...) {
+	wctx, done := inFlight(ctx)
+	defer done()
+	for i, res := range c.DoMulti(wctx, cmds...) {
 		switch classifyReply(res.Error()) {
 		case replyRefused:
 			r.j.Logger.Info("restore: the target refuses MSET or MSETNX; strings are written one SET each", "error", res.Error())

@@ -210,40 +210,72 @@ func TestRestoreAgainIntoCluster(t *testing.T) {
 	}
 }
 
-// TestRestoreCancelledCounts (issues 16.11, 17.8): a DumpRestore cancelled mid-copy counts
+// TestRestoreCancelledCounts (issues 16.11, 17.8): a migration cancelled mid-copy counts
 // no key as failed, and exactly the keys the target holds as copied.
 func TestRestoreCancelledCounts(t *testing.T) {
 	t.Parallel()
-	src, dst := redistest.Start(t, redistest.Config{}), redistest.Start(t, redistest.Config{})
-	redistest.AddKeys(t, src, 0, "str:", 20000, 32)
-	fillHashtableKeys(t, src.Client(t, 0), 2000)
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}),
-		migrate.WithBatchSize(200), migrate.WithConcurrency(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dc := dst.Client(t, 0)
-	go func() { // cancel once the copy is well under way
-		for ctx.Err() == nil {
-			if n, err := dc.Do(context.Background(), dc.B().Dbsize().Build()).AsInt64(); err == nil && n > 3000 {
-				cancel()
-				return
+	for _, s := range restoringStrategies {
+		t.Run(s.Name(), func(t *testing.T) {
+			t.Parallel()
+			src, dst := redistest.Start(t, redistest.Config{}), redistest.Start(t, redistest.Config{})
+			redistest.AddKeys(t, src, 0, "str:", 20000, 32)
+			fillHashtableKeys(t, src.Client(t, 0), 2000)
+			m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(s),
+				migrate.WithBatchSize(200), migrate.WithConcurrency(4))
+			if err != nil {
+				t.Fatal(err)
 			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	rep, err := m.Migrate(ctx)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled (report %+v)", err, rep.Counts)
+			defer m.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			dc := dst.Client(t, 0)
+			go func() { // cancel once the copy is well under way
+				for ctx.Err() == nil {
+					if n, err := dc.Do(context.Background(), dc.B().Dbsize().Build()).AsInt64(); err == nil && n > 3000 {
+						cancel()
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}()
+			rep, err := m.Migrate(ctx)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want context.Canceled (report %+v)", err, rep.Counts)
+			}
+			held, err := dc.Do(context.Background(), dc.B().Dbsize().Build()).AsInt64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Failed != 0 || rep.Keys != held {
+				t.Errorf("report %+v; the target holds %d keys: want 0 failed and as many copied as held", rep.Counts, held)
+			}
+		})
 	}
-	held, err := dc.Do(context.Background(), dc.B().Dbsize().Build()).AsInt64()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Failed != 0 || rep.Keys != held {
-		t.Errorf("report %+v; the target holds %d keys: want 0 failed and as many copied as held", rep.Counts, held)
+}
+
+// TestRestoreStoppedByConflictCounts (issue 16.11): a migration that one conflict stops
+// counts that key alone as failed, not the keys of the batches it cut short, and as copied
+// exactly the keys it wrote.
+func TestRestoreStoppedByConflictCounts(t *testing.T) {
+	t.Parallel()
+	for _, s := range restoringStrategies {
+		t.Run(s.Name(), func(t *testing.T) {
+			t.Parallel()
+			src, dst := redistest.Start(t, redistest.Config{}), redistest.Start(t, redistest.Config{})
+			redistest.AddKeys(t, src, 0, "str:", 20000, 32)
+			fillHashtableKeys(t, src.Client(t, 0), 2000)
+			cmd(t, dst, "SET", "str:5000", "another value")
+			rep, err := restoreRun(t, src.Option(), dst.Option(), s, migrate.WithBatchSize(200), migrate.WithConcurrency(4))
+			if !errors.Is(err, migrate.ErrConflict) {
+				t.Fatalf("err = %v, want ErrConflict (report %+v)", err, rep.Counts)
+			}
+			held, err := cmd(t, dst, "DBSIZE").AsInt64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Failed != 1 || rep.Keys != held-1 {
+				t.Errorf("report %+v; the target holds %d keys, one of them its own: want 1 failed and %d copied", rep.Counts, held, held-1)
+			}
+		})
 	}
 }
