@@ -235,7 +235,7 @@ func (r *restorer) conflicts(ctx context.Context, c rueidis.Client, db int, busy
 		counts.Skipped += int64(len(busy))
 		return nil
 	}
-	same, err := r.sameOnTarget(ctx, c, db, busy)
+	diffs, err := r.sameOnTarget(ctx, c, db, busy)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -247,16 +247,16 @@ func (r *restorer) conflicts(ctx context.Context, c rueidis.Client, db int, busy
 	for i := range busy {
 		d := &busy[i]
 		switch {
-		case same[i] && d.resent:
+		case diffs[i] == "" && d.resent:
 			counts.Keys++
 			counts.Bytes += int64(d.size())
-		case same[i] || r.j.Conflict == Skip:
+		case diffs[i] == "" || r.j.Conflict == Skip:
 			counts.Skipped++
 		default:
 			counts.Failed++
 			if first == nil {
-				first = r.j.Target.Err(fmt.Sprintf("restore into db %d", r.j.TargetDB(db)), d.key, fmt.Errorf(
-					"%w; its value or expiry differs from the source's", ErrConflict))
+				first = r.j.Target.Err(fmt.Sprintf("restore into db %d", r.j.TargetDB(db)), d.key,
+					fmt.Errorf("%w: %s", ErrConflict, diffs[i]))
 			}
 		}
 	}
@@ -265,7 +265,7 @@ func (r *restorer) conflicts(ctx context.Context, c rueidis.Client, db int, busy
 
 // settleWait bounds how long settle may take after the migration's context ended, and
 // how long a pipeline of writes under way then may still take (inFlight).
-const settleWait = 2 * time.Second
+const settleWait = time.Second
 
 // inFlight returns the context for one pipeline of writes: it ends settleWait after ctx
 // does. A pipeline under way when the migration is cancelled (or another batch fails) then
@@ -286,11 +286,11 @@ func inFlight(ctx context.Context) (wctx context.Context, done context.CancelFun
 func (r *restorer) settle(ctx context.Context, c rueidis.Client, db int, lost []dumped, counts *Counts) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleWait)
 	defer cancel()
-	same, err := r.sameOnTarget(sctx, c, db, lost)
+	diffs, err := r.sameOnTarget(sctx, c, db, lost)
 	failed := ctx.Err() != nil // nothing is counted Failed when cancelled
 	for i := range lost {
 		switch {
-		case err == nil && same[i]:
+		case err == nil && diffs[i] == "":
 			counts.Keys++
 			counts.Bytes += int64(lost[i].size())
 		case !failed:
@@ -430,15 +430,15 @@ func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []dumped, 
 	return again
 }
 
-// sameOnTarget reports, for each of keys, whether the target already holds it with the
-// value and the expiry it carries (expiries within Job.TTLTolerance of each other count as
-// the same). It reads every key and its expiry in one round trip: a string's value with
+// sameOnTarget reports, for each of keys, how the key the target holds differs from it:
+// "" when it holds the value and the expiry the key carries (expiries within
+// Job.TTLTolerance of each other count as the same). It reads every key and its expiry in one round trip: a string's value with
 // GET, another key's payload with DUMP. Payloads equal but for their RDB version and
 // checksum are the same value; others are decoded (canonicalPayload) and compared by type
 // and value, since a hashtable's payload depends on the order of its members. The source
 // is not read again: its value is what keys carry (the source may have changed since a
 // snapshot was taken).
-func (r *restorer) sameOnTarget(ctx context.Context, c rueidis.Client, db int, keys []dumped) ([]bool, error) {
+func (r *restorer) sameOnTarget(ctx context.Context, c rueidis.Client, db int, keys []dumped) ([]string, error) {
 	absolute := r.j.Target.Info.AtLeast(7, 0, 0)
 	cmds := make(rueidis.Commands, 0, 2*len(keys))
 	for i := range keys {
@@ -456,7 +456,7 @@ func (r *restorer) sameOnTarget(ctx context.Context, c rueidis.Client, db int, k
 	}
 	sent := time.Now().UnixMilli()
 	res := c.DoMulti(ctx, cmds...)
-	same := make([]bool, len(keys))
+	diffs := make([]string, len(keys))
 	for i := range keys {
 		k := &keys[i]
 		ttl, err := res[2*i+1].AsInt64()
@@ -466,7 +466,8 @@ func (r *restorer) sameOnTarget(ctx context.Context, c rueidis.Client, db int, k
 		var expireAt int64
 		switch {
 		case ttl == -2:
-			continue // gone
+			diffs[i] = "the target's key is gone"
+			continue
 		case ttl < 0:
 		case absolute:
 			expireAt = ttl
@@ -474,25 +475,41 @@ func (r *restorer) sameOnTarget(ctx context.Context, c rueidis.Client, db int, k
 			expireAt = sent + ttl
 		}
 		if !r.sameExpiry(expireAt, k.expireAt) {
+			diffs[i] = fmt.Sprintf("the target's key expires %s, the source's %s (WithTTLTolerance: %v)",
+				expiryText(expireAt), expiryText(k.expireAt), r.j.TTLTolerance)
 			continue
 		}
 		v, err := res[2*i].ToString()
 		switch classifyReply(err) {
 		case replyOK:
-		case replyNil, replyError: // gone, or another type (WRONGTYPE)
+		case replyNil:
+			diffs[i] = "the target's key is gone"
+			continue
+		case replyError: // WRONGTYPE
+			diffs[i] = "the target's key is of another type"
 			continue
 		default:
 			return nil, err
 		}
-		if k.str {
-			same[i] = v == k.value
-			continue
+		same := v == k.value
+		if !k.str {
+			if same, err = r.samePayload(ctx, db, k, v); err != nil {
+				return nil, err
+			}
 		}
-		if same[i], err = r.samePayload(ctx, db, k, v); err != nil {
-			return nil, err
+		if !same {
+			diffs[i] = "the target's key holds another value"
 		}
 	}
-	return same, nil
+	return diffs, nil
+}
+
+// expiryText names an expiry (Unix milliseconds, 0 for none) for messages.
+func expiryText(ms int64) string {
+	if ms == 0 {
+		return "never"
+	}
+	return "at " + time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
 // sameExpiry reports whether two expiries (Unix milliseconds, 0 for none) are the same,

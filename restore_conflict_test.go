@@ -77,9 +77,10 @@ func TestRestoreSameValueOtherExpiry(t *testing.T) {
 					setSameKey(t, typ, "k1", map[*redistest.Server]int64{src: srcAt})
 					setSameKey(t, typ, "k1", map[*redistest.Server]int64{dst: dstAt})
 					rep, err := restoreRun(t, src.Option(), dst.Option(), s)
-					if !errors.Is(err, migrate.ErrConflict) || !strings.Contains(err.Error(), `"k1"`) {
-						t.Fatalf("err = %v, want ErrConflict naming k1 (report %+v)", err, rep.Counts)
+					if !errors.Is(err, migrate.ErrConflict) || !strings.Contains(err.Error(), `"k1"`) || !strings.Contains(err.Error(), "expires") {
+						t.Fatalf("err = %v, want ErrConflict naming k1 and both expiries (report %+v)", err, rep.Counts)
 					}
+					t.Logf("error: %v", err)
 					if rep.Failed != 1 || rep.Skipped != 0 || rep.Keys != 0 {
 						t.Errorf("report %+v, want the key counted once, as failed", rep.Counts)
 					}
