@@ -127,6 +127,32 @@ func TestRestoreAlreadyThereIsSkipped(t *testing.T) {
 	}
 }
 
+// TestRestoreAlreadyThereBefore70 runs TestRestoreAlreadyThereIsSkipped's and
+// TestRestoreAgainOverIdenticalHashtables's cases between servers of Redis 6.2, which have
+// no PEXPIRETIME (the expiry is read with PTTL) and DUMP ziplists.
+func TestRestoreAlreadyThereBefore70(t *testing.T) {
+	t.Parallel()
+	src, dst := redistest.StartRelease(t, "redis-6.2"), redistest.StartRelease(t, "redis-6.2")
+	at := time.Now().Add(time.Minute).UnixMilli()
+	setSameKey(t, "string", "s-ttl", map[*redistest.Server]int64{src: at, dst: at})
+	setSameKey(t, "hash", "h-ttl", map[*redistest.Server]int64{src: at, dst: at})
+	const n = 10
+	fillHashtableKeys(t, src.Client(t, 0), n)
+	fillHashtableKeys(t, dst.Client(t, 0), n)
+	rep, err := restoreRun(t, src.Option(), dst.Option(), migrate.DumpRestore{})
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if rep.Skipped != 2+2*n || rep.Keys != 0 || rep.Failed != 0 {
+		t.Errorf("report %+v, want all %d keys skipped", rep.Counts, 2+2*n)
+	}
+	cmd(t, dst, "PEXPIREAT", "h-ttl", strconv.FormatInt(at+5000, 10))
+	rep, err = restoreRun(t, src.Option(), dst.Option(), migrate.DumpRestore{})
+	if !errors.Is(err, migrate.ErrConflict) || !strings.Contains(err.Error(), `"h-ttl"`) {
+		t.Errorf("err = %v, want ErrConflict naming h-ttl, whose expiry differs (report %+v)", err, rep.Counts)
+	}
+}
+
 // fillHashtableKeys writes n hashes of five fields of 65 bytes and n sets of 20 members of 65
 // bytes: hashtables, whose DUMP payloads depend on the order of their members.
 func fillHashtableKeys(t *testing.T, c rueidis.Client, n int) {
@@ -206,6 +232,16 @@ func TestRestoreAgainIntoCluster(t *testing.T) {
 			}
 			if took > 15*time.Second {
 				t.Errorf("second run took %v: it waited for a failover that was not happening", took)
+			}
+			// Under Fail, identical keys are no conflict either.
+			start = time.Now()
+			rep, err = restoreRun(t, src.Option(), dst.Option(), s)
+			took = time.Since(start)
+			if err != nil {
+				t.Fatalf("third run, under Fail: %v", err)
+			}
+			if rep.Skipped != total || rep.Keys != 0 || rep.Failed != 0 || took > 15*time.Second {
+				t.Errorf("third run, under Fail: report %+v in %v, want all %d keys skipped at once", rep.Counts, took, total)
 			}
 		})
 	}
