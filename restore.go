@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -28,6 +27,9 @@ type dumped struct {
 	str   bool
 	value string
 	ttl   int64 // RESTORE's TTL argument, set by the restorer
+	// resent says the key is sent again after a command for it got no reply, which may
+	// have written it: finding the source's value on the target then means written.
+	resent bool
 }
 
 // size is the number of bytes the key's value takes: its payload's, or its string's.
@@ -133,60 +135,80 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 			many++
 		}
 	}
-	sent := batch[many:]
+	var lost []dumped // keys sent whose reply never came: written or not, settle finds out
+	defer func() {
+		if len(lost) > 0 {
+			r.settle(ctx, c, db, lost, &counts)
+		}
+	}()
+	pending := batch[many:]
 	// A group that a key already on the target refuses is sent again key by key, which
 	// tells which keys those are.
-	if again := r.setAll(ctx, c, batch[:many], &counts); len(again) > 0 {
-		sent = append(again, sent...)
+	if again := r.setAll(ctx, c, batch[:many], &counts, &lost); len(again) > 0 {
+		pending = append(again, pending...)
 	}
-	cmds := make(rueidis.Commands, len(sent))
-	for i := range sent {
-		cmds[i] = r.command(c, &sent[i])
-	}
-	var first error
-	started := time.Now()
-	for len(cmds) > 0 && first == nil {
-		// On a cluster, keys whose node is failing over are sent again.
-		var retry rueidis.Commands
-		var retried []dumped
-		first, retry, retried = r.send(ctx, c, db, cmds, sent, &counts, time.Since(started) < clusterFailoverWait)
-		if len(retry) > 0 && first == nil {
-			r.j.Logger.Info("restore: the target cluster is failing over or moving slots; sending again", "keys", len(retry))
-			if err := sleepCtx(ctx, clusterRetryDelay); err != nil {
-				return err
+	// Keys not sent (again) are not counted, but for those whose first reply was lost: they
+	// may be written.
+	stop := func(keys []dumped, err error) error {
+		for _, d := range keys {
+			if d.resent {
+				lost = append(lost, d)
 			}
 		}
-		cmds, sent = retry, retried
+		return err
 	}
-	return first
+	started := time.Now()
+	for len(pending) > 0 {
+		if err := ctx.Err(); err != nil {
+			return stop(pending, err)
+		}
+		// On a cluster, keys whose node is failing over are sent again.
+		retry, err := r.send(ctx, c, db, pending, &counts, &lost, time.Since(started) < clusterFailoverWait)
+		if err == nil && len(retry) > 0 {
+			r.j.Logger.Info("restore: the target cluster is failing over or moving slots; sending again", "keys", len(retry))
+			err = sleepCtx(ctx, clusterRetryDelay)
+		}
+		if err != nil {
+			return stop(retry, err)
+		}
+		pending = retry
+	}
+	return nil
 }
 
-// send runs cmds, the RESTOREs of sent, and counts what they did. When retry is allowed,
-// the keys of a cluster target that a failover or a moving slot refused are returned to
-// send again rather than counted as failed.
-func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, cmds rueidis.Commands, sent []dumped, counts *Counts, retry bool) (first error, again rueidis.Commands, againSent []dumped) {
-	for i, res := range c.DoMulti(ctx, cmds...) {
-		d := &sent[i]
+// send writes keys and counts what it can tell of each: written, already there, refused.
+// When retry is allowed, the keys of a cluster target that a failover or a moving slot
+// refused are returned to send again rather than counted as failed. Keys whose reply never
+// came (the context ended, the connection failed) are added to lost, for settle. It returns
+// the first error that stops the migration.
+func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, keys []dumped, counts *Counts, lost *[]dumped, retry bool) (again []dumped, first error) {
+	cmds := make(rueidis.Commands, len(keys))
+	for i := range keys {
+		// RESTORE is not retried by the client; a new command for the same key is.
+		cmds[i] = r.command(c, &keys[i])
+	}
+	var busy []dumped
+	wctx, done := inFlight(ctx)
+	defer done()
+	for i, res := range c.DoMulti(wctx, cmds...) {
+		d := &keys[i]
 		err := res.Error()
-		busy := isBusyKey(err) || (d.str && rueidis.IsRedisNil(err)) // SET NX did not set
+		kind := classifyReply(err)
 		switch {
-		case err != nil && retry && r.j.Target.Cluster() && retryable(ctx, err):
-			// RESTORE is not retried by the client; a new command for the same key is.
-			again = append(again, r.command(c, d))
-			againSent = append(againSent, *d)
-		case err == nil:
+		case kind == replyOK:
 			counts.Keys++
 			counts.Bytes += int64(d.size())
-		case busy && r.j.Conflict == Skip:
-			counts.Skipped++
-		case busy:
-			// SCAN may return a key twice; the second copy then meets our own first one.
-			if r.sameOnTarget(ctx, c, d) {
-				continue
+		case kind == replyBusyKey || (d.str && kind == replyNil): // SET NX did not set
+			busy = append(busy, *d)
+		case retry && r.j.Target.Cluster() && retryable(ctx, err):
+			if kind == replyLost {
+				d.resent = true // the first one may have been written
 			}
-			counts.Failed++
+			again = append(again, *d)
+		case kind == replyLost:
+			*lost = append(*lost, *d)
 			if first == nil {
-				first = r.j.Target.Err(fmt.Sprintf("restore into db %d", r.j.TargetDB(db)), d.key, ErrConflict)
+				first = r.restoreErr(ctx, db, d.key, err)
 			}
 		default:
 			counts.Failed++
@@ -195,32 +217,87 @@ func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, cmds ruei
 			}
 		}
 	}
-	return first, again, againSent
+	if len(busy) > 0 {
+		if err := r.conflicts(ctx, c, db, busy, counts); first == nil {
+			first = err
+		}
+	}
+	return again, first
 }
 
-// retryable reports whether err comes from a cluster that is changing (a node failing, a
-// slot moving) rather than from the command, so that sending it again may succeed.
-func retryable(ctx context.Context, err error) bool {
-	if ctx.Err() != nil || err == nil {
-		return false
+// conflicts counts keys that the target already holds, following the conflict policy: one
+// that holds the source's value and expiry is Skipped under any policy (or counted as
+// written, when it is our own earlier write whose reply was lost); another is Skipped under
+// Skip and, under Fail, Failed and the error. Comparing costs one round trip for all of
+// them, and is left out under Skip when no reply was lost.
+func (r *restorer) conflicts(ctx context.Context, c rueidis.Client, db int, busy []dumped, counts *Counts) error {
+	if r.j.Conflict == Skip && !slices.ContainsFunc(busy, func(d dumped) bool { return d.resent }) {
+		counts.Skipped += int64(len(busy))
+		return nil
 	}
-	re, ok := rueidis.IsRedisErr(err)
-	if !ok {
-		var e *Error
-		if errors.As(err, &e) {
-			re, ok = rueidis.IsRedisErr(e.Err)
+	diffs, err := r.sameOnTarget(ctx, c, db, busy)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		counts.Failed++ // the migration stops on it; the others are not known
+		return r.j.Target.Err(fmt.Sprintf("compare with the key in db %d", r.j.TargetDB(db)), busy[0].key, err)
+	}
+	var first error
+	for i := range busy {
+		d := &busy[i]
+		switch {
+		case diffs[i] == "" && d.resent:
+			counts.Keys++
+			counts.Bytes += int64(d.size())
+		case diffs[i] == "" || r.j.Conflict == Skip:
+			counts.Skipped++
+		default:
+			counts.Failed++
+			if first == nil {
+				first = r.j.Target.Err(fmt.Sprintf("restore into db %d", r.j.TargetDB(db)), d.key,
+					fmt.Errorf("%w: %s", ErrConflict, diffs[i]))
+			}
 		}
 	}
-	if !ok {
-		return true // the connection: a node that died
-	}
-	msg := re.Error()
-	for _, p := range []string{"CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK", "LOADING", "MASTERDOWN"} {
-		if strings.HasPrefix(msg, p) {
-			return true
+	return first
+}
+
+// settleWait bounds how long settle may take after the migration's context ended, and
+// how long a pipeline of writes under way then may still take (inFlight).
+const settleWait = time.Second
+
+// inFlight returns the context for one pipeline of writes: it ends settleWait after ctx
+// does. A pipeline under way when the migration is cancelled (or another batch fails) then
+// completes and its replies are counted exactly, rather than left to settle, while a target
+// that does not answer still holds the cancellation up only briefly. Call done when the
+// replies are in.
+func inFlight(ctx context.Context) (wctx context.Context, done context.CancelFunc) {
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(settleWait, cancel) })
+	return wctx, func() { stop(); cancel() }
+}
+
+// settle counts the keys whose reply never came: those the target holds with the source's
+// value and expiry were written, the others not. The migration is stopping, so it asks
+// under a context of its own, briefly. When the context had not ended (the connection
+// failed), the first key not found written is the one the migration stops on, counted as
+// Failed.
+func (r *restorer) settle(ctx context.Context, c rueidis.Client, db int, lost []dumped, counts *Counts) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleWait)
+	defer cancel()
+	diffs, err := r.sameOnTarget(sctx, c, db, lost)
+	failed := ctx.Err() != nil // nothing is counted Failed when cancelled
+	for i := range lost {
+		switch {
+		case err == nil && diffs[i] == "":
+			counts.Keys++
+			counts.Bytes += int64(lost[i].size())
+		case !failed:
+			counts.Failed++
+			failed = true
 		}
 	}
-	return false
 }
 
 // prepare names d's key on the target, sets its TTL argument, and says how it is written:
@@ -273,8 +350,9 @@ func (r *restorer) command(c rueidis.Client, k *dumped) rueidis.Completed {
 // keys costs the target a third less than a SET each. On a cluster target a group holds
 // keys of one slot. It counts the keys written and returns, to be sent key by key, those
 // of the groups that were refused (a key exists, a slot moved, an error) and keys left
-// alone in their group.
-func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []dumped, counts *Counts) (again []dumped) {
+// alone in their group. The keys of a group whose reply never came, once ctx has ended, go to
+// lost.
+func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []dumped, counts *Counts, lost *[]dumped) (again []dumped) {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -319,10 +397,21 @@ func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []dumped, 
 	if len(cmds) == 0 {
 		return again
 	}
-	for i, res := range c.DoMulti(ctx, cmds...) {
-		if refused(res.Error()) {
+	wctx, done := inFlight(ctx)
+	defer done()
+	for i, res := range c.DoMulti(wctx, cmds...) {
+		switch classifyReply(res.Error()) {
+		case replyRefused:
 			r.j.Logger.Info("restore: the target refuses MSET or MSETNX; strings are written one SET each", "error", res.Error())
 			r.setMany.Store(false)
+		case replyLost:
+			if ctx.Err() != nil {
+				*lost = append(*lost, groups[i]...)
+				continue
+			}
+			for k := range groups[i] {
+				groups[i][k].resent = true // the group may have been written
+			}
 		}
 		set := res.Error() == nil
 		if r.j.Conflict != Replace {
@@ -341,14 +430,124 @@ func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []dumped, 
 	return again
 }
 
-// sameOnTarget reports whether the target already holds exactly what was sent.
-func (r *restorer) sameOnTarget(ctx context.Context, c rueidis.Client, k *dumped) bool {
-	if k.str {
-		v, err := c.Do(ctx, c.B().Get().Key(k.key).Build()).ToString()
-		return err == nil && v == k.value
+// sameOnTarget reports, for each of keys, how the key the target holds differs from it:
+// "" when it holds the value and the expiry the key carries (expiries within
+// Job.TTLTolerance of each other count as the same). It reads every key and its expiry in one round trip: a string's value with
+// GET, another key's payload with DUMP. Payloads equal but for their RDB version and
+// checksum are the same value; others are decoded (canonicalPayload) and compared by type
+// and value, since a hashtable's payload depends on the order of its members. The source
+// is not read again: its value is what keys carry (the source may have changed since a
+// snapshot was taken).
+func (r *restorer) sameOnTarget(ctx context.Context, c rueidis.Client, db int, keys []dumped) ([]string, error) {
+	absolute := r.j.Target.Info.AtLeast(7, 0, 0)
+	cmds := make(rueidis.Commands, 0, 2*len(keys))
+	for i := range keys {
+		k := &keys[i]
+		if k.str {
+			cmds = append(cmds, c.B().Get().Key(k.key).Build())
+		} else {
+			cmds = append(cmds, c.B().Dump().Key(k.key).Build())
+		}
+		if absolute {
+			cmds = append(cmds, c.B().Pexpiretime().Key(k.key).Build())
+		} else {
+			cmds = append(cmds, c.B().Pttl().Key(k.key).Build())
+		}
 	}
-	same, err := c.Do(ctx, c.B().Dump().Key(k.key).Build()).ToString()
-	return err == nil && same == k.payload
+	sent := time.Now().UnixMilli()
+	res := c.DoMulti(ctx, cmds...)
+	diffs := make([]string, len(keys))
+	for i := range keys {
+		k := &keys[i]
+		ttl, err := res[2*i+1].AsInt64()
+		if err != nil {
+			return nil, err
+		}
+		var expireAt int64
+		switch {
+		case ttl == -2:
+			diffs[i] = "the target's key is gone"
+			continue
+		case ttl < 0:
+		case absolute:
+			expireAt = ttl
+		default:
+			expireAt = sent + ttl
+		}
+		if !r.sameExpiry(expireAt, k.expireAt) {
+			diffs[i] = fmt.Sprintf("the target's key expires %s, the source's %s (WithTTLTolerance: %v)",
+				expiryText(expireAt), expiryText(k.expireAt), r.j.TTLTolerance)
+			continue
+		}
+		v, err := res[2*i].ToString()
+		switch classifyReply(err) {
+		case replyOK:
+		case replyNil:
+			diffs[i] = "the target's key is gone"
+			continue
+		case replyError: // WRONGTYPE
+			diffs[i] = "the target's key is of another type"
+			continue
+		default:
+			return nil, err
+		}
+		same := v == k.value
+		if !k.str {
+			if same, err = r.samePayload(ctx, db, k, v); err != nil {
+				return nil, err
+			}
+		}
+		if !same {
+			diffs[i] = "the target's key holds another value"
+		}
+	}
+	return diffs, nil
+}
+
+// expiryText names an expiry (Unix milliseconds, 0 for none) for messages.
+func expiryText(ms int64) string {
+	if ms == 0 {
+		return "never"
+	}
+	return "at " + time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// sameExpiry reports whether two expiries (Unix milliseconds, 0 for none) are the same,
+// within Job.TTLTolerance.
+func (r *restorer) sameExpiry(a, b int64) bool {
+	if a == 0 || b == 0 {
+		return a == b
+	}
+	d := a - b
+	if d < 0 {
+		d = -d
+	}
+	return d <= r.j.TTLTolerance.Milliseconds()
+}
+
+// samePayload reports whether payload, the target's DUMP of k, holds k's value.
+func (r *restorer) samePayload(ctx context.Context, db int, k *dumped, payload string) (bool, error) {
+	const footer = 10 // RDB version and CRC-64
+	if len(payload) > footer && len(k.payload) > footer && payload[:len(payload)-footer] == k.payload[:len(k.payload)-footer] {
+		return true, nil
+	}
+	typ, want, ok := canonicalPayload(k.payload)
+	if !ok {
+		return false, nil // a stream, a module value: only the same payload is the same
+	}
+	if ttyp, got, ok := canonicalPayload(payload); ok {
+		return ttyp == typ && got == want, nil
+	}
+	// An encoding this package does not decode (a newer target): read the value itself.
+	tc, err := r.j.Target.Client(r.j.TargetDB(db))
+	if err != nil {
+		return false, err
+	}
+	if t, err := tc.Do(ctx, tc.B().Type().Key(k.key).Build()).ToString(); err != nil || t != typ {
+		return false, err
+	}
+	got, err := canonical(ctx, r.j.Target, r.j.TargetDB(db), k.key, typ)
+	return err == nil && got == want, err
 }
 
 func (r *restorer) restoreErr(ctx context.Context, db int, key string, err error) error {
@@ -362,15 +561,10 @@ func (r *restorer) restoreErr(ctx context.Context, db int, key string, err error
 		err = fmt.Errorf("%w: the target runs %s (RDB %d) and the source %s (RDB %d); a target cannot read payloads of a newer RDB version, so upgrade the target or use a strategy that rewrites the data: %v",
 			ErrIncompatible, describeVersion(r.j.Target.Info), r.j.Target.Info.RDBVersion(),
 			describeVersion(r.j.Source.Info), r.j.Source.Info.RDBVersion(), err)
-	case strings.HasPrefix(msg, "OOM"):
+	case classifyReply(err) == replyOOM:
 		err = fmt.Errorf("the target is out of memory (maxmemory %d bytes): %w", r.j.Target.Info.MaxMemory, err)
 	}
 	return r.j.Target.Err(op, key, err)
-}
-
-func isBusyKey(err error) bool {
-	re, ok := rueidis.IsRedisErr(err)
-	return ok && strings.HasPrefix(re.Error(), "BUSYKEY")
 }
 
 // describeVersion names the server for a message as it names itself: "Redis 7.4.1",

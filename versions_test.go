@@ -174,24 +174,13 @@ func TestVersionMatrixSmoke(t *testing.T) {
 }
 
 // findRelease returns the release of the matrix called name, or skips the test.
-func findRelease(t *testing.T, name string) redistest.Release {
-	t.Helper()
-	for _, rel := range redistest.Releases(t) {
-		if rel.Name == name {
-			return rel
-		}
-	}
-	t.Skipf("%s is not among the servers of %s", name, redistest.ServersEnv)
-	return redistest.Release{}
-}
-
 // TestValkeyNamedAsItself checks that a Valkey server is named as Valkey, not as the
 // Redis 7.2.4 its INFO claims for compatibility, in the plan and in the refusal of a
 // Redis 7.4 source it cannot read.
 func TestValkeyNamedAsItself(t *testing.T) {
 	t.Parallel()
-	src := redistest.StartRelease(t, findRelease(t, "redis-7.4"), redistest.Config{})
-	dst := redistest.StartRelease(t, findRelease(t, "valkey-8.0"), redistest.Config{})
+	src := redistest.StartRelease(t, redistest.FindRelease(t, "redis-7.4"), redistest.Config{})
+	dst := redistest.StartRelease(t, redistest.FindRelease(t, "valkey-8.0"), redistest.Config{})
 	src.Do(t, 0, "SET", "k", "v")
 	m, err := New(src.Option(), dst.Option(), WithStrategy(DumpRestore{}))
 	if err != nil {

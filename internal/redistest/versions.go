@@ -108,6 +108,19 @@ func StartRelease(t testing.TB, rel Release, cfg Config) *Server {
 	return Start(t, cfg)
 }
 
+// FindRelease returns the release whose binary is called name ("redis-6.2"), and skips the
+// test, saying how to enable the matrix, when there is none.
+func FindRelease(t testing.TB, name string) Release {
+	t.Helper()
+	for _, rel := range Releases(t) {
+		if rel.Name == name {
+			return rel
+		}
+	}
+	t.Skipf("%s is not among the servers of %s", name, ServersEnv)
+	return Release{}
+}
+
 func versionString(v int) string {
 	return fmt.Sprintf("%d.%d.%d", v/10000, v/100%100, v%100)
 }
