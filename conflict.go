@@ -7,7 +7,9 @@ type Conflict int
 
 const (
 	// Fail stops the migration with an error wrapping ErrConflict that names the key.
-	// The target's key is never overwritten. It is the default.
+	// The target's key is never overwritten. A key that already holds the source's value
+	// and expiry (within WithTTLTolerance) is no conflict: it counts as skipped. It is the
+	// default.
 	Fail Conflict = iota
 	// Skip keeps the target's key and counts it in Report.Skipped.
 	Skip

@@ -14,9 +14,9 @@ var (
 	// honour, ...).
 	ErrUnsupported = errors.New("not supported here")
 
-	// ErrConflict means a key already exists on the target and the conflict policy is Fail.
-	// The wrapping error names the key; WithConflict(Skip) or WithConflict(Replace) decide
-	// otherwise.
+	// ErrConflict means a key already exists on the target with another value or expiry
+	// than the source's, and the conflict policy is Fail. The wrapping error names the key
+	// and the difference; WithConflict(Skip) or WithConflict(Replace) decide otherwise.
 	ErrConflict = errors.New("key exists on the target (use WithConflict(Skip) to keep it or WithConflict(Replace) to overwrite it)")
 
 	// ErrIncompatible means the target refuses the source's data: typically a DUMP payload
