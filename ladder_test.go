@@ -242,3 +242,80 @@ func TestLadderPlanCommonRefusal(t *testing.T) {
 		}
 	}
 }
+
+// settingsProbe is a user's own Strategy: it reads the Settings from the Job, as the
+// built-in strategies do, and lets Auto, called from its own code, do the copy.
+type settingsProbe struct {
+	got      migrate.Settings
+	limit    int
+	filtered bool
+	auto     migrate.Auto
+}
+
+func (*settingsProbe) Name() string { return "probe" }
+
+func (s *settingsProbe) Check(ctx context.Context, j *migrate.Job) error {
+	s.got, s.limit, s.filtered = j.Settings, j.BatchLimit(), j.Filtered
+	return s.auto.Check(ctx, j)
+}
+
+func (s *settingsProbe) Run(ctx context.Context, j *migrate.Job) error { return s.auto.Run(ctx, j) }
+
+// TestLadderUserStrategySettings gives a user's strategy every setting the built-in ones
+// read, and lets it run Auto from its own code.
+func TestLadderUserStrategySettings(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	for _, db := range []int{0, 2, 5} {
+		setValues(t, src, db, "k", 10, fmt.Sprint("db", db))
+		setValues(t, src, db, "other", 3, "x")
+	}
+	probe := &settingsProbe{auto: migrate.Auto{Never: []string{"replication", "snapshot"}}}
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(probe),
+		migrate.WithMatch("k*"), migrate.WithDatabases(2, 0), migrate.WithDBPrefix("db%d:"), migrate.WithReadFromReplicas(),
+		migrate.WithRateLimit(1000), migrate.WithBatchSize(500), migrate.WithTTLTolerance(2*time.Second), migrate.WithConflict(migrate.Skip))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := migrateOK(t, m)
+	g := probe.got
+	if g.Match != "k*" || fmt.Sprint(g.Databases) != "[0 2]" || !g.DatabasesChosen || !g.MergeDatabases || g.DBPrefix != "db%d:" ||
+		!g.ReadFromReplicas || g.RateLimit != 1000 || g.BatchSize != 500 || g.TTLTolerance != 2*time.Second ||
+		g.Conflict != migrate.Skip || g.ScanCount != 1000 || g.Concurrency != 8 || g.Logger == nil || !probe.filtered {
+		t.Errorf("the strategy got %+v (filtered %v)", g, probe.filtered)
+	}
+	if probe.limit != 100 {
+		t.Errorf("BatchLimit %d, want 100: a tenth of a second at 1000 keys a second", probe.limit)
+	}
+	// MigrateKeys cannot rename keys: Auto ran DumpRestore, under the user's strategy.
+	if rep.Strategy != "probe" || rep.Keys != 20 {
+		t.Errorf("report %v, want probe with 20 keys", rep)
+	}
+	if n := dbsize(t, dst, 0); n != 20 {
+		t.Errorf("the target holds %d keys, want 20", n)
+	}
+	if v, _ := dst.Do(t, 0, "GET", "db2:k7").ToString(); v != "db2" {
+		t.Errorf("db2:k7 = %q on the target, want db2", v)
+	}
+}
+
+// TestLadderSnapshotMatchLateDatabase filters keys by name only: a database that gains
+// its first keys after the migration started is copied as without the filter (only
+// WithDatabases or SelectDB name the databases), its keys filtered.
+func TestLadderSnapshotMatchLateDatabase(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{Lines: slowSync}, redistest.Config{})
+	setValues(t, src, 0, "a", 20, "db0")
+	setValues(t, src, 0, "b", 20, "db0")
+	rep, _, err := migrateWithLateWrite(t, src, dst.Option(), func() {
+		setValues(t, src, 1, "a", 5, "db1")
+		setValues(t, src, 1, "b", 5, "db1")
+	}, migrate.WithMatch("a*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n0, n1 := dbsize(t, dst, 0), dbsize(t, dst, 1); n0 != 20 || n1 != 5 {
+		t.Errorf("the target holds %d keys in database 0 and %d in 1, want 20 and 5", n0, n1)
+	}
+	assertOnlyDatabases(t, rep, map[int]int64{0: 20, 1: 5})
+}
