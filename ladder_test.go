@@ -236,7 +236,7 @@ func TestLadderPlanCommonRefusal(t *testing.T) {
 	if n := strings.Count(text, "same server"); n != 1 {
 		t.Errorf("the plan says the refusal %d times, want once:\n%s", n, text)
 	}
-	for _, want := range []string{"replication   no", "dump-restore  no", "why no strategy can run: target " + s.Addr} {
+	for _, want := range []string{"replication   no", "dump-restore  no", "why not, for every strategy: target " + s.Addr} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the plan does not show %q:\n%s", want, text)
 		}

@@ -58,7 +58,8 @@ type Migrator interface {
 // Report says what a migration did.
 type Report struct {
 	Strategy string // the Name of the strategy that ran (the one Auto chose)
-	// Steps are Auto's verdicts: why each better strategy was passed over. Nil for other
+	// Steps are Auto's verdicts, as Plan gives them: why each better strategy was passed
+	// over, then the one that ran; every strategy's reasons when none could. Nil for other
 	// strategies.
 	Steps     []Step
 	Counts    // summed over every database

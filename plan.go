@@ -50,6 +50,12 @@ type Facts struct {
 	Commands map[string]string
 }
 
+// String says which side and server the facts are about, as "source 10.0.0.1:6379: Redis
+// 7.4.1 (standalone, master)".
+func (f *Facts) String() string {
+	return fmt.Sprintf("%s %s: %s", f.Side, f.Addr, f.ServerInfo.String())
+}
+
 // commandsOf are the commands each side is asked about, with arguments that make a valid
 // call for ACL DRYRUN.
 var commandsOf = map[Side][][]string{
@@ -226,7 +232,7 @@ func (p *Plan) String() string {
 		case s.OK:
 			fmt.Fprintf(tw, "%s\tyes\t\n", s.Strategy)
 		case common != "":
-			fmt.Fprintf(tw, "%s\tno\tbelow\n", s.Strategy)
+			fmt.Fprintf(tw, "%s\tno\tsee below\n", s.Strategy)
 		default:
 			// One reason a line, in the "why not" column.
 			lines := reasonLines(s.Err)
@@ -238,7 +244,7 @@ func (p *Plan) String() string {
 	}
 	tw.Flush()
 	if common != "" {
-		fmt.Fprintf(&b, "\nwhy no strategy can run: %s\n", strings.ReplaceAll(common, "\n", "\n  "))
+		fmt.Fprintf(&b, "\nwhy not, for every strategy: %s\n", strings.ReplaceAll(common, "\n", "\n  "))
 	}
 	if p.Chosen != "" {
 		fmt.Fprintf(&b, "\nchosen: %s\n", p.Chosen)
