@@ -27,18 +27,18 @@ type Plan struct {
 type Step struct {
 	Strategy string
 	OK       bool
-	Err      error // why it cannot run (wraps ErrUnsupported), nil when OK
+	Err      error // why it cannot run (wraps ErrUnsupported unless its check failed), nil when OK
 }
 
 // Facts describes one server as Plan found it: what INFO said (the embedded ServerInfo,
 // whose Keyspace counts every database), and what Plan found besides.
 type Facts struct {
-	Side Side
-	Addr string
-	ServerInfo
-	Server string // the server as it names itself: "Redis 7.4.1", "Valkey 8.0.1" (ServerInfo.Name)
-	Keys   int64  // keys in the databases the migration selects
-	Auth   string // "none", "password" or "ACL user NAME"
+	Side       Side
+	Addr       string
+	ServerInfo        // what INFO said: version, mode, role, memory, keys per database
+	Server     string // the server as it names itself: "Redis 7.4.1", "Valkey 8.0.1" (ServerInfo.Name)
+	Keys       int64  // keys in the databases the migration selects
+	Auth       string // "none", "password" or "ACL user NAME"
 	// TLS says how this side is reached: "off", or "on:" with the server name checked,
 	// whether its certificate is verified and whether a client certificate is given; then
 	// the server's own TLS connections (tls-replication, tls-cluster) where it shows them.
