@@ -152,7 +152,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // checkTargetDatabases refuses to copy several databases into a cluster, which has only
 // database 0, unless WithDBPrefix says how. Strategies that copy key by key call it.
 func checkTargetDatabases(j *Job) error {
-	if !j.Target.Cluster() || len(j.Databases) < 2 || j.merge {
+	if !j.Target.Cluster() || len(j.Databases) < 2 || j.MergeDatabases {
 		return nil
 	}
 	return j.Target.Err("map databases", "", fmt.Errorf(

@@ -3,7 +3,6 @@ package migrate
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -12,47 +11,27 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Job is what a Strategy receives: both sides, the options the user chose, and the
+// Job is what a Strategy receives: both sides, the Settings the options made, and the
 // counters that feed Progress and the Report. A strategy written by a user gets exactly what
-// the built-in ones get.
+// the built-in ones get: the Settings, and the methods that apply them ([Job.TargetDB],
+// [Job.TargetKey], [Job.SourceKeys], [Job.Wait], [Job.BatchLimit]). A Job holds the state
+// of one migration, and no strategy's own.
 type Job struct {
 	Source *Endpoint
 	Target *Endpoint
 
-	// Databases are the source databases to copy, each into the same number on the target,
-	// or into TargetDB's (database 0 of a cluster target, or with WithDBPrefix). A cluster
-	// source has only database 0.
-	Databases []int
-	// Filtered reports whether the user narrowed the copy (match, types, databases);
+	// Settings are the options' values, with Databases resolved to the databases copied.
+	Settings
+	// Filtered reports whether the user narrowed the copy (Match, Types, DatabasesChosen);
 	// strategies that copy everything must refuse then.
 	Filtered bool
 
-	Match       string   // SCAN MATCH pattern, "" for every key
-	Types       []string // key types to copy, empty for every type
-	ScanCount   int      // SCAN COUNT hint
-	BatchSize   int      // keys per pipelined batch
-	Concurrency int      // batches in flight
-	Conflict    Conflict // what to do with keys that exist on the target
-	// DiscardTarget is set by WithDiscardTarget: the user allows wiping the target's data.
-	DiscardTarget bool
-	// TTLTolerance is how far apart two expiries may be and still count as the same
-	// (WithTTLTolerance): when deciding whether a key already on the target is the source's,
-	// and in Verify.
-	TTLTolerance time.Duration
-	Logger       *slog.Logger
-
-	replicas bool    // WithReadFromReplicas
-	merge    bool    // every database goes into database 0 of the target
-	prefix   *string // WithDBPrefix's format, nil when not given
-	limiter  *rate.Limiter
-	start    time.Time
-	total    int64
+	limiter *rate.Limiter // from RateLimit
+	start   time.Time
+	total   int64
 
 	mu     sync.Mutex
 	counts map[int]*Counts
-	steps  []Step   // Auto's verdicts
-	chosen Strategy // Auto's choice, from Check
-	ran    string   // the strategy Auto ran
 }
 
 // Counts are the numbers of keys (and bytes) a migration handled.
@@ -88,9 +67,9 @@ type Progress struct {
 
 // TargetDB returns the target database that source database db is copied into: db itself,
 // or 0 when the target is a cluster (which has no other) or WithDBPrefix merges the
-// databases.
+// databases (MergeDatabases).
 func (j *Job) TargetDB(db int) int {
-	if j.merge || j.Target.Cluster() {
+	if j.MergeDatabases || j.Target.Cluster() {
 		return 0
 	}
 	return db
@@ -99,10 +78,10 @@ func (j *Job) TargetDB(db int) int {
 // TargetKey returns the name that key of source database db takes on the target: its own,
 // or with the prefix WithDBPrefix gives that database.
 func (j *Job) TargetKey(db int, key string) string {
-	if j.prefix == nil || *j.prefix == "" {
+	if j.DBPrefix == "" {
 		return key
 	}
-	return dbPrefix(*j.prefix, db) + key
+	return dbPrefix(j.DBPrefix, db) + key
 }
 
 // SourceKeys returns the source databases and key names that target key of target database
@@ -113,8 +92,8 @@ func (j *Job) SourceKeys(tdb int, key string) (dbs []int, keys []string) {
 			continue
 		}
 		k := key
-		if j.prefix != nil && *j.prefix != "" {
-			p := dbPrefix(*j.prefix, db)
+		if j.DBPrefix != "" {
+			p := dbPrefix(j.DBPrefix, db)
 			if !strings.HasPrefix(key, p) {
 				continue
 			}
@@ -186,21 +165,21 @@ func (j *Job) Wait(ctx context.Context, n int) error {
 	return nil
 }
 
-// batchLimit is the largest batch the rate limit lets through at once.
-func (j *Job) batchLimit() int {
+// BatchLimit returns how many keys a batch may hold: BatchSize, or fewer when the rate
+// limit (RateLimit) lets fewer through at once, so that a batch is read at the pace the
+// limit sets rather than in bursts.
+func (j *Job) BatchLimit() int {
 	if j.limiter != nil && j.limiter.Burst() < j.BatchSize {
 		return max(1, j.limiter.Burst())
 	}
 	return j.BatchSize
 }
 
+// progress returns the Progress of the strategy named, the one that runs.
 func (j *Job) progress(strategy string, done bool) Progress {
 	sum, _ := j.Totals()
 	j.mu.Lock()
 	total := j.total
-	if j.ran != "" {
-		strategy = j.ran // the one Auto chose
-	}
 	j.mu.Unlock()
 	return Progress{Strategy: strategy, Counts: sum, Total: total, Elapsed: time.Since(j.start), Done: done}
 }

@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,7 +46,10 @@ type Migrator interface {
 	// Plan probes both sides without changing anything and says, for the strategy given
 	// to New (each of the ladder's for Auto), whether it can run here and why not, with the
 	// facts it found. What every strategy needs (see Migrate), when missing, is every
-	// strategy's reason.
+	// strategy's reason. Plan decides as Migrate does: the strategy it chooses is the one
+	// Migrate runs, and a refusal is the one Migrate returns, as long as the servers do not
+	// change in between. A check that fails rather than refuses (a lost connection) makes
+	// Plan return its error.
 	Plan(ctx context.Context) (*Plan, error)
 	// Close closes every connection the Migrator opened. Call it once Migrate returned.
 	Close()
@@ -54,7 +58,8 @@ type Migrator interface {
 // Report says what a migration did.
 type Report struct {
 	Strategy string // the Name of the strategy that ran (the one Auto chose)
-	// Steps are Auto's verdicts: why each better strategy was passed over. Nil for other
+	// Steps are Auto's verdicts, as Plan gives them: why each better strategy was passed
+	// over, then the one that ran; every strategy's reasons when none could. Nil for other
 	// strategies.
 	Steps     []Step
 	Counts    // summed over every database
@@ -104,19 +109,15 @@ func (m *migrator) Close() {
 
 // job connects to both sides and prepares what a strategy receives.
 func (m *migrator) job(ctx context.Context) (*Job, error) {
-	j := &Job{
-		Source: m.src, Target: m.dst,
-		Match: m.cfg.match, Types: m.cfg.types,
-		ScanCount: m.cfg.scanCount, BatchSize: m.cfg.batchSize, Concurrency: m.cfg.concurrency,
-		Conflict: m.cfg.conflict, Logger: m.cfg.logger, DiscardTarget: m.cfg.discard, TTLTolerance: m.cfg.ttlTolerance,
-		replicas: m.cfg.replicas,
-		Filtered: m.cfg.match != "" || len(m.cfg.types) > 0 || len(m.cfg.databases) > 0 || m.src.Option.SelectDB != 0,
-		start:    time.Now(),
-	}
-	if m.cfg.rateLimit > 0 {
+	j := &Job{Source: m.src, Target: m.dst, Settings: m.cfg.Settings, start: time.Now()}
+	// The Job's own slices: a strategy may change them without changing the next run's.
+	j.Types = slices.Clone(j.Types)
+	j.DatabasesChosen = j.DatabasesChosen || m.src.Option.SelectDB != 0
+	j.Filtered = j.Match != "" || len(j.Types) > 0 || j.DatabasesChosen
+	if j.RateLimit > 0 {
 		// A tenth of a second's worth at once keeps the measured rate close to the limit.
-		burst := max(1, int(m.cfg.rateLimit/10))
-		j.limiter = rate.NewLimiter(rate.Limit(m.cfg.rateLimit), burst)
+		burst := max(1, int(j.RateLimit/10))
+		j.limiter = rate.NewLimiter(rate.Limit(j.RateLimit), burst)
 	}
 	// Both sides at once: a wrong password or address fails before anything is copied.
 	errs := make(chan error, 2)
@@ -126,8 +127,6 @@ func (m *migrator) job(ctx context.Context) (*Job, error) {
 		return nil, err
 	}
 	j.Databases = m.databases()
-	j.prefix = m.cfg.dbPrefix
-	j.merge = m.cfg.dbPrefix != nil
 	var total int64
 	for _, db := range j.Databases {
 		total += m.src.Info.Keyspace[db]
@@ -147,8 +146,8 @@ func dbList(dbs []int) string {
 
 func (m *migrator) databases() []int {
 	switch {
-	case len(m.cfg.databases) > 0:
-		dbs := append([]int(nil), m.cfg.databases...)
+	case len(m.cfg.Databases) > 0:
+		dbs := append([]int(nil), m.cfg.Databases...)
 		sort.Ints(dbs)
 		return dbs
 	case m.src.Option.SelectDB != 0 || len(m.src.Info.Fields) == 0:
@@ -166,27 +165,32 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 		rep.Duration = time.Since(start)
 		return rep, err
 	}
-	m.cfg.logger.Info("migrate: starting", "strategy", s.Name(), "source", m.src.Addr, "target", m.dst.Addr,
+	m.cfg.Logger.Info("migrate: starting", "strategy", s.Name(), "source", m.src.Addr, "target", m.dst.Addr,
 		"databases", j.Databases, "estimated_keys", j.total)
 
-	stop := m.reportProgress(j, s.Name())
+	var run Strategy
 	err = checkSides(ctx, j, m.cfg.evicting)
 	if err == nil {
-		err = s.Check(ctx, j)
+		var steps []Step
+		steps, run, err = choose(ctx, j, s, false)
+		if _, auto := autoOf(s); auto {
+			rep.Steps = steps
+			if run != nil {
+				m.cfg.Logger.Info("migrate: auto chose a strategy", "strategy", run.Name())
+			}
+		}
 	}
+	if run != nil {
+		rep.Strategy = run.Name()
+	}
+	stop := m.reportProgress(j, rep.Strategy)
 	if err == nil {
 		evicted := m.watchEvictions(ctx, j)
-		err = evicted(s.Run(ctx, j))
+		err = evicted(run.Run(ctx, j))
 	}
 	stop()
 
 	rep.Counts, rep.Databases = j.Totals()
-	j.mu.Lock()
-	if j.ran != "" {
-		rep.Strategy = j.ran
-	}
-	rep.Steps = j.steps
-	j.mu.Unlock()
 	if err == nil && m.cfg.verify {
 		rep.Verify, err = m.verify(ctx, j)
 		if err == nil && !rep.Verify.Equal() {
@@ -200,7 +204,7 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 	if err != nil {
 		err = fmt.Errorf("migrate: %s: %w", s.Name(), err)
 	}
-	m.cfg.logger.Info("migrate: done", "report", rep.String(), "error", err)
+	m.cfg.Logger.Info("migrate: done", "report", rep.String(), "error", err)
 	return rep, err
 }
 
@@ -214,7 +218,7 @@ func (m *migrator) watchEvictions(ctx context.Context, j *Job) func(error) error
 	before, err := evictions(ctx, j.Target)
 	if err != nil {
 		return func(ran error) error {
-			m.cfg.logger.Warn("migrate: cannot tell whether the target evicts keys during the migration", "error", err)
+			m.cfg.Logger.Warn("migrate: cannot tell whether the target evicts keys during the migration", "error", err)
 			return ran
 		}
 	}

@@ -109,9 +109,9 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 	case j.Target.Cluster() && m.TargetAddr != "":
 		return j.Target.Err(op, "", unsupported(
 			"the target is a cluster, and TargetAddr names one server; leave it empty: each batch goes to the node that serves its slot, at the address the cluster announces"))
-	case j.prefix != nil && *j.prefix != "":
+	case j.DBPrefix != "":
 		return j.Target.Err(op, "", unsupported(
-			"WithDBPrefix(%q) renames keys, and MIGRATE keeps their names; use DumpRestore or Snapshot, or WithDBPrefix(\"\")", *j.prefix))
+			"WithDBPrefix(%q) renames keys, and MIGRATE keeps their names; use DumpRestore or Snapshot, or WithDBPrefix(\"\")", j.DBPrefix))
 	case (j.Source.Cluster() || j.Target.Cluster()) && !p.batched:
 		return j.Source.Err(op, "", unsupported(
 			"MIGRATE ... KEYS needs Redis 3.0.6 and the source runs %s; use DumpRestore", describeVersion(src)))

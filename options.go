@@ -16,45 +16,94 @@ import (
 // read, and refuses the others (see Verify).
 type Option func(*config) error
 
-// config holds every option's value; defaults() is the one place their defaults live.
+// Settings are what the options say about a migration: which keys to copy, how to read
+// and write them, and what may become of the target. Job carries them to every strategy,
+// built-in or a user's own, so that a strategy honours the options without knowing them
+// one by one. Each field names the option that sets it and its default.
+type Settings struct {
+	// Match is the glob-style pattern, as SCAN MATCH reads it, that a key must match to be
+	// copied (WithMatch). The default "" copies every key.
+	Match string
+	// Types are the key types to copy, as TYPE names them (WithTypes). The default, empty,
+	// copies every type.
+	Types []string
+	// Databases are the source databases to copy, in increasing order, each into the
+	// target database TargetDB gives. WithDatabases names them; by default they are the
+	// source's databases that have keys (INFO keyspace) when Migrate starts, or the source
+	// option's SelectDB alone when that is not 0, or database 0 alone when INFO is refused.
+	// A cluster source has only database 0.
+	Databases []int
+	// DatabasesChosen reports whether the user named the databases (WithDatabases, or a
+	// non-zero SelectDB on the source): then no other database is copied, not even one that
+	// gains its first keys while the migration runs. The default is false.
+	DatabasesChosen bool
+	// ScanCount is the COUNT hint of each SCAN call (WithScanCount). The default is 1000.
+	ScanCount int
+	// BatchSize is how many keys go in one pipelined batch (WithBatchSize); see
+	// [Job.BatchLimit] for the limit a rate limit adds. The default is 256.
+	BatchSize int
+	// Concurrency is how many batches are in flight at once (WithConcurrency). The default
+	// is 8.
+	Concurrency int
+	// Conflict is what becomes of a key that already exists on the target (WithConflict).
+	// The default is Fail.
+	Conflict Conflict
+	// RateLimit is the most keys a second read from the source (WithRateLimit); 0, the
+	// default, is no limit. Strategies honour it with [Job.Wait] and [Job.BatchLimit].
+	RateLimit float64
+	// DiscardTarget allows strategies that replace the target's whole data set to discard
+	// the keys it holds (WithDiscardTarget). The default is false.
+	DiscardTarget bool
+	// ReadFromReplicas walks the keys of a cluster source on the replicas rather than the
+	// masters (WithReadFromReplicas). The default is false.
+	ReadFromReplicas bool
+	// MergeDatabases reports that every database goes into database 0 of the target, each
+	// key renamed with DBPrefix (WithDBPrefix). The default is false: each database goes
+	// into the same number (a cluster target has database 0 only; see [Job.TargetDB]).
+	MergeDatabases bool
+	// DBPrefix is WithDBPrefix's format, one %d replaced by a key's source database, that
+	// [Job.TargetKey] puts before each key's name; "" keeps the names. It is set only with
+	// MergeDatabases. The default is "".
+	DBPrefix string
+	// TTLTolerance is how far apart two expiries may be and still count as the same
+	// (WithTTLTolerance): when deciding whether a key already on the target is the
+	// source's, and in Verify. The default is one second.
+	TTLTolerance time.Duration
+	// Logger is where the library logs what it decides and does (WithLogger). The default
+	// discards the logs. Passwords are never logged.
+	Logger *slog.Logger
+}
+
+// config is what New keeps: the Settings, and the options that only Migrate or only
+// Verify read. defaults() is the one place the defaults live.
 type config struct {
-	strategy    Strategy
-	match       string
-	types       []string
-	databases   []int
-	scanCount   int
-	batchSize   int
-	concurrency int
-	conflict    Conflict
-	rateLimit   float64
-	progress    func(Progress)
-	logger      *slog.Logger
-	discard     bool
-	replicas    bool
-	dbPrefix    *string
+	Settings
+	strategy Strategy
+	progress func(Progress)
+	verify   bool // WithVerify
+	evicting bool // WithEvictingTarget
 	// migrateOnly names the options given that mean something to Migrate only, which
 	// Verify refuses.
 	migrateOnly []string
 
-	verify       bool
-	sample       float64
-	ttlTolerance time.Duration
-	examples     int
-	evicting     bool
+	// Verify's own.
+	sample   float64
+	examples int
 }
 
 func defaults() config {
 	return config{
-		strategy:    Auto{},
-		scanCount:   1000,
-		batchSize:   256,
-		concurrency: 8,
-		conflict:    Fail,
-		logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-
-		sample:       1,
-		ttlTolerance: time.Second,
-		examples:     10,
+		Settings: Settings{
+			ScanCount:    1000,
+			BatchSize:    256,
+			Concurrency:  8,
+			Conflict:     Fail,
+			TTLTolerance: time.Second,
+			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		},
+		strategy: Auto{},
+		sample:   1,
+		examples: 10,
 	}
 }
 
@@ -78,7 +127,7 @@ func WithMatch(pattern string) Option {
 		if pattern == "" {
 			return fmt.Errorf("WithMatch: empty pattern (leave the option out to copy every key)")
 		}
-		c.match = pattern
+		c.Match = pattern
 		return nil
 	}
 }
@@ -100,7 +149,7 @@ func WithTypes(types ...string) Option {
 				return fmt.Errorf("WithTypes: unknown type %q (want string, list, set, zset, hash or stream)", t)
 			}
 		}
-		c.types = dedupe(types)
+		c.Types = dedupe(types)
 		return nil
 	}
 }
@@ -119,7 +168,8 @@ func WithDatabases(dbs ...int) Option {
 				return fmt.Errorf("WithDatabases: negative database %d", db)
 			}
 		}
-		c.databases = dedupe(dbs)
+		c.Databases = dedupe(dbs)
+		c.DatabasesChosen = true
 		return nil
 	}
 }
@@ -130,7 +180,7 @@ func WithScanCount(n int) Option {
 		if n <= 0 {
 			return fmt.Errorf("WithScanCount: %d is not positive", n)
 		}
-		c.scanCount = n
+		c.ScanCount = n
 		return nil
 	}
 }
@@ -141,7 +191,7 @@ func WithBatchSize(n int) Option {
 		if n <= 0 {
 			return fmt.Errorf("WithBatchSize: %d is not positive", n)
 		}
-		c.batchSize = n
+		c.BatchSize = n
 		return nil
 	}
 }
@@ -152,7 +202,7 @@ func WithConcurrency(n int) Option {
 		if n <= 0 {
 			return fmt.Errorf("WithConcurrency: %d is not positive", n)
 		}
-		c.concurrency = n
+		c.Concurrency = n
 		return nil
 	}
 }
@@ -165,7 +215,7 @@ func WithConflict(p Conflict) Option {
 		if p < Fail || p > Replace {
 			return fmt.Errorf("WithConflict: unknown policy %d", int(p))
 		}
-		c.conflict = p
+		c.Conflict = p
 		c.forMigrateOnly("WithConflict")
 		return c.checkMergeConflict("WithConflict")
 	}
@@ -180,7 +230,7 @@ func WithRateLimit(keysPerSecond float64) Option {
 		if keysPerSecond <= 0 || math.IsInf(keysPerSecond, 0) || math.IsNaN(keysPerSecond) {
 			return fmt.Errorf("WithRateLimit: %v is not a positive number of keys per second", keysPerSecond)
 		}
-		c.rateLimit = keysPerSecond
+		c.RateLimit = keysPerSecond
 		return nil
 	}
 }
@@ -191,7 +241,7 @@ func WithRateLimit(keysPerSecond float64) Option {
 // target has keys, with an error that names this option.
 func WithDiscardTarget() Option {
 	return func(c *config) error {
-		c.discard = true
+		c.DiscardTarget = true
 		c.forMigrateOnly("WithDiscardTarget")
 		return nil
 	}
@@ -205,7 +255,7 @@ func WithDiscardTarget() Option {
 // nothing for a standalone source.
 func WithReadFromReplicas() Option {
 	return func(c *config) error {
-		c.replicas = true
+		c.ReadFromReplicas = true
 		return nil
 	}
 }
@@ -234,7 +284,7 @@ func WithDBPrefix(format string) Option {
 		if err := checkDBPrefix(format); err != nil {
 			return err
 		}
-		c.dbPrefix = &format
+		c.MergeDatabases, c.DBPrefix = true, format
 		return c.checkMergeConflict("WithDBPrefix")
 	}
 }
@@ -269,7 +319,7 @@ func checkDBPrefix(format string) error {
 // checkMergeConflict refuses WithDBPrefix("") with WithConflict(Replace), in either order:
 // a name in two databases would keep only the value copied last, with no error.
 func (c *config) checkMergeConflict(option string) error {
-	if c.dbPrefix != nil && *c.dbPrefix == "" && c.conflict == Replace {
+	if c.MergeDatabases && c.DBPrefix == "" && c.Conflict == Replace {
 		return fmt.Errorf("%s: WithDBPrefix(\"\") with WithConflict(Replace) would let a key of one database silently overwrite the key of the same name in another; "+
 			"give a prefix such as \"db%%d:\", or use Fail or Skip, under which a name in two databases is reported", option)
 	}
@@ -302,7 +352,7 @@ func WithLogger(l *slog.Logger) Option {
 		if l == nil {
 			return fmt.Errorf("WithLogger: nil logger")
 		}
-		c.logger = l
+		c.Logger = l
 		return nil
 	}
 }
@@ -356,7 +406,7 @@ func WithTTLTolerance(d time.Duration) Option {
 		if d < 0 {
 			return fmt.Errorf("WithTTLTolerance: negative duration %v", d)
 		}
-		c.ttlTolerance = d
+		c.TTLTolerance = d
 		return nil
 	}
 }

@@ -27,24 +27,17 @@ type Plan struct {
 type Step struct {
 	Strategy string
 	OK       bool
-	Err      error // why it cannot run (wraps ErrUnsupported), nil when OK
+	Err      error // why it cannot run (wraps ErrUnsupported unless its check failed), nil when OK
 }
 
-// Facts describes one server as Plan found it.
+// Facts describes one server as Plan found it: what INFO said (the embedded ServerInfo,
+// whose Keyspace counts every database), and what Plan found besides.
 type Facts struct {
 	Side       Side
 	Addr       string
-	Version    string
-	Server     string // the server as it names itself: "Redis 7.4.1", "Valkey 8.0.1"
-	Mode       string // standalone, cluster or sentinel
-	Masters    int    // on a cluster, the masters that serve slots; 0 otherwise
-	Role       string // master or slave
-	RDBVersion int
-	Keys       int64         // keys in the databases the migration selects
-	Keyspace   map[int]int64 // keys per database, every database
-	UsedMemory int64
-	MaxMemory  int64
-	Policy     string // maxmemory-policy
+	ServerInfo        // what INFO said: version, mode, role, memory, keys per database
+	Server     string // the server as it names itself: "Redis 7.4.1", "Valkey 8.0.1" (ServerInfo.Name)
+	Keys       int64  // keys in the databases the migration selects
 	Auth       string // "none", "password" or "ACL user NAME"
 	// TLS says how this side is reached: "off", or "on:" with the server name checked,
 	// whether its certificate is verified and whether a client certificate is given; then
@@ -55,6 +48,12 @@ type Facts struct {
 	// Commands says, for each command the strategies use on this side, "ok", "renamed or
 	// disabled", "refused by ACL", or "unknown" when the server would not say.
 	Commands map[string]string
+}
+
+// String says which side and server the facts are about, as "source 10.0.0.1:6379: Redis
+// 7.4.1 (standalone, master)".
+func (f *Facts) String() string {
+	return fmt.Sprintf("%s %s: %s", f.Side, f.Addr, f.ServerInfo.String())
 }
 
 // commandsOf are the commands each side is asked about, with arguments that make a valid
@@ -77,48 +76,37 @@ func (m *migrator) Plan(ctx context.Context) (*Plan, error) {
 
 func (m *migrator) plan(ctx context.Context, j *Job, s Strategy) (*Plan, error) {
 	p := &Plan{Source: facts(ctx, j, j.Source), Target: facts(ctx, j, j.Target)}
-	candidates := []Strategy{s}
-	if a, ok := s.(Auto); ok {
-		candidates = a.strategies()
-	}
 	// What every strategy needs, refused once for all.
 	sides := checkSides(ctx, j, m.cfg.evicting)
-	if sides != nil && !errors.Is(sides, ErrUnsupported) {
+	switch {
+	case sides == nil:
+		steps, run, err := choose(ctx, j, s, true)
+		if err != nil && !errors.Is(err, ErrUnsupported) {
+			return nil, err
+		}
+		p.Steps = steps
+		if run != nil {
+			p.Chosen = run.Name()
+		}
+	case errors.Is(sides, ErrUnsupported):
+		for _, c := range rungs(s) {
+			p.Steps = append(p.Steps, Step{Strategy: c.Name(), Err: sides})
+		}
+	default:
 		return nil, sides
-	}
-	for _, c := range candidates {
-		err := sides
-		if err == nil {
-			err = checkFor(ctx, j, c)
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		p.Steps = append(p.Steps, Step{Strategy: c.Name(), OK: err == nil, Err: err})
-		if err == nil && p.Chosen == "" {
-			p.Chosen = c.Name()
-		}
 	}
 	p.Warnings = warnings(j, p, sides != nil)
 	return p, nil
 }
 
-// checkFor is a strategy's Check, with what Auto adds: Replication only when the user
-// allowed discarding the target's data.
-func checkFor(ctx context.Context, j *Job, s Strategy) error {
-	if s.Name() == "replication" && !j.DiscardTarget {
-		return unsupported("replication replaces the target's whole data set and Auto uses it only when allowed with WithDiscardTarget()")
-	}
-	return s.Check(ctx, j)
-}
-
 func facts(ctx context.Context, j *Job, e *Endpoint) *Facts {
-	info := e.Info
-	f := &Facts{Side: e.Side, Addr: e.Addr, Version: info.Version, Server: info.Name(), Mode: info.Mode, Masters: info.Masters, Role: info.Role,
-		RDBVersion: info.RDBVersion(), Keyspace: info.Keyspace, UsedMemory: info.UsedMemory,
-		MaxMemory: info.MaxMemory, Policy: info.Policy, Auth: "none", Commands: map[string]string{}, TLS: e.tlsFact(ctx)}
+	f := &Facts{Side: e.Side, Addr: e.Addr, Auth: "none", Commands: map[string]string{}, TLS: e.tlsFact(ctx)}
+	if e.Info != nil {
+		f.ServerInfo = *e.Info
+	}
+	f.Server = f.Name()
 	for _, db := range j.Databases {
-		f.Keys += info.Keyspace[db]
+		f.Keys += f.Keyspace[db]
 	}
 	switch {
 	case e.Option.Username != "" && e.Option.Username != "default":
@@ -182,9 +170,9 @@ func warnings(j *Job, p *Plan, refused bool) []string {
 	if len(busy) > 0 {
 		w = append(w, fmt.Sprintf("the target already has keys (%s); conflict policy %s", strings.Join(busy, ", "), j.Conflict))
 	}
-	if p.Source.RDBVersion > p.Target.RDBVersion && p.Target.RDBVersion > 0 {
-		w = append(w, fmt.Sprintf("the source writes RDB %d and the target reads up to RDB %d: it refuses the source's payloads",
-			p.Source.RDBVersion, p.Target.RDBVersion))
+	if v := p.Source.RDBVersion(); !p.Target.ReadsRDB(v) {
+		w = append(w, fmt.Sprintf("the source writes RDB %d and the target (%s, RDB %d) does not read it: it refuses the source's payloads",
+			v, p.Target.Server, p.Target.RDBVersion()))
 	}
 	return w
 }
@@ -211,7 +199,7 @@ func (p *Plan) String() string {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, f(p.Source), f(p.Target))
 	}
 	row("address", func(f *Facts) string { return f.Addr })
-	row("version", func(f *Facts) string { return fmt.Sprintf("%s (RDB %d)", f.Server, f.RDBVersion) })
+	row("version", func(f *Facts) string { return fmt.Sprintf("%s (RDB %d)", f.Server, f.RDBVersion()) })
 	row("role", func(f *Facts) string {
 		if f.Masters > 0 {
 			return fmt.Sprintf("cluster of %d masters", f.Masters)
@@ -238,14 +226,26 @@ func (p *Plan) String() string {
 	b.WriteString("\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "strategy\tcan run\twhy not")
+	common := p.commonRefusal()
 	for _, s := range p.Steps {
-		if s.OK {
+		switch {
+		case s.OK:
 			fmt.Fprintf(tw, "%s\tyes\t\n", s.Strategy)
-		} else {
-			fmt.Fprintf(tw, "%s\tno\t%v\n", s.Strategy, s.Err)
+		case common != "":
+			fmt.Fprintf(tw, "%s\tno\tsee below\n", s.Strategy)
+		default:
+			// One reason a line, in the "why not" column.
+			lines := reasonLines(s.Err)
+			fmt.Fprintf(tw, "%s\tno\t%s\n", s.Strategy, lines[0])
+			for _, l := range lines[1:] {
+				fmt.Fprintf(tw, "\t\t%s\n", l)
+			}
 		}
 	}
 	tw.Flush()
+	if common != "" {
+		fmt.Fprintf(&b, "\nwhy not, for every strategy: %s\n", strings.ReplaceAll(common, "\n", "\n  "))
+	}
 	if p.Chosen != "" {
 		fmt.Fprintf(&b, "\nchosen: %s\n", p.Chosen)
 	} else {
@@ -255,6 +255,22 @@ func (p *Plan) String() string {
 		fmt.Fprintf(&b, "warning: %s\n", w)
 	}
 	return b.String()
+}
+
+// commonRefusal returns the refusal every strategy shares, when there are several and
+// they do (what every strategy needs, missing), so that String prints it once; else "".
+func (p *Plan) commonRefusal() string {
+	if len(p.Steps) < 2 {
+		return ""
+	}
+	var text string
+	for i, s := range p.Steps {
+		if s.OK || s.Err == nil || i > 0 && s.Err.Error() != text {
+			return ""
+		}
+		text = s.Err.Error()
+	}
+	return text
 }
 
 func keyspaceText(ks map[int]int64) string {

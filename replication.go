@@ -105,7 +105,7 @@ func (r Replication) Check(ctx context.Context, j *Job) error {
 	if _, _, err := r.sourceHostPort(j); err != nil {
 		return err
 	}
-	if j.prefix != nil {
+	if j.MergeDatabases {
 		return j.Source.Err("check filters", "", unsupported(
 			"a replica keeps every database and key name, and WithDBPrefix merges databases; leave it out or use another strategy"))
 	}

@@ -52,7 +52,7 @@ func TestReplicationVersionCheck(t *testing.T) {
 // never go back while it runs, and the last count leaves Keys at what the target holds.
 func TestReplicationCounting(t *testing.T) {
 	t.Parallel()
-	j := &Job{Databases: []int{0, 3}}
+	j := &Job{Settings: Settings{Databases: []int{0, 3}}}
 	s := &replicaSync{j: j, counted: map[int]int64{}, bytesBase: 100}
 	steps := []struct {
 		info      string
@@ -88,7 +88,7 @@ func TestReplicationCounting(t *testing.T) {
 // own keys must not be counted as copied.
 func TestReplicationCountingStoppedEarly(t *testing.T) {
 	t.Parallel()
-	j := &Job{Databases: []int{0}}
+	j := &Job{Settings: Settings{Databases: []int{0}}}
 	s := &replicaSync{j: j, counted: map[int]int64{}, bytesBase: -1}
 	s.count(parseInfo("master_link_status:down\nmaster_sync_in_progress:1\nmaster_sync_read_bytes:300\ndb0:keys=7"), false)
 	s.count(parseInfo("role:master\ndb0:keys=7"), true)

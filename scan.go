@@ -57,7 +57,7 @@ func (j *Job) scanMatch(ctx context.Context, e *Endpoint, db int, match string, 
 			filterByType = true
 		}
 	}
-	limit := j.batchLimit()
+	limit := j.BatchLimit()
 	batch := make([]string, 0, limit)
 	flush := func() error {
 		if len(batch) == 0 {

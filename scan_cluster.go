@@ -41,7 +41,7 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 	if err != nil {
 		return err
 	}
-	w := &slotWalk{j: j, e: e, match: match, count: count, fn: fn, c: c, limit: j.batchLimit()}
+	w := &slotWalk{j: j, e: e, match: match, count: count, fn: fn, c: c, limit: j.BatchLimit()}
 	// About ScanCount keys per round trip.
 	perSlot := max(1, int(e.Info.Keyspace[0]/slotCount))
 	w.chunk = min(512, max(1, j.ScanCount/perSlot))
@@ -71,7 +71,7 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 		var orphans []uint16
 		for s := range todo {
 			n := t.nodes[t.owner[s]]
-			if n == nil || n.failed && (!j.replicas || len(t.replicasOf(n.id)) == 0) {
+			if n == nil || n.failed && (!j.ReadFromReplicas || len(t.replicasOf(n.id)) == 0) {
 				orphans = append(orphans, s)
 				continue
 			}
@@ -84,7 +84,7 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 			sort.Slice(slots, func(a, b int) bool { return slots[a] < slots[b] })
 			g.Go(func() error {
 				n := t.nodes[id]
-				if j.replicas {
+				if j.ReadFromReplicas {
 					n = w.readFrom(gctx, t, n)
 				}
 				if n.failed {

@@ -151,7 +151,7 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 		}
 		version, versionOf = v, "the file "+s.FromFile
 	}
-	if s.ToFile != "" && j.prefix != nil {
+	if s.ToFile != "" && j.MergeDatabases {
 		return fmt.Errorf("ToFile writes the source's databases and names as they are, and WithDBPrefix merges them; leave one out: %w", ErrUnsupported)
 	}
 	if s.ToFile != "" {
@@ -328,7 +328,7 @@ func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<
 		keep = func(e *RDBEntry) bool { return owned[keySlot(e.Key)] && filter(e) }
 	}
 	db, keepDB := -1, false // the database being read, and whether it is copied
-	b := batchBuilder{maxKeys: j.batchLimit(), maxBytes: snapshotBatchBytes}
+	b := batchBuilder{maxKeys: j.BatchLimit(), maxBytes: snapshotBatchBytes}
 	flush := func() error {
 		if len(b.items) == 0 {
 			return nil
@@ -443,11 +443,9 @@ func newSnapshotDBs(j *Job) *snapshotDBs {
 	if len(j.Databases) > 0 {
 		d.db0 = j.Databases[0]
 	}
-	// The default databases are those INFO showed with keys; WithDatabases and SelectDB set
-	// Filtered. So do WithMatch and WithTypes, which cannot be told apart from them here:
-	// they count as naming the databases too, so that one the user left out is never copied.
-	// A list that is not INFO's (INFO refused) is database 0 only, as for every strategy.
-	d.chosen = j.Filtered || !slices.Equal(j.Databases, sortedDBs(j.Source.Info.Keyspace))
+	// The default databases are those INFO showed with keys, and a database that gains keys
+	// later is copied too; where INFO is refused, database 0 only, as for every strategy.
+	d.chosen = j.DatabasesChosen || len(j.Source.Info.Fields) == 0
 	return d
 }
 
@@ -482,7 +480,7 @@ func (d *snapshotDBs) decide(ctx context.Context, db int) error {
 	case d.chosen:
 		log.Info("snapshot: database not selected, its keys are left out", "databases", j.Databases)
 		return errLeftOut
-	case j.merge:
+	case j.MergeDatabases:
 		log.Info("snapshot: database had no keys when the migration started, and is copied with its prefix")
 		return nil
 	case j.Target.Cluster():

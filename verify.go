@@ -103,7 +103,7 @@ type verifier struct {
 
 func (m *migrator) verify(ctx context.Context, j *Job) (*VerifyReport, error) {
 	start := time.Now()
-	v := &verifier{j: j, sample: m.cfg.sample, tolerance: m.cfg.ttlTolerance, examples: m.cfg.examples}
+	v := &verifier{j: j, sample: m.cfg.sample, tolerance: m.cfg.TTLTolerance, examples: m.cfg.examples}
 	v.samePayl = j.Source.Info.RDBVersion() != 0 && j.Source.Info.RDBVersion() == j.Target.Info.RDBVersion()
 	err := v.run(ctx)
 	v.mu.Lock()
@@ -133,7 +133,7 @@ func (v *verifier) run(ctx context.Context) error {
 		}
 		seen[tdb] = true
 		match := v.j.Match
-		if v.j.prefix != nil && *v.j.prefix != "" {
+		if v.j.DBPrefix != "" {
 			match = "" // target names carry a prefix; extra matches on the source's names
 		}
 		if err := v.walk(ctx, tdb, v.j.Target, match, v.extra); err != nil {
@@ -265,7 +265,7 @@ func (v *verifier) extra(ctx context.Context, tdb int, keys []string) error {
 			asked[db] = append(asked[db], i)
 			names[db] = append(names[db], sk[n])
 		}
-		if len(dbs) == 0 && v.j.prefix != nil && *v.j.prefix != "" {
+		if len(dbs) == 0 && v.j.DBPrefix != "" {
 			found[i] = true // no copied database's prefix: not the migration's
 		}
 	}
