@@ -134,19 +134,6 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 			"the target needs a password, which MIGRATE sends only from Redis 4.0.7 (AUTH), and the source runs %s; use DumpRestore",
 			describeVersion(src)))
 	}
-	if j.Target.Cluster() && !j.Source.Cluster() {
-		open, err := openSlots(ctx, j.Target)
-		if err != nil {
-			return err
-		}
-		if len(open) > 0 {
-			return j.Target.Err(op, "", unsupported(
-				"the target has slots being moved (MIGRATING or IMPORTING: %s), a reshard under way or interrupted; "+
-					"a standalone source's MIGRATE sends RESTORE, which the node importing a slot refuses, so the keys of those slots "+
-					"could not be written until the move ends; finish it (redis-cli --cluster fix) or use DumpRestore or Snapshot, which follow ASK",
-				describeOpenSlots(open)))
-		}
-	}
 	if err := p.probe(ctx); err != nil {
 		return err
 	}
