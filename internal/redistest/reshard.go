@@ -41,23 +41,43 @@ func SlotTag(slot int) string {
 	}
 }
 
-// conns are clients of the nodes of a cluster, opened on first use.
-type conns map[*Server]rueidis.Client
+// conns are clients of the nodes of a cluster, opened on first use, and their ids.
+type conns struct {
+	clients map[*Server]rueidis.Client
+	ids     map[*Server]string
+}
 
-func (cs conns) do(ctx context.Context, s *Server, args ...string) rueidis.RedisResult {
-	cl, ok := cs[s]
+func newConns() *conns {
+	return &conns{clients: map[*Server]rueidis.Client{}, ids: map[*Server]string{}}
+}
+
+func (cs *conns) do(ctx context.Context, s *Server, args ...string) rueidis.RedisResult {
+	cl, ok := cs.clients[s]
 	if !ok {
 		var err error
 		if cl, err = s.Connect(0); err != nil {
 			return rueidis.RedisResult{}
 		}
-		cs[s] = cl
+		cs.clients[s] = cl
 	}
 	return cl.Do(ctx, cl.B().Arbitrary(args[0]).Args(args[1:]...).Build())
 }
 
-func (cs conns) close() {
-	for _, cl := range cs {
+// id returns the node id of s.
+func (cs *conns) id(ctx context.Context, s *Server) (string, error) {
+	if id, ok := cs.ids[s]; ok {
+		return id, nil
+	}
+	id, err := cs.do(ctx, s, "CLUSTER", "MYID").ToString()
+	if err != nil {
+		return "", fmt.Errorf("CLUSTER MYID on %s: %w", s.Addr, err)
+	}
+	cs.ids[s] = id
+	return id, nil
+}
+
+func (cs *conns) close() {
+	for _, cl := range cs.clients {
 		cl.Close()
 	}
 }
@@ -65,19 +85,19 @@ func (cs conns) close() {
 // OpenSlot starts moving slot from master from to master to, as a reshard does before it
 // moves the slot's keys: CLUSTER SETSLOT IMPORTING on to, then MIGRATING on from.
 func (c *Cluster) OpenSlot(ctx context.Context, slot int, from, to *Server) error {
-	cs := conns{}
+	cs := newConns()
 	defer cs.close()
 	return c.openSlot(ctx, cs, slot, from, to)
 }
 
-func (c *Cluster) openSlot(ctx context.Context, cs conns, slot int, from, to *Server) error {
-	fromID, err := cs.do(ctx, from, "CLUSTER", "MYID").ToString()
+func (c *Cluster) openSlot(ctx context.Context, cs *conns, slot int, from, to *Server) error {
+	fromID, err := cs.id(ctx, from)
 	if err != nil {
-		return fmt.Errorf("CLUSTER MYID on %s: %w", from.Addr, err)
+		return err
 	}
-	toID, err := cs.do(ctx, to, "CLUSTER", "MYID").ToString()
+	toID, err := cs.id(ctx, to)
 	if err != nil {
-		return fmt.Errorf("CLUSTER MYID on %s: %w", to.Addr, err)
+		return err
 	}
 	s := strconv.Itoa(slot)
 	for _, step := range []struct {
@@ -98,15 +118,15 @@ func (c *Cluster) openSlot(ctx context.Context, cs conns, slot int, from, to *Se
 // a reshard does: it moves the slot's keys with MIGRATE ... KEYS, 100 at a time, then gives
 // the slot to to with CLUSTER SETSLOT NODE on to, from, and every other master.
 func (c *Cluster) FinishSlot(ctx context.Context, slot int, from, to *Server) error {
-	cs := conns{}
+	cs := newConns()
 	defer cs.close()
 	return c.finishSlot(ctx, cs, slot, from, to)
 }
 
-func (c *Cluster) finishSlot(ctx context.Context, cs conns, slot int, from, to *Server) error {
-	toID, err := cs.do(ctx, to, "CLUSTER", "MYID").ToString()
+func (c *Cluster) finishSlot(ctx context.Context, cs *conns, slot int, from, to *Server) error {
+	toID, err := cs.id(ctx, to)
 	if err != nil {
-		return fmt.Errorf("CLUSTER MYID on %s: %w", to.Addr, err)
+		return err
 	}
 	s := strconv.Itoa(slot)
 	host, port, _ := strings.Cut(to.Addr, ":")
@@ -144,7 +164,7 @@ func (c *Cluster) finishSlot(ctx context.Context, cs conns, slot int, from, to *
 // MoveSlots moves slots lo to hi, one after the other, from master from to master to, keys
 // included (OpenSlot, then FinishSlot): a reshard.
 func (c *Cluster) MoveSlots(ctx context.Context, lo, hi int, from, to *Server) error {
-	cs := conns{}
+	cs := newConns()
 	defer cs.close()
 	for slot := lo; slot <= hi; slot++ {
 		if err := c.openSlot(ctx, cs, slot, from, to); err != nil {
