@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
 )
@@ -39,6 +40,25 @@ func addSlotKeys(t *testing.T, s *redistest.Server, slot, n int, prefix string) 
 	c := s.Client(t, 0)
 	for i := range n {
 		if err := c.Do(context.Background(), c.B().Set().Key(prefix+tag+strconv.Itoa(i)).Value(prefix+strconv.Itoa(i)).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// addRangeKeys writes perSlot string keys prefix+tag+i into each slot from lo to hi, in
+// database 0 of s.
+func addRangeKeys(t *testing.T, s *redistest.Server, lo, hi, perSlot int, prefix string) {
+	t.Helper()
+	c := s.Client(t, 0)
+	var cmds rueidis.Commands
+	for slot := lo; slot <= hi; slot++ {
+		tag := redistest.SlotTag(slot)
+		for i := range perSlot {
+			cmds = append(cmds, c.B().Set().Key(prefix+tag+strconv.Itoa(i)).Value(strconv.Itoa(slot)).Build())
+		}
+	}
+	for _, r := range c.DoMulti(context.Background(), cmds...) {
+		if err := r.Error(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -103,7 +123,7 @@ func TestMigrateKeysClusterOpenSlots(t *testing.T) {
 }
 
 // TestClusterReshardDuringCopy copies a standalone source into a cluster while a reshard
-// moves 300 slots, keys included, from one master to another, with every strategy
+// moves 200 slots, keys included, from one master to another, with every strategy
 // that copies into a cluster, and compares both sides key by key.
 func TestClusterReshardDuringCopy(t *testing.T) {
 	t.Parallel()
@@ -112,8 +132,10 @@ func TestClusterReshardDuringCopy(t *testing.T) {
 			t.Parallel()
 			src := redistest.Start(t, redistest.Config{Lines: []string{"repl-diskless-sync-delay 0"}})
 			dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+			// Half of the keys in the slots that move, where every batch meets them.
 			const keys = 20000
-			redistest.AddKeys(t, src, 0, "k:", keys, 20)
+			redistest.AddKeys(t, src, 0, "k:", keys/2, 20)
+			addRangeKeys(t, src, 0, 199, keys/2/200, "r:")
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			resharded := make(chan error, 1)
@@ -121,17 +143,19 @@ func TestClusterReshardDuringCopy(t *testing.T) {
 			progress := func(p migrate.Progress) {
 				if p.Keys > 0 || p.Done {
 					once.Do(func() {
-						go func() { resharded <- dst.MoveSlots(ctx, 0, 299, dst.Masters[0], dst.Masters[1]) }()
+						go func() { resharded <- dst.MoveSlots(ctx, 0, 199, dst.Masters[0], dst.Masters[1], 20*time.Millisecond) }()
 					})
 				}
 			}
 			m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(s),
-				migrate.WithRateLimit(10000), migrate.WithProgress(progress))
+				migrate.WithRateLimit(5000), migrate.WithProgress(progress))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer m.Close()
+			start := time.Now()
 			rep, err := m.Migrate(ctx)
+			t.Logf("copied in %v", time.Since(start))
 			if rerr := <-resharded; rerr != nil {
 				t.Fatal(rerr)
 			}

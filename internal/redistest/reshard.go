@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -161,17 +162,27 @@ func (c *Cluster) finishSlot(ctx context.Context, cs *conns, slot int, from, to 
 	return nil
 }
 
-// MoveSlots moves slots lo to hi, one after the other, from master from to master to, keys
-// included (OpenSlot, then FinishSlot): a reshard.
-func (c *Cluster) MoveSlots(ctx context.Context, lo, hi int, from, to *Server) error {
+// MoveSlots moves slots lo to hi from master from to master to, keys included (OpenSlot,
+// then FinishSlot): a reshard. It keeps two slots open at a time, as two reshards running
+// at once would: each slot is opened, then after pause the previous one is finished.
+func (c *Cluster) MoveSlots(ctx context.Context, lo, hi int, from, to *Server, pause time.Duration) error {
 	cs := newConns()
 	defer cs.close()
-	for slot := lo; slot <= hi; slot++ {
-		if err := c.openSlot(ctx, cs, slot, from, to); err != nil {
-			return err
+	for slot := lo; slot <= hi+1; slot++ {
+		if slot <= hi {
+			if err := c.openSlot(ctx, cs, slot, from, to); err != nil {
+				return err
+			}
 		}
-		if err := c.finishSlot(ctx, cs, slot, from, to); err != nil {
-			return err
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if slot > lo {
+			if err := c.finishSlot(ctx, cs, slot-1, from, to); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
