@@ -46,10 +46,16 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 	// SCAN may return a key twice, and twice in one MIGRATE would conflict with itself.
 	keys = unique(keys)
 	if p.j.Conflict != Replace {
-		var err error
-		if keys, err = p.unheld(ctx, src, dst, db, keys, &counts); err != nil {
+		send, err := p.bounded(ctx, func(ctx context.Context) ([]string, error) {
+			return p.unheld(ctx, src, dst, db, keys, &counts)
+		})
+		if err != nil {
+			if ctx.Err() == nil && !isConflict(err) {
+				counts.Failed += int64(len(keys))
+			}
 			return err
 		}
+		keys = send
 	}
 	if len(keys) == 0 {
 		return nil
@@ -72,7 +78,7 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 		switch {
 		case g.settle:
 			var rest []string
-			if rest, err = p.settle(ctx, src, dst, db, g.keys, &counts); err == nil {
+			if rest, err = p.bounded(ctx, func(ctx context.Context) ([]string, error) { return p.settle(ctx, src, dst, db, g.keys, &counts) }); err == nil {
 				queue[0] = migrateGroup{keys: rest}
 				if len(rest) == 0 {
 					queue = queue[1:]
@@ -108,7 +114,7 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 				// The target may hold part of the group: find which, count them, and
 				// fail with MIGRATE's error for the others, unless it was BUSYKEY,
 				// which settle explains key by key.
-				rest, serr := p.settle(ctx, src, dst, db, g.keys, &counts)
+				rest, serr := p.bounded(ctx, func(ctx context.Context) ([]string, error) { return p.settle(ctx, src, dst, db, g.keys, &counts) })
 				switch {
 				case serr != nil && ctx.Err() != nil:
 					return ctx.Err()
@@ -145,9 +151,8 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 			return err
 		}
 		// A slot moved, or a node failed over: read the slot maps again and resend.
-		var r *retryError
-		if errors.As(err, &r) {
-			last = r
+		if r := (*retryError)(nil); errors.As(err, &r) && r.node != "" {
+			last = r // the last MIGRATE's, to name its node
 		}
 		if first.IsZero() {
 			first = time.Now()
@@ -170,6 +175,41 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 		}
 	}
 	return nil
+}
+
+// bounded runs a reading of keys on both sides (unheld, settle) within clusterWait when a
+// side is a cluster: a cluster client retries a node that does not answer until its slots
+// are served again, which never happens when a master fails without a replica to take
+// over. The error then names the node that serves the key that got no answer.
+func (p *migration) bounded(ctx context.Context, read func(context.Context) ([]string, error)) ([]string, error) {
+	if !p.j.Source.Cluster() && !p.j.Target.Cluster() {
+		return read(ctx)
+	}
+	rctx, cancel := context.WithTimeout(ctx, clusterWait)
+	defer cancel()
+	keys, err := read(rctx)
+	if err == nil || ctx.Err() != nil || rctx.Err() == nil {
+		return keys, err
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Key == "" {
+		return keys, fmt.Errorf("no answer within %v: %v", clusterWait, err)
+	}
+	p.mu.Lock()
+	var owner string
+	if t := p.dstTopo; t != nil && e.Side == p.j.Target.Side {
+		owner = t.ownerAddr(keySlot(e.Key))
+	} else if t := p.srcTopo; t != nil && e.Side == p.j.Source.Side {
+		owner = t.ownerAddr(keySlot(e.Key))
+	}
+	p.mu.Unlock()
+	end := *e
+	end.Err = fmt.Errorf("no answer within %v from node %s, which serves slot %d: a master that failed, and no replica took "+
+		"over? check the %s cluster's CLUSTER NODES", clusterWait, owner, keySlot(e.Key), e.Side)
+	if owner != "" {
+		end.Addr = owner
+	}
+	return keys, &end
 }
 
 // commands are the MULTI block that migrates group g. EXISTS in the same MULTI sees the
