@@ -78,7 +78,9 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 		switch {
 		case g.settle:
 			var rest []string
-			if rest, err = p.bounded(ctx, func(ctx context.Context) ([]string, error) { return p.settle(ctx, src, dst, db, g.keys, &counts) }); err == nil {
+			if rest, err = p.bounded(ctx, func(ctx context.Context) ([]string, error) {
+				return p.settle(ctx, src, dst, db, g.keys, false, &counts)
+			}); err == nil {
 				queue[0] = migrateGroup{keys: rest}
 				if len(rest) == 0 {
 					queue = queue[1:]
@@ -114,7 +116,9 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 				// The target may hold part of the group: find which, count them, and
 				// fail with MIGRATE's error for the others, unless it was BUSYKEY,
 				// which settle explains key by key.
-				rest, serr := p.bounded(ctx, func(ctx context.Context) ([]string, error) { return p.settle(ctx, src, dst, db, g.keys, &counts) })
+				rest, serr := p.bounded(ctx, func(ctx context.Context) ([]string, error) {
+					return p.settle(ctx, src, dst, db, g.keys, f.busy, &counts)
+				})
 				switch {
 				case serr != nil && ctx.Err() != nil:
 					return ctx.Err()

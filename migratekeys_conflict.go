@@ -71,11 +71,15 @@ func (p *migration) unheld(ctx context.Context, src, dst rueidis.Client, db int,
 // settle finds, after a MIGRATE that failed, what became of each of its keys: MIGRATE
 // reports only its first error, and the target may hold any part of the batch (the keys
 // it stored before a redirection, an OOM or a lost connection). It counts the keys the
-// target holds as copied, those gone from both sides as expired, and the keys the target
-// refused because it holds another value as conflicts (see conflict), and returns the keys
-// still to send. It reads EXISTS of every key on both sides, pipelined, and compares the
-// values of the keys both hold when a key may have been refused: a rare path only.
-func (p *migration) settle(ctx context.Context, src, dst rueidis.Client, db int, keys []string, counts *Counts) ([]string, error) {
+// target holds as copied, those gone from both sides as expired, and returns the keys still
+// to send. It reads EXISTS of every key on both sides, pipelined: a rare path only.
+//
+// refused says that the target refused some keys because it holds them (BUSYKEY, which a
+// writer on the target causes): settle then compares the values of the keys both sides
+// hold, and those that differ are conflicts (see conflict). Otherwise a key the target
+// holds is the one MIGRATE stored (unheld found it absent just before), whatever the source
+// holds now: a live source may have changed it since.
+func (p *migration) settle(ctx context.Context, src, dst rueidis.Client, db int, keys []string, refused bool, counts *Counts) ([]string, error) {
 	exists := func(e *Endpoint, c rueidis.Client, name func(string) string) ([]bool, error) {
 		cmds := make(rueidis.Commands, len(keys))
 		for i, k := range keys {
@@ -116,8 +120,13 @@ func (p *migration) settle(ctx context.Context, src, dst rueidis.Client, db int,
 			} else {
 				send = append(send, k) // stored, but its reply lost: the source still holds it
 			}
-		case !p.copy:
+		case !p.copy && refused:
 			busy = append(busy, k) // refused: a moved key leaves the source once stored
+		case !p.copy:
+			// Stored, and its reply lost before the source deleted it, or refused.
+			compare = append(compare, k)
+		case !refused:
+			counts.Keys++
 		default:
 			compare = append(compare, k)
 		}
