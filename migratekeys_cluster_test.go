@@ -123,7 +123,7 @@ func TestMigrateKeysClusterOpenSlots(t *testing.T) {
 }
 
 // TestClusterReshardDuringCopy copies a standalone source into a cluster while a reshard
-// moves 120 slots, keys included, from one master to another, with every strategy
+// moves 20 slots, keys included, from one master to another, with every strategy
 // that copies into a cluster, and compares both sides key by key.
 func TestClusterReshardDuringCopy(t *testing.T) {
 	t.Parallel()
@@ -135,7 +135,7 @@ func TestClusterReshardDuringCopy(t *testing.T) {
 			// Half of the keys in the slots that move, where every batch meets them.
 			const keys = 12000
 			redistest.AddKeys(t, src, 0, "k:", keys/2, 20)
-			addRangeKeys(t, src, 0, 119, keys/2/120, "r:")
+			addRangeKeys(t, src, 0, 19, keys/2/20, "r:")
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			resharded := make(chan error, 1)
@@ -143,7 +143,7 @@ func TestClusterReshardDuringCopy(t *testing.T) {
 			progress := func(p migrate.Progress) {
 				if p.Keys > 0 || p.Done {
 					once.Do(func() {
-						go func() { resharded <- dst.MoveSlots(ctx, 0, 119, dst.Masters[0], dst.Masters[1], 20*time.Millisecond) }()
+						go func() { resharded <- dst.MoveSlots(ctx, 0, 19, dst.Masters[0], dst.Masters[1], 300*time.Millisecond) }()
 					})
 				}
 			}
