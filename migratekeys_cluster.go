@@ -135,8 +135,9 @@ const (
 
 // redirected learns from a redirection where a slot is: a MOVED names its new owner (on
 // the source, or on the target when MIGRATE relays it), an ASK relayed from the target the
-// node importing it, for this batch only (from a cluster source only, see below). An ASK on the source passes once the slot has
-// moved, and a node that does not answer may be one that failed: the slot maps tell then.
+// node importing it, for this batch only and from a cluster source only (see below). An
+// ASK on the source passes once the slot has moved, and a node that does not answer may be
+// one that failed: the slot maps tell then.
 func (p *migration) redirected(err error, asks map[uint16]string) {
 	msg := err.Error()
 	relayedMsg, fromTarget := relayed(err)

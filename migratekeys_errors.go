@@ -48,8 +48,7 @@ func (p *migration) migrateErrAt(ctx context.Context, db int, node string, err e
 	err = p.redact(err)
 	msg, fromTarget := relayed(err)
 	if !fromTarget {
-		switch {
-		case j.Target.Cluster() && node != "":
+		if j.Target.Cluster() && node != "" {
 			op := fmt.Sprintf("migrate db %d to target node %s", db, node)
 			if strings.HasPrefix(err.Error(), "IOERR") {
 				err = fmt.Errorf("the source could not reach the target node at %s, or it did not answer within MIGRATE's timeout of %v: %w; "+
