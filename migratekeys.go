@@ -30,19 +30,33 @@ import (
 // several slots); the MULTI blocks of one node are pipelined, so on the strings bench
 // (three masters each side, loopback) it ran at 0.65 to 0.8 times its standalone speed.
 // When a slot moves or a node fails over meanwhile (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a
-// source node that does not answer), the part is sent again once the slot maps are read
-// again, the MOVED and ASK redirections followed, for up to 30 s.
+// source node that does not answer, a target node the source cannot reach), the keys are
+// sent again once the slot maps are read again, the MOVED redirections followed, for up to
+// 30 s; past that the error names the slot or the node. ASK is followed from a cluster source
+// only: a cluster node's MIGRATE sends RESTORE-ASKING, which the node importing a slot
+// accepts, and a standalone server's sends RESTORE, which it refuses (MOVED back to the
+// owner). From a standalone source, the keys of a slot being moved wait for the move to end,
+// and Check refuses a target with slots left open (MIGRATING or IMPORTING), which
+// DumpRestore and Snapshot handle.
+//
+// A MIGRATE that fails reports only its first error, and the target may hold any part of
+// its batch. Its keys are then settled one by one, with EXISTS on both sides (and their
+// values, when a key may have been refused): those the target holds are counted as copied,
+// the others sent again or counted in Report.Failed, so that no key is lost or counted
+// twice. This costs round trips only after a failure, never on the normal path. A key
+// whose batch failed because the migration was cancelled is not counted as failed.
 //
 // The source is only read unless Move is set. Conflicts follow WithConflict. Under Fail (the
 // default) and Skip, EXISTS on the target finds before each batch the keys it already
-// holds. Under Fail a key it holds with another value stops the migration before the batch
-// is sent: the error wraps ErrConflict and names the key, counted in Report.Failed. One it
-// holds with the same DUMP payload (a migration run again) is left alone and not counted;
-// large sets and hashes list their members in each server's order, so theirs may differ and
-// conflict. Under Skip they are left alone and counted in Report.Skipped. Under Replace
-// MIGRATE overwrites them (REPLACE). Should a writer create keys on the target meanwhile,
-// MIGRATE refuses them and stores the batch's other keys, and MigrateKeys finds which it
-// refused by their values.
+// holds. Under Fail a key it holds with another type, value or expiry (expiries further
+// apart than WithTTLTolerance) stops the migration before the batch is sent: the error
+// wraps ErrConflict and names the key, counted in Report.Failed. One it holds with the
+// source's value and expiry (a migration run again) is left alone and counted in
+// Report.Skipped; values are compared by DUMP payload, and element by element when the
+// payloads differ (another encoding of the same value). Under Skip they are left alone and
+// counted in Report.Skipped. Under Replace MIGRATE overwrites them (REPLACE) and they count
+// as copied. Should a writer create keys on the target meanwhile, MIGRATE refuses them and
+// stores the batch's other keys, and MigrateKeys finds which it refused by their values.
 //
 // Each batch of WithBatchSize keys (default 256) is one MIGRATE, which blocks the source
 // until the target has stored the whole batch, a network round trip included. Measured on
@@ -94,7 +108,9 @@ func (MigrateKeys) Name() string { return "migrate-keys" }
 // is not a cluster, that the source's version has the MIGRATE options this migration needs
 // (COPY, REPLACE, AUTH, AUTH2), that Move is not asked of a replica, that the source runs
 // MULTI and MIGRATE (a MIGRATE of a missing key, which answers NOKEY without connecting),
-// that the target's user may RESTORE, and that the target reads the source's RDB version.
+// that a cluster target has no slot being moved when the source is a standalone server
+// (whose MIGRATE cannot follow ASK), that the target's user may RESTORE, and that the target
+// reads the source's RDB version.
 func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 	p, err := m.plan(j)
 	if err != nil {
@@ -133,6 +149,19 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 		return j.Source.Err(op, "", unsupported(
 			"the target needs a password, which MIGRATE sends only from Redis 4.0.7 (AUTH), and the source runs %s; use DumpRestore",
 			describeVersion(src)))
+	}
+	if j.Target.Cluster() && !j.Source.Cluster() {
+		open, err := openSlots(ctx, j.Target)
+		if err != nil {
+			return err
+		}
+		if len(open) > 0 {
+			return j.Target.Err(op, "", unsupported(
+				"the target has slots being moved (MIGRATING or IMPORTING: %s), a reshard under way or interrupted; "+
+					"a standalone source's MIGRATE sends RESTORE, which the node importing a slot refuses, so the keys of those slots "+
+					"could not be written until the move ends; finish it (redis-cli --cluster fix) or use DumpRestore or Snapshot, which follow ASK",
+				describeOpenSlots(open)))
+		}
 	}
 	if err := p.probe(ctx); err != nil {
 		return err

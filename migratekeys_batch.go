@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -33,16 +35,27 @@ func (p *migration) copyDB(ctx context.Context, db int) error {
 
 // batch migrates keys of database db, counts the outcome, and returns the error that stops
 // the migration.
+//
+// A MIGRATE that fails may have stored any part of its keys: it reports only its first
+// error (a redirection, BUSYKEY, OOM, a lost connection). Its keys are then settled one by
+// one (settle) before any is sent again or counted, so that a key is neither lost nor
+// counted twice.
 func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, keys []string) error {
 	var counts Counts
 	defer func() { p.j.Count(db, counts) }()
 	// SCAN may return a key twice, and twice in one MIGRATE would conflict with itself.
 	keys = unique(keys)
 	if p.j.Conflict != Replace {
-		var err error
-		if keys, err = p.unheld(ctx, src, dst, db, keys, &counts); err != nil {
+		send, err := p.bounded(ctx, func(ctx context.Context) ([]string, error) {
+			return p.unheld(ctx, src, dst, db, keys, &counts)
+		})
+		if err != nil {
+			if ctx.Err() == nil && !isConflict(err) {
+				counts.Failed += int64(len(keys))
+			}
 			return err
 		}
+		keys = send
 	}
 	if len(keys) == 0 {
 		return nil
@@ -50,32 +63,111 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 	if !p.batched {
 		return p.eachKey(ctx, src, dst, db, keys, &counts)
 	}
-	// A group without a source client is keys still to be split into groups.
+	// A group without a source client is keys still to be split into groups; a group to
+	// settle is keys whose MIGRATE failed.
 	queue := []migrateGroup{{keys: keys}}
 	asks := map[uint16]string{}
-	for attempt := 0; len(queue) > 0; {
+	var (
+		attempt int
+		first   time.Time // of the first retry
+		last    *retryError
+	)
+	for len(queue) > 0 {
+		g := queue[0]
 		var err error
-		if queue[0].src == nil {
+		switch {
+		case g.settle:
+			var rest []string
+			if rest, err = p.bounded(ctx, func(ctx context.Context) ([]string, error) {
+				return p.settle(ctx, src, dst, db, g.keys, false, &counts)
+			}); err == nil {
+				queue[0] = migrateGroup{keys: rest}
+				if len(rest) == 0 {
+					queue = queue[1:]
+				}
+				continue
+			}
+			if isConflict(err) {
+				counts.Failed += int64(len(rest))
+				return err
+			}
+			if !p.j.Target.Cluster() && !p.j.Source.Cluster() || ctx.Err() != nil {
+				if ctx.Err() == nil {
+					counts.Failed += int64(len(g.keys))
+				}
+				return ctxErr(ctx, err)
+			}
+			// A cluster node that does not answer may be failing over: wait for it.
+			err = &retryError{err: fmt.Errorf("%w: %w", errRedirected, err)}
+		case g.src == nil:
 			var gs []migrateGroup
-			if gs, err = p.groups(src, queue[0].keys, asks); err == nil {
+			if gs, err = p.groups(src, g.keys, asks); err == nil {
 				queue = append(gs, queue[1:]...)
 				continue
 			}
-		} else {
+		default:
 			p.pipeline(ctx, db, queue)
-			g := queue[0]
-			if err = p.send(ctx, g, src, dst, db, &counts); err == nil {
+			if err = p.send(ctx, g, db, &counts); err == nil {
 				queue = queue[1:]
 				continue
 			}
-			queue[0] = migrateGroup{keys: g.keys}
+			var f *migrateFailure
+			if errors.As(err, &f) {
+				// The target may hold part of the group: find which, count them, and
+				// fail with MIGRATE's error for the others, unless it was BUSYKEY,
+				// which settle explains key by key.
+				rest, serr := p.bounded(ctx, func(ctx context.Context) ([]string, error) {
+					return p.settle(ctx, src, dst, db, g.keys, f.busy, &counts)
+				})
+				switch {
+				case serr != nil && ctx.Err() != nil:
+					return ctx.Err()
+				case isConflict(serr):
+					counts.Failed += int64(len(rest))
+					return serr
+				case serr != nil:
+					counts.Failed += int64(len(g.keys))
+					return fmt.Errorf("%w (and which of its keys the target holds is unknown: %v)", f.err, serr)
+				case len(rest) == 0:
+					queue = queue[1:]
+					continue
+				case !f.busy || attempt >= clusterRetries:
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					counts.Failed += int64(len(rest))
+					return f.err
+				}
+				attempt++
+				queue[0] = migrateGroup{keys: rest}
+				continue
+			}
+			if errors.Is(err, errRedirected) {
+				// The keys stored before the redirection are on the target: settle
+				// them before sending the others again.
+				queue[0] = migrateGroup{keys: g.keys, settle: true}
+			}
 		}
 		if !errors.Is(err, errRedirected) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return err
 		}
 		// A slot moved, or a node failed over: read the slot maps again and resend.
-		if attempt++; attempt > clusterRetries {
-			return p.migrateErr(ctx, db, fmt.Errorf("the clusters kept moving for %d attempts: %w", clusterRetries, err))
+		if r := (*retryError)(nil); errors.As(err, &r) && r.node != "" {
+			last = r // the last MIGRATE's, to name its node
+		}
+		if first.IsZero() {
+			first = time.Now()
+		}
+		if attempt++; attempt > clusterRetries || time.Since(first) > clusterWait {
+			if ctx.Err() == nil {
+				for _, g := range queue {
+					counts.Failed += int64(len(g.keys))
+				}
+			}
+			return p.gaveUp(ctx, db, attempt-1, last, err)
 		}
 		p.redirected(err, asks)
 		p.j.Logger.Info("migrate-keys: a slot moved or a node failed; reading the slot maps again", "attempt", attempt, "error", err)
@@ -87,6 +179,41 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 		}
 	}
 	return nil
+}
+
+// bounded runs a reading of keys on both sides (unheld, settle) within clusterWait when a
+// side is a cluster: a cluster client retries a node that does not answer until its slots
+// are served again, which never happens when a master fails without a replica to take
+// over. The error then names the node that serves the key that got no answer.
+func (p *migration) bounded(ctx context.Context, read func(context.Context) ([]string, error)) ([]string, error) {
+	if !p.j.Source.Cluster() && !p.j.Target.Cluster() {
+		return read(ctx)
+	}
+	rctx, cancel := context.WithTimeout(ctx, clusterWait)
+	defer cancel()
+	keys, err := read(rctx)
+	if err == nil || ctx.Err() != nil || rctx.Err() == nil {
+		return keys, err
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Key == "" {
+		return keys, fmt.Errorf("no answer within %v: %v", clusterWait, err)
+	}
+	p.mu.Lock()
+	var owner string
+	if t := p.dstTopo; t != nil && e.Side == p.j.Target.Side {
+		owner = t.ownerAddr(keySlot(e.Key))
+	} else if t := p.srcTopo; t != nil && e.Side == p.j.Source.Side {
+		owner = t.ownerAddr(keySlot(e.Key))
+	}
+	p.mu.Unlock()
+	end := *e
+	end.Err = fmt.Errorf("no answer within %v from node %s, which serves slot %d: a master that failed, and no replica took "+
+		"over? check the %s cluster's CLUSTER NODES", clusterWait, owner, keySlot(e.Key), e.Side)
+	if owner != "" {
+		end.Addr = owner
+	}
+	return keys, &end
 }
 
 // commands are the MULTI block that migrates group g. EXISTS in the same MULTI sees the
@@ -124,41 +251,28 @@ func (p *migration) pipeline(ctx context.Context, db int, groups []migrateGroup)
 	}
 }
 
-// send migrates keys from the source node srcNode to host:port in one MULTI, and counts
-// the outcome. An error that a moving cluster explains wraps errRedirected, and nothing of
-// the keys was counted then.
-func (p *migration) send(ctx context.Context, g migrateGroup, src, dst rueidis.Client, db int, counts *Counts) error {
-	clustered := p.j.Source.Cluster() || p.j.Target.Cluster()
+// send migrates group g in one MULTI and, when MIGRATE succeeds, counts the outcome. When
+// it fails, the target may hold any part of the group and nothing is counted: an error that
+// a moving cluster explains (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a cluster node that does not
+// answer) is a *retryError that wraps errRedirected; any other a *migrateFailure.
+func (p *migration) send(ctx context.Context, g migrateGroup, db int, counts *Counts) error {
 	keys := g.keys
 	res := g.res
 	if res == nil {
 		res = g.src.DoMulti(ctx, p.commands(g, db)...)
 	}
-	if clustered && ctx.Err() == nil {
-		for _, r := range res {
-			err := r.Error()
-			if err == nil {
-				if arr, aerr := r.ToArray(); aerr == nil && len(arr) == 2 {
-					err = arr[1].Error()
-				}
-			}
-			if err == nil {
-				continue
-			}
-			if _, isRedis := rueidis.IsRedisErr(err); isRedirect(err) || (!isRedis && p.j.Source.Cluster()) {
-				return fmt.Errorf("%w: %v", errRedirected, p.redact(err))
-			}
+	failed := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-	}
-	fail := func(n int64, err error) error {
-		if ctx.Err() == nil {
-			counts.Failed += n
+		if p.retriable(err) {
+			return &retryError{node: g.addr(), err: fmt.Errorf("%w: %v", errRedirected, p.redact(err))}
 		}
-		return p.migrateErr(ctx, db, err)
+		return &migrateFailure{err: p.migrateErrAt(ctx, db, g.addr(), err), busy: isRelayedBusyKey(err)}
 	}
 	for _, r := range res[:3] {
 		if err := r.Error(); err != nil {
-			return fail(int64(len(keys)), err)
+			return failed(err)
 		}
 	}
 	arr, err := res[3].ToArray()
@@ -166,31 +280,57 @@ func (p *migration) send(ctx context.Context, g migrateGroup, src, dst rueidis.C
 		err = fmt.Errorf("EXEC replied %d results, want 2", len(arr))
 	}
 	if err != nil {
-		return fail(int64(len(keys)), err)
+		return failed(err)
 	}
 	present, err := arr[0].AsInt64()
 	if err != nil {
-		return fail(int64(len(keys)), err)
+		return failed(err)
 	}
+	if err := arr[1].Error(); err != nil {
+		return failed(err)
+	}
+	// OK, or NOKEY when every key was gone.
 	counts.Expired += int64(len(keys)) - present
-	err = arr[1].Error()
-	if err == nil { // OK, or NOKEY when every key was gone
-		counts.Keys += present
-		return nil
-	}
-	if !isRelayedBusyKey(err) {
-		// The target may hold some of these keys: MIGRATE reports only its first error.
-		return fail(present, err)
-	}
-	// A writer created some keys on the target since unheld looked: the target refused
-	// them and stored the others; find which.
-	busy, err := p.busyKeys(ctx, src, dst, db, keys)
-	if err != nil {
-		return err
-	}
-	counts.Keys += max(0, present-int64(len(busy)))
-	return p.conflict(db, busy, counts)
+	counts.Keys += present
+	return nil
 }
+
+// retriable reports whether an error of a MIGRATE block is one a moving cluster explains:
+// a redirection or a cluster that is changing (on the source, or relayed from the target),
+// a source node that does not answer, or a target node the source cannot reach (IOERR),
+// which may be a master that failed and whose replica takes over.
+func (p *migration) retriable(err error) bool {
+	if !p.j.Source.Cluster() && !p.j.Target.Cluster() {
+		return false
+	}
+	if isRedirect(err) {
+		return true
+	}
+	if _, isRedis := rueidis.IsRedisErr(err); !isRedis {
+		return p.j.Source.Cluster()
+	}
+	_, fromTarget := relayed(err)
+	return !fromTarget && p.j.Target.Cluster() && strings.HasPrefix(err.Error(), "IOERR")
+}
+
+// migrateFailure is a MIGRATE that failed for a reason other than a moving cluster: the
+// target may hold part of its keys.
+type migrateFailure struct {
+	err  error // explained by migrateErrAt
+	busy bool  // BUSYKEY: the target holds one of the keys
+}
+
+func (f *migrateFailure) Error() string { return f.err.Error() }
+func (f *migrateFailure) Unwrap() error { return f.err }
+
+// retryError is an error a moving cluster explains, from a MIGRATE towards node.
+type retryError struct {
+	node string // host:port of the target node, "" when unknown
+	err  error  // wraps errRedirected
+}
+
+func (r *retryError) Error() string { return r.err.Error() }
+func (r *retryError) Unwrap() error { return r.err }
 
 // eachKey migrates keys with one MIGRATE each, for sources older than Redis 3.0.6; each
 // reply says what happened to its key.
@@ -223,11 +363,14 @@ func (p *migration) eachKey(ctx context.Context, src, dst rueidis.Client, db int
 		return first
 	}
 	if len(busy) > 0 && p.j.Conflict == Fail {
-		// Created by a writer since unheld looked, unless the same value.
+		// Created by a writer since unheld looked, unless the same value: those are
+		// already there, skipped.
+		n := len(busy)
 		var err error
 		if busy, err = p.busyKeys(ctx, src, dst, db, busy); err != nil {
 			return err
 		}
+		counts.Skipped += int64(n - len(busy))
 	}
 	return p.conflict(db, busy, counts)
 }

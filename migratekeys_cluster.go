@@ -42,6 +42,17 @@ type migrateGroup struct {
 	host, port string
 	keys       []string
 	res        []rueidis.RedisResult // the replies, when sent in a pipeline with others
+	// settle marks keys whose MIGRATE failed: the target may hold some of them, so what it
+	// holds is found (settle) before the others are sent again.
+	settle bool
+}
+
+// addr returns the target node of g on a cluster target, "" on a standalone one.
+func (g migrateGroup) addr() string {
+	if g.host == "" {
+		return ""
+	}
+	return net.JoinHostPort(g.host, g.port)
 }
 
 // groups splits keys into the MIGRATE commands that can carry them; src is the source's
@@ -117,12 +128,16 @@ var errRedirected = errors.New("the cluster moved")
 const (
 	clusterRetries    = 120
 	clusterRetryDelay = 250 * time.Millisecond
+	// clusterWait bounds the time a batch waits for a cluster that moves, whatever each
+	// attempt costs.
+	clusterWait = 30 * time.Second
 )
 
 // redirected learns from a redirection where a slot is: a MOVED names its new owner (on
 // the source, or on the target when MIGRATE relays it), an ASK relayed from the target the
-// node importing it, for this batch only. An ASK on the source passes once the slot has
-// moved, and a node that does not answer may be one that failed: the slot maps tell then.
+// node importing it, for this batch only and from a cluster source only (see below). An
+// ASK on the source passes once the slot has moved, and a node that does not answer may be
+// one that failed: the slot maps tell then.
 func (p *migration) redirected(err error, asks map[uint16]string) {
 	msg := err.Error()
 	relayedMsg, fromTarget := relayed(err)
@@ -143,11 +158,17 @@ func (p *migration) redirected(err error, asks map[uint16]string) {
 		return
 	}
 	if slot, addr, ok := redirection(msg, "ASK "); ok && fromTarget {
-		asks[slot] = addr
+		// Only a cluster node's MIGRATE sends RESTORE-ASKING, which the importing node
+		// accepts; it answers a standalone source's RESTORE with MOVED back to the owner.
+		// That source waits for the move to end, sending to the owner.
+		if p.j.Source.Cluster() {
+			asks[slot] = addr
+		}
 		return
 	}
 	if !strings.Contains(msg, "MOVED") && !strings.Contains(msg, "ASK") {
-		p.srcMoved = nil // a node failed: trust the slot maps again
+		// A node failed: trust the slot maps again.
+		p.srcMoved, p.dstMoved = nil, nil
 	}
 }
 
@@ -180,4 +201,65 @@ func isRedirect(err error) bool {
 		}
 	}
 	return false
+}
+
+// openSlots returns the slots that a master of cluster e is moving away (MIGRATING) or
+// importing (IMPORTING), each with the address of the node that says so: a reshard under
+// way, or one interrupted. Only a node's own line of CLUSTER NODES shows them, so every
+// master is asked, those without slots too (a new master imports).
+func openSlots(ctx context.Context, e *Endpoint) (map[uint16]string, error) {
+	t, err := e.topology(ctx)
+	if err != nil {
+		return nil, err
+	}
+	open := map[uint16]string{}
+	for _, n := range t.nodes {
+		if !n.master || n.failed {
+			continue
+		}
+		c, err := e.node(n.addr)
+		if err != nil {
+			return nil, err
+		}
+		text, err := c.Do(ctx, c.B().ClusterNodes().Build()).ToString()
+		if err != nil {
+			return nil, e.Err("cluster nodes on "+n.addr, "", ctxErr(ctx, err))
+		}
+		for _, line := range strings.Split(strings.TrimPrefix(text, "txt:"), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 8 || !strings.Contains(","+f[2]+",", ",myself,") {
+				continue
+			}
+			for _, s := range f[8:] {
+				// [slot->-importing-id] on the owner, [slot-<-migrating-id] on the importer.
+				s = strings.Trim(s, "[]")
+				slot, _, ok := strings.Cut(s, "->-")
+				if !ok {
+					slot, _, ok = strings.Cut(s, "-<-")
+				}
+				if v, err := strconv.Atoi(slot); ok && err == nil && v >= 0 && v < slotCount {
+					open[uint16(v)] = n.addr
+				}
+			}
+		}
+	}
+	return open, nil
+}
+
+// describeOpenSlots names the first few open slots, in order, and the nodes that say so.
+func describeOpenSlots(open map[uint16]string) string {
+	slots := make([]int, 0, len(open))
+	for s := range open {
+		slots = append(slots, int(s))
+	}
+	sort.Ints(slots)
+	var parts []string
+	for i, s := range slots {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(slots)-i))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("slot %d on %s", s, open[uint16(s)]))
+	}
+	return strings.Join(parts, ", ")
 }

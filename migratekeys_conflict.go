@@ -22,14 +22,15 @@ func (p *migration) conflict(db int, busy []string, counts *Counts) error {
 }
 
 // unheld returns the keys the target does not hold, the ones to send. Under Skip it counts
-// the others as Skipped. Under Fail it leaves alone, uncounted, those the target holds with
-// the source's value (a key the walk returned twice, a migration run again), and returns
-// the error that stops the migration if it holds any with another value, before anything of
-// the batch is sent.
+// the others as Skipped. Under Fail it compares those the target holds with the source's
+// (sameKeys): one with the source's type, value and expiry (a key the walk returned twice,
+// a migration run again) is left alone and counted as Skipped; if any has another value or
+// expiry, it returns the error that stops the migration, before anything of the batch is
+// sent.
 func (p *migration) unheld(ctx context.Context, src, dst rueidis.Client, db int, keys []string, counts *Counts) ([]string, error) {
 	cmds := make(rueidis.Commands, len(keys))
 	for i, k := range keys {
-		cmds[i] = dst.B().Exists().Key(k).Build()
+		cmds[i] = dst.B().Exists().Key(p.j.TargetKey(db, k)).Build()
 	}
 	var send, held []string
 	for i, r := range dst.DoMulti(ctx, cmds...) {
@@ -47,11 +48,108 @@ func (p *migration) unheld(ctx context.Context, src, dst rueidis.Client, db int,
 		counts.Skipped += int64(len(held))
 		return send, nil
 	}
-	conflicts, err := p.differing(ctx, src, dst, db, held)
+	m, err := compareKeys(ctx, p.j, db, held)
 	if err != nil {
 		return nil, err
 	}
+	var conflicts []string
+	for i, k := range held {
+		switch m[i] {
+		case keySame:
+			counts.Skipped++
+		case keySourceGone:
+			counts.Expired++
+		case keyTargetGone:
+			send = append(send, k) // deleted since: send it
+		default:
+			conflicts = append(conflicts, k)
+		}
+	}
 	return send, p.conflict(db, conflicts, counts)
+}
+
+// settle finds, after a MIGRATE that failed, what became of each of its keys: MIGRATE
+// reports only its first error, and the target may hold any part of the batch (the keys
+// it stored before a redirection, an OOM or a lost connection). It counts the keys the
+// target holds as copied, those gone from both sides as expired, and returns the keys still
+// to send. It reads EXISTS of every key on both sides, pipelined: a rare path only.
+//
+// refused says that the target refused some keys because it holds them (BUSYKEY, which a
+// writer on the target causes): settle then compares the values of the keys both sides
+// hold, and those that differ are conflicts (see conflict). Otherwise a key the target
+// holds is the one MIGRATE stored (unheld found it absent just before), whatever the source
+// holds now: a live source may have changed it since.
+func (p *migration) settle(ctx context.Context, src, dst rueidis.Client, db int, keys []string, refused bool, counts *Counts) ([]string, error) {
+	exists := func(e *Endpoint, c rueidis.Client, name func(string) string) ([]bool, error) {
+		cmds := make(rueidis.Commands, len(keys))
+		for i, k := range keys {
+			cmds[i] = c.B().Exists().Key(name(k)).Build()
+		}
+		out := make([]bool, len(keys))
+		for i, r := range c.DoMulti(ctx, cmds...) {
+			n, err := r.AsInt64()
+			if err != nil {
+				return nil, e.Err(fmt.Sprintf("exists in db %d", db), name(keys[i]), ctxErr(ctx, err))
+			}
+			out[i] = n > 0
+		}
+		return out, nil
+	}
+	// The MIGRATE has ended (its reply came): nothing of this program moves these keys
+	// between both readings.
+	onTarget, err := exists(p.j.Target, dst, func(k string) string { return p.j.TargetKey(db, k) })
+	if err != nil {
+		return nil, err
+	}
+	onSource, err := exists(p.j.Source, src, func(k string) string { return k })
+	if err != nil {
+		return nil, err
+	}
+	var send, compare, busy []string
+	for i, k := range keys {
+		switch {
+		case !onTarget[i] && !onSource[i]:
+			counts.Expired++
+		case !onTarget[i]:
+			send = append(send, k)
+		case !p.copy && !onSource[i]:
+			counts.Keys++ // moved
+		case p.j.Conflict == Replace:
+			if p.copy {
+				counts.Keys++ // REPLACE stored it
+			} else {
+				send = append(send, k) // stored, but its reply lost: the source still holds it
+			}
+		case !p.copy && refused:
+			busy = append(busy, k) // refused: a moved key leaves the source once stored
+		case !p.copy:
+			// Stored, and its reply lost before the source deleted it, or refused.
+			compare = append(compare, k)
+		case !refused:
+			counts.Keys++
+		default:
+			compare = append(compare, k)
+		}
+	}
+	if len(compare) > 0 {
+		m, err := compareKeys(ctx, p.j, db, compare)
+		if err != nil {
+			return nil, err
+		}
+		for i, k := range compare {
+			switch m[i] {
+			case keySame:
+				counts.Keys++
+			case keySourceGone:
+				counts.Keys++ // stored, and expired on the source since
+			case keyTargetGone:
+				send = append(send, k)
+			default:
+				busy = append(busy, k)
+			}
+		}
+	}
+	return send, p.conflict(db, busy, counts)
 }
 
 // busyKeys returns, after a MIGRATE the target refused with BUSYKEY, the keys it refused:
@@ -60,7 +158,7 @@ func (p *migration) unheld(ctx context.Context, src, dst rueidis.Client, db int,
 // both sides, so the refused ones are those the target holds with another value.
 func (p *migration) busyKeys(ctx context.Context, src, dst rueidis.Client, db int, keys []string) ([]string, error) {
 	if p.copy {
-		return p.differing(ctx, src, dst, db, keys)
+		return p.differing(ctx, db, keys)
 	}
 	cmds := make(rueidis.Commands, len(keys))
 	for i, k := range keys {
@@ -79,35 +177,16 @@ func (p *migration) busyKeys(ctx context.Context, src, dst rueidis.Client, db in
 	return busy, nil
 }
 
-// differing returns the keys both sides hold with different DUMP payloads. Payloads of
-// large sets and hashes list their members in each server's own order, so an equal value may
-// count as different; never the other way round.
-func (p *migration) differing(ctx context.Context, src, dst rueidis.Client, db int, keys []string) ([]string, error) {
-	dumps := func(c rueidis.Client) []rueidis.RedisResult {
-		cmds := make(rueidis.Commands, len(keys))
-		for i, k := range keys {
-			cmds[i] = c.B().Dump().Key(k).Build()
-		}
-		return c.DoMulti(ctx, cmds...)
+// differing returns the keys both sides hold with another type, value or expiry
+// (compareKeys).
+func (p *migration) differing(ctx context.Context, db int, keys []string) ([]string, error) {
+	m, err := compareKeys(ctx, p.j, db, keys)
+	if err != nil {
+		return nil, err
 	}
-	mine, theirs := dumps(src), dumps(dst)
 	var diff []string
 	for i, k := range keys {
-		a, err := mine[i].ToString()
-		if rueidis.IsRedisNil(err) {
-			continue // gone from the source: nothing to send
-		}
-		if err != nil {
-			return nil, p.j.Source.Err(fmt.Sprintf("dump in db %d", db), k, ctxErr(ctx, err))
-		}
-		b, err := theirs[i].ToString()
-		if rueidis.IsRedisNil(err) {
-			continue
-		}
-		if err != nil {
-			return nil, p.j.Target.Err(fmt.Sprintf("dump in db %d", db), k, ctxErr(ctx, err))
-		}
-		if !sameValue(a, b) {
+		if m[i] == keyDiffers {
 			diff = append(diff, k)
 		}
 	}

@@ -126,3 +126,138 @@ func replyText(m rueidis.RedisMessage) string {
 	}
 	return ""
 }
+
+// keyMatch is how a key of the source compares with its copy on the target.
+type keyMatch uint8
+
+const (
+	keySame       keyMatch = iota // same type, value and expiry
+	keyDiffers                    // both hold it, with another type, value or expiry
+	keySourceGone                 // the source no longer holds it
+	keyTargetGone                 // the target does not hold it
+)
+
+// sameKeys reports, for each key of source database db, whether the target holds it (as
+// j.TargetKey, in j.TargetDB) with the source's type, value and expiry, the expiries within
+// j.TTLTolerance of each other. A key missing on either side is not the same.
+func sameKeys(ctx context.Context, j *Job, db int, keys []string) ([]bool, error) {
+	m, err := compareKeys(ctx, j, db, keys)
+	if err != nil {
+		return nil, err
+	}
+	same := make([]bool, len(keys))
+	for i := range m {
+		same[i] = m[i] == keySame
+	}
+	return same, nil
+}
+
+// compareKeys compares each key of source database db with its copy on the target. It reads
+// TYPE, DUMP and the expiry of every key on both sides, pipelined, and the elements
+// (canonical) only of a key whose payloads differ: encodings of the same value may (a
+// hashtable hash lists its fields in its own order). Expiries are compared by PEXPIRETIME
+// when both sides run Redis 7.0, else by PTTL. It costs a round trip per side, and one per
+// such key: for the rare path (a conflict, a failed MIGRATE), not per batch.
+func compareKeys(ctx context.Context, j *Job, db int, keys []string) ([]keyMatch, error) {
+	out := make([]keyMatch, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	src, err := j.Source.Client(db)
+	if err != nil {
+		return nil, err
+	}
+	tdb := j.TargetDB(db)
+	dst, err := j.Target.Client(tdb)
+	if err != nil {
+		return nil, err
+	}
+	absolute := j.Source.Info.AtLeast(7, 0, 0) && j.Target.Info.AtLeast(7, 0, 0)
+	type side struct {
+		typ, dump string
+		expiry    int64 // PEXPIRETIME or PTTL; negative: none
+	}
+	read := func(e *Endpoint, c rueidis.Client, db int, name func(string) string) ([]side, error) {
+		cmds := make(rueidis.Commands, 0, 3*len(keys))
+		for _, k := range keys {
+			k = name(k)
+			cmds = append(cmds, c.B().Type().Key(k).Build(), c.B().Dump().Key(k).Build())
+			if absolute {
+				cmds = append(cmds, c.B().Pexpiretime().Key(k).Build())
+			} else {
+				cmds = append(cmds, c.B().Pttl().Key(k).Build())
+			}
+		}
+		res := c.DoMulti(ctx, cmds...)
+		out := make([]side, len(keys))
+		for i, k := range keys {
+			var err error
+			s := &out[i]
+			if s.typ, err = res[3*i].ToString(); err == nil {
+				if s.dump, err = res[3*i+1].ToString(); rueidis.IsRedisNil(err) {
+					s.typ, err = "none", nil // expired in between
+				}
+			}
+			if err == nil {
+				s.expiry, err = res[3*i+2].AsInt64()
+			}
+			if err != nil {
+				return nil, e.Err(fmt.Sprintf("compare in db %d", db), name(k), ctxErr(ctx, err))
+			}
+		}
+		return out, nil
+	}
+	// Both sides at once, so that relative expiries are read at nearly the same instant.
+	var theirs []side
+	var terr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		theirs, terr = read(j.Target, dst, tdb, func(k string) string { return j.TargetKey(db, k) })
+	}()
+	mine, err := read(j.Source, src, db, func(k string) string { return k })
+	<-done
+	if err != nil {
+		return nil, err
+	}
+	if terr != nil {
+		return nil, terr
+	}
+	tol := j.TTLTolerance.Milliseconds()
+	for i, k := range keys {
+		a, b := mine[i], theirs[i]
+		switch {
+		case a.typ == "none":
+			out[i] = keySourceGone
+			continue
+		case b.typ == "none":
+			out[i] = keyTargetGone
+			continue
+		case a.typ != b.typ, (a.expiry < 0) != (b.expiry < 0), a.expiry >= 0 && absDiff(a.expiry, b.expiry) > tol:
+			out[i] = keyDiffers
+			continue
+		case sameValue(a.dump, b.dump):
+			out[i] = keySame
+			continue
+		}
+		ca, err := canonical(ctx, j.Source, db, k, a.typ)
+		if err != nil {
+			return nil, err
+		}
+		cb, err := canonical(ctx, j.Target, tdb, j.TargetKey(db, k), b.typ)
+		if err != nil {
+			return nil, err
+		}
+		if out[i] = keyDiffers; ca == cb {
+			out[i] = keySame
+		}
+	}
+	return out, nil
+}
+
+func absDiff(a, b int64) int64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
