@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -324,21 +326,29 @@ func TestClusterFailover(t *testing.T) {
 			dst := redistest.StartCluster(t, redistest.ClusterConfig{})
 			const keys = 3000
 			src.AddKeys(t, "k:", keys, 100)
+			// The master dies once the copy is under way: the checks before it take their
+			// own time on a busy machine.
+			var kill sync.Once
+			var killed atomic.Bool
 			m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(s),
-				migrate.WithRateLimit(1500), migrate.WithBatchSize(50))
+				migrate.WithRateLimit(1500), migrate.WithBatchSize(50),
+				migrate.WithProgress(func(p migrate.Progress) {
+					if p.Keys > 0 && p.Keys < keys/2 {
+						kill.Do(func() { killed.Store(true); go src.Masters[0].Stop() })
+					}
+				}))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			go func() {
-				time.Sleep(700 * time.Millisecond)
-				src.Masters[0].Stop()
-			}()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			rep, err := m.Migrate(ctx)
 			if err != nil {
 				t.Fatalf("Migrate: %v", err)
+			}
+			if !killed.Load() {
+				t.Fatal("the master was not stopped during the copy")
 			}
 			src.WaitOK(t, src.Masters[1])
 			if rep.Keys != keys || rep.Scanned != keys || rep.Failed != 0 {
