@@ -131,10 +131,6 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 	case (j.Source.Cluster() || j.Target.Cluster()) && !p.batched:
 		return j.Source.Err(op, "", unsupported(
 			"MIGRATE ... KEYS needs Redis 3.0.6 and the source runs %s; use DumpRestore", describeVersion(src)))
-	case m.TargetAddr == "" && j.Target.Option.TLSConfig != nil:
-		return j.Target.Err(op, "", unsupported(
-			"the target is reached over TLS, which MIGRATE speaks only when the source runs with tls-cluster yes; "+
-				"set MigrateKeys.TargetAddr to confirm the address the source should use"))
 	case !src.AtLeast(3, 0, 0):
 		return j.Source.Err(op, "", unsupported(
 			"the source runs %s, and MIGRATE's COPY and REPLACE need Redis 3.0; use DumpRestore", describeVersion(src)))
@@ -149,6 +145,9 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 		return j.Source.Err(op, "", unsupported(
 			"the target needs a password, which MIGRATE sends only from Redis 4.0.7 (AUTH), and the source runs %s; use DumpRestore",
 			describeVersion(src)))
+	}
+	if err := p.checkTLS(ctx, m.TargetAddr != ""); err != nil {
+		return err
 	}
 	if j.Target.Cluster() && !j.Source.Cluster() {
 		open, err := openSlots(ctx, j.Target)
