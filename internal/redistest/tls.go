@@ -38,6 +38,8 @@ type CA struct {
 	NamedCert, NamedKey string
 	// Client is the clients' certificate, for tls.Config.Certificates (mutual TLS).
 	Client tls.Certificate
+	// ClientCert and ClientKey are the files of Client and its key.
+	ClientCert, ClientKey string
 
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
@@ -87,11 +89,10 @@ func newCA(dir, name string) (*CA, error) {
 	if ca.NamedCert, ca.NamedKey, err = ca.issue("named", 4, false); err != nil {
 		return nil, err
 	}
-	certFile, keyFile, err := ca.issue("client", 3, true)
-	if err != nil {
+	if ca.ClientCert, ca.ClientKey, err = ca.issue("client", 3, true); err != nil {
 		return nil, err
 	}
-	if ca.Client, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+	if ca.Client, err = tls.LoadX509KeyPair(ca.ClientCert, ca.ClientKey); err != nil {
 		return nil, err
 	}
 	return ca, nil
