@@ -6,7 +6,9 @@
 //
 // Passwords may come from the environment (REDIS_MIGRATE_FROM_PASSWORD,
 // REDIS_MIGRATE_TO_PASSWORD) instead of the URLs, so they stay out of shell histories and
-// process lists; a password in a URL must percent-encode / ? # @ % and the like. The
+// process lists; a password in a URL must percent-encode / ? # @ % and the like. A rediss://
+// URL connects over TLS; -tls-ca, -tls-cert/-tls-key, -tls-server-name and -tls-insecure set
+// TLS for both sides, -from-tls-* and -to-tls-* for one. The
 // command never prints a URL's user name or password. The exit status is 0 only when every key was copied (and verified, with
 // -verify). Ctrl-C stops cleanly: a replication target is detached, and the summary says
 // what was done.
