@@ -48,6 +48,7 @@ func (p *migration) checkTLS(ctx context.Context, confirmed bool) error {
 	case dst.tls && src.value == "" && !src.noTLS && confirmed:
 		return nil // the user set TargetAddr: MIGRATE's IOERR will tell otherwise
 	}
+	dst.read(ctx, p.j.Target) // for the message
 	srcName := "the source"
 	if j.Source.Cluster() {
 		srcName = "the source's node " + src.addr
@@ -111,6 +112,22 @@ func (p *migration) checkTLS(ctx context.Context, confirmed bool) error {
 type targetTLS struct {
 	tls                        bool   // the port MIGRATE connects to speaks TLS
 	port, tlsPort, authClients string // the target's settings, "" when unread
+	done                       bool   // read has run
+}
+
+// read reads the target's port, tls-port and tls-auth-clients, where CONFIG GET answers.
+func (t *targetTLS) read(ctx context.Context, e *Endpoint) {
+	if t.done {
+		return
+	}
+	t.done = true
+	c, err := e.Default()
+	if err != nil {
+		return
+	}
+	t.port, _ = configGet(ctx, c, "port")
+	t.tlsPort, _ = configGet(ctx, c, "tls-port")
+	t.authClients, _ = configGet(ctx, c, "tls-auth-clients")
 }
 
 // targetTLS says whether the port MIGRATE connects to speaks TLS. It is the port this
@@ -119,18 +136,12 @@ type targetTLS struct {
 // is then compared with the target's port and tls-port, where CONFIG GET reads them, and
 // taken to speak as the target's address does (an address translated on the way) when
 // neither matches.
-func (p *migration) targetTLS(ctx context.Context) targetTLS {
-	t := targetTLS{tls: p.j.Target.Option.TLSConfig != nil}
-	c, err := p.j.Target.Default()
-	if err != nil {
-		return t
-	}
-	t.port, _ = configGet(ctx, c, "port")
-	t.tlsPort, _ = configGet(ctx, c, "tls-port")
-	t.authClients, _ = configGet(ctx, c, "tls-auth-clients")
+func (p *migration) targetTLS(ctx context.Context) *targetTLS {
+	t := &targetTLS{tls: p.j.Target.Option.TLSConfig != nil}
 	if p.addr == p.j.Target.Addr || p.j.Target.Cluster() {
 		return t
 	}
+	t.read(ctx, p.j.Target)
 	switch p.port {
 	case t.tlsPort:
 		t.tls = true

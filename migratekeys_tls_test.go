@@ -37,6 +37,29 @@ func TestMigrateKeysTLS(t *testing.T) {
 		redistest.AssertSameSides(t, redistest.Side{Client: src.Client(t, 0)}, dst.Side(t), "")
 		assertCopied(t, rep, counts)
 	})
+	t.Run("cluster source", func(t *testing.T) {
+		t.Parallel()
+		src := redistest.StartTLSCluster(t, ca.TLS(true), redistest.Config{})
+		dst := redistest.Start(t, redistest.Config{TLS: ca.TLS(true)})
+		counts := src.Fill(t, redistest.Dataset{Small: true, DBs: []int{0}})
+		rep := migrateTLS(t, migrate.MigrateKeys{}, src.Option(), dst.Option())
+		redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
+		assertCopied(t, rep, counts)
+	})
+	// The target listens on both ports and is reached over TLS; TargetAddr names its plain
+	// port, which a source without tls-cluster reaches.
+	t.Run("TargetAddr at the plain port", func(t *testing.T) {
+		t.Parallel()
+		src := redistest.Start(t, redistest.Config{})
+		dst := redistest.Start(t, redistest.Config{TLS: &redistest.TLS{CA: ca, ListenPlain: true, AlsoTLS: true}})
+		counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
+		addr, cfg := dst.TLSAddr(t)
+		dstOpt := dst.Option()
+		dstOpt.InitAddress, dstOpt.TLSConfig = []string{addr}, cfg
+		rep := migrateTLS(t, migrate.MigrateKeys{TargetAddr: dst.Addr}, src.Option(), dstOpt)
+		redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
+		assertCopied(t, rep, counts)
+	})
 }
 
 // assertCopied fails the test unless rep counts every key of counts as copied, and nothing
