@@ -273,6 +273,9 @@ func (e *Endpoint) probe(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return e.Err("info", "", ctx.Err())
 		}
+		if _, refused := rueidis.IsRedisErr(err); !refused {
+			return e.Err("info", "", e.unreachable(ctx, err)) // no answer: nothing to decide on
+		}
 		// INFO may be refused on managed services; decide on defaults then.
 		info = &ServerInfo{Keyspace: map[int]int64{}, Fields: map[string]string{}, Mode: "standalone", Role: "master"}
 	}

@@ -39,6 +39,15 @@ import (
 // and Check refuses a target with slots left open (MIGRATING or IMPORTING), which
 // DumpRestore and Snapshot handle.
 //
+// Over TLS: the source's MIGRATE speaks TLS exactly when the source runs with tls-cluster
+// yes (Redis 6.0 and newer, standalone or cluster; tls-replication plays no part), presenting
+// its tls-client-cert-file or tls-cert-file and checking the target's certificate against its
+// tls-ca-cert-file, not the host name. So a target reached over TLS (its TLSConfig set, or a
+// TargetAddr at its tls-port) needs a source with tls-cluster yes, and a plain one a source
+// without; Check reads both sides' settings (CONFIG GET) and refuses a mismatch, saying what
+// to set. When the source will not say, a TLS target is refused unless TargetAddr is set,
+// which confirms it.
+//
 // A MIGRATE that fails reports only its first error, and the target may hold any part of
 // its batch. Its keys are then settled one by one, with EXISTS on both sides (and their
 // values, when a key may have been refused): those the target holds are counted as copied,
@@ -131,10 +140,6 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 	case (j.Source.Cluster() || j.Target.Cluster()) && !p.batched:
 		return j.Source.Err(op, "", unsupported(
 			"MIGRATE ... KEYS needs Redis 3.0.6 and the source runs %s; use DumpRestore", describeVersion(src)))
-	case m.TargetAddr == "" && j.Target.Option.TLSConfig != nil:
-		return j.Target.Err(op, "", unsupported(
-			"the target is reached over TLS, which MIGRATE speaks only when the source runs with tls-cluster yes; "+
-				"set MigrateKeys.TargetAddr to confirm the address the source should use"))
 	case !src.AtLeast(3, 0, 0):
 		return j.Source.Err(op, "", unsupported(
 			"the source runs %s, and MIGRATE's COPY and REPLACE need Redis 3.0; use DumpRestore", describeVersion(src)))
@@ -149,6 +154,9 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 		return j.Source.Err(op, "", unsupported(
 			"the target needs a password, which MIGRATE sends only from Redis 4.0.7 (AUTH), and the source runs %s; use DumpRestore",
 			describeVersion(src)))
+	}
+	if err := p.checkTLS(ctx, m.TargetAddr != ""); err != nil {
+		return err
 	}
 	if j.Target.Cluster() && !j.Source.Cluster() {
 		open, err := openSlots(ctx, j.Target)

@@ -6,7 +6,9 @@
 //
 // Passwords may come from the environment (REDIS_MIGRATE_FROM_PASSWORD,
 // REDIS_MIGRATE_TO_PASSWORD) instead of the URLs, so they stay out of shell histories and
-// process lists; a password in a URL must percent-encode / ? # @ % and the like. The
+// process lists; a password in a URL must percent-encode / ? # @ % and the like. A rediss://
+// URL connects over TLS; -tls-ca, -tls-cert/-tls-key, -tls-server-name and -tls-insecure set
+// TLS for both sides, -from-tls-* and -to-tls-* for one. The
 // command never prints a URL's user name or password. The exit status is 0 only when every key was copied (and verified, with
 // -verify). Ctrl-C stops cleanly: a replication target is detached, and the summary says
 // what was done.
@@ -60,6 +62,12 @@ A URL is redis://[user[:password]@]host:port[/db], or rediss:// for TLS; a passw
 / ? # @ % or the like must be percent-encoded (# as %23), or left out of the URL and given in
 REDIS_MIGRATE_FROM_PASSWORD or REDIS_MIGRATE_TO_PASSWORD.
 
+TLS: a rediss:// URL connects over TLS, verifying the server's certificate against the
+system's CAs and the URL's host. -tls-ca, -tls-cert/-tls-key (mutual TLS),
+-tls-server-name and -tls-insecure apply to every rediss:// side; -from-tls-* and -to-tls-*
+set them for one side, over the -tls-* ones. -tls-insecure turns verification off (a
+warning says so on stderr): prefer -tls-ca.
+
 `)
 		fs.PrintDefaults()
 	}
@@ -79,6 +87,7 @@ REDIS_MIGRATE_FROM_PASSWORD or REDIS_MIGRATE_TO_PASSWORD.
 	dbPrefix := fs.String("db-prefix", "", "copy every database into database 0 of the target, each key prefixed by this format with %d for\n"+
 		"its database, as in 'db%d:' (key k of database 3 becomes db3:k); -db-prefix '' keeps the names")
 	replicas := fs.Bool("read-from-replicas", false, "walk a cluster source's keys on replicas rather than on its masters")
+	bothTLS, fromTLS, toTLS := addTLSFlags(fs, ""), addTLSFlags(fs, "from"), addTLSFlags(fs, "to")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -95,6 +104,19 @@ REDIS_MIGRATE_FROM_PASSWORD or REDIS_MIGRATE_TO_PASSWORD.
 	dst, err := parseURL("-to", *to, "REDIS_MIGRATE_TO_PASSWORD")
 	if err != nil {
 		return fail("%v", err)
+	}
+	if err := setTLS(&src, "-from", fromTLS, bothTLS, given, stderr); err != nil {
+		return fail("%v", err)
+	}
+	if err := setTLS(&dst, "-to", toTLS, bothTLS, given, stderr); err != nil {
+		return fail("%v", err)
+	}
+	if src.TLSConfig == nil && dst.TLSConfig == nil {
+		for _, n := range []string{bothTLS.caF, bothTLS.certF, bothTLS.keyF, bothTLS.nameF, bothTLS.inF} {
+			if given[n] {
+				return fail("-%s is set, but neither -from nor -to is a rediss:// URL: use rediss:// to connect over TLS", n)
+			}
+		}
 	}
 	s, ok := strategies[*strategy]
 	if !ok {
@@ -153,16 +175,16 @@ REDIS_MIGRATE_FROM_PASSWORD or REDIS_MIGRATE_TO_PASSWORD.
 
 	m, err := migrate.New(src, dst, opts...)
 	if err != nil {
-		return fail("%s", flagNames(err.Error()))
+		return fail("%s", explain(err))
 	}
 	defer m.Close()
 	if *plan {
 		p, err := m.Plan(ctx)
 		if err != nil {
-			fmt.Fprintf(stderr, "redis-migrate: plan: %s\n", flagNames(err.Error()))
+			fmt.Fprintf(stderr, "redis-migrate: plan: %s\n", explain(err))
 			return 1
 		}
-		fmt.Fprint(stdout, flagNames(p.String()))
+		fmt.Fprint(stdout, tlsNames(flagNames(p.String()), nil))
 		if p.Chosen == "" {
 			return 1
 		}
@@ -176,7 +198,7 @@ REDIS_MIGRATE_FROM_PASSWORD or REDIS_MIGRATE_TO_PASSWORD.
 		fmt.Fprintln(stderr, "redis-migrate: interrupted; the summary above says what was done")
 		return 130
 	case err != nil:
-		fmt.Fprintf(stderr, "redis-migrate: %s\n", flagNames(err.Error()))
+		fmt.Fprintf(stderr, "redis-migrate: %s\n", explain(err))
 		return 1
 	case rep.Failed > 0:
 		return 1
@@ -311,6 +333,10 @@ func flagNames(msg string) string {
 	})
 }
 
+// explain returns err's message with the library's option and TLS setting names replaced
+// by this command's flags.
+func explain(err error) string { return tlsNames(flagNames(err.Error()), err) }
+
 // summary prints what the migration did, as a table.
 func summary(w io.Writer, r *migrate.Report) {
 	if r == nil {
@@ -319,7 +345,7 @@ func summary(w io.Writer, r *migrate.Report) {
 	fmt.Fprintf(w, "strategy  %s\n", r.Strategy)
 	for _, s := range r.Steps {
 		if !s.OK {
-			fmt.Fprintf(w, "  passed over %s: %s\n", s.Strategy, flagNames(s.Err.Error()))
+			fmt.Fprintf(w, "  passed over %s: %s\n", s.Strategy, explain(s.Err))
 		}
 	}
 	fmt.Fprintf(w, "%-8s %10s %12s %8s %8s %8s\n", "db", "copied", "bytes", "skipped", "expired", "failed")

@@ -38,6 +38,8 @@ type CA struct {
 	NamedCert, NamedKey string
 	// Client is the clients' certificate, for tls.Config.Certificates (mutual TLS).
 	Client tls.Certificate
+	// ClientCert and ClientKey are the files of Client and its key.
+	ClientCert, ClientKey string
 
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
@@ -87,11 +89,10 @@ func newCA(dir, name string) (*CA, error) {
 	if ca.NamedCert, ca.NamedKey, err = ca.issue("named", 4, false); err != nil {
 		return nil, err
 	}
-	certFile, keyFile, err := ca.issue("client", 3, true)
-	if err != nil {
+	if ca.ClientCert, ca.ClientKey, err = ca.issue("client", 3, true); err != nil {
 		return nil, err
 	}
-	if ca.Client, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+	if ca.Client, err = tls.LoadX509KeyPair(ca.ClientCert, ca.ClientKey); err != nil {
 		return nil, err
 	}
 	return ca, nil
@@ -157,6 +158,9 @@ type TLS struct {
 	// ListenPlain keeps the server's clients on its plain port: the certificates then only
 	// serve the connections it makes itself (Replication, Cluster).
 	ListenPlain bool
+	// AlsoTLS, with ListenPlain, adds a tls-port on a free port: the server then listens on
+	// both, clients choosing by the port (see Server.TLSAddr).
+	AlsoTLS bool
 }
 
 // TLS returns the settings of a TLS-only server with the CA's certificates.
@@ -167,6 +171,10 @@ func (o *TLS) conf(port int) string {
 	var b strings.Builder
 	if !o.ListenPlain {
 		fmt.Fprintf(&b, "port 0\ntls-port %d\n", port)
+	} else if o.AlsoTLS {
+		if p, err := FreePort(); err == nil {
+			fmt.Fprintf(&b, "tls-port %d\n", p) // else none: TLSAddr fails the test
+		}
 	}
 	cert, key := o.CA.ServerCert, o.CA.ServerKey
 	if o.NameOnly {
@@ -312,4 +320,15 @@ func (c *TLSCluster) Fill(t testing.TB, d Dataset) map[int]int {
 		counts[db] = len(cmds.keys)
 	}
 	return counts
+}
+
+// TLSAddr returns the address of the server's tls-port, as CONFIG GET reads it, and a
+// tls.Config that reaches it; it fails the test when the server has no tls-port.
+func (s *Server) TLSAddr(t testing.TB) (string, *tls.Config) {
+	t.Helper()
+	m, err := s.Do(t, 0, "CONFIG", "GET", "tls-port").AsStrMap()
+	if err != nil || m["tls-port"] == "" || m["tls-port"] == "0" || s.cfg.TLS == nil {
+		t.Fatalf("redistest: %s has no tls-port (%v, %v)", s.Addr, m, err)
+	}
+	return net.JoinHostPort("127.0.0.1", m["tls-port"]), s.cfg.TLS.CA.ClientConfig()
 }
