@@ -134,10 +134,7 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 			"the target needs a password, which MIGRATE sends only from Redis 4.0.7 (AUTH), and the source runs %s; use DumpRestore",
 			describeVersion(src)))
 	}
-	if err := p.probe(ctx); err != nil {
-		return err
-	}
-	if err := checkRestore(ctx, j.Target); err != nil {
+	if err := p.checkAccess(ctx); err != nil {
 		return err
 	}
 	return checkRDBVersions(j)

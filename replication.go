@@ -142,23 +142,27 @@ func (r Replication) Check(ctx context.Context, j *Job) error {
 	if err := checkDatabaseSetting(ctx, j, false); err != nil {
 		return err
 	}
+	// What each side refuses, all of it at once: the target's REPLICAOF and CONFIG, its
+	// TLS settings, the source user's replication commands.
+	var errs []error
 	if _, err := replicaOfCommand(ctx, j); err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	settings, err := authSettings(ctx, j)
 	if err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	for _, s := range settings {
 		// Setting the current value again: harmless even if it ran.
-		if err := probeRefusal(ctx, j.Target, "CONFIG SET "+s.name, "CONFIG", "SET", s.name, s.old); err != nil {
-			return fmt.Errorf("the target must be given the source's credentials (%s): %w", s.name, err)
+		if err := checkCommand(ctx, j.Target, "CONFIG", "SET", s.name, s.old); err != nil {
+			errs = append(errs, fmt.Errorf("the target must be given the source's credentials (%s): %w", s.name, err))
 		}
 	}
 	if err := checkTLSReplication(ctx, j); err != nil {
-		return err
+		errs = append(errs, err)
 	}
-	return checkSourceUser(ctx, j)
+	errs = append(errs, checkSourceUser(ctx, j))
+	return joinRefusals(errs...)
 }
 
 // Run makes the target a replica of the source, waits for it to be in sync, calls Cutover,

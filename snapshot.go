@@ -132,14 +132,16 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 	}
 	version := j.Source.Info.RDBVersion()
 	versionOf := describeVersion(j.Source.Info)
+	// The commands each side refuses, all of them at once.
+	var refused []error
 	switch {
 	case s.FromFile == "":
 		if err := checkSync(ctx, j.Source); err != nil {
-			return err
+			refused = append(refused, err)
 		}
 	case s.BGSave:
-		if why := commandRefused(ctx, j.Source, "BGSAVE", "SCHEDULE"); why != "" {
-			return j.Source.Err("check bgsave", "", unsupported("BGSAVE %s, and BGSave needs it; leave BGSave out to read FromFile as it is", why))
+		if err := checkCommand(ctx, j.Source, "BGSAVE", "SCHEDULE"); err != nil {
+			refused = append(refused, fmt.Errorf("BGSave needs BGSAVE on the source; leave BGSave out to read FromFile as it is: %w", err))
 		}
 		if _, err := os.Stat(filepath.Dir(s.FromFile)); err != nil {
 			return fmt.Errorf("FromFile %s: its directory cannot be read; BGSave needs the source's dump path (CONFIG GET dir dbfilename): %w", s.FromFile, err)
@@ -154,12 +156,18 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 	if s.ToFile != "" && j.prefix != nil {
 		return fmt.Errorf("ToFile writes the source's databases and names as they are, and WithDBPrefix merges them; leave one out: %w", ErrUnsupported)
 	}
+	if s.ToFile == "" {
+		if err := checkRestore(ctx, j.Target); err != nil {
+			refused = append(refused, err)
+		}
+	}
+	if err := joinRefusals(refused...); err != nil {
+		return err
+	}
 	if s.ToFile != "" {
 		if err := s.checkToFile(ctx, j); err != nil {
 			return err
 		}
-	} else if err := checkRestore(ctx, j.Target); err != nil {
-		return err
 	}
 	if dst := j.Target.Info.RDBVersion(); version != 0 && dst != 0 && version > dst {
 		return j.Target.Err("check versions", "", fmt.Errorf(
