@@ -125,6 +125,8 @@ func accessOf(err error) (a access, fatal error) {
 	if errors.As(err, &re) {
 		msg = re.Error()
 	}
+	// A refused EXEC ends the block with the reason.
+	msg = strings.TrimPrefix(msg, "EXECABORT Transaction discarded because of: ")
 	switch {
 	case strings.Contains(msg, "unknown command"):
 		return accessRenamed, nil
@@ -150,7 +152,7 @@ func accessOf(err error) (a access, fatal error) {
 // when the user may not run MULTI, is looked up instead: COMMAND INFO knows no renamed
 // command, and ACL DRYRUN (Redis 7.0, if the user may run it) answers for the user. What
 // none of these tells is accessUnknown. MULTI and DISCARD are answered by the probe's own;
-// EXEC by an empty MULTI block. On a cluster, the node that serves slot 0 answers, which
+// EXEC by running the empty block. On a cluster, the node that serves slot 0 answers, which
 // holds probeKey's keys.
 func probeCommands(ctx context.Context, e *Endpoint, cmds ...[]string) ([]verdict, error) {
 	fail := func(err error) ([]verdict, error) {
@@ -184,13 +186,23 @@ func probeCommands(ctx context.Context, e *Endpoint, cmds ...[]string) ([]verdic
 		if multi != nil {
 			return nil
 		}
+		askExec = slices.ContainsFunc(cmds, func(args []string) bool { return strings.EqualFold(args[0], "EXEC") })
+		if askExec {
+			// EXEC of the empty block runs nothing. Refused, it ends the block
+			// (EXECABORT) or leaves it open (older servers): DISCARD, whatever its
+			// answer, then a MULTI that is refused unless the block is gone.
+			if exec = d.Do(ctx, d.B().Exec().Build()).Error(); exec != nil {
+				_ = d.Do(ctx, d.B().Discard().Build()).Error()
+			}
+			if err := d.Do(ctx, d.B().Multi().Build()).Error(); err != nil {
+				d.Close() // perhaps still inside a block: nothing more is sent on it
+				return err
+			}
+		}
 		batch := make(rueidis.Commands, 0, len(cmds)+1)
 		for i, args := range cmds {
 			switch strings.ToUpper(args[0]) {
-			case "MULTI", "DISCARD":
-				continue
-			case "EXEC":
-				askExec = true
+			case "MULTI", "DISCARD", "EXEC":
 				continue
 			}
 			batch = append(batch, d.B().Arbitrary(args[0]).Args(args[1:]...).Build())
@@ -205,13 +217,6 @@ func probeCommands(ctx context.Context, e *Endpoint, cmds ...[]string) ([]verdic
 			// makes the server drop the block.
 			d.Close()
 			return discard
-		}
-		if askExec {
-			res := d.DoMulti(ctx, d.B().Multi().Build(), d.B().Exec().Build())
-			exec = res[1].Error()
-			if res[0].Error() == nil && exec != nil {
-				d.Close() // still inside the block
-			}
 		}
 		return nil
 	})
@@ -236,7 +241,7 @@ func probeCommands(ctx context.Context, e *Endpoint, cmds ...[]string) ([]verdic
 			}
 			reply = replies[len(replies)-1]
 		case "EXEC":
-			if multi != nil || !askExec || derr != nil {
+			if multi != nil || !askExec {
 				continue
 			}
 			reply = exec
@@ -272,13 +277,16 @@ func probeCommands(ctx context.Context, e *Endpoint, cmds ...[]string) ([]verdic
 		if v.access != accessUnknown {
 			continue
 		}
-		if harmless[strings.ToUpper(v.args[0])] {
+		if isHarmless(e, v.args) {
 			// Without MULTI, a command that changes nothing with these arguments tells by
-			// running.
+			// running; an error reply that is not a refusal comes after the ACL check.
 			err := c.Do(ctx, c.B().Arbitrary(v.args[0]).Args(v.args[1:]...).Build()).Error()
 			a, fatal := accessOf(err)
 			if fatal != nil {
 				return fail(fatal)
+			}
+			if _, ok := rueidis.IsRedisErr(err); ok && a == accessUnknown {
+				a = accessOK
 			}
 			if v.access = a; err != nil {
 				v.reply = err.Error()
@@ -323,9 +331,23 @@ func probeCommands(ctx context.Context, e *Endpoint, cmds ...[]string) ([]verdic
 
 // harmless are the commands that change nothing with the arguments the probes give them (a
 // probe key no one uses, a payload RESTORE refuses), which probeCommands runs when MULTI
-// is refused.
-var harmless = map[string]bool{"DUMP": true, "EXISTS": true, "GET": true, "INFO": true, "MGET": true, "PEXPIRETIME": true,
-	"PING": true, "PTTL": true, "RESTORE": true, "RESTORE-ASKING": true, "SCAN": true, "TYPE": true}
+// is refused; see isHarmless for SET and SELECT.
+var harmless = map[string]bool{"CONFIG GET": true, "DUMP": true, "EXISTS": true, "GET": true, "INFO": true, "MGET": true,
+	"PEXPIRETIME": true, "PING": true, "PTTL": true, "RESTORE": true, "RESTORE-ASKING": true, "SCAN": true, "TYPE": true}
+
+// isHarmless reports whether running args on e changes nothing: a command of harmless, a
+// SET ... XX (of a probe key, which does not exist), or a SELECT of the database e's
+// connections are in.
+func isHarmless(e *Endpoint, args []string) bool {
+	name := commandName(args[:min(len(args), 2)])
+	switch name {
+	case "SET":
+		return slices.ContainsFunc(args[2:], func(a string) bool { return strings.EqualFold(a, "XX") })
+	case "SELECT":
+		return len(args) == 2 && args[1] == strconv.Itoa(e.Option.SelectDB) && !e.Cluster()
+	}
+	return harmless[name]
+}
 
 // checkCommands probes the commands (each its arguments) and returns, joined, an error
 // wrapping ErrUnsupported for each that e refuses to this user (see verdict.err); a command
@@ -401,10 +423,16 @@ func refusal(ctx context.Context, e *Endpoint, cmd string, err error) error {
 	return v.err(e)
 }
 
-// checkRestore verifies that the target accepts RESTORE: a payload with a bad checksum
-// must be refused for that reason, which changes nothing.
+// checkRestore verifies that the target accepts what the restorer writes with: RESTORE (a
+// payload with a bad checksum is refused for that reason, which changes nothing), and SET
+// where strings go by SET (Redis 6.2). Nothing runs (see probeCommands).
 func checkRestore(ctx context.Context, e *Endpoint) error {
-	return checkCommand(ctx, e, "RESTORE", probeKey(), "0", "not-a-payload")
+	key := probeKey()
+	cmds := [][]string{{"RESTORE", key, "0", "not-a-payload"}}
+	if e.Info.AtLeast(6, 2, 0) {
+		cmds = append(cmds, []string{"SET", key, "v", "XX"})
+	}
+	return checkCommands(ctx, e, cmds...)
 }
 
 // sourceReads are the commands DumpRestore reads the source with (each its arguments).
