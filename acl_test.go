@@ -185,3 +185,61 @@ func TestLeastPrivilege(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckNamesEveryRefusal shows that a Check gathers every command a user may not run,
+// on both sides, into one error, so that one change of the users is enough; and that Plan's
+// Facts.Commands gives the same probe's answers, for every command a strategy needs.
+func TestCheckNamesEveryRefusal(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{}, redistest.Config{Rename: map[string]string{"MSETNX": ""}})
+	fillSmall(t, src)
+	// MULTI and DISCARD let the probe tell about commands it may not run to find out.
+	setUser(t, src, "+mget +info +multi +discard")       // no SCAN, DUMP, PEXPIRETIME
+	setUser(t, dst, "+info +set +mset +multi +discard") // no RESTORE
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.MigrateKeys{}} {
+		m, err := migrate.New(asMig(src), asMig(dst), migrate.WithStrategy(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		p, err := m.Plan(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = m.Migrate(ctx)
+		if !errors.Is(err, migrate.ErrUnsupported) {
+			t.Fatalf("%s: err = %v, want ErrUnsupported", s.Name(), err)
+		}
+		want := []string{"source", "SCAN", "+scan", "DUMP", "target", "RESTORE", `ACL user "mig"`, "ACL SETUSER mig +restore"}
+		if s.Name() == "dump-restore" {
+			want = append(want, "PEXPIRETIME", "+pexpiretime")
+		} else {
+			want = append(want, "MIGRATE", "+migrate", "EXISTS", "+exec")
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: the error does not say %q: %v", s.Name(), w, err)
+			}
+		}
+		if n := dbsize(t, dst, 0); n != 0 {
+			t.Errorf("the target got %d keys", n)
+		}
+		if p.Chosen != "" || len(p.Steps) != 1 || p.Steps[0].Err == nil || !strings.Contains(p.Steps[0].Err.Error(), "SCAN") {
+			t.Errorf("%s: Plan does not give the refusal: %v", s.Name(), p)
+		}
+		for side, wants := range map[*migrate.Facts]map[string]string{
+			p.Source: {"SCAN": "refused by ACL", "DUMP": "refused by ACL", "MGET": "ok", "MULTI": "ok", "INFO": "ok",
+				"MIGRATE": "refused by ACL", "PSYNC": "unknown", "REPLCONF": "refused by ACL", "CONFIG GET": "refused by ACL"},
+			p.Target: {"RESTORE": "refused by ACL", "SET": "ok", "MSET": "ok", "MSETNX": "renamed or disabled",
+				"REPLICAOF": "refused by ACL", "CONFIG SET": "refused by ACL", "FUNCTION RESTORE": "refused by ACL"},
+		} {
+			for cmd, state := range wants {
+				if got := side.Commands[cmd]; got != state {
+					t.Errorf("Plan: the %s's %s is %q, want %q", side.Side, cmd, got, state)
+				}
+			}
+		}
+	}
+}

@@ -305,7 +305,7 @@ func probeCommands(ctx context.Context, e *Endpoint, cmds ...[]string) ([]verdic
 			v.access, v.reply = accessRenamed, "COMMAND INFO does not know it"
 			continue
 		}
-		if known && e.Info.Version != "" && !e.Info.AtLeast(6, 0, 0) {
+		if known && !e.Info.AtLeast(6, 0, 0) {
 			v.access = accessOK // no ACL before Redis 6.0
 			continue
 		}

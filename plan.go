@@ -81,7 +81,7 @@ func planCommands(e *Endpoint) [][]string {
 	key := probeKey()
 	var out [][]string
 	for _, args := range commandsOf[e.Side] {
-		if v, ok := commandsSince[args[0]]; ok && e.Info.Version != "" && !e.Info.AtLeast(v, 0, 0) {
+		if v, ok := commandsSince[args[0]]; ok && !e.Info.AtLeast(v, 0, 0) {
 			continue
 		}
 		args = slices.Clone(args)
