@@ -194,7 +194,7 @@ func TestCheckNamesEveryRefusal(t *testing.T) {
 	src, dst := startPair(t, redistest.Config{}, redistest.Config{Rename: map[string]string{"MSETNX": ""}})
 	fillSmall(t, src)
 	// MULTI and DISCARD let the probe tell about commands it may not run to find out.
-	setUser(t, src, "+mget +info +multi +discard")       // no SCAN, DUMP, PEXPIRETIME
+	setUser(t, src, "+mget +info +multi +discard")      // no SCAN, DUMP, PEXPIRETIME
 	setUser(t, dst, "+info +set +mset +multi +discard") // no RESTORE
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
