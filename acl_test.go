@@ -41,8 +41,7 @@ var leastPrivilege = []struct {
 		dst: map[string]string{"+select": "SELECT", "+restore": "RESTORE", "+exists": "EXISTS", "+dump": "DUMP",
 			"+info": "", "+config|get": "", "+multi": "", "+discard": ""}},
 	{strategy: migrate.Replication{}, opts: []migrate.Option{migrate.WithDiscardTarget()},
-		src: map[string]string{"+psync": "-", "+replconf": "REPLCONF", "+ping": "PING", "+info": "INFO", "+config|get": "",
-			"+multi": "", "+discard": ""},
+		src: map[string]string{"+psync": "-", "+replconf": "REPLCONF", "+ping": "PING", "+info": "INFO", "+multi": "", "+discard": ""},
 		dst: map[string]string{"+replicaof": "REPLICAOF", "+config|get": "CONFIG GET", "+config|set": "CONFIG SET", "+info": "INFO",
 			"+multi": "", "+discard": ""}},
 }
