@@ -98,9 +98,11 @@ func (Replication) Name() string { return "replication" }
 // WithDiscardTarget, a target with fewer databases than the source's databases setting,
 // a target that refuses REPLICAOF and SLAVEOF (renamed, disabled or denied by ACL), and
 // a target that cannot be given the source's credentials
-// (CONFIG GET or CONFIG SET of masterauth or masteruser refused). Commands are probed
-// without being run: each is queued in a MULTI block that is discarded, or, when MULTI is
-// refused, looked up with COMMAND INFO and ACL DRYRUN.
+// (CONFIG GET or CONFIG SET of masterauth or masteruser refused), and a source whose user
+// may not run what the replica runs there (PSYNC or SYNC, REPLCONF, PING). The commands
+// refused on either side are named in one error, with the rule to grant. Commands are
+// probed without being run: each is queued in a MULTI block that is discarded, or, when
+// MULTI is refused, looked up with COMMAND INFO and ACL DRYRUN.
 func (r Replication) Check(ctx context.Context, j *Job) error {
 	if _, _, err := r.sourceHostPort(j); err != nil {
 		return err

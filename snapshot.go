@@ -114,9 +114,10 @@ const snapshotBatchBytes = 1 << 20
 
 // Check verifies, without changing anything, that the snapshot can be read (PSYNC or SYNC
 // neither renamed nor refused to the ACL user where the server tells; FromFile readable and
-// an RDB; BGSAVE allowed), that it can be written (RESTORE allowed on the target; or the
-// directory of ToFile writable, no filter, the target empty or WithDiscardTarget), and that
-// the target reads the snapshot's RDB version.
+// an RDB; BGSAVE allowed), that it can be written (RESTORE, and SET from Redis 6.2, allowed
+// on the target; or the directory of ToFile writable, no filter, the target empty or
+// WithDiscardTarget), and that the target reads the snapshot's RDB version. The commands
+// refused on either side are named in one error.
 func (s Snapshot) Check(ctx context.Context, j *Job) error {
 	if err := s.validate(); err != nil {
 		return err
