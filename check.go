@@ -223,6 +223,9 @@ func probeCommands(ctx context.Context, e *Endpoint, cmds ...[]string) ([]verdic
 	if ctx.Err() != nil {
 		return fail(ctx.Err())
 	}
+	if len(replies) == 0 {
+		return fail(fmt.Errorf("no connection for the probe: %w", derr))
+	}
 	multi := replies[0]
 	if _, ok := rueidis.IsRedisErr(multi); multi != nil && !ok {
 		return fail(multi)
