@@ -335,7 +335,7 @@ func probeCommands(ctx context.Context, e *Endpoint, cmds ...[]string) ([]verdic
 // harmless are the commands that change nothing with the arguments the probes give them (a
 // probe key no one uses, a payload RESTORE refuses), which probeCommands runs when MULTI
 // is refused; see isHarmless for SET and SELECT.
-var harmless = map[string]bool{"CONFIG GET": true, "DUMP": true, "EXISTS": true, "GET": true, "INFO": true, "MGET": true,
+var harmless = map[string]bool{"CONFIG GET": true, "DUMP": true, "EXISTS": true, "FUNCTION LIST": true, "GET": true, "INFO": true, "MGET": true,
 	"PEXPIRETIME": true, "PING": true, "PTTL": true, "RESTORE": true, "RESTORE-ASKING": true, "SCAN": true, "TYPE": true}
 
 // isHarmless reports whether running args on e changes nothing: a command of harmless, a

@@ -51,25 +51,24 @@ type Facts struct {
 	TLS string
 	// Notifications is notify-keyspace-events ("" when off or unreadable).
 	Notifications string
-	// Commands says, for each command that a built-in strategy, Plan or Verify uses on this
-	// side ("DUMP", "CONFIG SET"), "ok", "renamed or disabled", "refused by ACL", "refused:
+	// Commands says, for each command that a built-in strategy or Plan uses on this side
+	// ("DUMP", "CONFIG SET"), "ok", "renamed or disabled", "refused by ACL", "refused:
 	// read-only replica", or "unknown" when the server would not say. Each is probed
 	// without being run.
 	Commands map[string]string
 }
 
-// commandsOf are, per side, the commands that any built-in strategy, Plan or Verify runs
-// there, with arguments that make a valid call ("KEY" stands for a probe key); Facts.Commands
+// commandsOf are, per side, the commands that any built-in strategy or Plan runs there, with arguments that make a valid call ("KEY" stands for a probe key); Facts.Commands
 // gives the probe's answer for each (see probeCommands), which runs none of them.
 var commandsOf = map[Side][][]string{
 	Source: {{"SCAN", "0"}, {"DUMP", "KEY"}, {"PEXPIRETIME", "KEY"}, {"PTTL", "KEY"}, {"TYPE", "KEY"}, {"MGET", "KEY"},
 		{"EXISTS", "KEY"}, {"MULTI"}, {"EXEC"}, {"MIGRATE", "127.0.0.1", "1", "KEY", "0", "1", "COPY"},
 		{"PSYNC", "?", "-1"}, {"SYNC"}, {"REPLCONF", "capa", "psync2"}, {"PING"}, {"BGSAVE", "SCHEDULE"},
 		{"INFO"}, {"CONFIG", "GET", "databases"}},
-	Target: {{"RESTORE", "KEY", "0", "v"}, {"RESTORE-ASKING", "KEY", "0", "v"}, {"SET", "KEY", "v"}, {"MSETNX", "KEY", "v"},
+	Target: {{"RESTORE", "KEY", "0", "v"}, {"RESTORE-ASKING", "KEY", "0", "v"}, {"SET", "KEY", "v", "XX"}, {"MSETNX", "KEY", "v"},
 		{"MSET", "KEY", "v"}, {"EXISTS", "KEY"}, {"DUMP", "KEY"}, {"TYPE", "KEY"}, {"PEXPIRETIME", "KEY"}, {"PTTL", "KEY"},
 		{"REPLICAOF", "NO", "ONE"}, {"SLAVEOF", "NO", "ONE"}, {"CONFIG", "GET", "masterauth"},
-		{"CONFIG", "SET", "masterauth", "x"}, {"FUNCTION", "RESTORE", "x"}, {"INFO"}},
+		{"CONFIG", "SET", "masterauth", "x"}, {"FUNCTION", "RESTORE", "x"}, {"FUNCTION", "LIST"}, {"SELECT", "0"}, {"INFO"}},
 }
 
 // commandsSince are the versions that brought commands of commandsOf; Plan leaves out those
