@@ -13,57 +13,448 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// probeKey returns a key name no one uses, for commands that probe a permission.
+// probeKey returns a key name no one uses, for commands that probe a permission. Its hash
+// tag puts it in slot 0, on the node of a cluster that probes go to.
 func probeKey() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	return "migrate:probe:" + hex.EncodeToString(b)
+	return "migrate:probe:{" + slotZeroTag + "}:" + hex.EncodeToString(b)
 }
 
-// checkCommand runs a harmless command (one that reads a missing key) and explains, as an
-// error wrapping ErrUnsupported, why the server refuses it.
-func checkCommand(ctx context.Context, e *Endpoint, args ...string) error {
+// slotZeroTag is the first number whose hash slot is 0.
+var slotZeroTag = func() string {
+	for i := 0; ; i++ {
+		if t := strconv.Itoa(i); keySlot(t) == 0 {
+			return t
+		}
+	}
+}()
+
+// access is what a server says, without running it, of one command for the user a client
+// is logged in as.
+type access int
+
+const (
+	accessOK       access = iota // the user may run it here
+	accessRenamed                // the server knows no command by that name: renamed or disabled
+	accessDenied                 // the ACL user may not run it
+	accessReadOnly               // a write, which a read-only replica refuses
+	accessUnknown                // the server would not say (MULTI and ACL DRYRUN refused)
+)
+
+// String is how Plan's Facts.Commands shows an access.
+func (a access) String() string {
+	return [...]string{"ok", "renamed or disabled", "refused by ACL", "refused: read-only replica", "unknown"}[a]
+}
+
+// verdict is the probe's answer for one command.
+type verdict struct {
+	access
+	args  []string // the command probed
+	user  string   // the ACL user, when accessDenied
+	reply string   // the server's words, when it refused
+}
+
+// refused reports whether the verdict stops the command: renamed, denied or read-only.
+func (v verdict) refused() bool {
+	return v.access == accessRenamed || v.access == accessDenied || v.access == accessReadOnly
+}
+
+// err explains a refusal as an error wrapping ErrUnsupported that names the side, the
+// command and what to change; nil when the command is not refused.
+func (v verdict) err(e *Endpoint) error {
+	name := commandName(v.args)
+	var why string
+	switch v.access {
+	case accessRenamed:
+		why = fmt.Sprintf("%s is renamed or disabled (rename-command) on the %s; undo the rename-command in its configuration (a restart), or use a strategy that does without it",
+			commandName(v.args[:min(len(v.args), 2)]), e.Side)
+	case accessDenied:
+		why = fmt.Sprintf("the %s's ACL user %q may not run %s; grant it %s (ACL SETUSER %s %s)",
+			e.Side, v.user, name, grantOf(v.args), v.user, grantOf(v.args))
+	case accessReadOnly:
+		why = fmt.Sprintf("the %s is a read-only replica, which refuses %s; use its master", e.Side, name)
+	default:
+		return nil
+	}
+	return e.Err("check "+strings.ToLower(name), "", fmt.Errorf("%s: %w: %s", why, ErrUnsupported, v.reply))
+}
+
+// containers are the commands whose first argument is a subcommand, which ACL rules name
+// as command|subcommand.
+var containers = []string{"ACL", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "FUNCTION", "MEMORY", "OBJECT", "SCRIPT", "XINFO"}
+
+// commandName names a command for messages: "DUMP", "FUNCTION RESTORE", and, for CONFIG,
+// the parameter too ("CONFIG SET masterauth").
+func commandName(args []string) string {
+	name := strings.ToUpper(args[0])
+	if len(args) > 1 && slices.Contains(containers, name) {
+		name += " " + strings.ToUpper(args[1])
+		if name == "CONFIG GET" || name == "CONFIG SET" {
+			if len(args) > 2 {
+				name += " " + args[2]
+			}
+		}
+	}
+	return name
+}
+
+// grantOf is the ACL rule that allows a command: "+dump", "+config|set".
+func grantOf(args []string) string {
+	g := "+" + strings.ToLower(args[0])
+	if len(args) > 1 && slices.Contains(containers, strings.ToUpper(args[0])) {
+		g += "|" + strings.ToLower(args[1])
+	}
+	return g
+}
+
+// accessOf reads an error reply to a command as an access: ok for replies that come
+// after the server's ACL check (a key the user may not touch, a full or read-only server);
+// accessUnknown for those that come before it (a wrong argument count, a command not
+// allowed in MULTI); fatal is set for errors that are not about the command (the link, the
+// authentication).
+func accessOf(err error) (a access, fatal error) {
+	if err == nil || rueidis.IsRedisNil(err) {
+		return accessOK, nil
+	}
+	if classifyReply(err) == replyLost {
+		return accessUnknown, err
+	}
+	msg := err.Error()
+	var re *rueidis.RedisError
+	if errors.As(err, &re) {
+		msg = re.Error()
+	}
+	// A refused EXEC ends the block with the reason.
+	msg = strings.TrimPrefix(msg, "EXECABORT Transaction discarded because of: ")
+	switch {
+	case strings.Contains(msg, "unknown command"):
+		return accessRenamed, nil
+	case strings.HasPrefix(msg, "NOPERM") && (strings.Contains(msg, " key") || strings.Contains(msg, "channel")):
+		return accessOK, nil // the command is allowed, the probe's key or channel is not
+	case strings.HasPrefix(msg, "NOPERM"):
+		return accessDenied, nil
+	case strings.HasPrefix(msg, "READONLY"):
+		return accessReadOnly, nil
+	case strings.HasPrefix(msg, "NOAUTH"), strings.HasPrefix(msg, "WRONGPASS"):
+		return accessUnknown, explainConnect(err)
+	case strings.HasPrefix(msg, "OOM"), strings.HasPrefix(msg, "MISCONF"):
+		return accessOK, nil // checked after the ACL
+	}
+	return accessUnknown, nil
+}
+
+// probeCommands says, for each command (its arguments), whether e's user may run it here,
+// without running any: the commands are queued in a MULTI block that is discarded, which
+// makes the server check each as it would before running it (its name, then, from Redis
+// 6.0, the user's ACL). A command the server does not queue for another reason (PSYNC and
+// SYNC are not allowed in MULTI, which Redis 7 checks before the ACL), or every command
+// when the user may not run MULTI, is looked up instead: COMMAND INFO knows no renamed
+// command, and ACL DRYRUN (Redis 7.0, if the user may run it) answers for the user. What
+// none of these tells is accessUnknown. MULTI and DISCARD are answered by the probe's own;
+// EXEC by running the empty block. On a cluster, the node that serves slot 0 answers, which
+// holds probeKey's keys.
+func probeCommands(ctx context.Context, e *Endpoint, cmds ...[]string) ([]verdict, error) {
+	fail := func(err error) ([]verdict, error) {
+		return nil, e.Err("check commands", "", ctxErr(ctx, err))
+	}
 	c, err := e.Default()
+	if err != nil {
+		return nil, err
+	}
+	if e.Cluster() {
+		t, err := e.topology(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if c, err = e.node(t.ownerAddr(0)); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]verdict, len(cmds))
+	for i, args := range cmds {
+		out[i] = verdict{access: accessUnknown, args: args}
+	}
+	var replies []error // of MULTI, each command sent, DISCARD
+	var sent []int      // the index in cmds of each command sent
+	var exec error      // EXEC's reply in an empty block, when asked
+	askExec := false
+	derr := c.Dedicated(func(d rueidis.DedicatedClient) error {
+		// MULTI alone first: were it refused, the commands sent after it would run.
+		multi := d.Do(ctx, d.B().Multi().Build()).Error()
+		replies = append(replies, multi)
+		if multi != nil {
+			return nil
+		}
+		askExec = slices.ContainsFunc(cmds, func(args []string) bool { return strings.EqualFold(args[0], "EXEC") })
+		if askExec {
+			// EXEC of the empty block runs nothing. Refused, it ends the block
+			// (EXECABORT) or leaves it open (older servers): DISCARD, whatever its
+			// answer, then a MULTI that is refused unless the block is gone.
+			if exec = d.Do(ctx, d.B().Exec().Build()).Error(); exec != nil {
+				_ = d.Do(ctx, d.B().Discard().Build()).Error()
+			}
+			if err := d.Do(ctx, d.B().Multi().Build()).Error(); err != nil {
+				d.Close() // perhaps still inside a block: nothing more is sent on it
+				return err
+			}
+		}
+		batch := make(rueidis.Commands, 0, len(cmds)+1)
+		for i, args := range cmds {
+			switch strings.ToUpper(args[0]) {
+			case "MULTI", "DISCARD", "EXEC":
+				continue
+			}
+			batch = append(batch, d.B().Arbitrary(args[0]).Args(args[1:]...).Build())
+			sent = append(sent, i)
+		}
+		batch = append(batch, d.B().Discard().Build())
+		for _, r := range d.DoMulti(ctx, batch...) {
+			replies = append(replies, r.Error())
+		}
+		if discard := replies[len(replies)-1]; discard != nil {
+			// Never hand back a connection that may still be inside MULTI; closing it
+			// makes the server drop the block.
+			d.Close()
+			return discard
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		return fail(ctx.Err())
+	}
+	if len(replies) == 0 {
+		return fail(fmt.Errorf("no connection for the probe: %w", derr))
+	}
+	multi := replies[0]
+	if _, ok := rueidis.IsRedisErr(multi); multi != nil && !ok {
+		return fail(multi)
+	}
+	if _, ok := rueidis.IsRedisErr(derr); derr != nil && !ok {
+		return fail(derr)
+	}
+	for i, args := range cmds {
+		var reply error
+		switch strings.ToUpper(args[0]) {
+		case "MULTI":
+			reply = multi
+		case "DISCARD":
+			if multi != nil {
+				continue
+			}
+			reply = replies[len(replies)-1]
+		case "EXEC":
+			if multi != nil || !askExec {
+				continue
+			}
+			reply = exec
+		default:
+			n := slices.Index(sent, i)
+			if n < 0 {
+				continue
+			}
+			reply = replies[1+n]
+		}
+		a, fatal := accessOf(reply)
+		if fatal != nil {
+			return fail(fatal)
+		}
+		out[i].access = a
+		if reply != nil {
+			out[i].reply = reply.Error()
+		}
+	}
+	// Ask COMMAND INFO and ACL DRYRUN about what the block did not tell.
+	user := ""
+	whoami := func() string {
+		if user == "" {
+			user = aclUser(ctx, c, e)
+		}
+		return user
+	}
+	for i := range out {
+		v := &out[i]
+		if v.access == accessDenied {
+			v.user = whoami()
+		}
+		if v.access != accessUnknown {
+			continue
+		}
+		if isHarmless(e, v.args) {
+			// Without MULTI, a command that changes nothing with these arguments tells by
+			// running; an error reply that is not a refusal comes after the ACL check.
+			err := c.Do(ctx, c.B().Arbitrary(v.args[0]).Args(v.args[1:]...).Build()).Error()
+			a, fatal := accessOf(err)
+			if fatal != nil {
+				return fail(fatal)
+			}
+			if _, ok := rueidis.IsRedisErr(err); ok && a == accessUnknown {
+				a = accessOK
+			}
+			if v.access = a; err != nil {
+				v.reply = err.Error()
+			}
+			if a == accessDenied {
+				v.user = whoami()
+			}
+			if a != accessUnknown {
+				continue
+			}
+		}
+		name := strings.ToLower(v.args[0])
+		infos, err := c.Do(ctx, c.B().CommandInfo().CommandName(name).Build()).ToArray()
+		known := err == nil && len(infos) == 1 && !infos[0].IsNil()
+		if err == nil && len(infos) == 1 && infos[0].IsNil() {
+			v.access, v.reply = accessRenamed, "COMMAND INFO does not know it"
+			continue
+		}
+		if known && !e.Info.AtLeast(6, 0, 0) {
+			v.access = accessOK // no ACL before Redis 6.0
+			continue
+		}
+		if !e.Info.AtLeast(7, 0, 0) {
+			continue
+		}
+		reply, err := c.Do(ctx, c.B().AclDryrun().Username(whoami()).Command(v.args[0]).Arg(v.args[1:]...).Build()).ToString()
+		switch {
+		case err != nil:
+		case reply == "OK":
+			v.access = accessOK
+		case strings.Contains(reply, " key") || strings.Contains(reply, "channel"):
+			v.access = accessOK // the command is allowed, the probe's key or channel is not
+		default:
+			v.access, v.user, v.reply = accessDenied, user, "ACL DRYRUN: "+reply
+		}
+	}
+	if ctx.Err() != nil {
+		return fail(ctx.Err())
+	}
+	return out, nil
+}
+
+// harmless are the commands that change nothing with the arguments the probes give them (a
+// probe key no one uses, a payload RESTORE refuses), which probeCommands runs when MULTI
+// is refused; see isHarmless for SET and SELECT.
+var harmless = map[string]bool{"CONFIG GET": true, "DUMP": true, "EXISTS": true, "FUNCTION LIST": true, "GET": true, "INFO": true, "MGET": true,
+	"PEXPIRETIME": true, "PING": true, "PTTL": true, "RESTORE": true, "RESTORE-ASKING": true, "SCAN": true, "TYPE": true}
+
+// isHarmless reports whether running args on e changes nothing: a command of harmless, a
+// SET ... XX (of a probe key, which does not exist), or a SELECT of the database e's
+// connections are in.
+func isHarmless(e *Endpoint, args []string) bool {
+	name := commandName(args[:min(len(args), 2)])
+	switch name {
+	case "SET":
+		return slices.ContainsFunc(args[2:], func(a string) bool { return strings.EqualFold(a, "XX") })
+	case "SELECT":
+		return len(args) == 2 && args[1] == strconv.Itoa(e.Option.SelectDB) && !e.Cluster()
+	}
+	return harmless[name]
+}
+
+// checkCommands probes the commands (each its arguments) and returns, joined, an error
+// wrapping ErrUnsupported for each that e refuses to this user (see verdict.err); a command
+// the server will not tell about passes, and its real use will tell. It runs none of them.
+func checkCommands(ctx context.Context, e *Endpoint, cmds ...[]string) error {
+	vs, err := probeCommands(ctx, e, cmds...)
 	if err != nil {
 		return err
 	}
-	err = c.Do(ctx, c.B().Arbitrary(args[0]).Args(args[1:]...).Build()).Error()
-	if err == nil || rueidis.IsRedisNil(err) {
-		return nil
+	var errs []error
+	for _, v := range vs {
+		errs = append(errs, v.err(e))
 	}
-	return refusal(ctx, e, args[0], err)
+	return joinRefusals(errs...)
 }
 
-// refusal turns a server's refusal of a command into a reason; errors that are not about
-// the command (a wrong argument, an empty key) mean the command is allowed, and give nil.
-func refusal(ctx context.Context, e *Endpoint, cmd string, err error) error {
-	if ctx.Err() != nil {
-		return e.Err("check "+cmd, "", ctx.Err())
+// joinRefusals joins the refusals a Check gathered, so that a user sees every command to
+// grant at once; an error that is not a refusal (a failed probe, a cancelled context) is
+// returned alone, since it says nothing about what the servers allow.
+func joinRefusals(errs ...error) error {
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, ErrUnsupported) {
+			return err
+		}
 	}
-	msg := err.Error()
-	var why string
-	switch {
-	case strings.Contains(msg, "unknown command"):
-		why = fmt.Sprintf("%s is renamed or disabled (rename-command) on the %s", cmd, e.Side)
-	case strings.HasPrefix(msg, "NOPERM"):
-		why = fmt.Sprintf("the %s's ACL user may not run %s", e.Side, cmd)
-	case strings.HasPrefix(msg, "READONLY"):
-		why = fmt.Sprintf("the %s is a read-only replica", e.Side)
-	case strings.HasPrefix(msg, "NOAUTH"), strings.HasPrefix(msg, "WRONGPASS"):
-		return e.Err("check "+cmd, "", explainConnect(err))
-	default:
-		if _, ok := rueidis.IsRedisErr(err); ok {
+	return errors.Join(errs...)
+}
+
+// checkCommand is checkCommands for one command, given by its arguments: the one place
+// that decides whether this user may run this command here.
+func checkCommand(ctx context.Context, e *Endpoint, args ...string) error {
+	return checkCommands(ctx, e, args)
+}
+
+// checkEither refuses, with both reasons, when e refuses every one of the alternatives
+// (PSYNC or SYNC; REPLICAOF or SLAVEOF); what is the use they serve, for the message.
+func checkEither(ctx context.Context, e *Endpoint, what string, alternatives ...[]string) error {
+	vs, err := probeCommands(ctx, e, alternatives...)
+	if err != nil {
+		return err
+	}
+	var names, grants, reasons []string
+	for _, v := range vs {
+		if !v.refused() {
 			return nil
 		}
-		return e.Err("check "+cmd, "", err)
+		names = append(names, commandName(v.args))
+		grants = append(grants, grantOf(v.args))
+		reasons = append(reasons, v.err(e).Error())
 	}
-	return e.Err("check "+cmd, "", fmt.Errorf("%s: %w: %v", why, ErrUnsupported, err))
+	return e.Err("check "+strings.ToLower(names[0]), "", fmt.Errorf(
+		"the %s refuses %s, and %s needs one of them (grant %s, or undo its rename-command): %w (%s)",
+		e.Side, strings.Join(names, " and "), what, strings.Join(grants, " or "), ErrUnsupported, strings.Join(reasons, "; ")))
 }
 
-// checkRestore verifies that the target accepts RESTORE: a payload with a bad checksum
-// must be refused for that reason, which changes nothing.
+// refusal turns a server's refusal of a command that ran into a reason wrapping
+// ErrUnsupported; errors that are not about the command (a wrong argument, an empty key)
+// mean the command is allowed, and give nil. It reads replies as probeCommands does.
+func refusal(ctx context.Context, e *Endpoint, cmd string, err error) error {
+	if ctx.Err() != nil {
+		return e.Err("check "+strings.ToLower(cmd), "", ctx.Err())
+	}
+	a, fatal := accessOf(err)
+	if fatal != nil {
+		return e.Err("check "+strings.ToLower(cmd), "", fatal)
+	}
+	v := verdict{access: a, args: []string{cmd}, reply: err.Error()}
+	if a == accessDenied {
+		if c, cerr := e.Default(); cerr == nil {
+			v.user = aclUser(ctx, c, e)
+		}
+	}
+	return v.err(e)
+}
+
+// checkRestore verifies that the target accepts what the restorer writes with: RESTORE (a
+// payload with a bad checksum is refused for that reason, which changes nothing), and SET
+// where strings go by SET (Redis 6.2). Nothing runs (see probeCommands).
 func checkRestore(ctx context.Context, e *Endpoint) error {
-	return checkCommand(ctx, e, "RESTORE", probeKey(), "0", "not-a-payload")
+	key := probeKey()
+	cmds := [][]string{{"RESTORE", key, "0", "not-a-payload"}}
+	if e.Info.AtLeast(6, 2, 0) {
+		cmds = append(cmds, []string{"SET", key, "v", "XX"})
+	}
+	return checkCommands(ctx, e, cmds...)
+}
+
+// sourceReads are the commands DumpRestore reads the source with (each its arguments).
+func sourceReads(j *Job) [][]string {
+	key := probeKey()
+	cmds := [][]string{{"SCAN", "0"}, {"DUMP", key}, {expiryCommand(j.Source), key}}
+	if len(j.Types) > 0 && !j.Source.Info.AtLeast(6, 0, 0) {
+		cmds = append(cmds, []string{"TYPE", key}) // no SCAN TYPE: one TYPE per key
+	}
+	return cmds
+}
+
+// expiryCommand is the command that reads a key's expiry on e: PEXPIRETIME (Redis 7.0),
+// or PTTL.
+func expiryCommand(e *Endpoint) string {
+	if e.Info.AtLeast(7, 0, 0) {
+		return "PEXPIRETIME"
+	}
+	return "PTTL"
 }
 
 // checkRDBVersions refuses a target that cannot read the source's DUMP payloads.

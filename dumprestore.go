@@ -43,19 +43,19 @@ type DumpRestore struct{}
 // Name returns "dump-restore".
 func (DumpRestore) Name() string { return "dump-restore" }
 
-// Check verifies that the source allows DUMP, the target allows RESTORE, and the target
-// reads the source's RDB version. It changes nothing.
+// Check verifies that the source allows what reads it (SCAN, DUMP, PEXPIRETIME or PTTL,
+// and TYPE for WithTypes on servers older than 6.0), that the target allows RESTORE, and
+// that the target reads the source's RDB version. Every refused command is named at once.
+// MGET on the source and SET, MSETNX and MSET on the target are optional: without them
+// strings go by DUMP and RESTORE (Plan shows whether they are allowed). It changes nothing.
 func (DumpRestore) Check(ctx context.Context, j *Job) error {
 	if err := checkTargetDatabases(j); err != nil {
 		return err
 	}
-	if err := checkCommand(ctx, j.Source, "DUMP", probeKey()); err != nil {
-		return err
-	}
-	if err := checkRestore(ctx, j.Target); err != nil {
-		return err
-	}
-	return checkRDBVersions(j)
+	return joinRefusals(
+		checkCommands(ctx, j.Source, sourceReads(j)...),
+		checkRestore(ctx, j.Target),
+		checkRDBVersions(j))
 }
 
 // Run copies every selected database, one after the other.

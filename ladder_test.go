@@ -92,7 +92,7 @@ func TestLadderNothingCanRun(t *testing.T) {
 }
 
 // probeKey is the name of the key a check probes with, random in each check.
-var probeKey = regexp.MustCompile(`migrate:probe:[0-9a-f]+`)
+var probeKey = regexp.MustCompile(`migrate:probe:(\{[0-9]+\}:)?[0-9a-f]+`)
 
 // sameRefusal is the text of a refusal, the probe's key left out, to compare those of
 // two checks.

@@ -171,10 +171,7 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 				describeOpenSlots(open)))
 		}
 	}
-	if err := p.probe(ctx); err != nil {
-		return err
-	}
-	if err := checkRestore(ctx, j.Target); err != nil {
+	if err := p.checkAccess(ctx); err != nil {
 		return err
 	}
 	return checkRDBVersions(j)

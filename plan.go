@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
-
-	"github.com/redis/rueidis"
 )
 
 // Plan is what Migrator.Plan found: the facts of both sides, and for each strategy in
@@ -45,8 +44,10 @@ type Facts struct {
 	TLS string
 	// Notifications is notify-keyspace-events ("" when off or unreadable).
 	Notifications string
-	// Commands says, for each command the strategies use on this side, "ok", "renamed or
-	// disabled", "refused by ACL", or "unknown" when the server would not say.
+	// Commands says, for each command that a built-in strategy or Plan uses on this side
+	// ("DUMP", "CONFIG SET"), "ok", "renamed or disabled", "refused by ACL", "refused:
+	// read-only replica", or "unknown" when the server would not say. Each is probed
+	// without being run.
 	Commands map[string]string
 }
 
@@ -56,13 +57,41 @@ func (f *Facts) String() string {
 	return fmt.Sprintf("%s %s: %s", f.Side, f.Addr, f.ServerInfo.String())
 }
 
-// commandsOf are the commands each side is asked about, with arguments that make a valid
-// call for ACL DRYRUN.
+// commandsOf are, per side, the commands that any built-in strategy or Plan runs there,
+// with arguments that make a valid call ("KEY" stands for a probe key); Facts.Commands
+// gives the probe's answer for each (see probeCommands), which runs none of them.
 var commandsOf = map[Side][][]string{
-	Source: {{"SCAN", "0"}, {"DUMP", "k"}, {"PEXPIRETIME", "k"}, {"PTTL", "k"}, {"SYNC"}, {"PSYNC", "?", "-1"},
-		{"MIGRATE", "127.0.0.1", "1", "k", "0", "1"}, {"CONFIG", "GET", "x"}, {"INFO"}},
-	Target: {{"RESTORE", "k", "0", "v"}, {"REPLICAOF", "NO", "ONE"}, {"SLAVEOF", "NO", "ONE"},
-		{"CONFIG", "SET", "masterauth", "x"}, {"FUNCTION", "RESTORE", "x"}, {"INFO"}},
+	Source: {{"SCAN", "0"}, {"DUMP", "KEY"}, {"PEXPIRETIME", "KEY"}, {"PTTL", "KEY"}, {"TYPE", "KEY"}, {"MGET", "KEY"},
+		{"EXISTS", "KEY"}, {"MULTI"}, {"EXEC"}, {"MIGRATE", "127.0.0.1", "1", "KEY", "0", "1", "COPY"},
+		{"PSYNC", "?", "-1"}, {"SYNC"}, {"REPLCONF", "capa", "psync2"}, {"PING"}, {"BGSAVE", "SCHEDULE"},
+		{"INFO"}, {"CONFIG", "GET", "databases"}},
+	Target: {{"RESTORE", "KEY", "0", "v"}, {"RESTORE-ASKING", "KEY", "0", "v"}, {"SET", "KEY", "v", "XX"}, {"MSETNX", "KEY", "v"},
+		{"MSET", "KEY", "v"}, {"EXISTS", "KEY"}, {"DUMP", "KEY"}, {"TYPE", "KEY"}, {"PEXPIRETIME", "KEY"}, {"PTTL", "KEY"},
+		{"REPLICAOF", "NO", "ONE"}, {"SLAVEOF", "NO", "ONE"}, {"CONFIG", "GET", "masterauth"},
+		{"CONFIG", "SET", "masterauth", "x"}, {"FUNCTION", "RESTORE", "x"}, {"FUNCTION", "LIST"}, {"SELECT", "0"}, {"INFO"}},
+}
+
+// commandsSince are the versions that brought commands of commandsOf; Plan leaves out those
+// a server is too old for.
+var commandsSince = map[string]int{"PEXPIRETIME": 7, "FUNCTION": 7, "REPLICAOF": 5}
+
+// planCommands returns e's commands of commandsOf that its version has, with a probe key.
+func planCommands(e *Endpoint) [][]string {
+	key := probeKey()
+	var out [][]string
+	for _, args := range commandsOf[e.Side] {
+		if v, ok := commandsSince[args[0]]; ok && !e.Info.AtLeast(v, 0, 0) {
+			continue
+		}
+		args = slices.Clone(args)
+		for i := range args {
+			if args[i] == "KEY" {
+				args[i] = key
+			}
+		}
+		out = append(out, args)
+	}
+	return out
 }
 
 // Plan probes both sides without changing anything and says which strategy would run.
@@ -119,35 +148,16 @@ func facts(ctx context.Context, j *Job, e *Endpoint) *Facts {
 		return f
 	}
 	f.Notifications, _ = configGet(ctx, c, "notify-keyspace-events")
-	user, _ := c.Do(ctx, c.B().AclWhoami().Build()).ToString()
-	for _, args := range commandsOf[e.Side] {
-		f.Commands[args[0]] = commandState(ctx, c, e, user, args)
+	cmds := planCommands(e)
+	vs, err := probeCommands(ctx, e, cmds...)
+	for i, args := range cmds {
+		state := accessUnknown.String()
+		if err == nil {
+			state = vs[i].access.String()
+		}
+		f.Commands[commandName(args[:min(len(args), 2)])] = state
 	}
 	return f
-}
-
-// commandState tells whether this connection may run the command: COMMAND INFO knows no
-// renamed or disabled command, and ACL DRYRUN (Redis 7.0) says whether the user may run it.
-func commandState(ctx context.Context, c rueidis.Client, e *Endpoint, user string, args []string) string {
-	infos, err := c.Do(ctx, c.B().CommandInfo().CommandName(strings.ToLower(args[0])).Build()).ToArray()
-	if err != nil {
-		return "unknown"
-	}
-	if len(infos) == 0 || infos[0].IsNil() {
-		return "renamed or disabled"
-	}
-	if user == "" || !e.Info.AtLeast(7, 0, 0) {
-		return "ok"
-	}
-	// DRYRUN replies OK, or a text (not an error) that says why the user may not.
-	verdict, err := c.Do(ctx, c.B().AclDryrun().Username(user).Command(args[0]).Arg(args[1:]...).Build()).ToString()
-	switch {
-	case err != nil:
-		return "unknown" // the user may not run ACL DRYRUN
-	case verdict == "OK":
-		return "ok"
-	}
-	return "refused by ACL"
 }
 
 // warnings lists what deserves attention; refused says every strategy was refused by

@@ -98,9 +98,11 @@ func (Replication) Name() string { return "replication" }
 // WithDiscardTarget, a target with fewer databases than the source's databases setting,
 // a target that refuses REPLICAOF and SLAVEOF (renamed, disabled or denied by ACL), and
 // a target that cannot be given the source's credentials
-// (CONFIG GET or CONFIG SET of masterauth or masteruser refused). Commands are probed
-// without being run: each is queued in a MULTI block that is discarded, or, when MULTI is
-// refused, looked up with COMMAND INFO and ACL DRYRUN.
+// (CONFIG GET or CONFIG SET of masterauth or masteruser refused), and a source whose user
+// may not run what the replica runs there (PSYNC or SYNC, REPLCONF, PING). The commands
+// refused on either side are named in one error, with the rule to grant. Commands are
+// probed without being run: each is queued in a MULTI block that is discarded, or, when
+// MULTI is refused, looked up with COMMAND INFO and ACL DRYRUN.
 func (r Replication) Check(ctx context.Context, j *Job) error {
 	if _, _, err := r.sourceHostPort(j); err != nil {
 		return err
@@ -142,23 +144,27 @@ func (r Replication) Check(ctx context.Context, j *Job) error {
 	if err := checkDatabaseSetting(ctx, j, false); err != nil {
 		return err
 	}
+	// What each side refuses, all of it at once: the target's REPLICAOF and CONFIG, its
+	// TLS settings, the source user's replication commands.
+	var errs []error
 	if _, err := replicaOfCommand(ctx, j); err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	settings, err := authSettings(ctx, j)
 	if err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	for _, s := range settings {
 		// Setting the current value again: harmless even if it ran.
-		if err := probeRefusal(ctx, j.Target, "CONFIG SET "+s.name, "CONFIG", "SET", s.name, s.old); err != nil {
-			return fmt.Errorf("the target must be given the source's credentials (%s): %w", s.name, err)
+		if err := checkCommand(ctx, j.Target, "CONFIG", "SET", s.name, s.old); err != nil {
+			errs = append(errs, fmt.Errorf("the target must be given the source's credentials (%s): %w", s.name, err))
 		}
 	}
 	if err := checkTLSReplication(ctx, j); err != nil {
-		return err
+		errs = append(errs, err)
 	}
-	return checkSourceUser(ctx, j)
+	errs = append(errs, checkSourceUser(ctx, j))
+	return joinRefusals(errs...)
 }
 
 // Run makes the target a replica of the source, waits for it to be in sync, calls Cutover,

@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -95,29 +94,30 @@ func checkTargetEmpty(j *Job) error {
 }
 
 // replicaOfCommand returns the name under which the target accepts REPLICAOF: "REPLICAOF",
-// or "SLAVEOF" on servers older than 5.0 or when only SLAVEOF is allowed.
+// or "SLAVEOF" on servers older than 5.0 or when only SLAVEOF is allowed. The probe runs
+// neither (see probeCommands).
 func replicaOfCommand(ctx context.Context, j *Job) (string, error) {
 	names := []string{"REPLICAOF", "SLAVEOF"}
 	if !j.Target.Info.AtLeast(5, 0, 0) {
 		names = names[1:]
 	}
-	var reasons []error
-	for _, name := range names {
-		err := probeRefusal(ctx, j.Target, name, name, "NO", "ONE")
-		if err == nil {
-			return name, nil
-		}
-		if !errors.Is(err, ErrUnsupported) {
-			return "", err
-		}
-		reasons = append(reasons, err)
+	cmds := make([][]string, len(names))
+	for i, name := range names {
+		cmds[i] = []string{name, "NO", "ONE"}
 	}
-	args := []any{strings.Join(names, " and ")}
-	for _, r := range reasons {
-		args = append(args, r)
+	vs, err := probeCommands(ctx, j.Target, cmds...)
+	if err != nil {
+		return "", err
 	}
-	return "", fmt.Errorf("the target cannot be made a replica, since it refuses %s: "+
-		strings.TrimSuffix(strings.Repeat("%w; ", len(reasons)), "; "), args...)
+	for i, v := range vs {
+		if !v.refused() {
+			return names[i], nil
+		}
+	}
+	if err := checkEither(ctx, j.Target, "replication, which makes the target a replica with it,", cmds...); err != nil {
+		return "", err
+	}
+	return names[0], nil
 }
 
 // setting is one configuration parameter of the target that the sync needs changed.
@@ -151,7 +151,7 @@ func authSettings(ctx context.Context, j *Job) ([]setting, error) {
 				continue
 			}
 			// Say why: the command, or the parameter.
-			if err := probeRefusal(ctx, j.Target, "CONFIG GET", "CONFIG", "GET", s.name); err != nil {
+			if err := checkCommand(ctx, j.Target, "CONFIG", "GET", s.name); err != nil {
 				return nil, fmt.Errorf("the source needs authentication, so the target's %s must be set: %w", s.name, err)
 			}
 			return nil, j.Target.Err("config get "+s.name, "", unsupported(
@@ -221,29 +221,25 @@ func checkTLSReplication(ctx context.Context, j *Job) error {
 			"tls-port %s), and its tls-ca-cert-file must hold the CA that signed the source's certificate", port))
 }
 
-// checkSourceUser refuses a source whose user may not run what a replica runs, where the
-// source says so (ACL DRYRUN, Redis 7.0 or newer, if the user may run it).
+// checkSourceUser refuses a source whose user may not run what a replica runs there: PSYNC
+// (or SYNC, which a replica falls back to), REPLCONF and PING, as far as the source tells
+// (see probeCommands). The user is the source's Username, which the target is given as
+// masteruser.
 func checkSourceUser(ctx context.Context, j *Job) error {
-	if !j.Source.Info.AtLeast(7, 0, 0) {
-		return nil
-	}
-	c, err := j.Source.Default()
+	const why = "which the target runs as its replica"
+	sync := checkEither(ctx, j.Source, "replication, whose replica asks for the data with them,",
+		[]string{"PSYNC", "?", "-1"}, []string{"SYNC"})
+	vs, err := probeCommands(ctx, j.Source, []string{"REPLCONF", "capa", "psync2"}, []string{"PING"})
 	if err != nil {
 		return err
 	}
-	user := aclUser(ctx, c, j.Source)
-	for _, args := range [][]string{{"PSYNC", "?", "-1"}, {"REPLCONF", "capa", "psync2"}, {"PING"}} {
-		reply, err := c.Do(ctx, c.B().AclDryrun().Username(user).Command(args[0]).Arg(args[1:]...).Build()).ToString()
-		if err != nil {
-			return nil // ACL DRYRUN refused: the sync will tell.
-		}
-		if reply != "OK" {
-			return j.Source.Err("check "+args[0], "", unsupported(
-				"the source's ACL user %q may not run %s, which the target runs as its replica (%s); grant it +psync +replconf +ping",
-				user, args[0], reply))
+	errs := []error{sync}
+	for _, v := range vs {
+		if err := v.err(j.Source); err != nil {
+			errs = append(errs, fmt.Errorf("%s, %s: %w", commandName(v.args), why, err))
 		}
 	}
-	return nil
+	return joinRefusals(errs...)
 }
 
 // aclUser returns the user the endpoint's client is logged in as.
@@ -255,60 +251,4 @@ func aclUser(ctx context.Context, c rueidis.Client, e *Endpoint) string {
 		return e.Option.Username
 	}
 	return "default"
-}
-
-// probeRefusal reports, as an error wrapping ErrUnsupported, why e refuses the command args
-// (called name in messages), without running it. The command is queued inside MULTI, which
-// makes the server check it as it would before running it (name, arguments, ACL), then the
-// block is discarded. When MULTI itself is refused, COMMAND INFO says whether the command
-// exists and ACL DRYRUN (Redis 7.0 or newer) whether the user may run it; when neither
-// answers, probeRefusal returns nil and the command's real use will tell.
-func probeRefusal(ctx context.Context, e *Endpoint, name string, args ...string) error {
-	c, err := e.Default()
-	if err != nil {
-		return err
-	}
-	var queued, multi error
-	derr := c.Dedicated(func(d rueidis.DedicatedClient) error {
-		// MULTI alone first: were it refused, the command sent after it would run.
-		if multi = d.Do(ctx, d.B().Multi().Build()).Error(); multi != nil {
-			return nil
-		}
-		queued = d.Do(ctx, d.B().Arbitrary(args[0]).Args(args[1:]...).Build()).Error()
-		if err := d.Do(ctx, d.B().Discard().Build()).Error(); err != nil {
-			// Never hand back a connection that may still be inside MULTI; closing it
-			// makes the server drop the block.
-			d.Close()
-			return err
-		}
-		return nil
-	})
-	switch {
-	case ctx.Err() != nil:
-		return e.Err("check "+name, "", ctx.Err())
-	case multi == nil && queued != nil:
-		return refusal(ctx, e, name, queued)
-	case multi == nil && derr == nil:
-		return nil
-	case derr != nil:
-		return e.Err("check "+name, "", derr)
-	}
-	if _, ok := rueidis.IsRedisErr(multi); !ok {
-		return e.Err("check "+name, "", multi)
-	}
-	// MULTI refused: ask the server about the command instead.
-	cmd := strings.ToLower(args[0])
-	if infos, err := c.Do(ctx, c.B().CommandInfo().CommandName(cmd).Build()).ToArray(); err == nil &&
-		len(infos) == 1 && infos[0].IsNil() {
-		return e.Err("check "+name, "", unsupported("%s is renamed or disabled (rename-command) on the %s", args[0], e.Side))
-	}
-	if !e.Info.AtLeast(7, 0, 0) {
-		return nil
-	}
-	user := aclUser(ctx, c, e)
-	reply, err := c.Do(ctx, c.B().AclDryrun().Username(user).Command(args[0]).Arg(args[1:]...).Build()).ToString()
-	if err != nil || reply == "OK" {
-		return nil
-	}
-	return e.Err("check "+name, "", unsupported("the %s's ACL user %q may not run %s (%s)", e.Side, user, name, reply))
 }

@@ -250,7 +250,7 @@ func TestReplicationCheckRefuses(t *testing.T) {
 		{name: "config disabled", src: redistest.Config{Password: "src-secret"},
 			dst: redistest.Config{Rename: map[string]string{"CONFIG": ""}}, noConfigs: true,
 			want: "CONFIG GET is renamed or disabled"},
-		{name: "source user may not psync", src: redistest.Config{Users: []string{"user mig on >mig-secret ~* &* +@all -psync"}},
+		{name: "source user may not psync", src: redistest.Config{Users: []string{"user mig on >mig-secret ~* &* +@all -psync -sync"}},
 			srcOpt: asMig, want: `source's ACL user "mig" may not run PSYNC`},
 		{name: "target is a cluster node", dst: redistest.Config{Lines: []string{"cluster-enabled yes"}}, empty: true,
 			want: "the target is a cluster node"},

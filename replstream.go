@@ -338,48 +338,9 @@ func (m *markReader) complete() error {
 }
 
 // checkSync reports, without starting a synchronization, whether the source refuses both
-// PSYNC and SYNC to this user, as far as it tells.
+// PSYNC and SYNC to this user, as far as it tells (Redis 7 answers for PSYNC and SYNC only
+// through ACL DRYRUN: a user who may not run it leaves the answer to the sync itself).
 func checkSync(ctx context.Context, e *Endpoint) error {
-	psync := commandRefused(ctx, e, "PSYNC", "?", "-1")
-	if psync == "" {
-		return nil
-	}
-	sync := commandRefused(ctx, e, "SYNC")
-	if ctx.Err() != nil {
-		return e.Err("check psync", "", ctx.Err())
-	}
-	if sync == "" {
-		return nil
-	}
-	return e.Err("check psync", "", fmt.Errorf(
-		"PSYNC %s, and SYNC %s; Snapshot reads the snapshot through them, DumpRestore{} copies key by key without them: %w",
-		psync, sync, ErrUnsupported))
-}
-
-// commandRefused says why the endpoint's user may not run the command args, as far as the
-// server tells without running it: COMMAND INFO does not know a renamed or disabled command
-// by its real name, and ACL DRYRUN (Redis 7.0) answers for the user when the user may ask.
-// It returns "" when the command is allowed or the server will not say.
-func commandRefused(ctx context.Context, e *Endpoint, args ...string) string {
-	c, err := e.Default()
-	if err != nil {
-		return ""
-	}
-	name := strings.ToLower(args[0])
-	info, err := c.Do(ctx, c.B().CommandInfo().CommandName(name).Build()).ToArray()
-	if err == nil && len(info) == 1 && info[0].IsNil() {
-		return fmt.Sprintf("is renamed or disabled (rename-command) on the %s", e.Side)
-	}
-	if !e.Info.AtLeast(7, 0, 0) {
-		return ""
-	}
-	user, err := c.Do(ctx, c.B().AclWhoami().Build()).ToString()
-	if err != nil {
-		return ""
-	}
-	reply, err := c.Do(ctx, c.B().Arbitrary("ACL", "DRYRUN").Args(append([]string{user}, args...)...).Build()).ToString()
-	if err != nil || reply == "OK" {
-		return ""
-	}
-	return fmt.Sprintf("is not allowed to the %s's ACL user %q (%s)", e.Side, user, reply)
+	return checkEither(ctx, e, "Snapshot, which reads the snapshot through them (DumpRestore{} copies key by key without them),",
+		[]string{"PSYNC", "?", "-1"}, []string{"SYNC"})
 }

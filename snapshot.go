@@ -114,9 +114,10 @@ const snapshotBatchBytes = 1 << 20
 
 // Check verifies, without changing anything, that the snapshot can be read (PSYNC or SYNC
 // neither renamed nor refused to the ACL user where the server tells; FromFile readable and
-// an RDB; BGSAVE allowed), that it can be written (RESTORE allowed on the target; or the
-// directory of ToFile writable, no filter, the target empty or WithDiscardTarget), and that
-// the target reads the snapshot's RDB version.
+// an RDB; BGSAVE allowed), that it can be written (RESTORE, and SET from Redis 6.2, allowed
+// on the target; or the directory of ToFile writable, no filter, the target empty or
+// WithDiscardTarget), and that the target reads the snapshot's RDB version. The commands
+// refused on either side are named in one error.
 func (s Snapshot) Check(ctx context.Context, j *Job) error {
 	if err := s.validate(); err != nil {
 		return err
@@ -132,14 +133,16 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 	}
 	version := j.Source.Info.RDBVersion()
 	versionOf := describeVersion(j.Source.Info)
+	// The commands each side refuses, all of them at once.
+	var refused []error
 	switch {
 	case s.FromFile == "":
 		if err := checkSync(ctx, j.Source); err != nil {
-			return err
+			refused = append(refused, err)
 		}
 	case s.BGSave:
-		if why := commandRefused(ctx, j.Source, "BGSAVE", "SCHEDULE"); why != "" {
-			return j.Source.Err("check bgsave", "", unsupported("BGSAVE %s, and BGSave needs it; leave BGSave out to read FromFile as it is", why))
+		if err := checkCommand(ctx, j.Source, "BGSAVE", "SCHEDULE"); err != nil {
+			refused = append(refused, fmt.Errorf("BGSave needs BGSAVE on the source; leave BGSave out to read FromFile as it is: %w", err))
 		}
 		if _, err := os.Stat(filepath.Dir(s.FromFile)); err != nil {
 			return fmt.Errorf("FromFile %s: its directory cannot be read; BGSave needs the source's dump path (CONFIG GET dir dbfilename): %w", s.FromFile, err)
@@ -154,12 +157,18 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 	if s.ToFile != "" && j.MergeDatabases {
 		return fmt.Errorf("ToFile writes the source's databases and names as they are, and WithDBPrefix merges them; leave one out: %w", ErrUnsupported)
 	}
+	if s.ToFile == "" {
+		if err := checkRestore(ctx, j.Target); err != nil {
+			refused = append(refused, err)
+		}
+	}
+	if err := joinRefusals(refused...); err != nil {
+		return err
+	}
 	if s.ToFile != "" {
 		if err := s.checkToFile(ctx, j); err != nil {
 			return err
 		}
-	} else if err := checkRestore(ctx, j.Target); err != nil {
-		return err
 	}
 	if dst := j.Target.Info.RDBVersion(); version != 0 && dst != 0 && version > dst {
 		return j.Target.Err("check versions", "", fmt.Errorf(
