@@ -35,13 +35,24 @@ import (
 	"github.com/redismigrate/migrate"
 )
 
-// strategies are the -strategy names.
-var strategies = map[string]migrate.Strategy{
-	"auto":         migrate.Auto{},
-	"replication":  migrate.Replication{},
-	"snapshot":     migrate.Snapshot{},
-	"migrate":      migrate.MigrateKeys{},
-	"dump-restore": migrate.DumpRestore{},
+// strategy returns the strategy a -strategy name stands for, given the addresses at which
+// the servers reach each other (-target-addr, -source-addr; "" for the URLs' own), or false.
+func strategy(name, targetAddr, sourceAddr string) (migrate.Strategy, bool) {
+	replication := migrate.Replication{SourceAddr: sourceAddr}
+	migrateKeys := migrate.MigrateKeys{TargetAddr: targetAddr}
+	switch name {
+	case "auto":
+		return migrate.Auto{Strategies: []migrate.Strategy{replication, migrate.Snapshot{}, migrateKeys, migrate.DumpRestore{}}}, true
+	case "replication":
+		return replication, true
+	case "snapshot":
+		return migrate.Snapshot{}, true
+	case "migrate":
+		return migrateKeys, true
+	case "dump-restore":
+		return migrate.DumpRestore{}, true
+	}
+	return nil, false
 }
 
 func main() {
@@ -73,7 +84,13 @@ warning says so on stderr): prefer -tls-ca.
 	}
 	from := fs.String("from", "", "source URL, as redis://[user[:password]@]host:port[/db] (rediss:// for TLS)")
 	to := fs.String("to", "", "target URL, same form")
-	strategy := fs.String("strategy", "auto", "auto, replication, snapshot, migrate or dump-restore")
+	strategyName := fs.String("strategy", "auto", "auto, replication, snapshot, migrate or dump-restore")
+	targetAddr := fs.String("target-addr", "", "the target's host:port as the source reaches it, for -strategy migrate (MIGRATE connects\n"+
+		"from the source); default the address of -to")
+	sourceAddr := fs.String("source-addr", "", "the source's host:port as the target reaches it, for -strategy replication; default the\n"+
+		"address of -from")
+	evicting := fs.Bool("evicting-target", false, "allow a target that evicts keys (maxmemory with a policy other than noeviction) although\n"+
+		"the data may not fit; a run during which it evicts still fails")
 	plan := fs.Bool("plan", false, "print the plan (what can run here and why) and exit; changes nothing")
 	verify := fs.Bool("verify", false, "compare the target with the source after copying")
 	match := fs.String("match", "", "copy only keys matching this pattern (SCAN MATCH)")
@@ -118,9 +135,9 @@ warning says so on stderr): prefer -tls-ca.
 			}
 		}
 	}
-	s, ok := strategies[*strategy]
+	s, ok := strategy(*strategyName, *targetAddr, *sourceAddr)
 	if !ok {
-		return fail("-strategy %q: want auto, replication, snapshot, migrate or dump-restore", *strategy)
+		return fail("-strategy %q: want auto, replication, snapshot, migrate or dump-restore", *strategyName)
 	}
 	opts := []migrate.Option{migrate.WithStrategy(s)}
 	if *match != "" {
@@ -169,6 +186,9 @@ warning says so on stderr): prefer -tls-ca.
 	}
 	if *replicas {
 		opts = append(opts, migrate.WithReadFromReplicas())
+	}
+	if *evicting {
+		opts = append(opts, migrate.WithEvictingTarget())
 	}
 	bar := newProgress(stderr)
 	opts = append(opts, migrate.WithProgress(bar.update))
@@ -302,7 +322,11 @@ var flags = map[string]string{
 	"WithVerify":           "-verify",
 	"WithDBPrefix":         "-db-prefix",
 	"WithReadFromReplicas": "-read-from-replicas",
+	"WithEvictingTarget":   "-evicting-target",
 }
+
+// fields maps the strategies' fields that messages name to this command's flags.
+var fields = strings.NewReplacer("MigrateKeys.TargetAddr", "-target-addr", "Replication.SourceAddr", "-source-addr")
 
 var optionName = regexp.MustCompile(`\b(?:migrate\.)?(With[A-Z][A-Za-z]*)(?:\(([^()]*)\))?`)
 
@@ -310,7 +334,7 @@ var optionName = regexp.MustCompile(`\b(?:migrate\.)?(With[A-Z][A-Za-z]*)(?:\(([
 // that "use WithDBPrefix(\"db%d:\")" reads "use -db-prefix 'db%d:'". Options the command has
 // no flag for keep their names.
 func flagNames(msg string) string {
-	return optionName.ReplaceAllStringFunc(msg, func(m string) string {
+	return optionName.ReplaceAllStringFunc(fields.Replace(msg), func(m string) string {
 		sub := optionName.FindStringSubmatch(m)
 		name, arg := sub[1], sub[2]
 		f, ok := flags[name]

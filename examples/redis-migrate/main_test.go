@@ -303,3 +303,27 @@ func TestFlagNames(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetAddrFlag gives MigrateKeys the target's address as the source reaches it, and
+// names the flag, not the library's field, when that address leads nowhere.
+func TestTargetAddrFlag(t *testing.T) {
+	t.Parallel()
+	src, dst := redistest.Start(t, redistest.Config{}), redistest.Start(t, redistest.Config{})
+	load(t, src, 20)
+	r := runCommand(t, nil, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "migrate",
+		"-target-addr", fmt.Sprintf("localhost:%d", dst.Port))
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if n, _ := dst.Do(t, 0, "DBSIZE").AsInt64(); n != 20 {
+		t.Errorf("target holds %d keys, want 20", n)
+	}
+	dst.Do(t, 0, "FLUSHALL")
+	r = runCommand(t, nil, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "migrate", "-target-addr", "127.0.0.1:1")
+	if r.code == 0 || !strings.Contains(r.stderr, "-target-addr") || strings.Contains(r.stderr, "MigrateKeys.TargetAddr") {
+		t.Errorf("exit %d, stderr %q: want a failure that names -target-addr", r.code, r.stderr)
+	}
+	if n, _ := dst.Do(t, 0, "DBSIZE").AsInt64(); n != 0 {
+		t.Errorf("target holds %d keys after the failed run", n)
+	}
+}
