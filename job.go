@@ -40,6 +40,8 @@ type Job struct {
 	// and in Verify.
 	TTLTolerance time.Duration
 	Logger       *slog.Logger
+	// Incompatible is what WithIncompatible chose for a key the target cannot hold whole.
+	Incompatible Incompatible
 
 	replicas bool    // WithReadFromReplicas
 	merge    bool    // every database goes into database 0 of the target
@@ -53,6 +55,8 @@ type Job struct {
 	steps  []Step   // Auto's verdicts
 	chosen Strategy // Auto's choice, from Check
 	ran    string   // the strategy Auto ran
+
+	incompatible IncompatibleReport // keys the target could not hold whole, for the Report
 }
 
 // Counts are the numbers of keys (and bytes) a migration handled.

@@ -62,6 +62,9 @@ type Report struct {
 	Databases map[int]Counts // per source database
 	// Verify is the comparison made after the copy when WithVerify is given, else nil.
 	Verify *VerifyReport
+	// Incompatible lists the keys the target could not hold whole that WithIncompatible
+	// let the migration leave out or copy in part; empty when there were none.
+	Incompatible IncompatibleReport
 }
 
 func (r *Report) String() string {
@@ -105,7 +108,7 @@ func (m *migrator) Close() {
 // job connects to both sides and prepares what a strategy receives.
 func (m *migrator) job(ctx context.Context) (*Job, error) {
 	j := &Job{
-		Source: m.src, Target: m.dst,
+		Source: m.src, Target: m.dst, Incompatible: m.cfg.incompatible,
 		Match: m.cfg.match, Types: m.cfg.types,
 		ScanCount: m.cfg.scanCount, BatchSize: m.cfg.batchSize, Concurrency: m.cfg.concurrency,
 		Conflict: m.cfg.conflict, Logger: m.cfg.logger, DiscardTarget: m.cfg.discard, TTLTolerance: m.cfg.ttlTolerance,
@@ -186,6 +189,7 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 		rep.Strategy = j.ran
 	}
 	rep.Steps = j.steps
+	rep.Incompatible = j.incompatible
 	j.mu.Unlock()
 	if err == nil && m.cfg.verify {
 		rep.Verify, err = m.verify(ctx, j)

@@ -140,7 +140,7 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 	if err := checkRestore(ctx, j.Target); err != nil {
 		return err
 	}
-	return checkRDBVersions(j)
+	return checkPayloadsAsIs(j)
 }
 
 // Run migrates every selected database, one after the other.

@@ -182,9 +182,8 @@ func warnings(j *Job, p *Plan, refused bool) []string {
 	if len(busy) > 0 {
 		w = append(w, fmt.Sprintf("the target already has keys (%s); conflict policy %s", strings.Join(busy, ", "), j.Conflict))
 	}
-	if p.Source.RDBVersion > p.Target.RDBVersion && p.Target.RDBVersion > 0 {
-		w = append(w, fmt.Sprintf("the source writes RDB %d and the target reads up to RDB %d: it refuses the source's payloads",
-			p.Source.RDBVersion, p.Target.RDBVersion))
+	if s := payloadsWarning(j); s != "" {
+		w = append(w, s)
 	}
 	return w
 }

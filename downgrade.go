@@ -1,0 +1,535 @@
+package migrate
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// Older targets. A server loads DUMP payloads (and RDB files) of its own RDB version and
+// older ones only (ServerInfo.ReadsRDB decides it), so the payloads of a newer source are
+// refused by an older target even when they hold a value it has a place for. The restorer,
+// which DumpRestore and Snapshot share, then rewrites each payload the target cannot read
+// into one it does, with the target's RDB version in its footer and a fresh CRC-64, so it
+// still goes by RESTORE (ABSTTL, REPLACE, the conflict policy and cluster routing are
+// unchanged):
+//
+//   - a value whose type byte the target knows (a listpack hash from Redis 7.4 into 7.0,
+//     anything but a hash with field TTLs into Valkey 8) keeps its bytes: only the footer
+//     changes;
+//   - other lists, sets, sorted sets and hashes are written in the plain encodings every
+//     version since Redis 2.x loads (RDB_TYPE_LIST, _SET, _ZSET_2 or, before RDB 8, _ZSET,
+//     and _HASH), from which the target picks its own compact encoding as it loads them;
+//   - a stream is written in the newest stream format the target reads: types 21 (Redis
+//     7.2) to 19 (7.0) to 15 (5.0) differ only by metadata the older server has no place
+//     for, and never shows: the consumers' active time (7.2), and the stream's first ID,
+//     largest deleted ID, entries added and the groups' entries-read counters (7.0), from
+//     which 7.0 computes a group's lag. Entries, groups, their last IDs, pending entries
+//     with their owners, delivery times and counts, and consumers are kept.
+//
+// What the target cannot hold at all, a hash with field TTLs (Redis 7.4) on an older
+// target, a value this package cannot decode (a stream of Redis 8.6, a module value of
+// the Redis 4.0 release candidates, an RDB version newer than it knows), stops the
+// migration with an error that names the key and wraps ErrIncompatible, unless
+// WithIncompatible says to skip such keys or to drop only the part the target cannot
+// hold; either way the keys are counted and listed in Report.Incompatible.
+
+// IncompatibleReport lists the keys the target could not hold whole and that
+// WithIncompatible let the migration leave out or copy in part.
+type IncompatibleReport struct {
+	// Skipped counts the keys left out; Report.Skipped counts them too.
+	Skipped int64
+	// Trimmed counts the keys copied without the part the target cannot hold (a hash
+	// without its field TTLs); Report.Keys counts them too.
+	Trimmed int64
+	// Keys are the first incompatibleExamples of them, in the order met.
+	Keys []IncompatibleKey
+}
+
+// IncompatibleKey is one key the target could not hold whole.
+type IncompatibleKey struct {
+	DB      int    // the source database
+	Key     string // the key's name on the source
+	Reason  string // what the target cannot hold, and why
+	Trimmed bool   // copied without that part; false when left out
+}
+
+// incompatibleExamples bounds IncompatibleReport.Keys, so memory does not grow with them.
+const incompatibleExamples = 100
+
+// noteIncompatible records a key the target could not hold whole, for the Report and the log.
+func (j *Job) noteIncompatible(db int, key, reason string, trimmed bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r := &j.incompatible
+	if trimmed {
+		r.Trimmed++
+	} else {
+		r.Skipped++
+	}
+	if len(r.Keys) < incompatibleExamples {
+		r.Keys = append(r.Keys, IncompatibleKey{DB: db, Key: key, Reason: reason, Trimmed: trimmed})
+		what := "left out"
+		if trimmed {
+			what = "copied in part"
+		}
+		j.Logger.Warn("restore: a key the target cannot hold whole is "+what, "db", db, "key", key, "reason", reason)
+	}
+}
+
+// downgrader rewrites DUMP payloads that the target cannot read into ones it reads.
+type downgrader struct {
+	j       *Job
+	version int  // the target's RDB version, written into rewritten payloads
+	valkey  bool // the target is Valkey, which reads Redis's types up to RDB 11 only
+	reads   [rdbMaxValkeyVersion + 1]bool
+}
+
+// newDowngrader returns the downgrader of j's target, or nil when its RDB version is
+// unknown (every payload then goes as it is, and the target says whether it reads it).
+func newDowngrader(j *Job) *downgrader {
+	t := j.Target.Info
+	d := &downgrader{j: j, version: t.RDBVersion(), valkey: t.IsValkey()}
+	if d.version == 0 {
+		return nil
+	}
+	for v := range d.reads {
+		d.reads[v] = t.ReadsRDB(v)
+	}
+	return d
+}
+
+// readable reports whether the target reads payloads of RDB version v.
+func (d *downgrader) readable(v int) bool {
+	if v < len(d.reads) {
+		return d.reads[v]
+	}
+	return d.j.Target.Info.ReadsRDB(v)
+}
+
+// fit makes d's payload one the target reads, rewriting it when the target cannot read
+// the version it was written in (see downgrader). It returns keep false for a key that is
+// not to be written: already expired (counted Expired), or one the target cannot hold,
+// left out under WithIncompatible(SkipIncompatible) (counted Skipped); and an error, which
+// stops the migration, for such a key under the default policy (counted Failed).
+func (r *restorer) fit(d *dumped, db int, now int64, counts *Counts) (keep bool, err error) {
+	if r.down == nil || len(d.payload) < 1+10 || d.payload[0] == RDBTypeString && r.setStrings {
+		return true, nil // a string goes by SET, whatever its payload's version
+	}
+	from := int(binary.LittleEndian.Uint16([]byte(d.payload[len(d.payload)-10:])))
+	if r.down.readable(from) {
+		return true, nil
+	}
+	body := d.payload[:len(d.payload)-8]
+	if !d.sealed && crc64Jones(0, body) != binary.LittleEndian.Uint64([]byte(d.payload[len(body):])) {
+		return true, nil // the target refuses it, and restoreErr says why
+	}
+	policy := r.j.Incompatible
+	out, res := r.down.rewrite(body, from, now, policy == TrimIncompatible)
+	switch {
+	case res.gone:
+		counts.Expired++
+		return false, nil
+	case res.unfit == "":
+		d.payload, d.sealed = out, true
+		if res.trimmed != "" {
+			r.j.noteIncompatible(db, d.key, res.trimmed, true)
+		}
+		return true, nil
+	case policy == SkipIncompatible, policy == TrimIncompatible:
+		counts.Skipped++
+		r.j.noteIncompatible(db, d.key, res.unfit, false)
+		return false, nil
+	}
+	counts.Failed++
+	hint := "leave such keys out with migrate.WithIncompatible(migrate.SkipIncompatible)"
+	if res.trimmable {
+		hint = "copy them without that part with migrate.WithIncompatible(migrate.TrimIncompatible), or leave them out with migrate.WithIncompatible(migrate.SkipIncompatible)"
+	}
+	return false, r.j.Target.Err(fmt.Sprintf("restore into db %d", r.j.TargetDB(db)), d.key, fmt.Errorf(
+		"%w: the target runs %s (RDB %d) and cannot read the source's payload of RDB %d, which cannot be rewritten for it: %s; upgrade the target, or %s",
+		ErrIncompatible, describeVersion(r.j.Target.Info), r.down.version, from, res.unfit, hint))
+}
+
+// rewritten says how a rewrite went.
+type rewritten struct {
+	gone      bool   // every element had expired: the key is gone
+	unfit     string // why the target cannot hold the value; "" when it can
+	trimmable bool   // dropping a part (trimmed) would make it fit
+	trimmed   string // what was dropped, when trimming was allowed and needed
+}
+
+// rewrite returns body (a DUMP payload without its checksum: the type byte, the value and
+// the RDB version from) as a payload of the target's RDB version that holds the same value,
+// or why it cannot. With trim, a part the target cannot hold, when that is all, is dropped
+// and named. now drops hash fields already expired.
+func (d *downgrader) rewrite(body string, from int, now int64, trim bool) (string, rewritten) {
+	t, v := body[0], body[1:len(body)-2]
+	valkey := from >= rdbMinValkeyVersion
+	switch {
+	case !rdbVersionKnown(from):
+		return "", rewritten{unfit: fmt.Sprintf("RDB %d is newer than this package reads", from)}
+	case d.knows(t, valkey):
+		return d.seal(t, v), rewritten{}
+	}
+	var out []byte
+	switch t {
+	case RDBTypeList, RDBTypeListZiplist, RDBTypeListQuicklist, RDBTypeListQuicklist2:
+		elems, ok := listElements(t, v)
+		if !ok {
+			return "", d.undecodable(t)
+		}
+		out = appendRDBStrings(appendRDBLength([]byte{RDBTypeList}, uint64(len(elems))), elems)
+	case RDBTypeSet, RDBTypeSetIntset, RDBTypeSetListpack:
+		members, ok := setMembers(t, v)
+		if !ok {
+			return "", d.undecodable(t)
+		}
+		out = appendRDBStrings(appendRDBLength([]byte{RDBTypeSet}, uint64(len(members))), members)
+	case RDBTypeZSet, RDBTypeZSet2, RDBTypeZSetZiplist, RDBTypeZSetListpack:
+		entries, ok := zsetEntries(t, v)
+		if !ok {
+			return "", d.undecodable(t)
+		}
+		out = d.appendZSet(entries)
+	case RDBTypeHash, RDBTypeHashZipmap, RDBTypeHashZiplist, RDBTypeHashListpack,
+		RDBTypeHashMetadataPreGA, RDBTypeHashListpackExPreGA, RDBTypeHashMetadata, RDBTypeHashListpackEx:
+		if t == RDBTypeValkeyPathHash && valkey {
+			return "", d.undecodable(t)
+		}
+		fields, ok := hashFields(t, v, valkey)
+		if !ok {
+			return "", d.undecodable(t)
+		}
+		return d.rewriteHash(fields, now, trim)
+	case RDBTypeStreamListpacks, RDBTypeStreamListpacks2, RDBTypeStreamListpacks3:
+		if d.version < 9 {
+			return "", rewritten{unfit: fmt.Sprintf("it is a stream, and %s has none (streams need Redis 5.0)", d.j.Target.Info.Name())}
+		}
+		s, ok := d.downgradeStream(t, v)
+		if !ok {
+			return "", d.undecodable(t)
+		}
+		return s, rewritten{}
+	default:
+		return "", d.undecodable(t)
+	}
+	return d.seal(out[0], string(out[1:])), rewritten{}
+}
+
+// undecodable says that a value of type t is one this package cannot rewrite.
+func (d *downgrader) undecodable(t byte) rewritten {
+	return rewritten{unfit: fmt.Sprintf("its value (RDB type %d) is in a format that %s does not read and that this package cannot rewrite", t, d.j.Target.Info.Name())}
+}
+
+// rdbTypeSince returns the RDB version that introduced value type t (Redis src/rdb.h);
+// valkey says t is from a Valkey payload (RDB 80 and up), whose 22 and 23 are Valkey's.
+func rdbTypeSince(t byte, valkey bool) int {
+	switch {
+	case valkey && t == RDBTypeValkeyHash2:
+		return 80 // Valkey 9.0
+	case valkey && t == RDBTypeValkeyPathHash:
+		return 81 // Valkey 9.2
+	case t <= RDBTypeHash:
+		return 1
+	case t <= RDBTypeModule2:
+		return 8 // Redis 4.0: binary zset scores, modules
+	case t <= RDBTypeHashZiplist:
+		return 6 // Redis 2.6 at the latest: zipmap, ziplists, intset
+	case t == RDBTypeListQuicklist:
+		return 7 // Redis 3.2
+	case t == RDBTypeStreamListpacks:
+		return 9 // Redis 5.0
+	case t <= RDBTypeStreamListpacks2:
+		return 10 // Redis 7.0: listpacks
+	case t <= RDBTypeStreamListpacks3:
+		return 11 // Redis 7.2
+	case t <= RDBTypeHashListpackEx:
+		return 12 // Redis 7.4: hash field expiration
+	case t == RDBTypeStreamListpacks4:
+		return 13
+	case t == RDBTypeStreamListpacks5:
+		return 14
+	}
+	return math.MaxInt
+}
+
+// knows reports whether the target loads value type t as it is.
+func (d *downgrader) knows(t byte, valkey bool) bool {
+	since := rdbTypeSince(t, valkey)
+	switch {
+	case since >= rdbMinValkeyVersion:
+		return d.valkey && since <= d.version
+	case d.valkey:
+		return since <= min(d.version, 11) // Valkey forked Redis 7.2 (RDB 11)
+	}
+	return since <= d.version
+}
+
+// seal returns the payload of type t and value v at the target's RDB version.
+func (d *downgrader) seal(t byte, v string) string {
+	p := make([]byte, 0, 1+len(v)+10)
+	p = append(append(p, t), v...)
+	p = binary.LittleEndian.AppendUint16(p, uint16(d.version))
+	return string(binary.LittleEndian.AppendUint64(p, crc64Jones(0, p)))
+}
+
+// appendZSet writes a sorted set with binary scores (RDB 8, Redis 4.0), or as text before.
+func (d *downgrader) appendZSet(entries []zsetEntry) []byte {
+	t := RDBTypeZSet2
+	if d.version < 8 {
+		t = RDBTypeZSet
+	}
+	out := appendRDBLength([]byte{t}, uint64(len(entries)))
+	for _, e := range entries {
+		out = appendRDBString(out, e.member)
+		if t == RDBTypeZSet2 {
+			out = binary.LittleEndian.AppendUint64(out, math.Float64bits(e.score))
+			continue
+		}
+		switch {
+		case math.IsNaN(e.score):
+			out = append(out, 253)
+		case math.IsInf(e.score, 1):
+			out = append(out, 254)
+		case math.IsInf(e.score, -1):
+			out = append(out, 255)
+		default:
+			s := strconv.FormatFloat(e.score, 'g', 17, 64)
+			out = append(append(out, byte(len(s))), s...)
+		}
+	}
+	return out
+}
+
+// rewriteHash writes a hash in the plain encoding, or, on a target that has field TTLs
+// (Redis 7.4, RDB 12), with them. Fields already expired are left out. Field TTLs on a
+// target that has none make the hash unfit, or, with trim, are dropped.
+func (d *downgrader) rewriteHash(fields []hashField, now int64, trim bool) (string, rewritten) {
+	live, withTTL := fields[:0], 0
+	var minExpire int64
+	for _, f := range fields {
+		if f.expireAt > 0 && f.expireAt <= now {
+			continue
+		}
+		if f.expireAt > 0 {
+			if withTTL == 0 || f.expireAt < minExpire {
+				minExpire = f.expireAt
+			}
+			withTTL++
+		}
+		live = append(live, f)
+	}
+	if len(live) == 0 {
+		return "", rewritten{gone: true}
+	}
+	var res rewritten
+	if withTTL > 0 && !d.valkey && d.version >= 12 {
+		// RDB_TYPE_HASH_METADATA: the smallest expiry, then each field's TTL relative to
+		// it plus 1 (0 for none), the field and the value (Redis 7.4 src/rdb.c).
+		out := binary.LittleEndian.AppendUint64([]byte{RDBTypeHashMetadata}, uint64(minExpire))
+		out = appendRDBLength(out, uint64(len(live)))
+		for _, f := range live {
+			var ttl uint64
+			if f.expireAt > 0 {
+				ttl = uint64(f.expireAt-minExpire) + 1
+			}
+			out = appendRDBString(appendRDBString(appendRDBLength(out, ttl), f.field), f.value)
+		}
+		return d.seal(out[0], string(out[1:])), res
+	}
+	if withTTL > 0 {
+		why := fmt.Sprintf("%d of its fields have a TTL (hash field expiration, Redis 7.4), and %s has no field TTLs", withTTL, d.j.Target.Info.Name())
+		if !trim {
+			return "", rewritten{unfit: why, trimmable: true}
+		}
+		res.trimmed = why + "; copied without them, so those fields do not expire on the target"
+	}
+	out := appendRDBLength([]byte{RDBTypeHash}, uint64(len(live)))
+	for _, f := range live {
+		out = appendRDBString(appendRDBString(out, f.field), f.value)
+	}
+	return d.seal(out[0], string(out[1:])), res
+}
+
+// downgradeStream writes a stream of type t (19 or 21) in the newest stream format the
+// target reads, dropping the metadata the older format has no place for (see downgrader).
+// The listpacks, counts, IDs and names are copied as they are.
+func (d *downgrader) downgradeStream(t byte, v string) (string, bool) {
+	to := RDBTypeStreamListpacks
+	if d.knows(RDBTypeStreamListpacks2, false) {
+		to = RDBTypeStreamListpacks2
+	}
+	c := rdbCursor{in: v, out: make([]byte, 0, len(v)+1), ok: true}
+	c.out = append(c.out, to)
+	nodes := c.length(true)
+	for i := uint64(0); i < nodes && c.ok; i++ {
+		c.str(true) // the node's master ID
+		c.str(true) // its listpack
+	}
+	c.lengths(3, true) // length, last ID
+	if t >= RDBTypeStreamListpacks2 {
+		c.lengths(5, to >= RDBTypeStreamListpacks2) // first ID, max deleted ID, entries added
+	}
+	groups := c.length(true)
+	for g := uint64(0); g < groups && c.ok; g++ {
+		c.str(true)        // name
+		c.lengths(2, true) // last delivered ID
+		if t >= RDBTypeStreamListpacks2 {
+			c.lengths(1, to >= RDBTypeStreamListpacks2) // entries read
+		}
+		pel := c.length(true)
+		for i := uint64(0); i < pel && c.ok; i++ {
+			c.bytes(16+8, true) // ID, delivery time
+			c.lengths(1, true)  // delivery count
+		}
+		consumers := c.length(true)
+		for i := uint64(0); i < consumers && c.ok; i++ {
+			c.str(true)      // name
+			c.bytes(8, true) // seen time
+			if t >= RDBTypeStreamListpacks3 {
+				c.bytes(8, false) // active time (Redis 7.2)
+			}
+			cpel := c.length(true)
+			c.bytes(int(min(cpel, uint64(len(c.in)/16+1)))*16, true)
+		}
+	}
+	if !c.ok || c.in != "" {
+		return "", false
+	}
+	return d.seal(c.out[0], string(c.out[1:])), true
+}
+
+// rdbCursor walks an RDB value, copying to out the parts that are kept.
+type rdbCursor struct {
+	in  string
+	out []byte
+	ok  bool
+}
+
+func (c *rdbCursor) advance(rest string, keep bool) {
+	if keep {
+		c.out = append(c.out, c.in[:len(c.in)-len(rest)]...)
+	}
+	c.in = rest
+}
+
+func (c *rdbCursor) length(keep bool) uint64 {
+	if !c.ok {
+		return 0
+	}
+	n, rest, ok := rdbLength(c.in)
+	if c.ok = ok; ok {
+		c.advance(rest, keep)
+	}
+	return n
+}
+
+func (c *rdbCursor) lengths(n int, keep bool) {
+	for range n {
+		c.length(keep)
+	}
+}
+
+func (c *rdbCursor) str(keep bool) {
+	if !c.ok {
+		return
+	}
+	_, rest, ok := nextString(c.in)
+	if c.ok = ok; ok {
+		c.advance(rest, keep)
+	}
+}
+
+func (c *rdbCursor) bytes(n int, keep bool) {
+	if !c.ok {
+		return
+	}
+	if c.ok = n <= len(c.in); c.ok {
+		c.advance(c.in[n:], keep)
+	}
+}
+
+// appendRDBLength appends n in RDB's length encoding.
+func appendRDBLength(b []byte, n uint64) []byte {
+	switch {
+	case n < 1<<6:
+		return append(b, byte(n))
+	case n < 1<<14:
+		return append(b, byte(n>>8)|0x40, byte(n))
+	case n <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, 0x80), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0x81), n)
+}
+
+// appendRDBString appends s as a plain RDB string, which every version reads.
+func appendRDBString(b []byte, s string) []byte {
+	return append(appendRDBLength(b, uint64(len(s))), s...)
+}
+
+func appendRDBStrings(b []byte, ss []string) []byte {
+	for _, s := range ss {
+		b = appendRDBString(b, s)
+	}
+	return b
+}
+
+// checkPayloadsAsIs refuses a strategy that sends the source's payloads as they are
+// (MigrateKeys: the source's MIGRATE writes them) when the target cannot read them. The
+// refusal wraps ErrUnsupported, so that Auto moves on to DumpRestore or Snapshot, which
+// rewrite them, and ErrIncompatible.
+func checkPayloadsAsIs(j *Job) error {
+	src, dst := j.Source.Info.RDBVersion(), j.Target.Info.RDBVersion()
+	if j.Target.Info.ReadsRDB(src) {
+		return nil
+	}
+	return j.Target.Err("check versions", "", fmt.Errorf(
+		"the target runs %s (RDB %d) and cannot read payloads of the source's %s (RDB %d), which MIGRATE sends as the source writes them; "+
+			"use DumpRestore or Snapshot, which rewrite each value in a form the target reads, or upgrade the target: %w (%w)",
+		describeVersion(j.Target.Info), dst, describeVersion(j.Source.Info), src, ErrIncompatible, ErrUnsupported))
+}
+
+// checkSnapshotVersion refuses a snapshot of RDB version (written by versionOf) that the
+// target cannot read when it cannot be rewritten: written to a file as it is (toFile), or
+// of a version newer than this package knows.
+func checkSnapshotVersion(j *Job, version int, versionOf string, toFile bool) error {
+	if version == 0 || j.Target.Info.ReadsRDB(version) {
+		return nil
+	}
+	dst := j.Target.Info.RDBVersion()
+	why := "a version newer than this package can rewrite; upgrade the target"
+	switch {
+	case toFile:
+		why = "and ToFile keeps the snapshot as it is, for the target to load; leave ToFile out to restore each key rewritten in a form the target reads, or upgrade the target"
+	case rdbVersionKnown(version):
+		return nil
+	}
+	return j.Target.Err("check versions", "", fmt.Errorf(
+		"the target runs %s (RDB %d) and cannot read the snapshot of %s (RDB %d), %s: %w (%w)",
+		describeVersion(j.Target.Info), dst, versionOf, version, why, ErrIncompatible, ErrUnsupported))
+}
+
+// payloadsWarning says, for Plan, when the target cannot read the source's payloads as
+// they are, which strategies rewrite them and what becomes of the keys it cannot hold.
+func payloadsWarning(j *Job) string {
+	src, dst := j.Source.Info, j.Target.Info
+	if dst.ReadsRDB(src.RDBVersion()) {
+		return ""
+	}
+	head := fmt.Sprintf("the target runs %s (RDB %d) and cannot read the payloads of the source's %s (RDB %d)",
+		dst.Name(), dst.RDBVersion(), src.Name(), src.RDBVersion())
+	if !rdbVersionKnown(src.RDBVersion()) {
+		return head + ", a version newer than this package can rewrite"
+	}
+	policy := "stops the migration (WithIncompatible)"
+	switch j.Incompatible {
+	case SkipIncompatible:
+		policy = "is left out and listed in Report.Incompatible"
+	case TrimIncompatible:
+		policy = "is copied without that part (a hash without its field TTLs), or left out, and listed in Report.Incompatible"
+	}
+	return head + ": DumpRestore and Snapshot rewrite each value in a form it reads (MigrateKeys and Replication cannot); " +
+		"a key it cannot hold whole (a hash with field TTLs before Redis 7.4) " + policy
+}
