@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
+	"sync"
 )
 
 // Older targets. A server loads DUMP payloads (and RDB files) of its own RDB version and
@@ -84,6 +86,7 @@ type downgrader struct {
 	version int  // the target's RDB version, written into rewritten payloads
 	valkey  bool // the target is Valkey, which reads Redis's types up to RDB 11 only
 	reads   [rdbMaxValkeyVersion + 1]bool
+	streams sync.Once // logs, once, what an older stream format leaves out
 }
 
 // newDowngrader returns the downgrader of j's target, or nil when its RDB version is
@@ -170,6 +173,8 @@ func (d *downgrader) rewrite(body string, from int, now int64, trim bool) (strin
 	switch {
 	case !rdbVersionKnown(from):
 		return "", rewritten{unfit: fmt.Sprintf("RDB %d is newer than this package reads", from)}
+	case t == rdbOpKeyMeta && !valkey && from >= 13:
+		return d.withoutKeyMeta(body, from, now, trim)
 	case d.knows(t, valkey):
 		return d.seal(t, v), rewritten{}
 	}
@@ -211,11 +216,41 @@ func (d *downgrader) rewrite(body string, from int, now int64, trim bool) (strin
 		if !ok {
 			return "", d.undecodable(t)
 		}
+		d.streams.Do(func() {
+			d.j.Logger.Info("restore: streams are rewritten in the stream format of the target's RDB version, without the metadata it has no place for "+
+				"(consumers' active time before Redis 7.2; first ID, largest deleted ID, entries added and groups' entries-read before 7.0)",
+				"target_rdb", d.version)
+		})
 		return s, rewritten{}
 	default:
 		return "", d.undecodable(t)
 	}
 	return d.seal(out[0], string(out[1:])), rewritten{}
+}
+
+// withoutKeyMeta rewrites a payload that starts with a key metadata record (Redis 8.6,
+// RDB 13; Redis src/keymeta.c): module data attached to the key, which no older server
+// has a place for. With trim the record is dropped and the value rewritten; else the
+// key is unfit.
+func (d *downgrader) withoutKeyMeta(body string, from int, now int64, trim bool) (string, rewritten) {
+	c := rdbCursor{in: body[1 : len(body)-2], ok: true}
+	classes := c.length(false)
+	for i := uint64(0); i < classes && c.ok; i++ {
+		c.bytes(4, false) // the class spec
+		c.moduleOps()
+	}
+	if !c.ok || c.in == "" {
+		return "", d.undecodable(rdbOpKeyMeta)
+	}
+	why := fmt.Sprintf("it carries key metadata (Redis 8.6), which %s has no place for", d.j.Target.Info.Name())
+	if !trim {
+		return "", rewritten{unfit: why, trimmable: true}
+	}
+	out, res := d.rewrite(c.in+body[len(body)-2:], from, now, trim)
+	if res.unfit == "" && !res.gone {
+		res.trimmed = strings.TrimPrefix(res.trimmed+"; "+why+", so it is copied without it", "; ")
+	}
+	return out, res
 }
 
 // undecodable says that a value of type t is one this package cannot rewrite.
@@ -424,6 +459,26 @@ func (c *rdbCursor) length(keep bool) uint64 {
 		c.advance(rest, keep)
 	}
 	return n
+}
+
+// moduleOps skips module-tagged data up to its EOF opcode (Redis src/module.c).
+func (c *rdbCursor) moduleOps() {
+	for c.ok {
+		switch op := c.length(false); op {
+		case 0: // EOF
+			return
+		case 1, 2: // signed, unsigned integer
+			c.length(false)
+		case 3: // float
+			c.bytes(4, false)
+		case 4: // double
+			c.bytes(8, false)
+		case 5:
+			c.str(false)
+		default:
+			c.ok = false
+		}
+	}
 }
 
 func (c *rdbCursor) lengths(n int, keep bool) {

@@ -1,0 +1,219 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redismigrate/migrate/internal/redistest"
+)
+
+// TestDowngradePlanAndAuto copies Redis 7.4 into Redis 6.2 with Auto: the plan says the
+// payloads are rewritten, MigrateKeys is refused for it (pointing to the rungs that
+// rewrite), and Auto picks Snapshot, which copies every type exactly.
+func TestDowngradePlanAndAuto(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartRelease(t, redistest.FindRelease(t, "redis-7.4"), redistest.Config{})
+	dst := redistest.StartRelease(t, redistest.FindRelease(t, "redis-6.2"), redistest.Config{})
+	src.Do(t, 0, "SET", "s", "v", "PX", "3600000")
+	src.Do(t, 0, "SADD", "set", "a", "b", "c") // a listpack set (type 20, Redis 7.2)
+	src.Do(t, 0, "HSET", "h", "f", "v")
+	src.Do(t, 0, "ZADD", "z", "1.5", "a", "-2", "b")
+	src.Do(t, 0, "RPUSH", "l", "x", "y")
+	src.Do(t, 0, "XADD", "st", "1-1", "f", "v")
+	src.Do(t, 0, "XGROUP", "CREATE", "st", "g", "0")
+	src.Do(t, 0, "XREADGROUP", "GROUP", "g", "c", "STREAMS", "st", ">")
+	m, err := New(src.Option(), dst.Option())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan, err := m.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Chosen != "snapshot" {
+		t.Errorf("plan chose %q, want snapshot:\n%s", plan.Chosen, plan)
+	}
+	for _, s := range plan.Steps {
+		switch s.Strategy {
+		case "migrate-keys":
+			if s.OK || !errors.Is(s.Err, ErrIncompatible) || !errors.Is(s.Err, ErrUnsupported) || !strings.Contains(s.Err.Error(), "DumpRestore or Snapshot") {
+				t.Errorf("migrate-keys step: %v, want a refusal pointing to DumpRestore or Snapshot", s.Err)
+			}
+		case "snapshot", "dump-restore":
+			if !s.OK {
+				t.Errorf("%s step refused: %v", s.Strategy, s.Err)
+			}
+		}
+	}
+	if !slices.ContainsFunc(plan.Warnings, func(w string) bool {
+		return strings.Contains(w, "Redis 6.2.14 (RDB 9)") && strings.Contains(w, "rewrite each value")
+	}) {
+		t.Errorf("the plan does not say the payloads are rewritten:\n%s", plan)
+	}
+	rep, err := m.Migrate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Strategy != "snapshot" || rep.Keys != 6 {
+		t.Errorf("report %s, want 6 keys by snapshot", rep)
+	}
+	redistest.AssertSame(t, src, dst, 0)
+}
+
+// writeFile writes an RDB file of the given magic, version and body into a temporary
+// directory and returns its path.
+func writeRDBFile(t *testing.T, magic string, version int, body []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "dump.rdb")
+	if err := os.WriteFile(path, rdbFileOf(magic, version, body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestDowngradeNewerFormats restores, from hand-built files, what no server of the test
+// machine writes onto an older target: a Valkey 9 hash with field TTLs (RDB 80) and a
+// Redis 8.6 key with key metadata (RDB 13). Redis 7.0 has a place for neither part:
+// refused by default with the key named, or copied without it under TrimIncompatible and
+// listed. Redis 7.4 holds the field TTLs, rewritten in its own format.
+func TestDowngradeNewerFormats(t *testing.T) {
+	t.Parallel()
+	var valkey rdbBuilder
+	valkey.WriteByte(rdbOpSelectDB)
+	valkey.length(0)
+	valkey.WriteByte(RDBTypeValkeyHash2)
+	valkey.str("h2")
+	valkey.Write(valkeyHash2()) // f1 without a TTL, f2 expiring at 1893456000000
+	valkey.WriteByte(RDBTypeString)
+	valkey.str("s")
+	valkey.str("v")
+	valkeyFile := writeRDBFile(t, "VALKEY", 80, valkey.Bytes())
+
+	var meta rdbBuilder
+	meta.WriteByte(rdbOpSelectDB)
+	meta.length(0)
+	meta.Write(keyMeta())
+	meta.WriteByte(RDBTypeSet)
+	meta.str("with-meta")
+	meta.length(2)
+	meta.str("a")
+	meta.str("b")
+	meta.WriteByte(RDBTypeString)
+	meta.str("plain")
+	meta.str("v")
+	metaFile := writeRDBFile(t, "REDIS", 13, meta.Bytes())
+
+	run := func(t *testing.T, dst *redistest.Server, file string, opts ...Option) (*Report, error) {
+		t.Helper()
+		dst.Do(t, 0, "FLUSHALL")
+		// The source is not read with FromFile; it only has to answer.
+		src := redistest.Start(t, redistest.Config{})
+		m, err := New(src.Option(), dst.Option(), append([]Option{WithStrategy(Snapshot{FromFile: file})}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return m.Migrate(ctx)
+	}
+
+	t.Run("into 7.0", func(t *testing.T) {
+		t.Parallel()
+		dst := redistest.Start(t, redistest.Config{})
+		for _, tc := range []struct {
+			file, key, says, kept string
+		}{
+			{valkeyFile, "h2", "have a TTL", "s"},
+			{metaFile, "with-meta", "key metadata", "plain"},
+		} {
+			_, err := run(t, dst, tc.file)
+			if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), `"`+tc.key+`"`) || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("%s: %v, want ErrIncompatible naming %q and saying %q", tc.key, err, tc.key, tc.says)
+			}
+			rep, err := run(t, dst, tc.file, WithIncompatible(TrimIncompatible))
+			if err != nil {
+				t.Fatalf("%s trimmed: %v", tc.key, err)
+			}
+			inc := rep.Incompatible
+			if inc.Trimmed != 1 || len(inc.Keys) != 1 || inc.Keys[0].Key != tc.key || !inc.Keys[0].Trimmed || !strings.Contains(inc.Keys[0].Reason, tc.says) {
+				t.Errorf("%s trimmed: Report.Incompatible %+v", tc.key, inc)
+			}
+			if rep.Keys != 2 {
+				t.Errorf("%s trimmed: %d keys copied, want 2", tc.key, rep.Keys)
+			}
+			if v, _ := dst.Do(t, 0, "GET", tc.kept).ToString(); v != "v" {
+				t.Errorf("%s trimmed: %q = %q, want v", tc.key, tc.kept, v)
+			}
+		}
+		got, _ := dst.Do(t, 0, "SMEMBERS", "with-meta").AsStrSlice()
+		if slices.Sort(got); !slices.Equal(got, []string{"a", "b"}) {
+			t.Errorf("with-meta trimmed: %v, want [a b]", got)
+		}
+		rep, err := run(t, dst, valkeyFile, WithIncompatible(TrimIncompatible))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := dst.Do(t, 0, "HGETALL", "h2").AsStrMap(); len(got) != 2 || got["f1"] != "v1" || got["f2"] != "v2" || rep.Incompatible.Trimmed != 1 {
+			t.Errorf("h2 trimmed: %v (report %+v), want f1 and f2 without TTLs", got, rep.Incompatible)
+		}
+		rep, err = run(t, dst, valkeyFile, WithIncompatible(SkipIncompatible))
+		if err != nil || rep.Skipped != 1 || rep.Keys != 1 || rep.Incompatible.Skipped != 1 {
+			t.Errorf("h2 skipped: %v, report %s %+v", err, rep, rep.Incompatible)
+		}
+		if n, _ := dst.Do(t, 0, "EXISTS", "h2").AsInt64(); n != 0 {
+			t.Errorf("the skipped h2 is on the target")
+		}
+	})
+
+	t.Run("into 7.4", func(t *testing.T) {
+		t.Parallel()
+		dst := redistest.StartRelease(t, redistest.FindRelease(t, "redis-7.4"), redistest.Config{})
+		rep, err := run(t, dst, valkeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Keys != 2 || len(rep.Incompatible.Keys) != 0 {
+			t.Errorf("report %s %+v, want 2 keys copied whole", rep, rep.Incompatible)
+		}
+		got, _ := dst.Do(t, 0, "HPEXPIRETIME", "h2", "FIELDS", "2", "f1", "f2").AsIntSlice()
+		if !slices.Equal(got, []int64{-1, 1893456000000}) {
+			t.Errorf("h2's field expiries on Redis 7.4: %v, want [-1 1893456000000]", got)
+		}
+	})
+}
+
+// TestDowngradeEncodings checks the encodings no target of the test machine reads: sorted
+// sets with text scores (before RDB 8), and the widest lengths.
+func TestDowngradeEncodings(t *testing.T) {
+	d := &downgrader{version: 7}
+	entries := []zsetEntry{{"a", 1.5}, {"b", math.Inf(1)}, {"c", math.Inf(-1)}, {"d", 0.1}, {"e", -3}}
+	out := d.appendZSet(entries)
+	if out[0] != RDBTypeZSet {
+		t.Fatalf("type %d, want %d", out[0], RDBTypeZSet)
+	}
+	got, ok := zsetEntries(out[0], string(out[1:]))
+	if !ok || !slices.Equal(got, entries) {
+		t.Errorf("text scores read back as %v (ok %v), want %v", got, ok, entries)
+	}
+	d.version = 9
+	if out := d.appendZSet(entries); out[0] != RDBTypeZSet2 {
+		t.Errorf("RDB 9: type %d, want %d", out[0], RDBTypeZSet2)
+	}
+	for _, n := range []uint64{0, 63, 64, 16383, 16384, math.MaxUint32, math.MaxUint32 + 1} {
+		b := appendRDBLength(nil, n)
+		if got, rest, ok := rdbLength(string(b)); !ok || got != n || rest != "" {
+			t.Errorf("length %d read back as %d (ok %v, %d bytes left)", n, got, ok, len(rest))
+		}
+	}
+}
