@@ -339,7 +339,7 @@ func (d *downgrader) appendZSet(entries []zsetEntry) []byte {
 }
 
 // rewriteHash writes a hash in the plain encoding, or, on a target that has field TTLs
-// (Redis 7.4, RDB 12), with them. Fields already expired are left out. Field TTLs on a
+// (Redis 7.4, RDB 12; Valkey 9, RDB 80), with them in its format. Fields already expired are left out. Field TTLs on a
 // target that has none make the hash unfit, or, with trim, are dropped.
 func (d *downgrader) rewriteHash(fields []hashField, now int64, trim bool) (string, rewritten) {
 	live, withTTL := fields[:0], 0
@@ -371,6 +371,19 @@ func (d *downgrader) rewriteHash(fields []hashField, now int64, trim bool) (stri
 				ttl = uint64(f.expireAt-minExpire) + 1
 			}
 			out = appendRDBString(appendRDBString(appendRDBLength(out, ttl), f.field), f.value)
+		}
+		return d.seal(out[0], string(out[1:])), res
+	}
+	if withTTL > 0 && d.valkey && d.version >= rdbMinValkeyVersion {
+		// Valkey's HASH_2 (Valkey 9.0): each field, its value and its expiry as 8 bytes,
+		// -1 for none (Valkey src/rdb.c).
+		out := appendRDBLength([]byte{RDBTypeValkeyHash2}, uint64(len(live)))
+		for _, f := range live {
+			at := uint64(math.MaxUint64) // -1
+			if f.expireAt > 0 {
+				at = uint64(f.expireAt)
+			}
+			out = binary.LittleEndian.AppendUint64(appendRDBString(appendRDBString(out, f.field), f.value), at)
 		}
 		return d.seal(out[0], string(out[1:])), res
 	}

@@ -68,6 +68,16 @@ func TestDowngradePlanAndAuto(t *testing.T) {
 		t.Errorf("report %s, want 6 keys by snapshot", rep)
 	}
 	redistest.AssertSame(t, src, dst, 0)
+
+	// Run again: every key on the target holds the source's value, rewritten or not.
+	again, err := New(src.Option(), dst.Option(), WithStrategy(DumpRestore{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if rep, err = again.Migrate(ctx); err != nil || rep.Skipped != 6 || rep.Keys != 0 {
+		t.Errorf("dump-restore again: %v, report %s; want the 6 keys skipped as already there", err, rep)
+	}
 }
 
 // writeFile writes an RDB file of the given magic, version and body into a temporary
@@ -209,6 +219,20 @@ func TestDowngradeEncodings(t *testing.T) {
 	d.version = 9
 	if out := d.appendZSet(entries); out[0] != RDBTypeZSet2 {
 		t.Errorf("RDB 9: type %d, want %d", out[0], RDBTypeZSet2)
+	}
+	now := time.Now().UnixMilli()
+	fields := []hashField{{"f", "v", 0}, {"g", "w", now + 60000}, {"gone", "x", now - 1}}
+	for _, tc := range []struct {
+		version int
+		valkey  bool
+		typ     byte
+	}{{12, false, RDBTypeHashMetadata}, {80, true, RDBTypeValkeyHash2}} {
+		d := &downgrader{version: tc.version, valkey: tc.valkey}
+		p, res := d.rewriteHash(slices.Clone(fields), now, false)
+		got, ok := hashFields(p[0], p[1:len(p)-10], tc.valkey)
+		if res.unfit != "" || p[0] != tc.typ || !ok || !slices.Equal(got, fields[:2]) {
+			t.Errorf("RDB %d: hash with field TTLs read back as type %d %v (ok %v, %+v), want type %d %v", tc.version, p[0], got, ok, res, tc.typ, fields[:2])
+		}
 	}
 	for _, n := range []uint64{0, 63, 64, 16383, 16384, math.MaxUint32, math.MaxUint32 + 1} {
 		b := appendRDBLength(nil, n)
