@@ -185,19 +185,19 @@ func (d *downgrader) rewrite(body string, from int, now int64, trim bool) (strin
 		if !ok {
 			return "", d.undecodable(t)
 		}
-		out = appendRDBStrings(appendRDBLength([]byte{RDBTypeList}, uint64(len(elems))), elems)
+		out = appendRDBStrings(appendRDBLength(newPayload(RDBTypeList, len(v)), uint64(len(elems))), elems)
 	case RDBTypeSet, RDBTypeSetIntset, RDBTypeSetListpack:
 		members, ok := setMembers(t, v)
 		if !ok {
 			return "", d.undecodable(t)
 		}
-		out = appendRDBStrings(appendRDBLength([]byte{RDBTypeSet}, uint64(len(members))), members)
+		out = appendRDBStrings(appendRDBLength(newPayload(RDBTypeSet, len(v)), uint64(len(members))), members)
 	case RDBTypeZSet, RDBTypeZSet2, RDBTypeZSetZiplist, RDBTypeZSetListpack:
 		entries, ok := zsetEntries(t, v)
 		if !ok {
 			return "", d.undecodable(t)
 		}
-		out = d.appendZSet(entries)
+		out = d.appendZSet(entries, len(v))
 	case RDBTypeHash, RDBTypeHashZipmap, RDBTypeHashZiplist, RDBTypeHashListpack,
 		RDBTypeHashMetadataPreGA, RDBTypeHashListpackExPreGA, RDBTypeHashMetadata, RDBTypeHashListpackEx:
 		if t == RDBTypeValkeyPathHash && valkey {
@@ -207,7 +207,7 @@ func (d *downgrader) rewrite(body string, from int, now int64, trim bool) (strin
 		if !ok {
 			return "", d.undecodable(t)
 		}
-		return d.rewriteHash(fields, now, trim)
+		return d.rewriteHash(fields, len(v), now, trim)
 	case RDBTypeStreamListpacks, RDBTypeStreamListpacks2, RDBTypeStreamListpacks3:
 		if d.version < 9 {
 			return "", rewritten{unfit: fmt.Sprintf("it is a stream, and %s has none (streams need Redis 5.0)", d.j.Target.Info.Name())}
@@ -225,7 +225,7 @@ func (d *downgrader) rewrite(body string, from int, now int64, trim bool) (strin
 	default:
 		return "", d.undecodable(t)
 	}
-	return d.seal(out[0], string(out[1:])), rewritten{}
+	return d.sealed(out), rewritten{}
 }
 
 // withoutKeyMeta rewrites a payload that starts with a key metadata record (Redis 8.6,
@@ -310,13 +310,19 @@ func (d *downgrader) seal(t byte, v string) string {
 	return string(binary.LittleEndian.AppendUint64(p, crc64Jones(0, p)))
 }
 
+// sealed returns p, a type byte and a value, as a payload at the target's RDB version.
+func (d *downgrader) sealed(p []byte) string {
+	p = binary.LittleEndian.AppendUint16(p, uint16(d.version))
+	return string(binary.LittleEndian.AppendUint64(p, crc64Jones(0, p)))
+}
+
 // appendZSet writes a sorted set with binary scores (RDB 8, Redis 4.0), or as text before.
-func (d *downgrader) appendZSet(entries []zsetEntry) []byte {
+func (d *downgrader) appendZSet(entries []zsetEntry, size int) []byte {
 	t := RDBTypeZSet2
 	if d.version < 8 {
 		t = RDBTypeZSet
 	}
-	out := appendRDBLength([]byte{t}, uint64(len(entries)))
+	out := appendRDBLength(newPayload(t, size+8*len(entries)), uint64(len(entries)))
 	for _, e := range entries {
 		out = appendRDBString(out, e.member)
 		if t == RDBTypeZSet2 {
@@ -341,7 +347,7 @@ func (d *downgrader) appendZSet(entries []zsetEntry) []byte {
 // rewriteHash writes a hash in the plain encoding, or, on a target that has field TTLs
 // (Redis 7.4, RDB 12; Valkey 9, RDB 80), with them in its format. Fields already expired are left out. Field TTLs on a
 // target that has none make the hash unfit, or, with trim, are dropped.
-func (d *downgrader) rewriteHash(fields []hashField, now int64, trim bool) (string, rewritten) {
+func (d *downgrader) rewriteHash(fields []hashField, size int, now int64, trim bool) (string, rewritten) {
 	live, withTTL := fields[:0], 0
 	var minExpire int64
 	for _, f := range fields {
@@ -363,7 +369,7 @@ func (d *downgrader) rewriteHash(fields []hashField, now int64, trim bool) (stri
 	if withTTL > 0 && !d.valkey && d.version >= 12 {
 		// RDB_TYPE_HASH_METADATA: the smallest expiry, then each field's TTL relative to
 		// it plus 1 (0 for none), the field and the value (Redis 7.4 src/rdb.c).
-		out := binary.LittleEndian.AppendUint64([]byte{RDBTypeHashMetadata}, uint64(minExpire))
+		out := binary.LittleEndian.AppendUint64(newPayload(RDBTypeHashMetadata, size), uint64(minExpire))
 		out = appendRDBLength(out, uint64(len(live)))
 		for _, f := range live {
 			var ttl uint64
@@ -372,12 +378,12 @@ func (d *downgrader) rewriteHash(fields []hashField, now int64, trim bool) (stri
 			}
 			out = appendRDBString(appendRDBString(appendRDBLength(out, ttl), f.field), f.value)
 		}
-		return d.seal(out[0], string(out[1:])), res
+		return d.sealed(out), res
 	}
 	if withTTL > 0 && d.valkey && d.version >= rdbMinValkeyVersion {
 		// Valkey's HASH_2 (Valkey 9.0): each field, its value and its expiry as 8 bytes,
 		// -1 for none (Valkey src/rdb.c).
-		out := appendRDBLength([]byte{RDBTypeValkeyHash2}, uint64(len(live)))
+		out := appendRDBLength(newPayload(RDBTypeValkeyHash2, size+8*len(live)), uint64(len(live)))
 		for _, f := range live {
 			at := uint64(math.MaxUint64) // -1
 			if f.expireAt > 0 {
@@ -385,7 +391,7 @@ func (d *downgrader) rewriteHash(fields []hashField, now int64, trim bool) (stri
 			}
 			out = binary.LittleEndian.AppendUint64(appendRDBString(appendRDBString(out, f.field), f.value), at)
 		}
-		return d.seal(out[0], string(out[1:])), res
+		return d.sealed(out), res
 	}
 	if withTTL > 0 {
 		why := fmt.Sprintf("%d of its fields have a TTL (hash field expiration, Redis 7.4), and %s has no field TTLs", withTTL, d.j.Target.Info.Name())
@@ -394,11 +400,11 @@ func (d *downgrader) rewriteHash(fields []hashField, now int64, trim bool) (stri
 		}
 		res.trimmed = why + "; copied without them, so those fields do not expire on the target"
 	}
-	out := appendRDBLength([]byte{RDBTypeHash}, uint64(len(live)))
+	out := appendRDBLength(newPayload(RDBTypeHash, size), uint64(len(live)))
 	for _, f := range live {
 		out = appendRDBString(appendRDBString(out, f.field), f.value)
 	}
-	return d.seal(out[0], string(out[1:])), res
+	return d.sealed(out), res
 }
 
 // downgradeStream writes a stream of type t (19 or 21) in the newest stream format the
@@ -446,7 +452,7 @@ func (d *downgrader) downgradeStream(t byte, v string) (string, bool) {
 	if !c.ok || c.in != "" {
 		return "", false
 	}
-	return d.seal(c.out[0], string(c.out[1:])), true
+	return d.sealed(c.out), true
 }
 
 // rdbCursor walks an RDB value, copying to out the parts that are kept.
@@ -517,6 +523,13 @@ func (c *rdbCursor) bytes(n int, keep bool) {
 	if c.ok = n <= len(c.in); c.ok {
 		c.advance(c.in[n:], keep)
 	}
+}
+
+// newPayload starts a payload of type t for a value of about size bytes (the size of the
+// value it rewrites: plain encodings take a few bytes more an element), with room for
+// the footer.
+func newPayload(t byte, size int) []byte {
+	return append(make([]byte, 0, 1+size+size/4+16+10), t)
 }
 
 // appendRDBLength appends n in RDB's length encoding.

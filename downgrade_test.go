@@ -208,7 +208,7 @@ func TestDowngradeNewerFormats(t *testing.T) {
 func TestDowngradeEncodings(t *testing.T) {
 	d := &downgrader{version: 7}
 	entries := []zsetEntry{{"a", 1.5}, {"b", math.Inf(1)}, {"c", math.Inf(-1)}, {"d", 0.1}, {"e", -3}}
-	out := d.appendZSet(entries)
+	out := d.appendZSet(entries, 0)
 	if out[0] != RDBTypeZSet {
 		t.Fatalf("type %d, want %d", out[0], RDBTypeZSet)
 	}
@@ -217,7 +217,7 @@ func TestDowngradeEncodings(t *testing.T) {
 		t.Errorf("text scores read back as %v (ok %v), want %v", got, ok, entries)
 	}
 	d.version = 9
-	if out := d.appendZSet(entries); out[0] != RDBTypeZSet2 {
+	if out := d.appendZSet(entries, 0); out[0] != RDBTypeZSet2 {
 		t.Errorf("RDB 9: type %d, want %d", out[0], RDBTypeZSet2)
 	}
 	now := time.Now().UnixMilli()
@@ -228,7 +228,7 @@ func TestDowngradeEncodings(t *testing.T) {
 		typ     byte
 	}{{12, false, RDBTypeHashMetadata}, {80, true, RDBTypeValkeyHash2}} {
 		d := &downgrader{version: tc.version, valkey: tc.valkey}
-		p, res := d.rewriteHash(slices.Clone(fields), now, false)
+		p, res := d.rewriteHash(slices.Clone(fields), 0, now, false)
 		got, ok := hashFields(p[0], p[1:len(p)-10], tc.valkey)
 		if res.unfit != "" || p[0] != tc.typ || !ok || !slices.Equal(got, fields[:2]) {
 			t.Errorf("RDB %d: hash with field TTLs read back as type %d %v (ok %v, %+v), want type %d %v", tc.version, p[0], got, ok, res, tc.typ, fields[:2])
