@@ -16,7 +16,7 @@ import (
 
 // TestDowngradePlanAndAuto copies Redis 7.4 into Redis 6.2 with Auto: the plan says the
 // payloads are rewritten, MigrateKeys is refused for it (pointing to the rungs that
-// rewrite), and Auto picks Snapshot, which copies every type exactly.
+// rewrite), and Auto picks Snapshot, which copies every type exactly (WithVerify agrees).
 func TestDowngradePlanAndAuto(t *testing.T) {
 	t.Parallel()
 	src := redistest.StartRelease(t, redistest.FindRelease(t, "redis-7.4"), redistest.Config{})
@@ -29,7 +29,7 @@ func TestDowngradePlanAndAuto(t *testing.T) {
 	src.Do(t, 0, "XADD", "st", "1-1", "f", "v")
 	src.Do(t, 0, "XGROUP", "CREATE", "st", "g", "0")
 	src.Do(t, 0, "XREADGROUP", "GROUP", "g", "c", "STREAMS", "st", ">")
-	m, err := New(src.Option(), dst.Option())
+	m, err := New(src.Option(), dst.Option(), WithVerify())
 	if err != nil {
 		t.Fatal(err)
 	}
