@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -87,16 +88,17 @@ type downgrader struct {
 	valkey  bool // the target is Valkey, which reads Redis's types up to RDB 11 only
 	reads   [rdbMaxValkeyVersion + 1]bool
 	streams sync.Once // logs, once, what an older stream format leaves out
+	modules sync.Once // reads, once, whether the target runs modules
+	// noModules says the target runs no module (MODULE LIST is empty), so it holds no
+	// module value.
+	noModules bool
 }
 
-// newDowngrader returns the downgrader of j's target, or nil when its RDB version is
-// unknown (every payload then goes as it is, and the target says whether it reads it).
+// newDowngrader returns the downgrader of j's target. When the target's RDB version is
+// unknown, every payload goes as it is, and the target says whether it reads it.
 func newDowngrader(j *Job) *downgrader {
 	t := j.Target.Info
 	d := &downgrader{j: j, version: t.RDBVersion(), valkey: t.IsValkey()}
-	if d.version == 0 {
-		return nil
-	}
 	for v := range d.reads {
 		d.reads[v] = t.ReadsRDB(v)
 	}
@@ -112,13 +114,21 @@ func (d *downgrader) readable(v int) bool {
 }
 
 // fit makes d's payload one the target reads, rewriting it when the target cannot read
-// the version it was written in (see downgrader). It returns keep false for a key that is
-// not to be written: already expired (counted Expired), or one the target cannot hold,
-// left out under WithIncompatible(SkipIncompatible) (counted Skipped); and an error, which
-// stops the migration, for such a key under the default policy (counted Failed).
-func (r *restorer) fit(d *dumped, db int, now int64, counts *Counts) (keep bool, err error) {
+// the version it was written in (see downgrader), and refuses a module value when the
+// target runs no module. It returns keep false for a key that is not to be written:
+// already expired (counted Expired), or one the target cannot hold, left out under
+// WithIncompatible(SkipIncompatible) (counted Skipped); and an error, which stops the
+// migration, for such a key under the default policy (counted Failed). Only a payload
+// the target cannot read, or a module value, costs more than a look at its first and
+// last bytes.
+func (r *restorer) fit(ctx context.Context, d *dumped, db int, now int64, counts *Counts) (keep bool, err error) {
 	if r.down == nil || len(d.payload) < 1+10 || d.payload[0] == RDBTypeString && r.setStrings {
 		return true, nil // a string goes by SET, whatever its payload's version
+	}
+	if t := d.payload[0]; t == RDBTypeModule2 || t == RDBTypeModule {
+		if why := r.down.moduleMissing(ctx, d.payload); why != "" {
+			return r.refuse(d, db, why, why, false, counts)
+		}
 	}
 	from := int(binary.LittleEndian.Uint16([]byte(d.payload[len(d.payload)-10:])))
 	if r.down.readable(from) {
@@ -128,8 +138,7 @@ func (r *restorer) fit(d *dumped, db int, now int64, counts *Counts) (keep bool,
 	if !d.sealed && crc64Jones(0, body) != binary.LittleEndian.Uint64([]byte(d.payload[len(body):])) {
 		return true, nil // the target refuses it, and restoreErr says why
 	}
-	policy := r.j.Incompatible
-	out, res := r.down.rewrite(body, from, now, policy == TrimIncompatible)
+	out, res := r.down.rewrite(body, from, now, r.j.Incompatible == TrimIncompatible)
 	switch {
 	case res.gone:
 		counts.Expired++
@@ -140,19 +149,60 @@ func (r *restorer) fit(d *dumped, db int, now int64, counts *Counts) (keep bool,
 			r.j.noteIncompatible(db, d.key, res.trimmed, true)
 		}
 		return true, nil
-	case policy == SkipIncompatible, policy == TrimIncompatible:
+	}
+	return r.refuse(d, db, res.unfit, fmt.Sprintf(
+		"the target runs %s (RDB %d) and cannot read the source's payload of RDB %d, which cannot be rewritten for it: %s",
+		describeVersion(r.j.Target.Info), r.down.version, from, res.unfit), res.trimmable, counts)
+}
+
+// refuse handles a key the target cannot hold, for reason (why, at length, for the
+// error), as WithIncompatible says: left out (keep false), or an error wrapping
+// ErrIncompatible that names the key.
+func (r *restorer) refuse(d *dumped, db int, reason, why string, trimmable bool, counts *Counts) (keep bool, err error) {
+	if p := r.j.Incompatible; p == SkipIncompatible || p == TrimIncompatible {
 		counts.Skipped++
-		r.j.noteIncompatible(db, d.key, res.unfit, false)
+		r.j.noteIncompatible(db, d.key, reason, false)
 		return false, nil
 	}
 	counts.Failed++
 	hint := "leave such keys out with migrate.WithIncompatible(migrate.SkipIncompatible)"
-	if res.trimmable {
+	if trimmable {
 		hint = "copy them without that part with migrate.WithIncompatible(migrate.TrimIncompatible), or leave them out with migrate.WithIncompatible(migrate.SkipIncompatible)"
 	}
 	return false, r.j.Target.Err(fmt.Sprintf("restore into db %d", r.j.TargetDB(db)), d.key, fmt.Errorf(
-		"%w: the target runs %s (RDB %d) and cannot read the source's payload of RDB %d, which cannot be rewritten for it: %s; upgrade the target, or %s",
-		ErrIncompatible, describeVersion(r.j.Target.Info), r.down.version, from, res.unfit, hint))
+		"%w: %s; upgrade the target, or %s", ErrIncompatible, why, hint))
+}
+
+// moduleTypeChars are the characters of a module type's name, as its 64-bit id encodes
+// them (Redis src/module.c, moduleTypeEncodeId).
+const moduleTypeChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+// moduleMissing says why the target cannot hold the module value of payload: it runs no
+// module at all (MODULE LIST, read once, is empty). A target that runs modules, or does
+// not say, gets the value, and refuses it if its module is not among them; the check
+// matters because Redis 5.0 exits, rather than refuse, on a RESTORE of a module value it
+// has no module for.
+func (d *downgrader) moduleMissing(ctx context.Context, payload string) string {
+	d.modules.Do(func() {
+		c, err := d.j.Target.Default()
+		if err != nil {
+			return
+		}
+		list, err := c.Do(ctx, c.B().ModuleList().Build()).ToArray()
+		d.noModules = err == nil && len(list) == 0
+	})
+	if !d.noModules {
+		return ""
+	}
+	name := "unknown"
+	if id, _, ok := rdbLength(payload[1:]); ok && payload[0] == RDBTypeModule2 {
+		b := make([]byte, 9)
+		for i := range b {
+			b[i] = moduleTypeChars[id>>(10+6*(8-i))&63]
+		}
+		name = string(b)
+	}
+	return fmt.Sprintf("it is a value of module type %q, and %s runs no module (MODULE LIST is empty)", name, d.j.Target.Info.Name())
 }
 
 // rewritten says how a rewrite went.

@@ -203,6 +203,54 @@ func TestDowngradeNewerFormats(t *testing.T) {
 	})
 }
 
+// TestModuleValueWithoutModules restores, from a hand-built file, a module value onto a
+// target that runs no module: refused with the key and the module type named (Redis 5.0
+// would exit on the RESTORE), or left out and listed with SkipIncompatible.
+func TestModuleValueWithoutModules(t *testing.T) {
+	t.Parallel()
+	var id uint64
+	for _, c := range "mymodtype" {
+		id = id<<6 | uint64(strings.IndexRune(moduleTypeChars, c))
+	}
+	var b rdbBuilder
+	b.WriteByte(rdbOpSelectDB)
+	b.length(0)
+	b.WriteByte(RDBTypeModule2)
+	b.str("mod")
+	b.length(id<<10 | 1) // the module type's id and its encoding version
+	b.length(2)          // RDB_MODULE_OPCODE_UINT
+	b.length(5)
+	b.length(0) // RDB_MODULE_OPCODE_EOF
+	b.WriteByte(RDBTypeString)
+	b.str("s")
+	b.str("v")
+	file := writeRDBFile(t, "REDIS", 9, b.Bytes())
+	src := redistest.Start(t, redistest.Config{}) // not read with FromFile; it only has to answer
+	dst := redistest.Start(t, redistest.Config{})
+	run := func(opts ...Option) (*Report, error) {
+		dst.Do(t, 0, "FLUSHALL")
+		m, err := New(src.Option(), dst.Option(), append([]Option{WithStrategy(Snapshot{FromFile: file})}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return m.Migrate(ctx)
+	}
+	_, err := run()
+	if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), `"mod"`) || !strings.Contains(err.Error(), `module type "mymodtype"`) {
+		t.Errorf("%v, want ErrIncompatible naming the key and its module type", err)
+	}
+	rep, err := run(WithIncompatible(SkipIncompatible))
+	if err != nil || rep.Keys != 1 || rep.Skipped != 1 || len(rep.Incompatible.Keys) != 1 || rep.Incompatible.Keys[0].Key != "mod" {
+		t.Errorf("skipped: %v, report %s %+v", err, rep, rep.Incompatible)
+	}
+	if v, _ := dst.Do(t, 0, "GET", "s").ToString(); v != "v" {
+		t.Errorf("s = %q, want v", v)
+	}
+}
+
 // TestDowngradeEncodings checks the encodings no target of the test machine reads: sorted
 // sets with text scores (before RDB 8), and the widest lengths.
 func TestDowngradeEncodings(t *testing.T) {

@@ -69,7 +69,7 @@ type restorer struct {
 	// SET ... PXAT; cleared when the target refuses them. On a cluster target one command
 	// takes only keys of one slot.
 	setMany atomic.Bool
-	// down rewrites payloads the target cannot read; nil when it reads them all.
+	// down rewrites payloads the target cannot read (downgrade.go).
 	down *downgrader
 }
 
@@ -126,7 +126,7 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 			counts.Expired++
 			continue
 		}
-		if keep, err := r.fit(d, db, now, &counts); !keep {
+		if keep, err := r.fit(ctx, d, db, now, &counts); !keep {
 			if err != nil {
 				return err
 			}
