@@ -31,12 +31,13 @@ import (
 //     which 7.0 computes a group's lag. Entries, groups, their last IDs, pending entries
 //     with their owners, delivery times and counts, and consumers are kept.
 //
-// What the target cannot hold at all, a hash with field TTLs (Redis 7.4) on an older
-// target, a value this package cannot decode (a stream of Redis 8.6, a module value of
-// the Redis 4.0 release candidates, an RDB version newer than it knows), stops the
-// migration with an error that names the key and wraps ErrIncompatible, unless
-// WithIncompatible says to skip such keys or to drop only the part the target cannot
-// hold; either way the keys are counted and listed in Report.Incompatible.
+// What the target cannot hold at all stops the migration with an error that names the
+// key and wraps ErrIncompatible: on an older target, a hash with field TTLs (Redis 7.4),
+// key metadata (Redis 8.6), a value this package cannot decode (a stream of Redis 8.6, a
+// module value of the Redis 4.0 release candidates, an RDB version newer than it knows);
+// on any target, a module value when the target runs no module. WithIncompatible may say
+// to skip such keys, or to drop only the part the target cannot hold; either way the
+// keys are counted and listed in Report.Incompatible.
 
 // IncompatibleReport lists the keys the target could not hold whole and that
 // WithIncompatible let the migration leave out or copy in part.

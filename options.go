@@ -390,7 +390,8 @@ func WithEvictingTarget() Option {
 
 // Incompatible says what becomes of a key the target cannot hold whole: on a target older
 // than the source, a hash whose fields have TTLs (Redis 7.4) or a value of a format this
-// package cannot rewrite for it (see WithIncompatible).
+// package cannot rewrite for it; a module value on a target that runs no module (see
+// WithIncompatible).
 type Incompatible int
 
 const (
