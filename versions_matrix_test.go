@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func TestVersionMatrix(t *testing.T) {
 	start := func(rel redistest.Release, fill bool) *matrixSide {
 		s := &matrixSide{rel: rel, srv: redistest.StartRelease(t, rel, redistest.Config{})}
 		if fill {
-			s.keys = fillRelease(t, s.srv, rel)
+			s.keys = append(fillRelease(t, s.srv, rel), fillMatrixExtras(t, s.srv)...)
 		}
 		var err error
 		if s.info, err = readInfo(ctx, s.srv.Client(t, 0)); err != nil {
@@ -155,6 +156,14 @@ func assertCopied(t *testing.T, src, dst *matrixSide, what string, skipped bool)
 				(!skipped || strings.Contains(d, "missing on the target")) {
 				continue
 			}
+			if strings.HasPrefix(d, `db 0: "x:zset" value differs`) {
+				// DEBUG DIGEST-VALUE formats scores with %.17g up to Redis 7.0 and in the
+				// shortest form from 7.2: compare the scores themselves.
+				if want, got := zsetScores(t, src.srv), zsetScores(t, dst.srv); len(want) != 10 || !slices.Equal(want, got) {
+					diffs = append(diffs, fmt.Sprintf("x:zset: %v on the target, want %v", got, want))
+				}
+				continue
+			}
 			diffs = append(diffs, d)
 		}
 		if len(diffs) > 0 {
@@ -189,4 +198,56 @@ func assertIncompatible(t *testing.T, what string, rep *Report, trimmed bool) {
 	if !slices.Equal(names, fieldTTLKeys) || n != int64(len(fieldTTLKeys)) || inc.Skipped+inc.Trimmed != n {
 		t.Errorf("%s: Report.Incompatible %+v, want %v (trimmed %v)", what, inc, fieldTTLKeys, trimmed)
 	}
+}
+
+// fillMatrixExtras writes, beside fillRelease's keys, values whose rewriting has more
+// to get right: scores that are not integers or are infinite, a stream with deleted and
+// acknowledged entries and two groups, elements too long for the compact encodings,
+// LZF-compressed strings, and a large set of integers.
+func fillMatrixExtras(t *testing.T, s *redistest.Server) []releaseKey {
+	t.Helper()
+	long := strings.Repeat("long element ", 10)
+	cmds := [][]string{
+		{"ZADD", "x:zset", "-inf", "a", "+inf", "b", "0.5", "c", "-1.25", "d", "1e300", "e"},
+		{"XADD", "x:stream", "1-1", "f", "1"},
+		{"XADD", "x:stream", "1-2", "f", "2", "g", "3"},
+		{"XADD", "x:stream", "5-0", "f", "4"},
+		{"XDEL", "x:stream", "1-2"},
+		{"XGROUP", "CREATE", "x:stream", "g1", "0"},
+		{"XGROUP", "CREATE", "x:stream", "g2", "$"},
+		{"XREADGROUP", "GROUP", "g1", "alice", "COUNT", "2", "STREAMS", "x:stream", ">"},
+		{"XACK", "x:stream", "g1", "1-1"},
+		{"XREADGROUP", "GROUP", "g1", "bob", "COUNT", "1", "STREAMS", "x:stream", ">"},
+		{"RPUSH", "x:list", long, long + "2", "3"},
+		{"HSET", "x:hash", "f", long, "g", "1"},
+		{"SET", "x:lzf", strings.Repeat("compressible ", 1000)},
+		{"LPUSH", "x:lzflist", strings.Repeat("a", 300), strings.Repeat("b", 300)},
+	}
+	ints := []string{"SADD", "x:ints"}
+	for i := range 600 {
+		ints = append(ints, fmt.Sprint(i*7-1000))
+	}
+	cmds = append(cmds, ints)
+	for _, c := range cmds {
+		s.Do(t, 0, c...)
+	}
+	var keys []releaseKey
+	for _, k := range []string{"x:zset", "x:stream", "x:list", "x:hash", "x:lzf", "x:lzflist", "x:ints"} {
+		keys = append(keys, releaseKey{db: 0, name: k})
+	}
+	return keys
+}
+
+// zsetScores returns x:zset's members and scores, the scores as numbers.
+func zsetScores(t *testing.T, s *redistest.Server) []string {
+	t.Helper()
+	all, err := s.Do(t, 0, "ZRANGE", "x:zset", "0", "-1", "WITHSCORES").AsZScores()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, z := range all {
+		out = append(out, z.Member, strconv.FormatFloat(z.Score, 'g', -1, 64))
+	}
+	return out
 }
