@@ -655,7 +655,7 @@ func payloadsWarning(j *Job) string {
 	if !rdbVersionKnown(src.RDBVersion()) {
 		return head + ", a version newer than this package can rewrite"
 	}
-	policy := "stops the migration (WithIncompatible)"
+	policy := "stops the migration, unless WithIncompatible says otherwise"
 	switch j.Incompatible {
 	case SkipIncompatible:
 		policy = "is left out and listed in Report.Incompatible"
@@ -664,4 +664,27 @@ func payloadsWarning(j *Job) string {
 	}
 	return head + ": DumpRestore and Snapshot rewrite each value in a form it reads (MigrateKeys and Replication cannot); " +
 		"a key it cannot hold whole (a hash with field TTLs before Redis 7.4) " + policy
+}
+
+// functionPayload returns the FUNCTION RESTORE payload of a function library (opcode 245,
+// its code, an RDB version and a CRC-64) as the target reads it: as it is, or with the
+// target's RDB version when the target cannot read the snapshot's, since the library's
+// code is the same text in every version. A target before Redis 7.0 has no functions: the
+// error wraps ErrIncompatible.
+func functionPayload(j *Job, payload []byte) ([]byte, error) {
+	t := j.Target.Info
+	if len(payload) < 1+10 {
+		return payload, nil
+	}
+	from := int(binary.LittleEndian.Uint16(payload[len(payload)-10:]))
+	switch {
+	case t.ReadsRDB(from):
+		return payload, nil
+	case !t.AtLeast(7, 0, 0):
+		return nil, fmt.Errorf("%w: the target runs %s, which has no functions (Redis 7.0); load the library's code with FUNCTION LOAD on a newer target, or leave it out",
+			ErrIncompatible, describeVersion(t))
+	}
+	d := downgrader{version: t.RDBVersion()}
+	body := payload[:len(payload)-10]
+	return []byte(d.sealed(append(make([]byte, 0, len(body)+10), body...))), nil
 }

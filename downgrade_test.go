@@ -1,7 +1,9 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"os"
@@ -287,5 +289,28 @@ func TestDowngradeEncodings(t *testing.T) {
 		if got, rest, ok := rdbLength(string(b)); !ok || got != n || rest != "" {
 			t.Errorf("length %d read back as %d (ok %v, %d bytes left)", n, got, ok, len(rest))
 		}
+	}
+}
+
+// TestFunctionPayload checks the payload a function library is restored with: as it is
+// on a target that reads it, with the target's RDB version on an older one from Redis 7.0
+// (whose FUNCTION RESTORE takes it), refused before 7.0.
+func TestFunctionPayload(t *testing.T) {
+	payload := []byte{rdbOpFunction2, 3, 'a', 'b', 'c'}
+	payload = binary.LittleEndian.AppendUint16(payload, 12)
+	payload = binary.LittleEndian.AppendUint64(payload, crc64Jones(0, payload))
+	job := func(version string) *Job {
+		return &Job{Target: &Endpoint{Info: &ServerInfo{Version: version, Product: "Redis", ProductVersion: version}}}
+	}
+	if got, err := functionPayload(job("7.4.1"), payload); err != nil || !bytes.Equal(got, payload) {
+		t.Errorf("Redis 7.4: %x, %v; want the payload as it is", got, err)
+	}
+	got, err := functionPayload(job("7.0.15"), payload)
+	if err != nil || len(got) != len(payload) || binary.LittleEndian.Uint16(got[len(got)-10:]) != 10 ||
+		crc64Jones(0, got[:len(got)-8]) != binary.LittleEndian.Uint64(got[len(got)-8:]) || !bytes.Equal(got[:5], payload[:5]) {
+		t.Errorf("Redis 7.0: %x, %v; want the code with RDB 10 and a fresh checksum", got, err)
+	}
+	if _, err := functionPayload(job("6.2.14"), payload); !errors.Is(err, ErrIncompatible) {
+		t.Errorf("Redis 6.2: %v, want ErrIncompatible", err)
 	}
 }
