@@ -18,7 +18,8 @@ import (
 
 // TestDowngradePlanAndAuto copies Redis 7.4 into Redis 6.2 with Auto: the plan says the
 // payloads are rewritten, MigrateKeys is refused for it (pointing to the rungs that
-// rewrite), and Auto picks Snapshot, which copies every type exactly (WithVerify agrees).
+// rewrite), Snapshot{ToFile} is refused, and Auto picks Snapshot, which copies every
+// type exactly (WithVerify agrees).
 func TestDowngradePlanAndAuto(t *testing.T) {
 	t.Parallel()
 	src := redistest.StartRelease(t, redistest.FindRelease(t, "redis-7.4"), redistest.Config{})
@@ -62,6 +63,17 @@ func TestDowngradePlanAndAuto(t *testing.T) {
 	}) {
 		t.Errorf("the plan does not say the payloads are rewritten:\n%s", plan)
 	}
+	// A snapshot written to a file for the target to load keeps the source's format.
+	toFile, err := New(src.Option(), dst.Option(), WithStrategy(Snapshot{ToFile: filepath.Join(t.TempDir(), "dump.rdb")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer toFile.Close()
+	if p, err := toFile.Plan(ctx); err != nil || p.Steps[0].OK || !errors.Is(p.Steps[0].Err, ErrIncompatible) ||
+		!strings.Contains(p.Steps[0].Err.Error(), "leave ToFile out") {
+		t.Errorf("Snapshot{ToFile} into an older target: %v %+v, want a refusal (ErrIncompatible) saying to leave ToFile out", err, p)
+	}
+
 	rep, err := m.Migrate(ctx)
 	if err != nil {
 		t.Fatal(err)
