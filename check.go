@@ -457,14 +457,17 @@ func expiryCommand(e *Endpoint) string {
 	return "PTTL"
 }
 
-// checkRDBVersions refuses a target that cannot read the source's DUMP payloads.
+// checkRDBVersions refuses a copy by the restorer (DumpRestore) whose payloads the target
+// cannot read and this package cannot rewrite for it: a source of an RDB version newer than
+// it knows. Payloads of a version it knows are rewritten for an older target (see
+// downgrader); MigrateKeys, which cannot, checks with checkPayloadsAsIs.
 func checkRDBVersions(j *Job) error {
 	src, dst := j.Source.Info.RDBVersion(), j.Target.Info.RDBVersion()
-	if src == 0 || dst == 0 || src <= dst {
+	if j.Target.Info.ReadsRDB(src) || rdbVersionKnown(src) {
 		return nil
 	}
 	return j.Target.Err("check versions", "", fmt.Errorf(
-		"the target runs %s (RDB %d) and cannot read payloads of the source's %s (RDB %d); upgrade the target: %w (%w)",
+		"the target runs %s (RDB %d) and cannot read payloads of the source's %s (RDB %d), a version newer than this package can rewrite; upgrade the target: %w (%w)",
 		describeVersion(j.Target.Info), dst, describeVersion(j.Source.Info), src, ErrIncompatible, ErrUnsupported))
 }
 

@@ -19,8 +19,11 @@ var (
 	// and the difference; WithConflict(Skip) or WithConflict(Replace) decide otherwise.
 	ErrConflict = errors.New("key exists on the target (use WithConflict(Skip) to keep it or WithConflict(Replace) to overwrite it)")
 
-	// ErrIncompatible means the target refuses the source's data: typically a DUMP payload
-	// written by a newer Redis than the target runs. The wrapping error names both versions.
+	// ErrIncompatible means the target cannot take the source's data as it is: a key it
+	// cannot hold whole (a hash with field TTLs on a target before Redis 7.4, a module value
+	// without the module; see WithIncompatible), or payloads of a newer RDB version that
+	// the strategy cannot rewrite (MigrateKeys, Replication: DumpRestore and Snapshot
+	// rewrite them). The wrapping error names the key or both versions.
 	ErrIncompatible = errors.New("target cannot load the source's data")
 
 	// ErrTooLarge means a value is larger than the target accepts in one command

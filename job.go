@@ -32,6 +32,8 @@ type Job struct {
 
 	mu     sync.Mutex
 	counts map[int]*Counts
+
+	incompatible IncompatibleReport // keys the target could not hold whole, for the Report
 }
 
 // Counts are the numbers of keys (and bytes) a migration handled.

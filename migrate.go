@@ -67,6 +67,9 @@ type Report struct {
 	Databases map[int]Counts // per source database
 	// Verify is the comparison made after the copy when WithVerify is given, else nil.
 	Verify *VerifyReport
+	// Incompatible lists the keys the target could not hold whole that WithIncompatible
+	// let the migration leave out or copy in part; empty when there were none.
+	Incompatible IncompatibleReport
 }
 
 func (r *Report) String() string {
@@ -191,6 +194,9 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 	stop()
 
 	rep.Counts, rep.Databases = j.Totals()
+	j.mu.Lock()
+	rep.Incompatible = j.incompatible
+	j.mu.Unlock()
 	if err == nil && m.cfg.verify {
 		rep.Verify, err = m.verify(ctx, j)
 		if err == nil && !rep.Verify.Equal() {

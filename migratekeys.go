@@ -174,7 +174,7 @@ func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
 	if err := p.checkAccess(ctx); err != nil {
 		return err
 	}
-	return checkRDBVersions(j)
+	return checkPayloadsAsIs(j)
 }
 
 // Run migrates every selected database, one after the other.

@@ -72,6 +72,9 @@ type Settings struct {
 	// Logger is where the library logs what it decides and does (WithLogger). The default
 	// discards the logs. Passwords are never logged.
 	Logger *slog.Logger
+	// Incompatible is what becomes of a key the target cannot hold whole
+	// (WithIncompatible). The default is FailIncompatible.
+	Incompatible Incompatible
 }
 
 // config is what New keeps: the Settings, and the options that only Migrate or only
@@ -433,6 +436,38 @@ func WithEvictingTarget() Option {
 	return func(c *config) error {
 		c.forMigrateOnly("WithEvictingTarget")
 		c.evicting = true
+		return nil
+	}
+}
+
+// Incompatible says what becomes of a key the target cannot hold whole: on a target older
+// than the source, a hash whose fields have TTLs (Redis 7.4) or a value of a format this
+// package cannot rewrite for it; a module value on a target that runs no module (see
+// WithIncompatible).
+type Incompatible int
+
+const (
+	// FailIncompatible stops the migration at the first such key, with an error that
+	// names it and the reason and wraps ErrIncompatible. The default.
+	FailIncompatible Incompatible = iota
+	// SkipIncompatible leaves such keys out; they count as Skipped and are listed in
+	// Report.Incompatible.
+	SkipIncompatible
+	// TrimIncompatible copies such keys without the part the target cannot hold (a hash
+	// without its field TTLs, whose fields then do not expire), and leaves out those that
+	// have no such part; both are counted and listed in Report.Incompatible.
+	TrimIncompatible
+)
+
+// WithIncompatible says what becomes of a key that the target cannot hold whole. The
+// default is FailIncompatible: nothing is ever dropped silently.
+func WithIncompatible(p Incompatible) Option {
+	return func(c *config) error {
+		if p < FailIncompatible || p > TrimIncompatible {
+			return fmt.Errorf("WithIncompatible: unknown policy %d", p)
+		}
+		c.forMigrateOnly("WithIncompatible")
+		c.Incompatible = p
 		return nil
 	}
 }

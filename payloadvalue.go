@@ -160,11 +160,40 @@ func setMembers(t byte, v string) ([]string, bool) {
 // zsetParts returns member, score, member, score... in the order ZRANGE gives them: by
 // score, then by member.
 func zsetParts(t byte, v string) ([]string, bool) {
-	type entry struct {
-		member string
-		score  float64
+	entries, ok := zsetEntries(t, v)
+	if !ok {
+		return nil, false
 	}
-	var entries []entry
+	for _, e := range entries {
+		if math.IsNaN(e.score) {
+			return nil, false
+		}
+	}
+	slices.SortFunc(entries, func(a, b zsetEntry) int {
+		if a.score != b.score {
+			if a.score < b.score {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.member, b.member)
+	})
+	parts := make([]string, 0, 2*len(entries))
+	for _, e := range entries {
+		parts = append(parts, e.member, strconv.FormatFloat(e.score, 'g', -1, 64))
+	}
+	return parts, true
+}
+
+// zsetEntry is one member of a sorted set and its score.
+type zsetEntry struct {
+	member string
+	score  float64
+}
+
+// zsetEntries decodes the members of a sorted set of type t, in the payload's order.
+func zsetEntries(t byte, v string) ([]zsetEntry, bool) {
+	var entries []zsetEntry
 	switch t {
 	case RDBTypeZSet, RDBTypeZSet2:
 		n, rest, ok := rdbLength(v)
@@ -172,7 +201,7 @@ func zsetParts(t byte, v string) ([]string, bool) {
 			return nil, false
 		}
 		for range n {
-			var e entry
+			var e zsetEntry
 			if e.member, rest, ok = nextString(rest); !ok {
 				return nil, false
 			}
@@ -209,28 +238,10 @@ func zsetParts(t byte, v string) ([]string, bool) {
 			if err != nil {
 				return nil, false
 			}
-			entries = append(entries, entry{elems[i], score})
+			entries = append(entries, zsetEntry{elems[i], score})
 		}
 	}
-	for _, e := range entries {
-		if math.IsNaN(e.score) {
-			return nil, false
-		}
-	}
-	slices.SortFunc(entries, func(a, b entry) int {
-		if a.score != b.score {
-			if a.score < b.score {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.member, b.member)
-	})
-	parts := make([]string, 0, 2*len(entries))
-	for _, e := range entries {
-		parts = append(parts, e.member, strconv.FormatFloat(e.score, 'g', -1, 64))
-	}
-	return parts, true
+	return entries, true
 }
 
 // textDouble decodes a score stored as text (RDB_TYPE_ZSET): a length byte, 253, 254 and
@@ -258,33 +269,89 @@ func textDouble(b string) (float64, string, bool) {
 // hashPairs returns one length-prefixed field-value pair a field, as canonical does.
 // Field TTLs (Redis 7.4) are not part of the value canonical compares.
 func hashPairs(t byte, v string) ([]string, bool) {
-	var flat []string // field, value, field, value...
-	switch t {
-	case RDBTypeHash, RDBTypeHashMetadataPreGA, RDBTypeHashMetadata:
+	fields, ok := hashFields(t, v, false)
+	if !ok {
+		return nil, false
+	}
+	parts := make([]string, 0, len(fields))
+	for _, f := range fields {
+		parts = append(parts, lengthPrefixed([]string{f.field, f.value}))
+	}
+	return parts, true
+}
+
+// hashField is one field of a hash, its value, and its expiry in Unix milliseconds (0 for
+// none; field TTLs appeared in Redis 7.4).
+type hashField struct {
+	field, value string
+	expireAt     int64
+}
+
+// hashFields decodes the fields of a hash of type t, in the payload's order. valkey says
+// the payload is Valkey's (RDB 80 and up), where type 22 is Valkey's hash with field TTLs
+// rather than Redis's pre-GA one.
+func hashFields(t byte, v string, valkey bool) ([]hashField, bool) {
+	var fields []hashField
+	switch {
+	case valkey && t == RDBTypeValkeyHash2:
+		// A count, then each field, value and expiry as 8 bytes (-1 for none).
+		n, rest, ok := rdbLength(v)
+		if !ok || n > uint64(len(rest)) {
+			return nil, false
+		}
+		for range n {
+			var f hashField
+			if f.field, rest, ok = nextString(rest); !ok {
+				return nil, false
+			}
+			if f.value, rest, ok = nextString(rest); !ok || len(rest) < 8 {
+				return nil, false
+			}
+			if at := int64(binary.LittleEndian.Uint64([]byte(rest[:8]))); at > 0 {
+				f.expireAt = at
+			}
+			fields, rest = append(fields, f), rest[8:]
+		}
+		if rest != "" {
+			return nil, false
+		}
+	case t == RDBTypeHash, t == RDBTypeHashMetadataPreGA, t == RDBTypeHashMetadata:
+		var minExpire int64
 		if t == RDBTypeHashMetadata {
 			if len(v) < 8 {
 				return nil, false
 			}
-			v = v[8:] // the smallest field expiry
+			minExpire = int64(binary.LittleEndian.Uint64([]byte(v[:8]))) // the smallest field expiry
+			v = v[8:]
 		}
 		n, rest, ok := rdbLength(v)
 		if !ok || n > uint64(len(rest)) {
 			return nil, false
 		}
 		for range n {
+			var f hashField
 			if t != RDBTypeHash {
-				if _, rest, ok = rdbLength(rest); !ok { // the field's TTL
+				// The field's TTL: 0 for none; for type 24 relative to the smallest,
+				// plus 1 (Redis 7.4 src/rdb.c, rdbLoadObject); absolute for the pre-GA 22.
+				var ttl uint64
+				if ttl, rest, ok = rdbLength(rest); !ok {
 					return nil, false
 				}
+				switch {
+				case ttl == 0:
+				case t == RDBTypeHashMetadata:
+					f.expireAt = int64(ttl) + minExpire - 1
+				default:
+					f.expireAt = int64(ttl)
+				}
 			}
-			var f, val string
-			if f, rest, ok = nextString(rest); !ok {
+			if f.field, rest, ok = nextString(rest); !ok {
 				return nil, false
 			}
-			if val, rest, ok = nextString(rest); !ok {
+			if f.value, rest, ok = nextString(rest); !ok {
 				return nil, false
 			}
-			flat = append(flat, f, val)
+			fields = append(fields, f)
 		}
 		if rest != "" {
 			return nil, false
@@ -313,25 +380,27 @@ func hashPairs(t byte, v string) ([]string, bool) {
 			return nil, false
 		}
 		if t == RDBTypeHashListpackEx || t == RDBTypeHashListpackExPreGA {
-			// field, value, TTL triples
+			// field, value, TTL triples; the TTL in Unix milliseconds, 0 for none
 			if len(elems)%3 != 0 {
 				return nil, false
 			}
 			for i := 0; i < len(elems); i += 3 {
-				flat = append(flat, elems[i], elems[i+1])
+				at, err := strconv.ParseInt(elems[i+2], 10, 64)
+				if err != nil {
+					return nil, false
+				}
+				fields = append(fields, hashField{elems[i], elems[i+1], max(at, 0)})
 			}
-		} else {
-			flat = elems
+			break
+		}
+		if len(elems)%2 != 0 {
+			return nil, false
+		}
+		for i := 0; i < len(elems); i += 2 {
+			fields = append(fields, hashField{field: elems[i], value: elems[i+1]})
 		}
 	}
-	if len(flat)%2 != 0 {
-		return nil, false
-	}
-	parts := make([]string, 0, len(flat)/2)
-	for i := 0; i < len(flat); i += 2 {
-		parts = append(parts, lengthPrefixed(flat[i:i+2]))
-	}
-	return parts, true
+	return fields, true
 }
 
 // ziplistEntries decodes a ziplist (Redis before 7.0): a 10-byte header, entries each with

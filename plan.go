@@ -180,9 +180,8 @@ func warnings(j *Job, p *Plan, refused bool) []string {
 	if len(busy) > 0 {
 		w = append(w, fmt.Sprintf("the target already has keys (%s); conflict policy %s", strings.Join(busy, ", "), j.Conflict))
 	}
-	if v := p.Source.RDBVersion(); !p.Target.ReadsRDB(v) {
-		w = append(w, fmt.Sprintf("the source writes RDB %d and the target (%s, RDB %d) does not read it: it refuses the source's payloads",
-			v, p.Target.Server, p.Target.RDBVersion()))
+	if s := payloadsWarning(j); s != "" {
+		w = append(w, s)
 	}
 	return w
 }

@@ -69,6 +69,8 @@ type restorer struct {
 	// SET ... PXAT; cleared when the target refuses them. On a cluster target one command
 	// takes only keys of one slot.
 	setMany atomic.Bool
+	// down rewrites payloads the target cannot read (downgrade.go).
+	down *downgrader
 }
 
 // setManyBytes bounds the values of one MSETNX, and setManyValue the value of a string that
@@ -82,6 +84,7 @@ const defaultMaxBulk = 512 << 20
 
 func newRestorer(ctx context.Context, j *Job) (*restorer, error) {
 	r := &restorer{j: j, absTTL: j.Target.Info.AtLeast(5, 0, 0), setStrings: j.Target.Info.AtLeast(6, 2, 0), maxBulk: defaultMaxBulk}
+	r.down = newDowngrader(j)
 	r.setMany.Store(r.setStrings)
 	c, err := j.Target.Default()
 	if err != nil {
@@ -121,6 +124,12 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 		}
 		if d.expireAt > 0 && d.expireAt <= now {
 			counts.Expired++
+			continue
+		}
+		if keep, err := r.fit(ctx, d, db, now, &counts); !keep {
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		kept = append(kept, *d)

@@ -170,12 +170,7 @@ func (s Snapshot) Check(ctx context.Context, j *Job) error {
 			return err
 		}
 	}
-	if dst := j.Target.Info.RDBVersion(); version != 0 && dst != 0 && version > dst {
-		return j.Target.Err("check versions", "", fmt.Errorf(
-			"the target runs %s (RDB %d) and cannot read the snapshot of %s (RDB %d); upgrade the target: %w (%w)",
-			describeVersion(j.Target.Info), dst, versionOf, version, ErrIncompatible, ErrUnsupported))
-	}
-	return nil
+	return checkSnapshotVersion(j, version, versionOf, s.ToFile != "")
 }
 
 // validate refuses options that do not go together.

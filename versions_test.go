@@ -176,12 +176,13 @@ func TestVersionMatrixSmoke(t *testing.T) {
 // findRelease returns the release of the matrix called name, or skips the test.
 // TestValkeyNamedAsItself checks that a Valkey server is named as Valkey, not as the
 // Redis 7.2.4 its INFO claims for compatibility, in the plan and in the refusal of a
-// Redis 7.4 source it cannot read.
+// Redis 7.4 key it cannot hold.
 func TestValkeyNamedAsItself(t *testing.T) {
 	t.Parallel()
 	src := redistest.StartRelease(t, redistest.FindRelease(t, "redis-7.4"), redistest.Config{})
 	dst := redistest.StartRelease(t, redistest.FindRelease(t, "valkey-8.0"), redistest.Config{})
-	src.Do(t, 0, "SET", "k", "v")
+	src.Do(t, 0, "HSET", "k", "f", "v")
+	src.Do(t, 0, "HPEXPIRE", "k", "3600000", "FIELDS", "1", "f") // field TTLs, which Valkey 8 cannot hold
 	m, err := New(src.Option(), dst.Option(), WithStrategy(DumpRestore{}))
 	if err != nil {
 		t.Fatal(err)
