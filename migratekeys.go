@@ -27,8 +27,8 @@ import (
 // target's slot map, and each part goes to that node at the address the cluster announces,
 // into database 0 (TargetAddr is refused). From a cluster source, each key is sent by the
 // master that holds it, one MIGRATE per slot (a cluster node refuses a command on keys of
-// several slots); the MULTI blocks of one node are pipelined, so on the strings bench
-// (three masters each side, loopback) it ran at 0.65 to 0.8 times its standalone speed.
+// several slots); the MULTI blocks of one node are pipelined, which keeps a cluster copy
+// close to a standalone one (the README gives the bench's figures).
 // When a slot moves or a node fails over meanwhile (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a
 // source node that does not answer, a target node the source cannot reach), the keys are
 // sent again once the slot maps are read again, the MOVED redirections followed, for up to
@@ -68,16 +68,14 @@ import (
 // stores the batch's other keys, and MigrateKeys finds which it refused by their values.
 //
 // Each batch of WithBatchSize keys (default 256) is one MIGRATE, which blocks the source
-// until the target has stored the whole batch, a network round trip included. Measured on
-// loopback (Redis 7.0, two busy cores; BenchmarkMigrateKeys), a MIGRATE of 256 keys blocked
-// the source 2–3 ms for strings of 100 bytes, 6–8 ms for hashes of 100 fields and 10–14 ms
-// for strings of 10 KB; batches of 1,000 blocked it 7–9, 20–25 and 34–37 ms and copied at
-// most a quarter faster. So 256 keeps every stall far below 100 ms, with room for a slower
-// link and larger values. The stall grows with the bytes a batch carries (here about 4 ms
-// more per MB), so lower WithBatchSize for large values. The source runs one MIGRATE at a
-// time, so at most two are in flight, whatever WithConcurrency says: the second keeps the
-// source busy while this program handles the first's reply; more would only queue and stall
-// other clients longer.
+// until the target has stored the whole batch, a network round trip included. A batch of
+// 256 keeps each such stall of the source to a few milliseconds for small values, far
+// below what clients notice, and larger batches copy only a little faster
+// (BenchmarkMigrateKeys measures it; the README gives the figures). The stall grows with
+// the bytes a batch carries, so lower WithBatchSize for large values. The source runs one
+// MIGRATE at a time, so at most two are in flight, whatever WithConcurrency says: the second
+// keeps the source busy while this program handles the first's reply; more would only
+// queue and stall other clients longer.
 //
 // Report.Expired counts the keys that were gone from the source when their batch moved:
 // EXISTS runs in the same MULTI as MIGRATE, so it sees exactly the keys MIGRATE sees (a key
