@@ -7,8 +7,6 @@ import (
 	"maps"
 	"net"
 	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/redis/rueidis"
 )
@@ -156,65 +154,4 @@ func (p *migration) redirected(err error, asks map[uint16]string) {
 		// That source waits for the move to end, sending to the owner.
 		asks[slot] = addr
 	}
-}
-
-// openSlots returns the slots that a master of cluster e is moving away (MIGRATING) or
-// importing (IMPORTING), each with the address of the node that says so: a reshard under
-// way, or one interrupted. Only a node's own line of CLUSTER NODES shows them, so every
-// master is asked, those without slots too (a new master imports).
-func openSlots(ctx context.Context, e *Endpoint) (map[uint16]string, error) {
-	t, err := e.topology(ctx)
-	if err != nil {
-		return nil, err
-	}
-	open := map[uint16]string{}
-	for _, n := range t.nodes {
-		if !n.master || n.failed {
-			continue
-		}
-		c, err := e.node(n.addr)
-		if err != nil {
-			return nil, err
-		}
-		text, err := c.Do(ctx, c.B().ClusterNodes().Build()).ToString()
-		if err != nil {
-			return nil, e.Err("cluster nodes on "+n.addr, "", ctxErr(ctx, err))
-		}
-		for _, line := range strings.Split(strings.TrimPrefix(text, "txt:"), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 8 || !strings.Contains(","+f[2]+",", ",myself,") {
-				continue
-			}
-			for _, s := range f[8:] {
-				// [slot->-importing-id] on the owner, [slot-<-migrating-id] on the importer.
-				s = strings.Trim(s, "[]")
-				slot, _, ok := strings.Cut(s, "->-")
-				if !ok {
-					slot, _, ok = strings.Cut(s, "-<-")
-				}
-				if v, err := strconv.Atoi(slot); ok && err == nil && v >= 0 && v < slotCount {
-					open[uint16(v)] = n.addr
-				}
-			}
-		}
-	}
-	return open, nil
-}
-
-// describeOpenSlots names the first few open slots, in order, and the nodes that say so.
-func describeOpenSlots(open map[uint16]string) string {
-	slots := make([]int, 0, len(open))
-	for s := range open {
-		slots = append(slots, int(s))
-	}
-	sort.Ints(slots)
-	var parts []string
-	for i, s := range slots {
-		if i == 5 {
-			parts = append(parts, fmt.Sprintf("and %d more", len(slots)-i))
-			break
-		}
-		parts = append(parts, fmt.Sprintf("slot %d on %s", s, open[uint16(s)]))
-	}
-	return strings.Join(parts, ", ")
 }

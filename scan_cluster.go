@@ -109,7 +109,7 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 		j.Logger.Info("walk: slots to read again once the cluster says who serves them", "side", e.Side, "slots", len(todo))
 		if err := wait.wait(ctx); err != nil {
 			if w, ok := err.(*clusterWaitError); ok {
-				err = w.explain(e.Side, fmt.Sprintf("%d slot(s) (%s), with no reachable node", len(todo), slotSample(todo)),
+				err = w.explain(e.Side, fmt.Sprintf("%d slot(s) (%s), with no reachable node", len(todo), describeSlots(sortedSlots(todo), func(s uint16) string { return strconv.Itoa(int(s)) })),
 					fmt.Errorf("%d of them without a master that serves them%s", len(orphans), t.unnamed(orphans)))
 			}
 			return e.Err("walk cluster", "", err)
@@ -380,24 +380,4 @@ func union(a, b []string) []string {
 		}
 	}
 	return a
-}
-
-// slotSample names a few slots of set, for messages.
-func slotSample(set map[uint16]bool) string {
-	var s []int
-	for k := range set {
-		s = append(s, int(k))
-	}
-	sort.Ints(s)
-	out := ""
-	for i, v := range s {
-		if i == 5 {
-			return out + ", ..."
-		}
-		if i > 0 {
-			out += ", "
-		}
-		out += strconv.Itoa(v)
-	}
-	return out
 }
