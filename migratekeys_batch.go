@@ -158,7 +158,7 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 		if r := (*retryError)(nil); errors.As(err, &r) && r.node != "" {
 			last = r // the last MIGRATE's, to name its node
 		}
-		if len(queue) > 1 && queue[1].res != nil {
+		if g.res != nil && len(queue) > 1 && queue[1].res != nil {
 			// The replies of the groups sent in the same pipeline are of the same try: read
 			// them before waiting, rather than wait once for each.
 			p.redirected(err, asks)
