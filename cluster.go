@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -559,7 +560,7 @@ func openSlots(ctx context.Context, e *Endpoint) (map[uint16]string, error) {
 
 // describeOpenSlots names the first few open slots, in order, and the nodes that say so.
 func describeOpenSlots(open map[uint16]string) string {
-	return describeSlots(sortedSlots(open), func(s uint16) string { return fmt.Sprintf("slot %d on %s", s, open[s]) })
+	return describeSlots(slices.Sorted(maps.Keys(open)), func(s uint16) string { return fmt.Sprintf("slot %d on %s", s, open[s]) })
 }
 
 // describeSlots names the first few of slots, in their order, for a message: each as name
@@ -574,14 +575,4 @@ func describeSlots(slots []uint16, name func(uint16) string) string {
 		parts = append(parts, name(s))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// sortedSlots returns the slots of a set, in order.
-func sortedSlots[V any](set map[uint16]V) []uint16 {
-	out := make([]uint16, 0, len(set))
-	for s := range set {
-		out = append(out, s)
-	}
-	slices.Sort(out)
-	return out
 }

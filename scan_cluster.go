@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -109,7 +111,7 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 		j.Logger.Info("walk: slots to read again once the cluster says who serves them", "side", e.Side, "slots", len(todo))
 		if err := wait.wait(ctx); err != nil {
 			if w, ok := err.(*clusterWaitError); ok {
-				err = w.explain(e.Side, fmt.Sprintf("%d slot(s) (%s), with no reachable node", len(todo), describeSlots(sortedSlots(todo), func(s uint16) string { return strconv.Itoa(int(s)) })),
+				err = w.explain(e.Side, fmt.Sprintf("%d slot(s) (%s), with no reachable node", len(todo), describeSlots(slices.Sorted(maps.Keys(todo)), func(s uint16) string { return strconv.Itoa(int(s)) })),
 					fmt.Errorf("%d of them without a master that serves them%s", len(orphans), t.unnamed(orphans)))
 			}
 			return e.Err("walk cluster", "", err)
