@@ -164,9 +164,6 @@ func kindOf(text string) replyKind {
 	return replyError
 }
 
-// isAuthFailure reports whether kind is a login refused or missing.
-func isAuthFailure(kind replyKind) bool { return kind == replyNoAuth || kind == replyWrongPass }
-
 // retryable reports whether err comes from a cluster that is changing (a node failing, a
 // slot moving) rather than from the command, so that sending it again may succeed: a reply
 // of a changing cluster, or no reply at all (a node that died). An answer, a nil reply
