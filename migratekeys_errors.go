@@ -85,14 +85,14 @@ func (p *migration) gaveUp(ctx context.Context, db int, w *clusterWaitError, las
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	var r *retryError
+	if !errors.As(err, &r) {
+		r = &retryError{}
+	}
 	err = p.redact(err)
 	op := fmt.Sprintf("migrate into db %d", db)
 	if last != nil && last.node != "" {
 		op += " on node " + last.node
-	}
-	var r *retryError
-	if !errors.As(err, &r) {
-		r = &retryError{}
 	}
 	if last != nil && last.node != "" && last.kind == replyUnreachable && !last.fromTarget {
 		return p.j.Target.Err(op, "", w.explain(Target, "node "+last.node,
