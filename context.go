@@ -28,9 +28,9 @@ func ctxErr(ctx context.Context, err error) error {
 
 // inFlight returns the context for one pipeline of writes: it ends grace after ctx does. A
 // pipeline under way when the migration is cancelled (or another batch fails) then
-// completes and its replies are counted exactly, rather than guessed at, while a server that
-// does not answer still holds the cancellation up only briefly. Call done when the replies
-// are in.
+// completes and its replies are counted exactly, rather than left to settle, while a
+// server that does not answer still holds the cancellation up only briefly. Call done when
+// the replies are in.
 func inFlight(ctx context.Context, grace time.Duration) (wctx context.Context, done context.CancelFunc) {
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
