@@ -65,8 +65,8 @@ func (p *migration) migrateErrAt(ctx context.Context, db int, node string, err e
 		err = fmt.Errorf("the target refused the login MIGRATE sent from the source; check the target's Password "+
 			"(and Username for an ACL user), which MIGRATE passes on: %w", err)
 	case replyRefused:
-		err = fmt.Errorf("the target refuses what MIGRATE sends (RESTORE, SELECT): renamed, or not permitted to its user; "+
-			"allow them on the target: %w", err)
+		err = fmt.Errorf("the target refuses a command MIGRATE sends it (AUTH, SELECT, RESTORE): renamed, or not permitted "+
+			"to its user; allow them on the target: %w", err)
 	case replyIncompatible:
 		err = fmt.Errorf("%w: the target runs %s and the source %s; upgrade the target: %v",
 			ErrIncompatible, describeVersion(j.Target.Info), describeVersion(j.Source.Info), err)
