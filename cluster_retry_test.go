@@ -25,7 +25,7 @@ func TestClusterRetry(t *testing.T) {
 		pauses = append(pauses, time.Since(start))
 	}
 	for i, want := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
-		if p := pauses[i]; p < want*time.Millisecond || p > want*time.Millisecond+time.Second {
+		if p := pauses[i]; p < want*time.Millisecond || p > want*time.Millisecond+3*time.Second {
 			t.Errorf("pause %d lasted %v, want %v", i+1, p, want*time.Millisecond)
 		}
 	}
@@ -35,7 +35,7 @@ func TestClusterRetry(t *testing.T) {
 	start := time.Now()
 	err := r.wait(ctx)
 	var w *clusterWaitError
-	if !errors.As(err, &w) || time.Since(start) > 50*time.Millisecond || w.tries != 7 || w.waited < clusterSettleWait {
+	if !errors.As(err, &w) || time.Since(start) > 500*time.Millisecond || w.tries != 7 || w.waited < clusterSettleWait {
 		t.Fatalf("wait past the bound: %v (%+v) after %v, want a clusterWaitError at once", err, w, time.Since(start))
 	}
 	last := &Error{Side: Target, Addr: "127.0.0.1:7000", Op: "restore into db 0", Key: "k", Err: errors.New("CLUSTERDOWN The cluster is down")}
