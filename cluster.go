@@ -3,10 +3,13 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -415,3 +418,161 @@ func (e *Endpoint) dropNode(addr string) {
 // Cluster reports whether this side is a Redis Cluster (INFO's redis_mode:cluster), as read
 // when the migration started.
 func (e *Endpoint) Cluster() bool { return e.Info != nil && e.Info.Mode == "cluster" }
+
+// A cluster that is changing (a master failing over, a slot moving) is waited for by one
+// policy, clusterRetry, wherever a step meets it: reading the source, writing the target,
+// MIGRATE, and the walk of a cluster's slots.
+const (
+	// clusterSettleWait bounds how long a step waits for a cluster that is changing to serve
+	// a slot again before it gives up with an error. A failover takes cluster-node-timeout
+	// (15 s by default) before the masters agree that a master failed, then an election among
+	// its replicas of a second or so, tried again after twice the node timeout when it gets no
+	// majority in time. A minute covers a failover with the default timeout and a slow
+	// election; a master that failed with no replica to take over never settles.
+	clusterSettleWait = time.Minute
+	// clusterRetryDelay is the first pause before a step tries again; each pause doubles, up
+	// to clusterRetryMaxDelay, so that a long failover costs the cluster few tries and a short
+	// one (a slot moved) little time.
+	clusterRetryDelay    = 100 * time.Millisecond
+	clusterRetryMaxDelay = time.Second
+)
+
+// clusterRetry is how a step tries again while a cluster changes: it pauses, longer each
+// time, for at most clusterSettleWait since the first failed try, or since reset for a step
+// that made progress meanwhile. The zero value is ready; one clusterRetry serves one step.
+type clusterRetry struct {
+	first time.Time     // the first failed try since the start or reset
+	pause time.Duration // the next pause
+	tries int           // failed tries since first
+}
+
+// wait notes a failed try and pauses before the next one. It returns ctx's error when ctx
+// ends first, and a *clusterWaitError, without pausing, once clusterSettleWait has passed
+// since the first failed try: the step then gives up (see clusterWaitError.explain).
+func (r *clusterRetry) wait(ctx context.Context) error {
+	now := time.Now()
+	if r.first.IsZero() {
+		r.first, r.pause = now, clusterRetryDelay
+	}
+	r.tries++
+	if waited := now.Sub(r.first); waited >= clusterSettleWait {
+		return &clusterWaitError{waited: waited, tries: r.tries}
+	}
+	if err := sleepCtx(ctx, r.pause); err != nil {
+		return err
+	}
+	r.pause = min(2*r.pause, clusterRetryMaxDelay)
+	return nil
+}
+
+// reset starts the policy again: the step made progress.
+func (r *clusterRetry) reset() { *r = clusterRetry{} }
+
+// clusterWaitError is a step that waited for a cluster to settle, in vain: for how long,
+// and how many tries failed.
+type clusterWaitError struct {
+	waited time.Duration
+	tries  int
+}
+
+func (w *clusterWaitError) Error() string {
+	text := "waited " + w.waited.Round(time.Second).String()
+	if w.tries > 1 {
+		text += fmt.Sprintf(" (%d tries)", w.tries)
+	}
+	return text
+}
+
+// explain returns the error of a step that gave up waiting for side's cluster to serve what
+// (a slot and its node, slots) again: how long it waited, the last try's error err, and what
+// to check. An *Error keeps its side, address, operation and key, the explanation inside.
+func (w *clusterWaitError) explain(side Side, what string, err error) error {
+	wrap := func(err error) error {
+		return fmt.Errorf("%v for the %s cluster to serve %s again, in vain: %w; check the cluster (CLUSTER NODES): "+
+			"a master that failed with no replica to take over, or a slot left open by an interrupted reshard "+
+			"(redis-cli --cluster fix)", w, side, what, err)
+	}
+	if e, ok := err.(*Error); ok {
+		c := *e
+		c.Err = wrap(e.Err)
+		return &c
+	}
+	return wrap(err)
+}
+
+// describeSlot names slot and the node that serves it, for a message: "slot 42 (node
+// 10.0.0.1:7000)". It reads the topology, within a few seconds: call it only on the way to
+// an error.
+func (e *Endpoint) describeSlot(ctx context.Context, slot uint16) string {
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if t, err := e.topology(tctx); err == nil {
+		if addr := t.ownerAddr(slot); addr != "" {
+			return fmt.Sprintf("slot %d (node %s)", slot, addr)
+		}
+		return fmt.Sprintf("slot %d (which no node serves)", slot)
+	}
+	return fmt.Sprintf("slot %d", slot)
+}
+
+// openSlots returns the slots that a master of cluster e is moving away (MIGRATING) or
+// importing (IMPORTING), each with the address of the node that says so: a reshard under
+// way, or one interrupted. Only a node's own line of CLUSTER NODES shows them, so every
+// master is asked, those without slots too (a new master imports).
+func openSlots(ctx context.Context, e *Endpoint) (map[uint16]string, error) {
+	t, err := e.topology(ctx)
+	if err != nil {
+		return nil, err
+	}
+	open := map[uint16]string{}
+	for _, n := range t.nodes {
+		if !n.master || n.failed {
+			continue
+		}
+		c, err := e.node(n.addr)
+		if err != nil {
+			return nil, err
+		}
+		text, err := c.Do(ctx, c.B().ClusterNodes().Build()).ToString()
+		if err != nil {
+			return nil, e.Err("cluster nodes on "+n.addr, "", ctxErr(ctx, err))
+		}
+		for _, line := range strings.Split(strings.TrimPrefix(text, "txt:"), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 8 || !strings.Contains(","+f[2]+",", ",myself,") {
+				continue
+			}
+			for _, s := range f[8:] {
+				// [slot->-importing-id] on the owner, [slot-<-migrating-id] on the importer.
+				s = strings.Trim(s, "[]")
+				slot, _, ok := strings.Cut(s, "->-")
+				if !ok {
+					slot, _, ok = strings.Cut(s, "-<-")
+				}
+				if v, err := strconv.Atoi(slot); ok && err == nil && v >= 0 && v < slotCount {
+					open[uint16(v)] = n.addr
+				}
+			}
+		}
+	}
+	return open, nil
+}
+
+// describeOpenSlots names the first few open slots, in order, and the nodes that say so.
+func describeOpenSlots(open map[uint16]string) string {
+	return describeSlots(slices.Sorted(maps.Keys(open)), func(s uint16) string { return fmt.Sprintf("slot %d on %s", s, open[s]) })
+}
+
+// describeSlots names the first few of slots, in their order, for a message: each as name
+// gives it.
+func describeSlots(slots []uint16, name func(uint16) string) string {
+	var parts []string
+	for i, s := range slots {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(slots)-i))
+			break
+		}
+		parts = append(parts, name(s))
+	}
+	return strings.Join(parts, ", ")
+}

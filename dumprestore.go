@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -34,8 +33,9 @@ import (
 // master at once (see Job.ScanKeys and WithReadFromReplicas), which follows resharding and
 // failovers; DUMP and RESTORE go to the node that serves each key's slot, MOVED and ASK
 // followed by the cluster client. Reads and writes that meet a node failing over or a slot
-// moving are sent again for up to a minute. A cluster target has only database 0: see
-// WithDBPrefix for several source databases.
+// moving are sent again for up to a minute; past that the error names the slot and its
+// node. A cluster target has only database 0: see WithDBPrefix for several source
+// databases.
 //
 // The zero value is ready to use.
 type DumpRestore struct{}
@@ -106,18 +106,21 @@ type dumper struct {
 
 // read reads the value and absolute expiry of each key. Keys that are gone by then are
 // counted as Expired. On a cluster source, a batch that meets a node failing over or a
-// slot moving is read again, for up to a minute.
+// slot moving is read again, as clusterRetry says.
 func (rd *dumper) read(ctx context.Context, keys []string) ([]dumped, error) {
 	j := rd.j
-	start := time.Now()
+	var wait clusterRetry
 	for {
 		out, err := rd.once(ctx, keys)
-		if err == nil || !j.Source.Cluster() || !retryable(ctx, err) || time.Since(start) > clusterFailoverWait {
+		if err == nil || !j.Source.Cluster() || !retryable(ctx, err) {
 			return out, err
 		}
 		j.Logger.Info("dump: the source cluster is failing over or moving slots; reading again", "error", err)
-		if err := sleepCtx(ctx, clusterRetryDelay); err != nil {
-			return nil, err
+		if werr := wait.wait(ctx); werr != nil {
+			if w, ok := werr.(*clusterWaitError); ok {
+				return nil, w.explain(Source, j.Source.describeSlot(ctx, keySlot(keys[0])), err)
+			}
+			return nil, werr
 		}
 	}
 }
@@ -150,7 +153,7 @@ func (rd *dumper) once(ctx context.Context, keys []string) ([]dumped, error) {
 	if mget {
 		var err error
 		values, err = res[len(keys)].ToArray()
-		if refused(err) {
+		if classifyReply(err) == replyRefused {
 			j.Logger.Info("dump: the source refuses MGET; strings are read with DUMP", "error", err)
 			rd.mget.Store(false)
 			return rd.once(ctx, keys)
@@ -258,15 +261,4 @@ func sameSlot(j *Job, keys []string) bool {
 		}
 	}
 	return true
-}
-
-// refused reports whether err is a server's refusal of the command itself: renamed,
-// disabled, or not permitted to the user.
-func refused(err error) bool {
-	re, ok := rueidis.IsRedisErr(err)
-	if !ok {
-		return false
-	}
-	msg := re.Error()
-	return strings.HasPrefix(msg, "NOPERM") || strings.Contains(msg, "unknown command")
 }

@@ -98,14 +98,13 @@ func (e *Endpoint) close() {
 
 // explainConnect adds what to do to the common connection failures.
 func explainConnect(err error) error {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "invalid password"),
-		strings.Contains(msg, "invalid username-password"):
+	switch classifyReply(err) {
+	case replyWrongPass:
 		return fmt.Errorf("authentication failed; check Username and Password: %w", err)
-	case strings.Contains(msg, "NOAUTH"), strings.Contains(msg, "Authentication required"):
+	case replyNoAuth:
 		return fmt.Errorf("the server needs a password; set Password (and Username for an ACL user): %w", err)
-	case strings.Contains(msg, "connection refused"):
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("nothing listens there; check the address: %w", err)
 	}
 	if why := tlsFailure(err); why != "" {

@@ -57,6 +57,11 @@ func (s *ServerInfo) Name() string {
 	return product + " " + version
 }
 
+// describeVersion names the server for a message as it names itself (see
+// [ServerInfo.Name]): "Redis 7.4.1", "Valkey 8.0.1", not the redis_version 7.2.4 Valkey
+// reports for compatibility.
+func describeVersion(s *ServerInfo) string { return s.Name() }
+
 // IsValkey reports whether the server is Valkey (its INFO has valkey_version).
 func (s *ServerInfo) IsValkey() bool { return s != nil && s.Product == "Valkey" }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -68,8 +66,8 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 	queue := []migrateGroup{{keys: keys}}
 	asks := map[uint16]string{}
 	var (
-		attempt int
-		first   time.Time // of the first retry
+		wait    clusterRetry
+		resends int // of keys left after BUSYKEY
 		last    *retryError
 	)
 	for len(queue) > 0 {
@@ -131,14 +129,16 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 				case len(rest) == 0:
 					queue = queue[1:]
 					continue
-				case !f.busy || attempt >= clusterRetries:
+				case !f.busy || resends >= len(keys):
+					// Each resend settles at least the key refused: more resends than keys
+					// mean a writer keeps creating them on the target.
 					if ctx.Err() != nil {
 						return ctx.Err()
 					}
 					counts.Failed += int64(len(rest))
 					return f.err
 				}
-				attempt++
+				resends++
 				queue[0] = migrateGroup{keys: rest}
 				continue
 			}
@@ -158,22 +158,24 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 		if r := (*retryError)(nil); errors.As(err, &r) && r.node != "" {
 			last = r // the last MIGRATE's, to name its node
 		}
-		if first.IsZero() {
-			first = time.Now()
+		if g.res != nil && len(queue) > 1 && queue[1].res != nil {
+			// The replies of the groups sent in the same pipeline are of the same try: read
+			// them before waiting, rather than wait once for each.
+			p.redirected(err, asks)
+			continue
 		}
-		if attempt++; attempt > clusterRetries || time.Since(first) > clusterWait {
-			if ctx.Err() == nil {
-				for _, g := range queue {
-					counts.Failed += int64(len(g.keys))
-				}
+		if werr := wait.wait(ctx); werr != nil {
+			w, ok := werr.(*clusterWaitError)
+			if !ok {
+				return werr
 			}
-			return p.gaveUp(ctx, db, attempt-1, last, err)
+			for _, g := range queue {
+				counts.Failed += int64(len(g.keys))
+			}
+			return p.gaveUp(ctx, db, w, last, err)
 		}
 		p.redirected(err, asks)
-		p.j.Logger.Info("migrate-keys: a slot moved or a node failed; reading the slot maps again", "attempt", attempt, "error", err)
-		if err := sleepCtx(ctx, clusterRetryDelay); err != nil {
-			return err
-		}
+		p.j.Logger.Info("migrate-keys: a slot moved or a node failed; reading the slot maps again", "attempt", wait.tries, "error", err)
 		if err := p.readTopology(ctx); err != nil {
 			return err
 		}
@@ -181,23 +183,24 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 	return nil
 }
 
-// bounded runs a reading of keys on both sides (unheld, settle) within clusterWait when a
-// side is a cluster: a cluster client retries a node that does not answer until its slots
-// are served again, which never happens when a master fails without a replica to take
+// bounded runs a reading of keys on both sides (unheld, settle) within clusterSettleWait
+// when a side is a cluster: a cluster client retries a node that does not answer until its
+// slots are served again, which never happens when a master fails without a replica to take
 // over. The error then names the node that serves the key that got no answer.
 func (p *migration) bounded(ctx context.Context, read func(context.Context) ([]string, error)) ([]string, error) {
 	if !p.j.Source.Cluster() && !p.j.Target.Cluster() {
 		return read(ctx)
 	}
-	rctx, cancel := context.WithTimeout(ctx, clusterWait)
+	rctx, cancel := context.WithTimeout(ctx, clusterSettleWait)
 	defer cancel()
 	keys, err := read(rctx)
 	if err == nil || ctx.Err() != nil || rctx.Err() == nil {
 		return keys, err
 	}
+	w := &clusterWaitError{waited: clusterSettleWait}
 	var e *Error
 	if !errors.As(err, &e) || e.Key == "" {
-		return keys, fmt.Errorf("no answer within %v: %v", clusterWait, err)
+		return keys, w.explain(Target, "a reading of the batch's keys", err)
 	}
 	p.mu.Lock()
 	var owner string
@@ -208,8 +211,7 @@ func (p *migration) bounded(ctx context.Context, read func(context.Context) ([]s
 	}
 	p.mu.Unlock()
 	end := *e
-	end.Err = fmt.Errorf("no answer within %v from node %s, which serves slot %d: a master that failed, and no replica took "+
-		"over? check the %s cluster's CLUSTER NODES", clusterWait, owner, keySlot(e.Key), e.Side)
+	end.Err = w.explain(e.Side, fmt.Sprintf("slot %d (node %s)", keySlot(e.Key), owner), e.Err)
 	if owner != "" {
 		end.Addr = owner
 	}
@@ -266,7 +268,12 @@ func (p *migration) send(ctx context.Context, g migrateGroup, db int, counts *Co
 			return ctx.Err()
 		}
 		if p.retriable(err) {
-			return &retryError{node: g.addr(), err: fmt.Errorf("%w: %v", errRedirected, p.redact(err))}
+			r := &retryError{node: g.addr(), err: fmt.Errorf("%w: %v", errRedirected, p.redact(err))}
+			r.kind, r.fromTarget = classifyRelayed(err)
+			if text, _, ok := errorReply(err); ok {
+				r.reply = p.redact(errors.New(text)).Error()
+			}
+			return r
 		}
 		return &migrateFailure{err: p.migrateErrAt(ctx, db, g.addr(), err), busy: isRelayedBusyKey(err)}
 	}
@@ -303,14 +310,15 @@ func (p *migration) retriable(err error) bool {
 	if !p.j.Source.Cluster() && !p.j.Target.Cluster() {
 		return false
 	}
-	if isRedirect(err) {
+	switch kind, fromTarget := classifyRelayed(err); kind {
+	case replyMoving:
 		return true
-	}
-	if _, isRedis := rueidis.IsRedisErr(err); !isRedis {
+	case replyLost:
 		return p.j.Source.Cluster()
+	case replyUnreachable:
+		return !fromTarget && p.j.Target.Cluster()
 	}
-	_, fromTarget := relayed(err)
-	return !fromTarget && p.j.Target.Cluster() && strings.HasPrefix(err.Error(), "IOERR")
+	return false
 }
 
 // migrateFailure is a MIGRATE that failed for a reason other than a moving cluster: the
@@ -325,8 +333,11 @@ func (f *migrateFailure) Unwrap() error { return f.err }
 
 // retryError is an error a moving cluster explains, from a MIGRATE towards node.
 type retryError struct {
-	node string // host:port of the target node, "" when unknown
-	err  error  // wraps errRedirected
+	node       string    // host:port of the target node, "" when unknown
+	kind       replyKind // of the reply, or of the target's that MIGRATE relayed (fromTarget)
+	fromTarget bool
+	reply      string // the reply as errorReply gives it, without the password: where MOVED and ASK point
+	err        error  // wraps errRedirected
 }
 
 func (r *retryError) Error() string { return r.err.Error() }

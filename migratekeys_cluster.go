@@ -7,9 +7,6 @@ import (
 	"maps"
 	"net"
 	"sort"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -125,141 +122,36 @@ func (p *migration) groups(src rueidis.Client, keys []string, asks map[uint16]st
 // a source node that does not answer.
 var errRedirected = errors.New("the cluster moved")
 
-const (
-	clusterRetries    = 120
-	clusterRetryDelay = 250 * time.Millisecond
-	// clusterWait bounds the time a batch waits for a cluster that moves, whatever each
-	// attempt costs.
-	clusterWait = 30 * time.Second
-)
-
 // redirected learns from a redirection where a slot is: a MOVED names its new owner (on
 // the source, or on the target when MIGRATE relays it), an ASK relayed from the target the
 // node importing it, for this batch only and from a cluster source only (see below). An
 // ASK on the source passes once the slot has moved, and a node that does not answer may be
 // one that failed: the slot maps tell then.
 func (p *migration) redirected(err error, asks map[uint16]string) {
-	msg := err.Error()
-	relayedMsg, fromTarget := relayed(err)
-	if fromTarget {
-		msg = relayedMsg
+	var r *retryError
+	if !errors.As(err, &r) {
+		r = &retryError{}
 	}
+	slot, addr, ask, ok := redirection(r.reply)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if slot, addr, ok := redirection(msg, "MOVED "); ok {
+	switch {
+	case !ok:
+		// A node failed: trust the slot maps again.
+		p.srcMoved, p.dstMoved = nil, nil
+	case !ask:
 		m := &p.srcMoved
-		if fromTarget {
+		if r.fromTarget {
 			m = &p.dstMoved
 		}
 		if *m == nil {
 			*m = map[uint16]string{}
 		}
 		(*m)[slot] = addr
-		return
-	}
-	if slot, addr, ok := redirection(msg, "ASK "); ok && fromTarget {
+	case r.fromTarget && p.j.Source.Cluster():
 		// Only a cluster node's MIGRATE sends RESTORE-ASKING, which the importing node
 		// accepts; it answers a standalone source's RESTORE with MOVED back to the owner.
 		// That source waits for the move to end, sending to the owner.
-		if p.j.Source.Cluster() {
-			asks[slot] = addr
-		}
-		return
+		asks[slot] = addr
 	}
-	if !strings.Contains(msg, "MOVED") && !strings.Contains(msg, "ASK") {
-		// A node failed: trust the slot maps again.
-		p.srcMoved, p.dstMoved = nil, nil
-	}
-}
-
-// redirection returns the slot and address of a MOVED or ASK redirection (kind) in msg.
-func redirection(msg, kind string) (uint16, string, bool) {
-	_, rest, ok := strings.Cut(msg, kind)
-	if !ok {
-		return 0, "", false
-	}
-	f := strings.Fields(rest)
-	if len(f) < 2 {
-		return 0, "", false
-	}
-	slot, err2 := strconv.Atoi(f[0])
-	if err2 != nil || slot < 0 || slot >= slotCount {
-		return 0, "", false
-	}
-	return uint16(slot), f[1], true
-}
-
-// isRedirect reports whether err says a slot is elsewhere or the cluster is changing.
-func isRedirect(err error) bool {
-	msg := err.Error()
-	if m, ok := relayed(err); ok {
-		msg = m
-	}
-	for _, p := range []string{"MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "EXECABORT"} {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// openSlots returns the slots that a master of cluster e is moving away (MIGRATING) or
-// importing (IMPORTING), each with the address of the node that says so: a reshard under
-// way, or one interrupted. Only a node's own line of CLUSTER NODES shows them, so every
-// master is asked, those without slots too (a new master imports).
-func openSlots(ctx context.Context, e *Endpoint) (map[uint16]string, error) {
-	t, err := e.topology(ctx)
-	if err != nil {
-		return nil, err
-	}
-	open := map[uint16]string{}
-	for _, n := range t.nodes {
-		if !n.master || n.failed {
-			continue
-		}
-		c, err := e.node(n.addr)
-		if err != nil {
-			return nil, err
-		}
-		text, err := c.Do(ctx, c.B().ClusterNodes().Build()).ToString()
-		if err != nil {
-			return nil, e.Err("cluster nodes on "+n.addr, "", ctxErr(ctx, err))
-		}
-		for _, line := range strings.Split(strings.TrimPrefix(text, "txt:"), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 8 || !strings.Contains(","+f[2]+",", ",myself,") {
-				continue
-			}
-			for _, s := range f[8:] {
-				// [slot->-importing-id] on the owner, [slot-<-migrating-id] on the importer.
-				s = strings.Trim(s, "[]")
-				slot, _, ok := strings.Cut(s, "->-")
-				if !ok {
-					slot, _, ok = strings.Cut(s, "-<-")
-				}
-				if v, err := strconv.Atoi(slot); ok && err == nil && v >= 0 && v < slotCount {
-					open[uint16(v)] = n.addr
-				}
-			}
-		}
-	}
-	return open, nil
-}
-
-// describeOpenSlots names the first few open slots, in order, and the nodes that say so.
-func describeOpenSlots(open map[uint16]string) string {
-	slots := make([]int, 0, len(open))
-	for s := range open {
-		slots = append(slots, int(s))
-	}
-	sort.Ints(slots)
-	var parts []string
-	for i, s := range slots {
-		if i == 5 {
-			parts = append(parts, fmt.Sprintf("and %d more", len(slots)-i))
-			break
-		}
-		parts = append(parts, fmt.Sprintf("slot %d on %s", s, open[uint16(s)]))
-	}
-	return strings.Join(parts, ", ")
 }

@@ -28,20 +28,16 @@ func (p *migration) conflict(db int, busy []string, counts *Counts) error {
 // expiry, it returns the error that stops the migration, before anything of the batch is
 // sent.
 func (p *migration) unheld(ctx context.Context, src, dst rueidis.Client, db int, keys []string, counts *Counts) ([]string, error) {
-	cmds := make(rueidis.Commands, len(keys))
-	for i, k := range keys {
-		cmds[i] = dst.B().Exists().Key(p.j.TargetKey(db, k)).Build()
+	onTarget, err := exist(ctx, p.j.Target, dst, db, keys, func(k string) string { return p.j.TargetKey(db, k) })
+	if err != nil {
+		return nil, err
 	}
 	var send, held []string
-	for i, r := range dst.DoMulti(ctx, cmds...) {
-		n, err := r.AsInt64()
-		if err != nil {
-			return nil, p.j.Target.Err(fmt.Sprintf("exists in db %d", db), keys[i], ctxErr(ctx, err))
-		}
-		if n > 0 {
-			held = append(held, keys[i])
+	for i, k := range keys {
+		if onTarget[i] {
+			held = append(held, k)
 		} else {
-			send = append(send, keys[i])
+			send = append(send, k)
 		}
 	}
 	if len(held) == 0 || p.j.Conflict == Skip {
@@ -80,28 +76,13 @@ func (p *migration) unheld(ctx context.Context, src, dst rueidis.Client, db int,
 // holds is the one MIGRATE stored (unheld found it absent just before), whatever the source
 // holds now: a live source may have changed it since.
 func (p *migration) settle(ctx context.Context, src, dst rueidis.Client, db int, keys []string, refused bool, counts *Counts) ([]string, error) {
-	exists := func(e *Endpoint, c rueidis.Client, name func(string) string) ([]bool, error) {
-		cmds := make(rueidis.Commands, len(keys))
-		for i, k := range keys {
-			cmds[i] = c.B().Exists().Key(name(k)).Build()
-		}
-		out := make([]bool, len(keys))
-		for i, r := range c.DoMulti(ctx, cmds...) {
-			n, err := r.AsInt64()
-			if err != nil {
-				return nil, e.Err(fmt.Sprintf("exists in db %d", db), name(keys[i]), ctxErr(ctx, err))
-			}
-			out[i] = n > 0
-		}
-		return out, nil
-	}
 	// The MIGRATE has ended (its reply came): nothing of this program moves these keys
 	// between both readings.
-	onTarget, err := exists(p.j.Target, dst, func(k string) string { return p.j.TargetKey(db, k) })
+	onTarget, err := exist(ctx, p.j.Target, dst, db, keys, func(k string) string { return p.j.TargetKey(db, k) })
 	if err != nil {
 		return nil, err
 	}
-	onSource, err := exists(p.j.Source, src, func(k string) string { return k })
+	onSource, err := exist(ctx, p.j.Source, src, db, keys, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -160,21 +141,38 @@ func (p *migration) busyKeys(ctx context.Context, src, dst rueidis.Client, db in
 	if p.copy {
 		return p.differing(ctx, db, keys)
 	}
-	cmds := make(rueidis.Commands, len(keys))
-	for i, k := range keys {
-		cmds[i] = src.B().Exists().Key(k).Build()
+	onSource, err := exist(ctx, p.j.Source, src, db, keys, nil)
+	if err != nil {
+		return nil, err
 	}
 	var busy []string
-	for i, r := range src.DoMulti(ctx, cmds...) {
-		n, err := r.AsInt64()
-		if err != nil {
-			return nil, p.j.Source.Err(fmt.Sprintf("exists in db %d", db), keys[i], ctxErr(ctx, err))
-		}
-		if n > 0 {
-			busy = append(busy, keys[i])
+	for i, k := range keys {
+		if onSource[i] {
+			busy = append(busy, k)
 		}
 	}
 	return busy, nil
+}
+
+// exist reads with EXISTS, in one pipeline, whether each of keys is in database db of side
+// e (c its client), under the name name gives it there (nil: its own).
+func exist(ctx context.Context, e *Endpoint, c rueidis.Client, db int, keys []string, name func(string) string) ([]bool, error) {
+	if name == nil {
+		name = func(k string) string { return k }
+	}
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = c.B().Exists().Key(name(k)).Build()
+	}
+	out := make([]bool, len(keys))
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		n, err := r.AsInt64()
+		if err != nil {
+			return nil, e.Err(fmt.Sprintf("exists in db %d", db), name(keys[i]), ctxErr(ctx, err))
+		}
+		out[i] = n > 0
+	}
+	return out, nil
 }
 
 // differing returns the keys both sides hold with another type, value or expiry
@@ -191,14 +189,4 @@ func (p *migration) differing(ctx context.Context, db int, keys []string) ([]str
 		}
 	}
 	return diff, nil
-}
-
-// sameValue compares two DUMP payloads without their footers (RDB version and checksum),
-// so a newer target's copy of a value still matches the source's.
-func sameValue(a, b string) bool {
-	const footer = 10
-	if len(a) < footer || len(b) < footer {
-		return a == b
-	}
-	return a[:len(a)-footer] == b[:len(b)-footer]
 }

@@ -473,7 +473,9 @@ func (s *replicaSync) detach(ctx context.Context) error {
 		tctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
 		err := s.dst.Do(tctx, s.dst.B().Arbitrary(s.cmd).Args("NO", "ONE").Build()).Error()
 		cancel()
-		if err == nil || !strings.HasPrefix(err.Error(), "LOADING") {
+		// LOADING while it loads, which is the one reply of a changing server (replyMoving)
+		// that a target outside a cluster gives.
+		if classifyReply(err) != replyMoving {
 			return err
 		}
 		s.started = true
@@ -567,16 +569,4 @@ func (r Replication) sourceHostPort(j *Job) (host, port string, err error) {
 		return "", "", fmt.Errorf("replication: source address %q is not host:port (set Replication.SourceAddr to where the target reaches the source)", addr)
 	}
 	return host, port, nil
-}
-
-// sleepCtx waits for d, or returns ctx.Err() when ctx ends first.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

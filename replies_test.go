@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +52,19 @@ func TestClassifyReply(t *testing.T) {
 		{"loading", c, script("LOADING Redis is loading the dataset in memory"), replyMoving},
 		{"masterdown", c, script("MASTERDOWN Link with MASTER is down"), replyMoving},
 		{"oom", c, script("OOM command not allowed when used memory > 'maxmemory'."), replyOOM},
+		{"incompatible", c, c.B().Restore().Key("new").Ttl(0).SerializedValue("not-a-payload").Build(), replyIncompatible},
+		{"wrongpass", c, c.B().Auth().Username("limited").Password("nope").Build(), replyWrongPass},
+		{"no-password-set", c, c.B().Auth().Password("nope").Build(), replyWrongPass},
+		{"noauth", c, script("NOAUTH Authentication required."), replyNoAuth},
+		{"readonly", c, script("READONLY You can't write against a read only replica."), replyReadOnly},
+		{"ioerr", c, script("IOERR error or timeout connecting to the client"), replyUnreachable},
+		{"exists", c, script("ERR Library 'lib' already exists"), replyExists},
+		{"bgsave-in-progress", c, script("ERR Background save already in progress"), replyInProgress},
+		{"no-db", c, c.B().Select().Index(99).Build(), replyNoDB},
+		{"execabort-moved", c, script("EXECABORT Transaction discarded because of: MOVED 3999 127.0.0.1:6381"), replyMoving},
+		{"execabort", c, script("EXECABORT Transaction discarded because of previous errors."), replyError},
+		// MIGRATE relays its target's error: the source's own reply is an error.
+		{"relayed", c, script("ERR Target instance replied with error: BUSYKEY Target key name already exists."), replyError},
 	}
 	for _, tc := range cases {
 		err := tc.client.Do(ctx, tc.cmd).Error()
@@ -80,5 +94,53 @@ func TestClassifyReply(t *testing.T) {
 	stop()
 	if retryable(cancelled, err) {
 		t.Error("retryable once the context ended")
+	}
+}
+
+// TestClassifyRelayed classifies what MIGRATE replies: its target's errors, which it relays,
+// and its own.
+func TestClassifyRelayed(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{})
+	dst := redistest.Start(t, redistest.Config{Lines: []string{"requirepass secret"}})
+	src.Do(t, 0, "SET", "k", "v")
+	host, port, _ := strings.Cut(dst.Addr, ":")
+	c := src.Client(t, 0)
+	do := func(args ...string) error {
+		return c.Do(context.Background(), c.B().Arbitrary(args[0]).Args(args[1:]...).Build()).Error()
+	}
+	migrate := func(args ...string) error {
+		return do(append([]string{"MIGRATE", host, port, "k", "0", "5000", "COPY"}, args...)...)
+	}
+	cases := []struct {
+		name       string
+		err        error
+		want       replyKind
+		fromTarget bool
+	}{
+		{"noauth", migrate(), replyNoAuth, true},
+		{"wrongpass", migrate("AUTH", "nope"), replyWrongPass, true},
+		{"ok", migrate("AUTH", "secret"), replyOK, false},
+		{"busykey", migrate("AUTH", "secret"), replyBusyKey, true},
+		{"ioerr", do("MIGRATE", "127.0.0.1", "1", "k", "0", "200", "COPY"), replyUnreachable, false},
+	}
+	for _, tc := range cases {
+		kind, fromTarget := classifyRelayed(tc.err)
+		if kind != tc.want || fromTarget != tc.fromTarget {
+			t.Errorf("%s: %v classified %d (from the target: %v), want %d (%v)", tc.name, tc.err, kind, fromTarget, tc.want, tc.fromTarget)
+		}
+		if want := tc.want; tc.fromTarget {
+			if got := classifyReply(tc.err); got != replyError {
+				t.Errorf("%s: classifyReply of a relayed reply = %d, want %d (the source's error)", tc.name, got, replyError)
+			}
+		} else if got := classifyReply(tc.err); got != want {
+			t.Errorf("%s: classifyReply = %d, want %d", tc.name, got, want)
+		}
+	}
+	if slot, addr, ask, ok := redirection("ASK 3999 127.0.0.1:6381"); !ok || !ask || slot != 3999 || addr != "127.0.0.1:6381" {
+		t.Errorf("redirection(ASK) = %d %q %v %v", slot, addr, ask, ok)
+	}
+	if _, _, _, ok := redirection("CLUSTERDOWN The cluster is down"); ok {
+		t.Error("redirection(CLUSTERDOWN) is a redirection")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,16 +165,18 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 		}
 		return err
 	}
-	started := time.Now()
+	var wait clusterRetry
 	for len(pending) > 0 {
 		if err := ctx.Err(); err != nil {
 			return stop(pending, err)
 		}
 		// On a cluster, keys whose node is failing over are sent again.
-		retry, err := r.send(ctx, c, db, pending, &counts, &lost, time.Since(started) < clusterFailoverWait)
+		retry, why, err := r.send(ctx, c, db, pending, &counts, &lost)
 		if err == nil && len(retry) > 0 {
 			r.j.Logger.Info("restore: the target cluster is failing over or moving slots; sending again", "keys", len(retry))
-			err = sleepCtx(ctx, clusterRetryDelay)
+			if err = wait.wait(ctx); err != nil {
+				err = r.gaveUp(ctx, db, retry, why, err, &counts)
+			}
 		}
 		if err != nil {
 			return stop(retry, err)
@@ -186,18 +187,18 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 }
 
 // send writes keys and counts what it can tell of each: written, already there, refused.
-// When retry is allowed, the keys of a cluster target that a failover or a moving slot
-// refused are returned to send again rather than counted as failed. Keys whose reply never
+// The keys of a cluster target that a failover or a moving slot refused are returned to
+// send again rather than counted, with why, the error of the first. Keys whose reply never
 // came (the context ended, the connection failed) are added to lost, for settle. It returns
 // the first error that stops the migration.
-func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, keys []dumped, counts *Counts, lost *[]dumped, retry bool) (again []dumped, first error) {
+func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, keys []dumped, counts *Counts, lost *[]dumped) (again []dumped, why, first error) {
 	cmds := make(rueidis.Commands, len(keys))
 	for i := range keys {
 		// RESTORE is not retried by the client; a new command for the same key is.
 		cmds[i] = r.command(c, &keys[i])
 	}
 	var busy []dumped
-	wctx, done := inFlight(ctx)
+	wctx, done := inFlight(ctx, settleWait)
 	defer done()
 	for i, res := range c.DoMulti(wctx, cmds...) {
 		d := &keys[i]
@@ -209,9 +210,12 @@ func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, keys []du
 			counts.Bytes += int64(d.size())
 		case kind == replyBusyKey || (d.str && kind == replyNil): // SET NX did not set
 			busy = append(busy, *d)
-		case retry && r.j.Target.Cluster() && retryable(ctx, err):
+		case r.j.Target.Cluster() && retryable(ctx, err):
 			if kind == replyLost {
 				d.resent = true // the first one may have been written
+			}
+			if again == nil {
+				why = err
 			}
 			again = append(again, *d)
 		case kind == replyLost:
@@ -231,7 +235,25 @@ func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, keys []du
 			first = err
 		}
 	}
-	return again, first
+	return again, why, first
+}
+
+// gaveUp ends the sending of keys, which a cluster target refused while it changed (why,
+// the error of the first) for longer than the retry policy waits (err): they are counted as
+// Failed, but those whose earlier reply was lost, which settle counts. The error names the
+// first key, its slot and the node that serves it.
+func (r *restorer) gaveUp(ctx context.Context, db int, keys []dumped, why, err error, counts *Counts) error {
+	w, ok := err.(*clusterWaitError)
+	if !ok {
+		return err
+	}
+	for _, d := range keys {
+		if !d.resent {
+			counts.Failed++
+		}
+	}
+	what := r.j.Target.describeSlot(ctx, keySlot(keys[0].key))
+	return r.j.Target.Err(fmt.Sprintf("restore into db %d", r.j.TargetDB(db)), keys[0].key, w.explain(Target, what, why))
 }
 
 // conflicts counts keys that the target already holds, following the conflict policy: one
@@ -273,19 +295,8 @@ func (r *restorer) conflicts(ctx context.Context, c rueidis.Client, db int, busy
 }
 
 // settleWait bounds how long settle may take after the migration's context ended, and
-// how long a pipeline of writes under way then may still take (inFlight).
+// how long a pipeline of writes under way then may still take (see inFlight).
 const settleWait = time.Second
-
-// inFlight returns the context for one pipeline of writes: it ends settleWait after ctx
-// does. A pipeline under way when the migration is cancelled (or another batch fails) then
-// completes and its replies are counted exactly, rather than left to settle, while a target
-// that does not answer still holds the cancellation up only briefly. Call done when the
-// replies are in.
-func inFlight(ctx context.Context) (wctx context.Context, done context.CancelFunc) {
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(settleWait, cancel) })
-	return wctx, func() { stop(); cancel() }
-}
 
 // settle counts the keys whose reply never came: those the target holds with the source's
 // value and expiry were written, the others not. The migration is stopping, so it asks
@@ -406,7 +417,7 @@ func (r *restorer) setAll(ctx context.Context, c rueidis.Client, keys []dumped, 
 	if len(cmds) == 0 {
 		return again
 	}
-	wctx, done := inFlight(ctx)
+	wctx, done := inFlight(ctx, settleWait)
 	defer done()
 	for i, res := range c.DoMulti(wctx, cmds...) {
 		switch classifyReply(res.Error()) {
@@ -536,8 +547,7 @@ func (r *restorer) sameExpiry(a, b int64) bool {
 
 // samePayload reports whether payload, the target's DUMP of k, holds k's value.
 func (r *restorer) samePayload(ctx context.Context, db int, k *dumped, payload string) (bool, error) {
-	const footer = 10 // RDB version and CRC-64
-	if len(payload) > footer && len(k.payload) > footer && payload[:len(payload)-footer] == k.payload[:len(k.payload)-footer] {
+	if sameValue(payload, k.payload) {
 		return true, nil
 	}
 	typ, want, ok := canonicalPayload(k.payload)
@@ -559,25 +569,28 @@ func (r *restorer) samePayload(ctx context.Context, db int, k *dumped, payload s
 	return err == nil && got == want, err
 }
 
+// sameValue compares two DUMP payloads without their footers (RDB version and checksum),
+// so a newer target's copy of a value still matches the source's.
+func sameValue(a, b string) bool {
+	const footer = 10
+	if len(a) < footer || len(b) < footer {
+		return a == b
+	}
+	return a[:len(a)-footer] == b[:len(b)-footer]
+}
+
 func (r *restorer) restoreErr(ctx context.Context, db int, key string, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	op := fmt.Sprintf("restore into db %d", r.j.TargetDB(db))
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "payload version or checksum are wrong"):
+	switch classifyReply(err) {
+	case replyIncompatible:
 		err = fmt.Errorf("%w: the target runs %s (RDB %d) and the source %s (RDB %d); a target cannot read payloads of a newer RDB version, so upgrade the target or use a strategy that rewrites the data: %v",
 			ErrIncompatible, describeVersion(r.j.Target.Info), r.j.Target.Info.RDBVersion(),
 			describeVersion(r.j.Source.Info), r.j.Source.Info.RDBVersion(), err)
-	case classifyReply(err) == replyOOM:
+	case replyOOM:
 		err = fmt.Errorf("the target is out of memory (maxmemory %d bytes): %w", r.j.Target.Info.MaxMemory, err)
 	}
 	return r.j.Target.Err(op, key, err)
-}
-
-// describeVersion names the server for a message as it names itself: "Redis 7.4.1",
-// "Valkey 8.0.1" (not the redis_version 7.2.4 Valkey reports for compatibility).
-func describeVersion(s *ServerInfo) string {
-	return s.Name()
 }

@@ -130,12 +130,3 @@ func keepTypes(ctx context.Context, e *Endpoint, c rueidis.Client, db int, keys,
 	}
 	return kept, nil
 }
-
-// ctxErr prefers the context's error, so a cancelled migration says so rather than
-// reporting the closed connection it caused.
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return err
-}

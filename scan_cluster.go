@@ -3,20 +3,16 @@ package migrate
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/redis/rueidis"
 	"golang.org/x/sync/errgroup"
 )
-
-// clusterFailoverWait is how long a cluster walk waits for slots without a reachable owner
-// to get one (a failover) before it gives up.
-const clusterFailoverWait = 60 * time.Second
 
 // slotWalk walks the keys of a cluster slot by slot; see ScanKeys.
 type slotWalk struct {
@@ -48,7 +44,7 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 
 	todo := make(map[uint16]bool, slotCount)
 	first := true
-	var stuckSince time.Time
+	var wait clusterRetry // for slots without a reachable node, since the walk last progressed
 	for {
 		t, err := e.topology(ctx)
 		if err != nil {
@@ -109,16 +105,15 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 		if w.takeDropped() {
 			continue // a replica fell out of sync: read its master's slots left at once
 		}
-		if progressed || stuckSince.IsZero() {
-			stuckSince = time.Now()
-		}
-		if time.Since(stuckSince) > clusterFailoverWait {
-			return e.Err("walk cluster", "", fmt.Errorf(
-				"%d slot(s) (%s) have had no reachable node for %v (orphans: %d)%s; check the cluster (CLUSTER NODES) and run again",
-				len(todo), slotSample(todo), clusterFailoverWait, len(orphans), t.unnamed(orphans)))
+		if progressed {
+			wait.reset()
 		}
 		j.Logger.Info("walk: slots to read again once the cluster says who serves them", "side", e.Side, "slots", len(todo))
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		if err := wait.wait(ctx); err != nil {
+			if w, ok := err.(*clusterWaitError); ok {
+				err = w.explain(e.Side, fmt.Sprintf("%d slot(s) (%s), with no reachable node", len(todo), describeSlots(slices.Sorted(maps.Keys(todo)), func(s uint16) string { return strconv.Itoa(int(s)) })),
+					fmt.Errorf("%d of them without a master that serves them%s", len(orphans), t.unnamed(orphans)))
+			}
 			return e.Err("walk cluster", "", err)
 		}
 	}
@@ -278,7 +273,7 @@ func (w *slotWalk) walkNode(ctx context.Context, t *topology, n *clusterNode, sl
 				w.dropReplica(t, n, err.Error())
 				return done, nil
 			}
-			if _, ok := rueidis.IsRedisErr(err); ok && !isClusterDown(err) {
+			if kind := classifyReply(err); kind != replyLost && kind != replyMoving {
 				return done, w.e.Err("cluster getkeysinslot on "+n.addr, "", err)
 			}
 			w.j.Logger.Warn("walk: a node failed; its slots wait for the cluster", "side", w.e.Side, "node", n.addr, "error", err)
@@ -387,29 +382,4 @@ func union(a, b []string) []string {
 		}
 	}
 	return a
-}
-
-func isClusterDown(err error) bool {
-	var re *rueidis.RedisError
-	return errors.As(err, &re) && (len(re.Error()) >= 11 && re.Error()[:11] == "CLUSTERDOWN" || re.IsTryAgain())
-}
-
-// slotSample names a few slots of set, for messages.
-func slotSample(set map[uint16]bool) string {
-	var s []int
-	for k := range set {
-		s = append(s, int(k))
-	}
-	sort.Ints(s)
-	out := ""
-	for i, v := range s {
-		if i == 5 {
-			return out + ", ..."
-		}
-		if i > 0 {
-			out += ", "
-		}
-		out += strconv.Itoa(v)
-	}
-	return out
 }

@@ -500,7 +500,7 @@ func (d *snapshotDBs) decide(ctx context.Context, db int) error {
 	}
 	// The same number on the target, which must have it.
 	if _, err := j.Target.Client(db); err != nil {
-		if ctx.Err() != nil || !strings.Contains(err.Error(), "out of range") {
+		if ctx.Err() != nil || classifyReply(err) != replyNoDB {
 			return err
 		}
 		count, selected := "fewer", "n"
@@ -591,7 +591,7 @@ func restoreFunction(ctx context.Context, j *Job, e *RDBEntry) error {
 		return ctx.Err()
 	}
 	op := "restore function library"
-	if !strings.Contains(err.Error(), "already exists") {
+	if classifyReply(err) != replyExists {
 		return j.Target.Err(op, e.Key, err)
 	}
 	if same, _ := sameLibrary(ctx, c, e); same {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -196,7 +195,7 @@ func bgsave(ctx context.Context, j *Job) (time.Time, error) {
 		if ctx.Err() != nil {
 			return time.Time{}, e.Err("bgsave", "", ctx.Err())
 		}
-		if !strings.Contains(err.Error(), "already in progress") {
+		if classifyReply(err) != replyInProgress {
 			if r := refusal(ctx, e, "BGSAVE", err); r != nil {
 				return time.Time{}, r
 			}
