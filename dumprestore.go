@@ -15,19 +15,20 @@ import (
 // same database number. It works almost everywhere, managed services included.
 //
 // It needs SCAN, DUMP and PEXPIRETIME or PTTL on the source, which it only reads, and
-// RESTORE on the target (with ABSTTL from Redis 5.0, so TTLs stay exact). The target must
-// read the source's RDB version: the same Redis version or newer. Keys are walked with
-// SCAN, pipelined in batches of WithBatchSize keys, WithConcurrency batches in flight.
+// RESTORE on the target (with ABSTTL from Redis 5.0, so TTLs stay exact). A target older
+// than the source gets each value rewritten in a form it reads (see [WithIncompatible] for
+// what it cannot hold at all). Keys are walked with SCAN, pipelined in batches of
+// [WithBatchSize] keys, [WithConcurrency] batches in flight.
 //
 // Strings take a cheaper road where the target has SET ... PXAT (Redis 6.2): each batch's
 // strings are read with one MGET (the other keys then with DUMP), which costs the source
-// about half as much per key, and written with SET ... NX PXAT, or, for those with no
-// expiry, many at once with MSETNX (MSET under Replace), which costs the target about a
-// third less; on a cluster target one MSETNX takes keys of one slot, as the walk of a
-// cluster source gives them. A group that MSETNX refuses because one of
-// its keys exists is sent again key by key, so the conflict policy sees each key. Where a
-// side refuses these commands (renamed, or not in the ACL user's rights), strings go by
-// DUMP and SET instead.
+// less than a DUMP each, and written with SET ... NX PXAT, or, for those with no expiry,
+// many at once with MSETNX (MSET under Replace), which costs the target less than a
+// RESTORE each (the README gives the measured costs); on a cluster target one MSETNX takes
+// keys of one slot, as the walk of a cluster source gives them. A group that MSETNX
+// refuses because one of its keys exists is sent again key by key, so the conflict policy
+// sees each key. Where a side refuses these commands (renamed, or not in the ACL user's
+// rights), strings go by DUMP and SET instead.
 //
 // Either side may be a Redis Cluster. The keys of a cluster source are walked on every
 // master at once (see Job.ScanKeys and WithReadFromReplicas), which follows resharding and
@@ -99,7 +100,7 @@ type dumper struct {
 	j   *Job
 	src rueidis.Client
 	db  int
-	// mget says strings are read with MGET, which costs the source a third of DUMP: set
+	// mget says strings are read with MGET, which costs the source less than DUMP: set
 	// when the target writes strings with SET, cleared when the source refuses MGET.
 	mget atomic.Bool
 }

@@ -32,7 +32,7 @@ import (
 // When a slot moves or a node fails over meanwhile (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a
 // source node that does not answer, a target node the source cannot reach), the keys are
 // sent again once the slot maps are read again, the MOVED redirections followed, for up to
-// 30 s; past that the error names the slot or the node. ASK is followed from a cluster source
+// a minute; past that the error names the slot or the node. ASK is followed from a cluster source
 // only: a cluster node's MIGRATE sends RESTORE-ASKING, which the node importing a slot
 // accepts, and a standalone server's sends RESTORE, which it refuses (MOVED back to the
 // owner). From a standalone source, the keys of a slot being moved wait for the move to end,

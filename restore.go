@@ -321,7 +321,7 @@ func (r *restorer) settle(ctx context.Context, c rueidis.Client, db int, lost []
 }
 
 // prepare names d's key on the target, sets its TTL argument, and says how it is written:
-// strings with SET (a third of the target's cost of RESTORE) where the target has SET ...
+// strings with SET (cheaper for the target than RESTORE) where the target has SET ...
 // PXAT (Redis 6.2), everything else with RESTORE.
 func (r *restorer) prepare(d *dumped, db int, now int64) {
 	d.key = r.j.TargetKey(db, d.key)
@@ -367,7 +367,7 @@ func (r *restorer) command(c rueidis.Client, k *dumped) rueidis.Completed {
 
 // setAll writes strings that have no expiry a group at a time: MSETNX, which sets the
 // group only when none of its keys exists, or MSET under Replace. One command for many
-// keys costs the target a third less than a SET each. On a cluster target a group holds
+// keys costs the target less than a SET each. On a cluster target a group holds
 // keys of one slot. It counts the keys written and returns, to be sent key by key, those
 // of the groups that were refused (a key exists, a slot moved, an error) and keys left
 // alone in their group. The keys of a group whose reply never came, once ctx has ended, go to
@@ -586,7 +586,7 @@ func (r *restorer) restoreErr(ctx context.Context, db int, key string, err error
 	op := fmt.Sprintf("restore into db %d", r.j.TargetDB(db))
 	switch classifyReply(err) {
 	case replyIncompatible:
-		err = fmt.Errorf("%w: the target runs %s (RDB %d) and the source %s (RDB %d); a target cannot read payloads of a newer RDB version, so upgrade the target or use a strategy that rewrites the data: %v",
+		err = fmt.Errorf("%w: the target runs %s (RDB %d) and the source %s (RDB %d); the target refused a payload this library did not expect it to refuse; report it, with both versions: %v",
 			ErrIncompatible, describeVersion(r.j.Target.Info), r.j.Target.Info.RDBVersion(),
 			describeVersion(r.j.Source.Info), r.j.Source.Info.RDBVersion(), err)
 	case replyOOM:

@@ -47,8 +47,9 @@ import (
 // target by slot: the cluster client sends each RESTORE to the node that serves its key and
 // follows MOVED and ASK during a resharding.
 //
-// Restoring needs RESTORE on the target, and FUNCTION RESTORE for function libraries; the
-// target must read the snapshot's RDB version: the same Redis version or newer. One
+// Restoring needs RESTORE on the target, and FUNCTION RESTORE for function libraries; a
+// target older than the snapshot's RDB version gets each value rewritten in a form it
+// reads (see WithIncompatible), and ToFile refuses it. One
 // goroutine reads the snapshot, at the pace the restore allows, and WithConcurrency
 // goroutines restore batches of one database, of at most WithBatchSize keys and 1 MiB of
 // values. It honours WithMatch (with Redis's glob rules), WithTypes, WithDatabases,
@@ -575,7 +576,12 @@ func restoreFunction(ctx context.Context, j *Job, e *RDBEntry) error {
 	if err != nil {
 		return err
 	}
-	cmd := c.B().FunctionRestore().SerializedValue(string(e.Payload))
+	// An older target reads the library's payload once it carries its own RDB version.
+	payload, err := functionPayload(j, e.Payload)
+	if err != nil {
+		return j.Target.Err("restore function library", e.Key, err)
+	}
+	cmd := c.B().FunctionRestore().SerializedValue(string(payload))
 	var res rueidis.RedisResult
 	if j.Conflict == Replace {
 		res = c.Do(ctx, cmd.Replace().Build())
