@@ -195,6 +195,7 @@ func (r Replication) Run(ctx context.Context, j *Job) error {
 		addr: net.JoinHostPort(host, port), settings: settings, counted: map[int]int64{},
 	}
 	s.bytesBase = -1
+	s.deniedBase = s.aclDenied(ctx)
 	if info, err := readInfo(ctx, dst); err == nil {
 		if n, err := strconv.ParseInt(info.Fields["total_net_repl_input_bytes"], 10, 64); err == nil {
 			s.bytesBase = n
@@ -223,6 +224,58 @@ type replicaSync struct {
 	counted   map[int]int64 // keys counted per database
 	bytes     int64         // bytes counted
 	bytesBase int64         // total_net_repl_input_bytes before REPLICAOF, -1 if unknown
+	// deniedBase is how many commands the source's ACLs had refused before REPLICAOF, -1
+	// when unknown or once the source serves the target as a replica.
+	deniedBase int64
+	deniedRead time.Time // when it was last read again
+}
+
+// deniedBurst is how many ACL refusals on the source, between two readings half a second
+// apart, tell that the target's replication commands are being refused.
+const deniedBurst = 20
+
+// aclDenied returns how many commands the source's ACLs have refused since it started
+// (NOPERM replies in INFO errorstats, Redis 6.2), or -1 when it does not say.
+func (s *replicaSync) aclDenied(ctx context.Context) int64 {
+	text, err := s.src.Do(ctx, s.src.B().Info().Section("errorstats").Build()).ToString()
+	if err != nil || !strings.Contains(text, "# Errorstats") {
+		return -1
+	}
+	f := parseInfo(text).Fields["errorstat_NOPERM"] // count=N
+	n, err := strconv.ParseInt(strings.TrimPrefix(f, "count="), 10, 64)
+	if err != nil {
+		return 0 // none refused yet
+	}
+	return n
+}
+
+// refusedBySource tells, while the target has not begun to sync, whether the source's ACLs
+// refuse what the target runs as a replica (PSYNC, SYNC, REPLCONF, PING): the source counts
+// each refusal, and the replica tries again every second. Check cannot tell this on Redis 7,
+// which answers for PSYNC and SYNC only through ACL DRYRUN; this tells within seconds,
+// before the target has dropped any of its data.
+func (s *replicaSync) refusedBySource(ctx context.Context, now time.Time) error {
+	if s.deniedBase < 0 || now.Sub(s.deniedRead) < 500*time.Millisecond {
+		return nil
+	}
+	s.deniedRead = now
+	// A refused replica tries again at once, so its refusals come by the hundreds a second;
+	// another client's few NOPERMs are not enough to stop the migration.
+	n := s.aclDenied(ctx)
+	if n-s.deniedBase < deniedBurst {
+		if n >= 0 {
+			s.deniedBase = n
+		}
+		return nil
+	}
+	user := s.j.Source.Option.Username
+	if user == "" {
+		user = "default"
+	}
+	return s.j.Source.Err("serve the target as a replica", "", unsupported(
+		"the source's ACLs refused %d command(s) in the last half second (INFO errorstats, NOPERM) while the target asked it to replicate, and it has not taken the target as its replica: "+
+			"the source's user %q, which the target logs in as (masteruser), needs what a replica runs (ACL SETUSER %s +psync +replconf +ping)",
+		n-s.deniedBase, user, user))
 }
 
 func (s *replicaSync) run(ctx context.Context) error {
@@ -280,8 +333,15 @@ func (s *replicaSync) waitSync(ctx context.Context) error {
 			break
 		}
 		now := time.Now()
-		if st.transfer || st.loading || s.sourceServesTarget(ctx, info) {
+		served := s.sourceServesTarget(ctx, info)
+		if st.transfer || st.loading || served {
 			s.started, active = true, now
+		}
+		if served || st.loading {
+			s.deniedBase = -1 // the source took the target as its replica
+		}
+		if err := s.refusedBySource(ctx, now); err != nil {
+			return err
 		}
 		switch {
 		case now.Sub(active) > s.r.linkTimeout():
