@@ -196,6 +196,10 @@ func (v *verifier) read(ctx context.Context, e *Endpoint, db int, keys []string)
 		if s.payload, err = res[3*i+2].ToString(); err != nil && !rueidis.IsRedisNil(err) {
 			return nil, e.Err(fmt.Sprintf("dump in db %d", db), k, ctxErr(ctx, err))
 		}
+		if s.expire == -2 || (s.payload == "" && s.typ != "none") {
+			// It expired between TYPE and the commands after it: gone.
+			s.typ, s.expire = "none", -1
+		}
 	}
 	return out, nil
 }
