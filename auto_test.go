@@ -37,9 +37,9 @@ func TestAutoLadder(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			src, dst := startPair(t, redistest.Config{Rename: tc.src}, redistest.Config{Rename: tc.dst})
+			src, dst := redistest.StartPair(t, redistest.Config{Rename: tc.src}, redistest.Config{Rename: tc.dst})
 			counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
-			rep, err := migrateWith(t, src, dst, append([]migrate.Option{migrate.WithStrategy(migrate.Auto{})}, tc.opts...)...)
+			rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Auto{}, tc.opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,11 +77,11 @@ func TestAutoLadder(t *testing.T) {
 // nothing changes.
 func TestAutoNothingCanRun(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t,
+	src, dst := redistest.StartPair(t,
 		redistest.Config{Rename: map[string]string{"SYNC": "", "PSYNC": "", "MIGRATE": "", "DUMP": ""}},
 		redistest.Config{Rename: map[string]string{"REPLICAOF": "", "SLAVEOF": ""}})
 	src.Do(t, 0, "SET", "k", "v")
-	rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Auto{}), migrate.WithDiscardTarget())
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Auto{}, migrate.WithDiscardTarget())
 	if !errors.Is(err, migrate.ErrUnsupported) {
 		t.Fatalf("err = %v, want ErrUnsupported", err)
 	}
@@ -90,7 +90,7 @@ func TestAutoNothingCanRun(t *testing.T) {
 			t.Errorf("error does not say %q: %v", want, err)
 		}
 	}
-	if rep.Keys != 0 || dbsize(t, dst, 0) != 0 {
+	if rep.Keys != 0 || dst.DBSize(t, 0) != 0 {
 		t.Errorf("something was copied: %v", rep)
 	}
 	if len(rep.Steps) != 4 {
@@ -101,9 +101,9 @@ func TestAutoNothingCanRun(t *testing.T) {
 // TestAutoNever leaves out a strategy the user forbids.
 func TestAutoNever(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	src.Do(t, 0, "SET", "k", "v")
-	rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Auto{Never: []string{"replication", "snapshot"}}), migrate.WithDiscardTarget())
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Auto{Never: []string{"replication", "snapshot"}}, migrate.WithDiscardTarget())
 	if err != nil || rep.Strategy != "migrate-keys" || len(rep.Steps) != 1 {
 		t.Fatalf("err %v, ran %s, steps %v: want migrate-keys first", err, rep.Strategy, rep.Steps)
 	}
@@ -149,7 +149,7 @@ func TestPlan(t *testing.T) {
 		}
 	}
 	// Planning changes nothing.
-	if n := dbsize(t, dst, 0); n != 0 {
+	if n := dst.DBSize(t, 0); n != 0 {
 		t.Errorf("target db 0 has %d keys after Plan", n)
 	}
 	if role, _ := dst.Do(t, 0, "ROLE").ToArray(); len(role) == 0 {

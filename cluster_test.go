@@ -14,114 +14,6 @@ import (
 	"github.com/redismigrate/migrate/internal/redistest"
 )
 
-// clusterSide is one side of a cluster conformance run: a standalone server or a cluster.
-type clusterSide struct {
-	server  *redistest.Server
-	cluster *redistest.Cluster
-}
-
-func (s clusterSide) option() rueidis.ClientOption {
-	if s.cluster != nil {
-		return s.cluster.Option()
-	}
-	return s.server.Option()
-}
-
-func startSide(t *testing.T, cluster bool, cfg redistest.ClusterConfig) clusterSide {
-	t.Helper()
-	if cluster {
-		return clusterSide{cluster: redistest.StartCluster(t, cfg)}
-	}
-	return clusterSide{server: redistest.Start(t, cfg.Node)}
-}
-
-// runClusterConformance fills the source with the small conformance data set (a cluster
-// gets every database's set in database 0), migrates it with s into an empty target (a
-// standalone source's databases merged into a cluster target's database 0, names kept),
-// compares both sides key by key and checks the report.
-func runClusterConformance(t *testing.T, s migrate.Strategy, srcCluster, dstCluster bool, opts ...migrate.Option) *migrate.Report {
-	t.Helper()
-	src := startSide(t, srcCluster, redistest.ClusterConfig{Node: redistest.Config{Lines: []string{"repl-diskless-sync-delay 0"}}})
-	dst := startSide(t, dstCluster, redistest.ClusterConfig{})
-	d := redistest.Dataset{Small: true}
-	var counts map[int]int
-	if srcCluster {
-		counts = redistest.FillCluster(t, src.cluster, d)
-	} else {
-		counts = redistest.Fill(t, src.server, d)
-		if dstCluster {
-			opts = append(opts, migrate.WithDBPrefix(""))
-		}
-	}
-	m, err := migrate.New(src.option(), dst.option(), append([]migrate.Option{migrate.WithStrategy(s), migrate.WithVerify()}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rep, err := m.Migrate(ctx)
-	if err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
-	assertSameClusterData(t, src, dst)
-	if v := rep.Verify; v == nil || !v.Equal() || v.Compared != rep.Keys {
-		t.Errorf("verify: %v, want every one of %d keys compared and equal", v, rep.Keys)
-	}
-	want := 0
-	for _, n := range counts {
-		want += n
-	}
-	if rep.Keys != int64(want) || rep.Failed != 0 || rep.Skipped != 0 || rep.Expired != 0 {
-		t.Errorf("report %+v, want %d keys copied and nothing else", rep.Counts, want)
-	}
-	if rep.Scanned != int64(want) {
-		t.Errorf("report scanned %d keys, want %d", rep.Scanned, want)
-	}
-	if rep.Strategy != s.Name() {
-		t.Errorf("report strategy %q, want %q", rep.Strategy, s.Name())
-	}
-	return rep
-}
-
-// assertSameClusterData compares every data set database of src and dst, wherever it is:
-// database N of a standalone server, or the keys "dbN:*" of a cluster's database 0.
-func assertSameClusterData(t *testing.T, src, dst clusterSide) {
-	t.Helper()
-	side := func(s clusterSide, db int) redistest.Side {
-		if s.cluster != nil {
-			return s.cluster.Side(t)
-		}
-		if src.cluster != nil {
-			db = 0 // a cluster source goes into database 0
-		}
-		return redistest.Side{Client: s.server.Client(t, db)}
-	}
-	for _, db := range redistest.DatasetDBs {
-		redistest.AssertSameSides(t, side(src, db), side(dst, db), fmt.Sprintf("db%d:*", db))
-	}
-}
-
-// TestClusterConformance runs every strategy that works with clusters in each direction.
-func TestClusterConformance(t *testing.T) {
-	t.Parallel()
-	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.Snapshot{}, migrate.MigrateKeys{}} {
-		for _, tc := range []struct {
-			name     string
-			src, dst bool
-		}{
-			{"standalone-to-cluster", false, true},
-			{"cluster-to-standalone", true, false},
-			{"cluster-to-cluster", true, true},
-		} {
-			t.Run(s.Name()+"/"+tc.name, func(t *testing.T) {
-				t.Parallel()
-				runClusterConformance(t, s, tc.src, tc.dst)
-			})
-		}
-	}
-}
-
 // TestClusterTargetDatabases checks how the databases of a standalone source go into a
 // cluster's only database: refused unless the user says how, one database as it is, or
 // every database with a prefix.
@@ -432,6 +324,6 @@ func TestClusterCancel(t *testing.T) {
 		}
 		// A rueidis cluster client that refreshed its slot map closes the connections it
 		// dropped 5 s later, from a goroutine that Close does not stop.
-		waitGoroutinesFor(t, before, 7*time.Second)
+		redistest.WaitGoroutines(t, before, 7*time.Second)
 	}
 }

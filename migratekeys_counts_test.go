@@ -21,11 +21,11 @@ func TestMigrateKeysFullTarget(t *testing.T) {
 	dst := redistest.Start(t, redistest.Config{Lines: []string{"maxmemory 4mb", "maxmemory-policy noeviction"}})
 	const keys = 6000
 	redistest.AddKeys(t, src, 0, "k:", keys, 1000)
-	rep, err := migrateOnce(t, migrate.MigrateKeys{}, src.Option(), dst.Option())
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{})
 	if err == nil || !strings.Contains(err.Error(), "out of memory") {
 		t.Fatalf("Migrate: %v, want the target's OOM", err)
 	}
-	held := keyCount(t, dst, 0)
+	held := dst.DBSize(t, 0)
 	if held == 0 || held == keys {
 		t.Fatalf("the target holds %d keys: the test needs a target that fills up part way", held)
 	}
@@ -67,7 +67,7 @@ func TestMigrateKeysRunAgainHashtables(t *testing.T) {
 	}
 	const keys = 4 * n
 	for run, want := range []migrate.Counts{{Keys: keys}, {Skipped: keys}} {
-		rep, err := migrateOnce(t, migrate.MigrateKeys{}, src.Option(), dst.Option())
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{})
 		if err != nil {
 			t.Fatalf("run %d: %v", run+1, err)
 		}
@@ -100,7 +100,7 @@ func TestMigrateKeysSameValueOtherTTL(t *testing.T) {
 			}
 			set(src, tc.src)
 			set(dst, tc.dst)
-			rep, err := migrateOnce(t, migrate.MigrateKeys{}, src.Option(), dst.Option())
+			rep, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{})
 			var me *migrate.Error
 			if !errors.Is(err, migrate.ErrConflict) || !errors.As(err, &me) || me.Key != "user:1" {
 				t.Fatalf("Migrate: %v, want ErrConflict naming user:1", err)

@@ -20,7 +20,7 @@ import (
 // extra are counted every time, with or without a TTL.
 func TestVerifyWhileKeysExpire(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	const n = 20000
 	c := src.Client(t, 0)
 	cmds := make(rueidis.Commands, 0, n+2)
@@ -35,7 +35,7 @@ func TestVerifyWhileKeysExpire(t *testing.T) {
 		}
 	}
 	loaded := time.Now()
-	if _, err := migrateWith(t, src, dst); err != nil {
+	if _, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}); err != nil {
 		t.Fatal(err)
 	}
 	dst.Do(t, 0, "DEL", "kept", "kept:ttl") // truly missing
@@ -51,7 +51,7 @@ func TestVerifyWhileKeysExpire(t *testing.T) {
 			t.Errorf("verify %d: examples %s do not name the true differences", runs, got)
 		}
 	}
-	if n, _ := dst.Do(t, 0, "DBSIZE").AsInt64(); n != 1 {
+	if n := dst.DBSize(t, 0); n != 1 {
 		t.Errorf("target holds %d keys after the expiry window, want only the stray one", n)
 	}
 }
@@ -60,7 +60,7 @@ func TestVerifyWhileKeysExpire(t *testing.T) {
 // to Verify, which says so rather than ignoring them.
 func TestVerifyRefusesMigrateOptions(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	src.Do(t, 0, "SET", "k", "v")
 	for _, tc := range []struct {
 		opt  migrate.Option
@@ -90,7 +90,7 @@ func TestVerifyRefusesMigrateOptions(t *testing.T) {
 // its verification: WithVerify must not call an exact copy a mismatch.
 func TestWithVerifyWhileKeysExpire(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	const n = 10000
 	c := src.Client(t, 0)
 	cmds := make(rueidis.Commands, 0, n)
@@ -104,7 +104,7 @@ func TestWithVerifyWhileKeysExpire(t *testing.T) {
 		}
 	}
 	for i := 0; i < 3; i++ {
-		rep, err := migrateWith(t, src, dst, migrate.WithVerify(), migrate.WithConflict(migrate.Replace), migrate.WithBatchSize(64))
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithVerify(), migrate.WithConflict(migrate.Replace), migrate.WithBatchSize(64))
 		if err != nil {
 			t.Fatalf("run %d: %v (verify %v, examples %v)", i, err, rep.Verify, rep.Verify.Examples)
 		}

@@ -27,7 +27,7 @@ func verify(t *testing.T, src, dst *redistest.Server, opts ...migrate.Option) *m
 // find each, and nothing before.
 func TestVerify(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
 	// A set emptied down to a few integers keeps its hash-table encoding; its copy is
 	// loaded as an intset, so the DUMP payloads differ while the values are equal.
@@ -37,7 +37,7 @@ func TestVerify(t *testing.T) {
 	for i := 3; i < 200; i++ {
 		src.Do(t, 0, "SREM", "encoded", fmt.Sprint(i))
 	}
-	if _, err := migrateWith(t, src, dst); err != nil {
+	if _, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}); err != nil {
 		t.Fatal(err)
 	}
 	rep := verify(t, src, dst)
@@ -93,15 +93,15 @@ func TestVerify(t *testing.T) {
 
 func TestMigrateWithVerify(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	redistest.Fill(t, src, redistest.Dataset{Small: true})
-	rep, err := migrateWith(t, src, dst, migrate.WithVerify())
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithVerify())
 	if err != nil || rep.Verify == nil || !rep.Verify.Equal() || rep.Verify.Compared != rep.Keys {
 		t.Fatalf("err %v, verify %v, want an equal verification of %d keys", err, rep.Verify, rep.Keys)
 	}
 	// A key on the target that the source lacks, kept by Skip, makes verification fail.
 	dst.Do(t, 0, "SET", "db0:str:int", "other")
-	rep, err = migrateWith(t, src, dst, migrate.WithVerify(), migrate.WithConflict(migrate.Skip))
+	rep, err = runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithVerify(), migrate.WithConflict(migrate.Skip))
 	if !errors.Is(err, migrate.ErrMismatch) || rep.Verify.ValueMismatch != 1 {
 		t.Fatalf("err %v, verify %v, want ErrMismatch with one value mismatch", err, rep.Verify)
 	}
