@@ -86,10 +86,13 @@ func (d *Deployment) Flush(t testing.TB) {
 	}
 }
 
-// DBSize returns the number of keys in databases dbs (database 0 when none is given),
-// summed over the masters.
+// DBSize returns the number of keys in databases dbs of the server (database 0 when none
+// is given), or in the cluster.
 func (d *Deployment) DBSize(t testing.TB, dbs ...int) int64 {
 	t.Helper()
+	if d.Cluster != nil {
+		dbs = nil // a cluster has database 0 only
+	}
 	var n int64
 	for _, s := range d.Masters() {
 		n += s.DBSize(t, dbs...)
