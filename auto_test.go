@@ -1,11 +1,9 @@
 package migrate_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
@@ -106,53 +104,5 @@ func TestAutoNever(t *testing.T) {
 	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Auto{Never: []string{"replication", "snapshot"}}, migrate.WithDiscardTarget())
 	if err != nil || rep.Strategy != "migrate-keys" || len(rep.Steps) != 1 {
 		t.Fatalf("err %v, ran %s, steps %v: want migrate-keys first", err, rep.Strategy, rep.Steps)
-	}
-}
-
-func TestPlan(t *testing.T) {
-	t.Parallel()
-	src := redistest.Start(t, redistest.Config{Password: "pw"})
-	dst := redistest.Start(t, redistest.Config{
-		Rename: map[string]string{"REPLICAOF": "", "SLAVEOF": ""},
-		Lines:  []string{"maxmemory 5mb", "maxmemory-policy allkeys-lru"},
-		Users:  []string{"user app on >apppw ~* +@all -migrate"},
-	})
-	redistest.Fill(t, src, redistest.Dataset{}) // with a 10 MB value: more than the target's maxmemory
-	dst.Do(t, 3, "SET", "already", "here")
-	dstOpt := dst.Option()
-	dstOpt.Username, dstOpt.Password = "app", "apppw"
-	m, err := migrate.New(src.Option(), dstOpt, migrate.WithDiscardTarget(), migrate.WithEvictingTarget())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := m.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Chosen != "snapshot" || p.Steps[0].OK || !strings.Contains(p.Steps[0].Err.Error(), "REPLICAOF") {
-		t.Errorf("plan chose %q with steps %v, want snapshot after a refused replication", p.Chosen, p.Steps)
-	}
-	if p.Source.Auth != "password" || p.Target.Auth != "ACL user app" || p.Source.Mode != "standalone" || p.Source.Keys == 0 {
-		t.Errorf("facts: source %+v target %+v", p.Source, p.Target)
-	}
-	if p.Target.Commands["REPLICAOF"] != "renamed or disabled" || p.Source.Commands["DUMP"] != "ok" {
-		t.Errorf("commands: target %v source %v", p.Target.Commands, p.Source.Commands)
-	}
-	text := p.String()
-	for _, want := range []string{src.Addr, dst.Addr, "Redis ", "ACL user app", "replicaof: renamed or disabled",
-		"chosen: snapshot", "may not fit", "allkeys-lru", "already has keys (db 3: 1)"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("plan does not show %q:\n%s", want, text)
-		}
-	}
-	// Planning changes nothing.
-	if n := dst.DBSize(t, 0); n != 0 {
-		t.Errorf("target db 0 has %d keys after Plan", n)
-	}
-	if role, _ := dst.Do(t, 0, "ROLE").ToArray(); len(role) == 0 {
-		t.Error("no role")
 	}
 }

@@ -3,13 +3,11 @@ package migrate_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
 )
@@ -78,72 +76,6 @@ func TestClusterTargetDatabases(t *testing.T) {
 	defer m.Close()
 	if _, err := m.Migrate(ctx); !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "renames keys") {
 		t.Errorf("MigrateKeys with a prefix: %v, want a refusal", err)
-	}
-}
-
-// TestClusterPlan checks the facts Plan gives of a cluster, and that Replication refuses
-// clusters on either side with the reason.
-func TestClusterPlan(t *testing.T) {
-	t.Parallel()
-	c := redistest.StartCluster(t, redistest.ClusterConfig{})
-	cl := c.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	// A URL with one node's address is enough: rueidis finds the cluster.
-	url, err := rueidis.ParseURL("redis://" + c.Masters[1].Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 300 {
-		if err := cl.Do(ctx, cl.B().Set().Key(fmt.Sprint("k", i)).Value("v").Build()).Error(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	single := redistest.Start(t, redistest.Config{})
-	for _, tc := range []struct {
-		name     string
-		src, dst rueidis.ClientOption
-	}{
-		{"cluster-source", url, single.Option()},
-		{"cluster-target", single.Option(), c.Option()},
-	} {
-		m, err := migrate.New(tc.src, tc.dst, migrate.WithDiscardTarget())
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := m.Plan(ctx)
-		m.Close()
-		if err != nil {
-			t.Fatalf("%s: Plan: %v", tc.name, err)
-		}
-		f := p.Source
-		if tc.name == "cluster-target" {
-			f = p.Target
-		}
-		if f.Mode != "cluster" || f.Masters != 3 {
-			t.Errorf("%s: facts say mode %q with %d masters, want cluster with 3", tc.name, f.Mode, f.Masters)
-		}
-		if tc.name == "cluster-source" && f.Keys != 300 {
-			t.Errorf("%s: facts say %d keys, want 300 summed over the masters", tc.name, f.Keys)
-		}
-		if !strings.Contains(p.String(), "cluster") {
-			t.Errorf("%s: the plan does not say cluster:\n%s", tc.name, p)
-		}
-		for _, s := range p.Steps {
-			switch s.Strategy {
-			case "replication":
-				if s.OK || !errors.Is(s.Err, migrate.ErrUnsupported) || !strings.Contains(s.Err.Error(), "cluster") {
-					t.Errorf("%s: replication verdict %v, want a refusal that names the cluster", tc.name, s.Err)
-				}
-			case "dump-restore", "snapshot", "migrate-keys":
-				if !s.OK {
-					t.Errorf("%s: %s refused: %v", tc.name, s.Strategy, s.Err)
-				}
-			}
-		}
-		if p.Chosen != "snapshot" {
-			t.Errorf("%s: chosen %q, want snapshot", tc.name, p.Chosen)
-		}
 	}
 }
 

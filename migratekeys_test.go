@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
 )
@@ -162,156 +163,6 @@ func TestMigrateKeysMoveOrCopy(t *testing.T) {
 			t.Errorf("report %+v, want %d keys and nothing else", rep.Counts, want)
 		}
 	})
-}
-
-// TestMigrateKeysMoveConflicts puts two of the source's keys on the target beforehand and
-// checks each policy when moving, with batches and with one MIGRATE per key: the source
-// keeps exactly the keys not moved. (The conformance suite checks each policy copying.)
-func TestMigrateKeysMoveConflicts(t *testing.T) {
-	t.Parallel()
-	const n = 100
-	conflicting := []string{"k:5", "k:77"}
-	for _, policy := range []migrate.Conflict{migrate.Fail, migrate.Skip, migrate.Replace} {
-		for _, version := range []string{"", "3.0.5"} {
-			name := policy.String()
-			if version != "" {
-				name += " one key each"
-			}
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
-				redistest.SetKeys(t, src, 0, "k:", n, redistest.Numbered("src-"))
-				for _, k := range conflicting {
-					dst.Do(t, 0, "SET", k, "target")
-				}
-				s := asVersion{MigrateKeys: migrate.MigrateKeys{Move: true}, source: version}
-				rep, err := runMigration(t, src.Option(), dst.Option(), s,
-					migrate.WithConflict(policy), migrate.WithBatchSize(16))
-
-				// Whatever the policy, each key on the target is either the source's or
-				// one of the conflicting keys, and the report counts what was copied.
-				copied := 0
-				for i := range n {
-					k := "k:" + strconv.Itoa(i)
-					switch v := dst.Get(t, k); v {
-					case "src-" + strconv.Itoa(i):
-						copied++
-					case "", "target":
-					default:
-						t.Errorf("target %s = %q", k, v)
-					}
-				}
-				if rep.Keys != int64(copied) {
-					t.Errorf("report %+v, but the target holds %d of the source's keys", rep.Counts, copied)
-				}
-				if left := src.DBSize(t, 0); left != n-int64(copied) {
-					t.Errorf("source keeps %d keys, want %d (those not moved)", left, n-copied)
-				}
-
-				switch policy {
-				case migrate.Fail:
-					if !errors.Is(err, migrate.ErrConflict) {
-						t.Fatalf("error %v, want ErrConflict", err)
-					}
-					if !strings.Contains(err.Error(), `"k:5"`) && !strings.Contains(err.Error(), `"k:77"`) {
-						t.Errorf("error %q names no conflicting key", err)
-					}
-					for _, k := range conflicting {
-						if v := dst.Get(t, k); v != "target" {
-							t.Errorf("target %s = %q, want it kept", k, v)
-						}
-					}
-					if rep.Failed < 1 {
-						t.Errorf("report %+v, want the conflict counted as failed", rep.Counts)
-					}
-				case migrate.Skip:
-					if err != nil {
-						t.Fatal(err)
-					}
-					if rep.Skipped != 2 || rep.Keys != n-2 || copied != n-2 {
-						t.Errorf("report %+v, %d copied; want 2 skipped, %d copied", rep.Counts, copied, n-2)
-					}
-					for _, k := range conflicting {
-						if v := dst.Get(t, k); v != "target" {
-							t.Errorf("target %s = %q, want it kept", k, v)
-						}
-					}
-				case migrate.Replace:
-					if err != nil {
-						t.Fatal(err)
-					}
-					if rep.Keys != n || copied != n {
-						t.Errorf("report %+v, %d copied; want all %d", rep.Counts, copied, n)
-					}
-				}
-			})
-		}
-	}
-}
-
-// TestMigrateKeysRunAgain runs a migration twice under Fail: the second finds every key on
-// the target with the source's value, which is no conflict, copies nothing and skips them.
-func TestMigrateKeysRunAgain(t *testing.T) {
-	t.Parallel()
-	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
-	redistest.SetKeys(t, src, 0, "k:", 100, redistest.Numbered("src-"))
-	for run, want := range []int64{100, 0} {
-		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{})
-		if err != nil || rep.Keys != want || rep.Failed != 0 || rep.Skipped != 100-want {
-			t.Errorf("run %d: report %+v, error %v; want %d keys copied and the others skipped", run+1, rep.Counts, err, want)
-		}
-	}
-	redistest.AssertSame(t, src, dst, 0)
-}
-
-// TestMigrateKeysRefusedDuringBatch makes MIGRATE meet keys the check before the batch did
-// not see, as when a writer creates them on the target meanwhile: this program checks one
-// server, and TargetAddr sends the keys to another, which holds k:5. Moving, the refused key
-// is the one left on the source.
-func TestMigrateKeysRefusedDuringBatch(t *testing.T) {
-	t.Parallel()
-	for _, policy := range []migrate.Conflict{migrate.Fail, migrate.Skip} {
-		for _, version := range []string{"", "3.0.5"} {
-			name := policy.String()
-			if version != "" {
-				name += " one key each"
-			}
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				src, checked := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
-				dst := redistest.Start(t, redistest.Config{})
-				redistest.SetKeys(t, src, 0, "k:", 100, redistest.Numbered("src-"))
-				dst.Do(t, 0, "SET", "k:5", "target")
-				s := asVersion{MigrateKeys: migrate.MigrateKeys{Move: true, TargetAddr: dst.Addr}, source: version}
-				if version == "" {
-					// After a BUSYKEY, batches of keys are settled by reading the target
-					// itself, which must be the server MIGRATE writes to.
-					checked = dst
-				}
-				rep, err := runMigration(t, src.Option(), checked.Option(), s,
-					migrate.WithConflict(policy), migrate.WithBatchSize(16))
-				if v := dst.Get(t, "k:5"); v != "target" {
-					t.Errorf("target k:5 = %q, want it kept", v)
-				}
-				if v := src.Get(t, "k:5"); v != "src-5" {
-					t.Errorf("source k:5 = %q, want it kept", v)
-				}
-				moved := dst.DBSize(t, 0) - 1
-				if rep.Keys != moved || src.DBSize(t, 0) != 100-moved {
-					t.Errorf("report %+v; the target holds %d moved keys, the source %d", rep.Counts, moved, src.DBSize(t, 0))
-				}
-				if policy == migrate.Skip {
-					if err != nil || rep.Skipped != 1 || rep.Keys != 99 {
-						t.Errorf("report %+v, error %v; want 99 moved and k:5 skipped", rep.Counts, err)
-					}
-					return
-				}
-				if !errors.Is(err, migrate.ErrConflict) || !strings.Contains(err.Error(), `"k:5"`) || rep.Failed != 1 {
-					t.Errorf("report %+v, error %v; want ErrConflict naming k:5, counted as failed", rep.Counts, err)
-				}
-			})
-		}
-	}
 }
 
 // TestMigrateKeysExpiring copies, slowly, keys of which a third expire once the walk has
@@ -559,4 +410,29 @@ func migrateMillis(b *testing.B, s *redistest.Server) float64 {
 		}
 	}
 	return 0
+}
+
+// TestMigrateKeysFullTarget copies into a small noeviction target that fills up: MIGRATE
+// fails with OOM in the middle of a batch, and the report counts as copied exactly the keys
+// the target holds, the others of the failed batches as failed.
+func TestMigrateKeysFullTarget(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{})
+	dst := redistest.Start(t, redistest.Config{Lines: []string{"maxmemory 4mb", "maxmemory-policy noeviction"}})
+	const keys = 6000
+	redistest.AddKeys(t, src, 0, "k:", keys, 1000)
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{})
+	if err == nil || !strings.Contains(err.Error(), "out of memory") {
+		t.Fatalf("Migrate: %v, want the target's OOM", err)
+	}
+	held := dst.DBSize(t, 0)
+	if held == 0 || held == keys {
+		t.Fatalf("the target holds %d keys: the test needs a target that fills up part way", held)
+	}
+	if rep.Keys != held {
+		t.Errorf("report %+v: %d keys copied, and the target holds %d", rep.Counts, rep.Keys, held)
+	}
+	if rep.Failed == 0 || rep.Keys+rep.Failed+rep.Skipped+rep.Expired > keys {
+		t.Errorf("report %+v: want failed keys, and no more keys counted than the %d on the source", rep.Counts, keys)
+	}
 }
