@@ -22,27 +22,17 @@ func TestClusterTargetDatabases(t *testing.T) {
 	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	migrateWith := func(opts ...migrate.Option) (*migrate.Report, error) {
-		m, err := migrate.New(src.Option(), dst.Option(), append([]migrate.Option{migrate.WithStrategy(migrate.DumpRestore{})}, opts...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		return m.Migrate(ctx)
-	}
-	flush := func() {
-		for _, n := range dst.Masters {
-			n.Do(t, 0, "FLUSHALL")
-		}
+	copyWith := func(opts ...migrate.Option) (*migrate.Report, error) {
+		return runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, opts...)
 	}
 
-	_, err := migrateWith()
+	_, err := copyWith()
 	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "0, 3, 15") ||
 		!strings.Contains(err.Error(), "WithDatabases") || !strings.Contains(err.Error(), "WithDBPrefix") {
 		t.Fatalf("several databases into a cluster: %v, want a refusal naming them and both options", err)
 	}
 
-	rep, err := migrateWith(migrate.WithDatabases(3), migrate.WithVerify())
+	rep, err := copyWith(migrate.WithDatabases(3), migrate.WithVerify())
 	if err != nil {
 		t.Fatalf("WithDatabases(3): %v", err)
 	}
@@ -50,9 +40,9 @@ func TestClusterTargetDatabases(t *testing.T) {
 		t.Errorf("WithDatabases(3) copied %d keys, want %d", rep.Keys, counts[3])
 	}
 	redistest.AssertSameSides(t, redistest.Side{Client: src.Client(t, 3)}, dst.Side(t), "")
-	flush()
+	dst.Flush(t)
 
-	rep, err = migrateWith(migrate.WithDBPrefix("src%d/"), migrate.WithVerify())
+	rep, err = copyWith(migrate.WithDBPrefix("src%d/"), migrate.WithVerify())
 	if err != nil {
 		t.Fatalf("WithDBPrefix: %v", err)
 	}

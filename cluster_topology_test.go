@@ -142,9 +142,7 @@ func TestClusterAnnouncedHostnames(t *testing.T) {
 			redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: one.Client(t, 0)}, "")
 
 			// From that server back into the other cluster.
-			for _, m := range dst.Masters {
-				m.Do(t, 0, "FLUSHALL")
-			}
+			dst.Flush(t)
 			rep = mustMigrate(t, one.Option(), dst.Option(), s)
 			if rep.Keys != int64(want) || rep.Failed != 0 {
 				t.Errorf("into the cluster: report %+v, want %d keys copied", rep.Counts, want)
@@ -152,9 +150,7 @@ func TestClusterAnnouncedHostnames(t *testing.T) {
 			redistest.AssertSameSides(t, redistest.Side{Client: one.Client(t, 0)}, dst.Side(t), "")
 
 			// From cluster to cluster.
-			for _, m := range dst.Masters {
-				m.Do(t, 0, "FLUSHALL")
-			}
+			dst.Flush(t)
 			rep = mustMigrate(t, src.Option(), dst.Option(), s)
 			if rep.Keys != int64(want) || rep.Failed != 0 {
 				t.Errorf("cluster to cluster: report %+v, want %d keys copied", rep.Counts, want)

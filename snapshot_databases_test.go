@@ -156,9 +156,7 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 	redistest.SetKeys(t, src, 0, "user:", n, redistest.Same("db0-value"))
 	reset := func() {
 		src.Do(t, 1, "FLUSHDB")
-		for _, m := range dst.Masters {
-			m.Do(t, 0, "FLUSHALL")
-		}
+		dst.Flush(t)
 	}
 	lateDB1 := func() { redistest.SetKeys(t, src, 1, "user:", 10, redistest.Same("db1-value")) }
 	get := func(key string) string {
@@ -167,13 +165,6 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 			t.Fatal(err)
 		}
 		return v
-	}
-	clusterKeys := func() int64 {
-		var sum int64
-		for _, m := range dst.Masters {
-			sum += m.DBSize(t, 0)
-		}
-		return sum
 	}
 
 	// Not parallel: they share the source and the cluster.
@@ -192,7 +183,7 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 				t.Errorf("user:%d = %q on the cluster, want db 0's value", i, v)
 			}
 		}
-		if held := clusterKeys(); rep.Keys > held || rep.Failed != 0 || rep.Databases[1] != (migrate.Counts{}) {
+		if held := dst.DBSize(t); rep.Keys > held || rep.Failed != 0 || rep.Databases[1] != (migrate.Counts{}) {
 			t.Errorf("report %+v (db 1: %+v) with %d keys on the cluster: want no more copied than held, db 1 not counted", rep.Counts, rep.Databases[1], held)
 		}
 	})
@@ -229,7 +220,7 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 		if v := get("user:7"); v != "db0-value" {
 			t.Errorf("user:7 = %q on the cluster, want db 0's value", v)
 		}
-		if held := clusterKeys(); held != n {
+		if held := dst.DBSize(t); held != n {
 			t.Errorf("the cluster holds %d keys, want %d", held, n)
 		}
 		assertCopied(t, rep, map[int]int64{0: n})
@@ -244,7 +235,7 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 		if v, w := get("db0:user:7"), get("db1:user:7"); v != "db0-value" || w != "db1-value" {
 			t.Errorf("db0:user:7 = %q and db1:user:7 = %q on the cluster, want db0-value and db1-value", v, w)
 		}
-		if held := clusterKeys(); held != n+10 {
+		if held := dst.DBSize(t); held != n+10 {
 			t.Errorf("the cluster holds %d keys, want %d", held, n+10)
 		}
 		assertCopied(t, rep, map[int]int64{0: n, 1: 10})

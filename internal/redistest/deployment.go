@@ -1,7 +1,6 @@
 package redistest
 
 import (
-	"fmt"
 	"strconv"
 	"testing"
 
@@ -41,21 +40,7 @@ func (d *Deployment) Option() rueidis.ClientOption {
 	return d.Server.Option()
 }
 
-// Name is "cluster" or "standalone", for test names and messages.
-func (d *Deployment) Name() string {
-	if d.Cluster != nil {
-		return "cluster"
-	}
-	return "standalone"
-}
 
-// Masters returns the servers that hold keys: the cluster's masters, or the server.
-func (d *Deployment) Masters() []*Server {
-	if d.Cluster != nil {
-		return d.Cluster.Masters
-	}
-	return []*Server{d.Server}
-}
 
 // Side returns database db as a side to compare (see CompareSides); a cluster has database
 // 0 only, and db is then ignored.
@@ -81,9 +66,11 @@ func (d *Deployment) Fill(t testing.TB, ds Dataset) map[int]int {
 // share servers start from nothing; a cluster's replicas follow their masters.
 func (d *Deployment) Flush(t testing.TB) {
 	t.Helper()
-	for _, s := range d.Masters() {
-		s.Do(t, 0, "FLUSHALL")
+	if d.Cluster != nil {
+		d.Cluster.Flush(t)
+		return
 	}
+	d.Server.Do(t, 0, "FLUSHALL")
 }
 
 // DBSize returns the number of keys in databases dbs of the server (database 0 when none
@@ -91,13 +78,9 @@ func (d *Deployment) Flush(t testing.TB) {
 func (d *Deployment) DBSize(t testing.TB, dbs ...int) int64 {
 	t.Helper()
 	if d.Cluster != nil {
-		dbs = nil // a cluster has database 0 only
+		return d.Cluster.DBSize(t)
 	}
-	var n int64
-	for _, s := range d.Masters() {
-		n += s.DBSize(t, dbs...)
-	}
-	return n
+	return d.Server.DBSize(t, dbs...)
 }
 
 // Get returns the string value of key, "" when it has none: from database 0 of the
@@ -130,10 +113,6 @@ func (d *Deployment) Do(t testing.TB, args ...string) rueidis.RedisResult {
 	return r
 }
 
-// String describes the deployment by its first address.
-func (d *Deployment) String() string {
-	return fmt.Sprintf("%s %s", d.Name(), d.Masters()[0].Addr)
-}
 
 // SetKeys sets n string keys of database 0, prefix followed by 0 to n-1, key i to
 // value(i), as SetKeys does on a server.

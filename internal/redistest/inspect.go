@@ -147,3 +147,21 @@ func Numbered(prefix string) func(int) string {
 func Same(v string) func(int) string {
 	return func(int) string { return v }
 }
+
+// DBSize returns the number of keys in the cluster: the sum over its masters.
+func (c *Cluster) DBSize(t testing.TB) int64 {
+	t.Helper()
+	var n int64
+	for _, s := range c.Masters {
+		n += s.DBSize(t, 0)
+	}
+	return n
+}
+
+// Flush empties every master (FLUSHALL); their replicas follow.
+func (c *Cluster) Flush(t testing.TB) {
+	t.Helper()
+	for _, s := range c.Masters {
+		s.Do(t, 0, "FLUSHALL")
+	}
+}
