@@ -52,6 +52,7 @@ type conformanceRow struct {
 	conflictRefusal string
 }
 
+// plain is the setup of a strategy that needs nothing of the servers but their defaults.
 func plain(s migrate.Strategy) func(*testing.T) (migrate.Strategy, redistest.Config, redistest.Config) {
 	return func(*testing.T) (migrate.Strategy, redistest.Config, redistest.Config) {
 		return s, redistest.Config{}, redistest.Config{}
@@ -165,7 +166,7 @@ func (c conformance) copy(t *testing.T) {
 	}
 	rep, err := c.migrate(t, opts...)
 	if err != nil {
-		t.Errorf("Migrate: %v", err)
+		t.Errorf("Migrate: %v", err) // and tell what differs
 	}
 	// Database N's data set is database N of a server, or the keys "dbN:*" of a cluster;
 	// a cluster's keys go into database 0 of a server.
@@ -188,7 +189,9 @@ func (c conformance) copy(t *testing.T) {
 	if rep.Strategy != c.s.Name() {
 		t.Errorf("report strategy %q, want %q", rep.Strategy, c.s.Name())
 	}
-	if v := rep.Verify; v == nil || !v.Equal() || v.Compared != rep.Keys {
+	if v := rep.Verify; v == nil {
+		t.Errorf("no verification in the report")
+	} else if !v.Equal() || v.Compared != rep.Keys {
 		t.Errorf("verify: %v, want every one of %d keys compared and equal; %v", v, rep.Keys, v.Examples)
 	}
 }
