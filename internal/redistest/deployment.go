@@ -40,8 +40,6 @@ func (d *Deployment) Option() rueidis.ClientOption {
 	return d.Server.Option()
 }
 
-
-
 // Side returns database db as a side to compare (see CompareSides); a cluster has database
 // 0 only, and db is then ignored.
 func (d *Deployment) Side(t testing.TB, db int) Side {
@@ -112,7 +110,6 @@ func (d *Deployment) Do(t testing.TB, args ...string) rueidis.RedisResult {
 	}
 	return r
 }
-
 
 // SetKeys sets n string keys of database 0, prefix followed by 0 to n-1, key i to
 // value(i), as SetKeys does on a server.
