@@ -18,14 +18,14 @@ import (
 // strategy that cannot run on a topology must say so. A row starts its servers once and
 // runs its cases one after the other on them, emptied between cases.
 
-// topology is where a migration goes: from a server or a cluster, into a server or a
-// cluster.
-type topology struct {
+// conformanceTopology is where a migration goes: from a server or a cluster, into a server
+// or a cluster.
+type conformanceTopology struct {
 	name     string
 	src, dst bool // a cluster
 }
 
-var topologies = []topology{
+var conformanceTopologies = []conformanceTopology{
 	{"standalone-to-standalone", false, false},
 	{"standalone-to-cluster", false, true},
 	{"cluster-to-standalone", true, false},
@@ -42,8 +42,8 @@ type conformanceRow struct {
 	// type and encoding, without the 10 MB value): its point is how the strategy reads or
 	// writes one server, which the full data set shows no better.
 	variant bool
-	// refuses says which topologies the strategy refuses, and a word its error must say.
-	refuses func(topology) string
+	// refuses says which conformanceTopologies the strategy refuses, and a word its error must say.
+	refuses func(conformanceTopology) string
 	// ttlSlack widens WithTTLTolerance for the copy's verification, for a strategy whose
 	// copies may expire later than the source's keys.
 	ttlSlack time.Duration
@@ -53,14 +53,14 @@ type conformanceRow struct {
 }
 
 // plain is the setup of a strategy that needs nothing of the servers but their defaults.
-func plain(s migrate.Strategy) func(*testing.T) (migrate.Strategy, redistest.Config, redistest.Config) {
+func plainSetup(s migrate.Strategy) func(*testing.T) (migrate.Strategy, redistest.Config, redistest.Config) {
 	return func(*testing.T) (migrate.Strategy, redistest.Config, redistest.Config) {
 		return s, redistest.Config{}, redistest.Config{}
 	}
 }
 
 var conformanceRows = []conformanceRow{
-	{name: "replication", setup: plain(migrate.Replication{}), conflictRefusal: "WithDiscardTarget", refuses: func(top topology) string {
+	{name: "replication", setup: plainSetup(migrate.Replication{}), conflictRefusal: "WithDiscardTarget", refuses: func(top conformanceTopology) string {
 		if top.src || top.dst {
 			return "cluster"
 		}
@@ -85,9 +85,9 @@ var conformanceRows = []conformanceRow{
 	// MIGRATE sends each key's TTL relative to the moment it reads it: the target's copy
 	// expires later by the time the batch takes to travel, seconds for a batch that holds
 	// the data set's 10 MB value on a loaded machine.
-	{name: "migrate-keys", setup: plain(migrate.MigrateKeys{}), ttlSlack: 5 * time.Second},
-	{name: "migrate-keys-one-key-each", variant: true, setup: plain(asVersion{source: "3.0.5"}), ttlSlack: 5 * time.Second},
-	{name: "dump-restore", setup: plain(migrate.DumpRestore{})},
+	{name: "migrate-keys", setup: plainSetup(migrate.MigrateKeys{}), ttlSlack: 5 * time.Second},
+	{name: "migrate-keys-one-key-each", variant: true, setup: plainSetup(asVersion{source: "3.0.5"}), ttlSlack: 5 * time.Second},
+	{name: "dump-restore", setup: plainSetup(migrate.DumpRestore{})},
 	{name: "dump-restore-without-many-key-commands", variant: true, setup: func(*testing.T) (migrate.Strategy, redistest.Config, redistest.Config) {
 		// Without MGET on the source and MSETNX or MSET on the target, strings go by DUMP
 		// and SET.
@@ -98,12 +98,12 @@ var conformanceRows = []conformanceRow{
 }
 
 // TestConformance runs every row of conformanceRows over every topology: a copy of the
-// whole conformance data set, then each conflict policy over a target that holds some of
+// conformance data set, then each conflict policy over a target that holds some of
 // the source's keys with other values and some with the same.
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	for _, row := range conformanceRows {
-		for _, top := range topologies {
+		for _, top := range conformanceTopologies {
 			if row.variant && (top.src || top.dst) {
 				continue
 			}
@@ -132,7 +132,7 @@ func TestConformance(t *testing.T) {
 type conformance struct {
 	conformanceRow
 	s        migrate.Strategy
-	top      topology
+	top      conformanceTopology
 	src, dst *redistest.Deployment
 }
 
@@ -202,31 +202,31 @@ const (
 )
 
 var (
-	// differing are the keys the target holds with another value than the source's.
-	differing = []string{"k:5", "k:77"}
-	// identical are the keys the target holds with the source's value: no conflict.
-	identical = []string{"k:1", "k:42"}
+	// conflictDiffering are the keys the target holds with another value than the source's.
+	conflictDiffering = []string{"k:5", "k:77"}
+	// conflictIdentical are the keys the target holds with the source's value: no conflict.
+	conflictIdentical = []string{"k:1", "k:42"}
 )
 
 // conflicts copies conflictKeys keys "k:N" (value "src-N") into a target that holds those
-// of differing with another value and those of identical with the same, under policy, in
-// batches of 16. Fail stops with ErrConflict naming a key and keeps the target's values;
-// Skip keeps them and counts them skipped; Replace overwrites them. Identical keys are no
-// conflict: counted skipped under Fail and Skip; Replace overwrites them unread (reading
-// them would cost a round trip) and counts them copied.
+// of conflictDiffering with another value and those of conflictIdentical with the same,
+// under policy, in batches of 16. Fail stops with ErrConflict naming a key and keeps the
+// target's values; Skip keeps them and counts them skipped; Replace overwrites them.
+// Identical keys are no conflict: counted skipped under Fail and Skip; Replace overwrites
+// them unread (reading them would cost a round trip) and counts them copied.
 func (c conformance) conflicts(t *testing.T, policy migrate.Conflict) {
 	c.fresh(t)
 	c.src.SetKeys(t, "k:", conflictKeys, redistest.Numbered("src-"))
-	for _, k := range differing {
+	for _, k := range conflictDiffering {
 		c.dst.Do(t, "SET", k, conflictNote)
 	}
-	for _, k := range identical {
+	for _, k := range conflictIdentical {
 		c.dst.Do(t, "SET", k, "src-"+strings.TrimPrefix(k, "k:"))
 	}
 	rep, err := c.migrate(t, migrate.WithConflict(policy), migrate.WithBatchSize(16))
 	if c.conflictRefusal != "" {
 		wantRefused(t, err, c.conflictRefusal)
-		if rep.Keys != 0 || c.dst.DBSize(t) != int64(len(differing)+len(identical)) || c.dst.Get(t, differing[0]) != conflictNote {
+		if rep.Keys != 0 || c.dst.DBSize(t) != int64(len(conflictDiffering)+len(conflictIdentical)) || c.dst.Get(t, conflictDiffering[0]) != conflictNote {
 			t.Errorf("report %+v, target %d keys; want the target as it was", rep.Counts, c.dst.DBSize(t))
 		}
 		return
@@ -245,7 +245,7 @@ func (c conformance) conflicts(t *testing.T, policy migrate.Conflict) {
 			t.Errorf("target %s = %q", k, v)
 		}
 	}
-	wrote := fromSource - len(identical) // the identical keys were there before
+	wrote := fromSource - len(conflictIdentical) // the conflictIdentical keys were there before
 	if policy == migrate.Replace {
 		wrote = fromSource // and were overwritten
 	}
@@ -257,7 +257,7 @@ func (c conformance) conflicts(t *testing.T, policy migrate.Conflict) {
 	}
 	kept := func() {
 		t.Helper()
-		for _, k := range differing {
+		for _, k := range conflictDiffering {
 			if v := c.dst.Get(t, k); v != conflictNote {
 				t.Errorf("target %s = %q, want the target's value kept", k, v)
 			}
@@ -272,7 +272,7 @@ func (c conformance) conflicts(t *testing.T, policy migrate.Conflict) {
 			t.Errorf("conflict error names no conflicting key: %v", err)
 		}
 		kept()
-		if rep.Failed < 1 || rep.Skipped > int64(len(identical)) {
+		if rep.Failed < 1 || rep.Skipped > int64(len(conflictIdentical)) {
 			t.Errorf("report %+v, want the conflict counted as failed, and at most the identical keys skipped", rep.Counts)
 		}
 	case migrate.Skip:
@@ -280,7 +280,7 @@ func (c conformance) conflicts(t *testing.T, policy migrate.Conflict) {
 			t.Fatalf("Migrate: %v", err)
 		}
 		kept()
-		skipped := len(differing) + len(identical)
+		skipped := len(conflictDiffering) + len(conflictIdentical)
 		if rep.Keys != int64(conflictKeys-skipped) || rep.Skipped != int64(skipped) || rep.Failed != 0 {
 			t.Errorf("report %+v, want %d copied and %d skipped", rep.Counts, conflictKeys-skipped, skipped)
 		}

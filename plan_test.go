@@ -65,9 +65,9 @@ func TestPlan(t *testing.T) {
 	}
 }
 
-// TestClusterPlan checks the facts Plan gives of a cluster, and that Replication refuses
+// TestPlanCluster checks the facts Plan gives of a cluster, and that Replication refuses
 // clusters on either side with the reason.
-func TestClusterPlan(t *testing.T) {
+func TestPlanCluster(t *testing.T) {
 	t.Parallel()
 	c := redistest.StartCluster(t, redistest.ClusterConfig{})
 	cl := c.Client(t)
