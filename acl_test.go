@@ -103,7 +103,7 @@ func TestLeastPrivilege(t *testing.T) {
 	for _, tc := range leastPrivilege {
 		t.Run(tc.strategy.Name(), func(t *testing.T) {
 			t.Parallel()
-			src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+			src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 			fillSmall(t, src)
 			migrateAs := func(t *testing.T, srcRules, dstRules string) (*migrate.Plan, *migrate.Report, error) {
 				t.Helper()
@@ -175,7 +175,7 @@ func TestLeastPrivilege(t *testing.T) {
 						if !refused || !strings.Contains(err.Error(), want) {
 							t.Fatalf("without %s on the %s: err = %v, want ErrUnsupported naming %s\n%v", rule, side.name, err, want, p)
 						}
-						if n := dbsize(t, dst, 0); n != 0 {
+						if n := dst.DBSize(t, 0); n != 0 {
 							t.Errorf("the target got %d keys before the refusal", n)
 						}
 					})
@@ -190,7 +190,7 @@ func TestLeastPrivilege(t *testing.T) {
 // Facts.Commands gives the same probe's answers, for every command a strategy needs.
 func TestCheckNamesEveryRefusal(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{Rename: map[string]string{"MSETNX": ""}})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{Rename: map[string]string{"MSETNX": ""}})
 	fillSmall(t, src)
 	// MULTI and DISCARD let the probe tell about commands it may not run to find out.
 	setUser(t, src, "+mget +info +multi +discard")      // no SCAN, DUMP, PEXPIRETIME
@@ -222,7 +222,7 @@ func TestCheckNamesEveryRefusal(t *testing.T) {
 				t.Errorf("%s: the error does not say %q: %v", s.Name(), w, err)
 			}
 		}
-		if n := dbsize(t, dst, 0); n != 0 {
+		if n := dst.DBSize(t, 0); n != 0 {
 			t.Errorf("the target got %d keys", n)
 		}
 		if p.Chosen != "" || len(p.Steps) != 1 || p.Steps[0].Err == nil || !strings.Contains(p.Steps[0].Err.Error(), "SCAN") {

@@ -1,11 +1,9 @@
 package migrate_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
@@ -37,9 +35,9 @@ func TestAutoLadder(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			src, dst := startPair(t, redistest.Config{Rename: tc.src}, redistest.Config{Rename: tc.dst})
+			src, dst := redistest.StartPair(t, redistest.Config{Rename: tc.src}, redistest.Config{Rename: tc.dst})
 			counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
-			rep, err := migrateWith(t, src, dst, append([]migrate.Option{migrate.WithStrategy(migrate.Auto{})}, tc.opts...)...)
+			rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Auto{}, tc.opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,11 +75,11 @@ func TestAutoLadder(t *testing.T) {
 // nothing changes.
 func TestAutoNothingCanRun(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t,
+	src, dst := redistest.StartPair(t,
 		redistest.Config{Rename: map[string]string{"SYNC": "", "PSYNC": "", "MIGRATE": "", "DUMP": ""}},
 		redistest.Config{Rename: map[string]string{"REPLICAOF": "", "SLAVEOF": ""}})
 	src.Do(t, 0, "SET", "k", "v")
-	rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Auto{}), migrate.WithDiscardTarget())
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Auto{}, migrate.WithDiscardTarget())
 	if !errors.Is(err, migrate.ErrUnsupported) {
 		t.Fatalf("err = %v, want ErrUnsupported", err)
 	}
@@ -90,7 +88,7 @@ func TestAutoNothingCanRun(t *testing.T) {
 			t.Errorf("error does not say %q: %v", want, err)
 		}
 	}
-	if rep.Keys != 0 || dbsize(t, dst, 0) != 0 {
+	if rep.Keys != 0 || dst.DBSize(t, 0) != 0 {
 		t.Errorf("something was copied: %v", rep)
 	}
 	if len(rep.Steps) != 4 {
@@ -101,58 +99,10 @@ func TestAutoNothingCanRun(t *testing.T) {
 // TestAutoNever leaves out a strategy the user forbids.
 func TestAutoNever(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	src.Do(t, 0, "SET", "k", "v")
-	rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Auto{Never: []string{"replication", "snapshot"}}), migrate.WithDiscardTarget())
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Auto{Never: []string{"replication", "snapshot"}}, migrate.WithDiscardTarget())
 	if err != nil || rep.Strategy != "migrate-keys" || len(rep.Steps) != 1 {
 		t.Fatalf("err %v, ran %s, steps %v: want migrate-keys first", err, rep.Strategy, rep.Steps)
-	}
-}
-
-func TestPlan(t *testing.T) {
-	t.Parallel()
-	src := redistest.Start(t, redistest.Config{Password: "pw"})
-	dst := redistest.Start(t, redistest.Config{
-		Rename: map[string]string{"REPLICAOF": "", "SLAVEOF": ""},
-		Lines:  []string{"maxmemory 5mb", "maxmemory-policy allkeys-lru"},
-		Users:  []string{"user app on >apppw ~* +@all -migrate"},
-	})
-	redistest.Fill(t, src, redistest.Dataset{}) // with a 10 MB value: more than the target's maxmemory
-	dst.Do(t, 3, "SET", "already", "here")
-	dstOpt := dst.Option()
-	dstOpt.Username, dstOpt.Password = "app", "apppw"
-	m, err := migrate.New(src.Option(), dstOpt, migrate.WithDiscardTarget(), migrate.WithEvictingTarget())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := m.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Chosen != "snapshot" || p.Steps[0].OK || !strings.Contains(p.Steps[0].Err.Error(), "REPLICAOF") {
-		t.Errorf("plan chose %q with steps %v, want snapshot after a refused replication", p.Chosen, p.Steps)
-	}
-	if p.Source.Auth != "password" || p.Target.Auth != "ACL user app" || p.Source.Mode != "standalone" || p.Source.Keys == 0 {
-		t.Errorf("facts: source %+v target %+v", p.Source, p.Target)
-	}
-	if p.Target.Commands["REPLICAOF"] != "renamed or disabled" || p.Source.Commands["DUMP"] != "ok" {
-		t.Errorf("commands: target %v source %v", p.Target.Commands, p.Source.Commands)
-	}
-	text := p.String()
-	for _, want := range []string{src.Addr, dst.Addr, "Redis ", "ACL user app", "replicaof: renamed or disabled",
-		"chosen: snapshot", "may not fit", "allkeys-lru", "already has keys (db 3: 1)"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("plan does not show %q:\n%s", want, text)
-		}
-	}
-	// Planning changes nothing.
-	if n := dbsize(t, dst, 0); n != 0 {
-		t.Errorf("target db 0 has %d keys after Plan", n)
-	}
-	if role, _ := dst.Do(t, 0, "ROLE").ToArray(); len(role) == 0 {
-		t.Error("no role")
 	}
 }

@@ -11,32 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
 )
-
-// migrateStrategy runs one migration with s and options, and returns its report and error.
-func migrateStrategy(t *testing.T, src, dst rueidis.ClientOption, s migrate.Strategy, opts ...migrate.Option) (*migrate.Report, error) {
-	t.Helper()
-	return migrateOptions(t, src, dst, append([]migrate.Option{migrate.WithStrategy(s)}, opts...)...)
-}
-
-// wantRefused fails the test unless err is a refusal (ErrUnsupported) whose message holds
-// every one of parts.
-func wantRefused(t *testing.T, err error, parts ...string) {
-	t.Helper()
-	if !errors.Is(err, migrate.ErrUnsupported) {
-		t.Fatalf("err = %v, want a refusal wrapping ErrUnsupported", err)
-	}
-	t.Log(err)
-	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			t.Errorf("error %q does not say %q", err, p)
-		}
-	}
-}
 
 // TestCheckReplicationDatabases: a source with more databases than the target, keys in
 // one the target lacks, would make the target exit when it loads the sync; Check refuses
@@ -50,13 +27,13 @@ func TestCheckReplicationDatabases(t *testing.T) {
 		src := redistest.Start(t, redistest.Config{Lines: []string{"databases 32"}})
 		dst := redistest.Start(t, redistest.Config{})
 		src.Do(t, 20, "SET", "k", "v")
-		_, err := migrateStrategy(t, src.Option(), dst.Option(), migrate.Replication{})
+		_, err := runMigration(t, src.Option(), dst.Option(), migrate.Replication{})
 		wantRefused(t, err, "db 20", "32", "16")
 		time.Sleep(100 * time.Millisecond)
 		if dst.Stopped() {
 			t.Fatalf("the target exited: %s", dst.Log())
 		}
-		if n := dbsize(t, dst, 0); n != 0 {
+		if n := dst.DBSize(t, 0); n != 0 {
 			t.Errorf("target db 0 holds %d keys, want none", n)
 		}
 	})
@@ -65,15 +42,15 @@ func TestCheckReplicationDatabases(t *testing.T) {
 		src := redistest.Start(t, redistest.Config{Lines: []string{"databases 32"}})
 		dst := redistest.Start(t, redistest.Config{})
 		src.Do(t, 0, "SET", "k", "v")
-		_, err := migrateStrategy(t, src.Option(), dst.Option(), migrate.Replication{})
+		_, err := runMigration(t, src.Option(), dst.Option(), migrate.Replication{})
 		wantRefused(t, err, "32 databases", "16")
 		file := filepath.Join(t.TempDir(), "dump.rdb")
-		_, err = migrateStrategy(t, src.Option(), dst.Option(), migrate.Snapshot{ToFile: file})
+		_, err = runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{ToFile: file})
 		wantRefused(t, err, "32 databases", "16", "ToFile")
 		if _, err := os.Stat(file); !os.IsNotExist(err) {
 			t.Errorf("ToFile was written after the refusal (%v)", err)
 		}
-		rep, err := migrateStrategy(t, src.Option(), dst.Option(), migrate.DumpRestore{})
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{})
 		if err != nil {
 			t.Fatalf("DumpRestore: %v", err)
 		}
@@ -107,25 +84,25 @@ func TestCheckTargetDatabases(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				dst := redistest.Start(t, cfg)
-				_, err := migrateStrategy(t, src.Option(), dst.Option(), s)
+				_, err := runMigration(t, src.Option(), dst.Option(), s)
 				wantRefused(t, err, "db 20", "16", "WithDatabases", "WithDBPrefix")
-				if n := dbsize(t, dst, 0); n != 0 {
+				if n := dst.DBSize(t, 0); n != 0 {
 					t.Fatalf("target db 0 holds %d keys after the refusal, want none", n)
 				}
 
-				rep, err := migrateStrategy(t, src.Option(), dst.Option(), s, migrate.WithDatabases(0))
+				rep, err := runMigration(t, src.Option(), dst.Option(), s, migrate.WithDatabases(0))
 				if err != nil {
 					t.Fatalf("WithDatabases(0): %v", err)
 				}
-				if rep.Keys != 100 || dbsize(t, dst, 0) != 100 {
-					t.Errorf("WithDatabases(0): %d keys copied, %d on the target, want 100", rep.Keys, dbsize(t, dst, 0))
+				if rep.Keys != 100 || dst.DBSize(t, 0) != 100 {
+					t.Errorf("WithDatabases(0): %d keys copied, %d on the target, want 100", rep.Keys, dst.DBSize(t, 0))
 				}
 
-				rep, err = migrateStrategy(t, src.Option(), dst.Option(), s, migrate.WithDBPrefix(""), migrate.WithConflict(migrate.Skip))
+				rep, err = runMigration(t, src.Option(), dst.Option(), s, migrate.WithDBPrefix(""), migrate.WithConflict(migrate.Skip))
 				if err != nil {
 					t.Fatalf("WithDBPrefix: %v", err)
 				}
-				if n := dbsize(t, dst, 0); n != 200 {
+				if n := dst.DBSize(t, 0); n != 200 {
 					t.Errorf("WithDBPrefix: %d keys in target db 0, want 200 (report %v)", n, rep)
 				}
 			})
@@ -136,18 +113,11 @@ func TestCheckTargetDatabases(t *testing.T) {
 // evictedKeys reads evicted_keys from the server's INFO stats.
 func evictedKeys(t *testing.T, s *redistest.Server) int64 {
 	t.Helper()
-	text, err := s.Do(t, 0, "INFO", "stats").ToString()
+	n, err := strconv.ParseInt(s.Info(t, "evicted_keys"), 10, 64)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("evicted_keys in INFO stats of %s: %v", s.Addr, err)
 	}
-	for _, line := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "evicted_keys:"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	t.Fatalf("no evicted_keys in INFO stats of %s", s.Addr)
-	return 0
+	return n
 }
 
 // evictedCount returns the number of keys an ErrEvicted error says were evicted, failing
@@ -177,13 +147,13 @@ func TestCheckEvictingTarget(t *testing.T) {
 		t.Run(s.Name(), func(t *testing.T) {
 			t.Parallel()
 			dst := redistest.Start(t, small)
-			_, err := migrateStrategy(t, src.Option(), dst.Option(), s)
+			_, err := runMigration(t, src.Option(), dst.Option(), s)
 			wantRefused(t, err, "maxmemory", "allkeys-lru", "WithEvictingTarget")
-			if n := dbsize(t, dst, 0); n != 0 {
+			if n := dst.DBSize(t, 0); n != 0 {
 				t.Fatalf("target holds %d keys after the refusal, want none", n)
 			}
 
-			rep, err := migrateStrategy(t, src.Option(), dst.Option(), s, migrate.WithEvictingTarget())
+			rep, err := runMigration(t, src.Option(), dst.Option(), s, migrate.WithEvictingTarget())
 			if rep == nil {
 				t.Fatal("no report")
 			}
@@ -232,12 +202,12 @@ func TestCheckEvictingTarget(t *testing.T) {
 	t.Run("fits", func(t *testing.T) {
 		t.Parallel()
 		dst := redistest.Start(t, redistest.Config{Lines: []string{"maxmemory 64mb", "maxmemory-policy allkeys-lru"}})
-		rep, err := migrateStrategy(t, src.Option(), dst.Option(), migrate.DumpRestore{})
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{})
 		if err != nil {
 			t.Fatalf("a target with room enough: %v", err)
 		}
-		if rep.Keys != 8000 || dbsize(t, dst, 0) != 8000 {
-			t.Errorf("%d keys copied, %d on the target, want 8000", rep.Keys, dbsize(t, dst, 0))
+		if rep.Keys != 8000 || dst.DBSize(t, 0) != 8000 {
+			t.Errorf("%d keys copied, %d on the target, want 8000", rep.Keys, dst.DBSize(t, 0))
 		}
 	})
 	t.Run("part of the source fits", func(t *testing.T) {
@@ -246,12 +216,12 @@ func TestCheckEvictingTarget(t *testing.T) {
 		redistest.AddKeys(t, src, 0, "k:", 8000, 500)
 		redistest.AddKeys(t, src, 1, "k:", 100, 500)
 		dst := redistest.Start(t, small)
-		rep, err := migrateStrategy(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithDatabases(1))
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithDatabases(1))
 		if err != nil {
 			t.Fatalf("db 1 (50 KB) into a 3 MB target: %v", err)
 		}
-		if rep.Keys != 100 || dbsize(t, dst, 1) != 100 {
-			t.Errorf("%d keys copied, %d on the target, want 100", rep.Keys, dbsize(t, dst, 1))
+		if rep.Keys != 100 || dst.DBSize(t, 1) != 100 {
+			t.Errorf("%d keys copied, %d on the target, want 100", rep.Keys, dst.DBSize(t, 1))
 		}
 	})
 }
@@ -264,9 +234,9 @@ func TestCheckEvictingClusterTarget(t *testing.T) {
 	redistest.AddKeys(t, src, 0, "k:", 16000, 500) // about 9 MB
 	dst := redistest.StartCluster(t, redistest.ClusterConfig{Node: redistest.Config{
 		Lines: []string{"maxmemory 3mb", "maxmemory-policy allkeys-lru"}}})
-	_, err := migrateStrategy(t, src.Option(), dst.Option(), migrate.DumpRestore{})
+	_, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{})
 	wantRefused(t, err, "maxmemory", "WithEvictingTarget")
-	_, err = migrateStrategy(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithEvictingTarget())
+	_, err = runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithEvictingTarget())
 	var n int64
 	for _, s := range dst.Masters {
 		n += evictedKeys(t, s)
@@ -295,7 +265,7 @@ func TestCheckSameServer(t *testing.T) {
 	for _, st := range strategies {
 		t.Run(st.Name(), func(t *testing.T) {
 			start := time.Now()
-			rep, err := migrateStrategy(t, s.Option(), other, st, migrate.WithDiscardTarget(), migrate.WithConflict(migrate.Replace))
+			rep, err := runMigration(t, s.Option(), other, st, migrate.WithDiscardTarget(), migrate.WithConflict(migrate.Replace))
 			wantRefused(t, err, "same server")
 			// Generous for a loaded machine; MigrateKeys used to wait 5 s per batch.
 			if d := time.Since(start); d > 4*time.Second {
@@ -323,8 +293,8 @@ func TestCheckSameServer(t *testing.T) {
 			t.Errorf("plan step %s: %v, want the same-server refusal", step.Strategy, step.Err)
 		}
 	}
-	if dbsize(t, s, 0) != 100 {
-		t.Errorf("the server holds %d keys, want 100", dbsize(t, s, 0))
+	if s.DBSize(t, 0) != 100 {
+		t.Errorf("the server holds %d keys, want 100", s.DBSize(t, 0))
 	}
 }
 
@@ -337,7 +307,7 @@ func TestCheckSameCluster(t *testing.T) {
 	for _, st := range []migrate.Strategy{migrate.DumpRestore{}, migrate.Snapshot{}, migrate.MigrateKeys{}, migrate.Auto{}} {
 		t.Run(st.Name(), func(t *testing.T) {
 			start := time.Now()
-			_, err := migrateStrategy(t, c.Option(), other, st, migrate.WithConflict(migrate.Replace))
+			_, err := runMigration(t, c.Option(), other, st, migrate.WithConflict(migrate.Replace))
 			wantRefused(t, err, "same cluster")
 			// Generous for a loaded machine; MigrateKeys used to wait 5 s per batch.
 			if d := time.Since(start); d > 4*time.Second {

@@ -3,7 +3,6 @@ package migrate_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -11,118 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
 )
-
-// clusterSide is one side of a cluster conformance run: a standalone server or a cluster.
-type clusterSide struct {
-	server  *redistest.Server
-	cluster *redistest.Cluster
-}
-
-func (s clusterSide) option() rueidis.ClientOption {
-	if s.cluster != nil {
-		return s.cluster.Option()
-	}
-	return s.server.Option()
-}
-
-func startSide(t *testing.T, cluster bool, cfg redistest.ClusterConfig) clusterSide {
-	t.Helper()
-	if cluster {
-		return clusterSide{cluster: redistest.StartCluster(t, cfg)}
-	}
-	return clusterSide{server: redistest.Start(t, cfg.Node)}
-}
-
-// runClusterConformance fills the source with the small conformance data set (a cluster
-// gets every database's set in database 0), migrates it with s into an empty target (a
-// standalone source's databases merged into a cluster target's database 0, names kept),
-// compares both sides key by key and checks the report.
-func runClusterConformance(t *testing.T, s migrate.Strategy, srcCluster, dstCluster bool, opts ...migrate.Option) *migrate.Report {
-	t.Helper()
-	src := startSide(t, srcCluster, redistest.ClusterConfig{Node: redistest.Config{Lines: []string{"repl-diskless-sync-delay 0"}}})
-	dst := startSide(t, dstCluster, redistest.ClusterConfig{})
-	d := redistest.Dataset{Small: true}
-	var counts map[int]int
-	if srcCluster {
-		counts = redistest.FillCluster(t, src.cluster, d)
-	} else {
-		counts = redistest.Fill(t, src.server, d)
-		if dstCluster {
-			opts = append(opts, migrate.WithDBPrefix(""))
-		}
-	}
-	m, err := migrate.New(src.option(), dst.option(), append([]migrate.Option{migrate.WithStrategy(s), migrate.WithVerify()}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rep, err := m.Migrate(ctx)
-	if err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
-	assertSameClusterData(t, src, dst)
-	if v := rep.Verify; v == nil || !v.Equal() || v.Compared != rep.Keys {
-		t.Errorf("verify: %v, want every one of %d keys compared and equal", v, rep.Keys)
-	}
-	want := 0
-	for _, n := range counts {
-		want += n
-	}
-	if rep.Keys != int64(want) || rep.Failed != 0 || rep.Skipped != 0 || rep.Expired != 0 {
-		t.Errorf("report %+v, want %d keys copied and nothing else", rep.Counts, want)
-	}
-	if rep.Scanned != int64(want) {
-		t.Errorf("report scanned %d keys, want %d", rep.Scanned, want)
-	}
-	if rep.Strategy != s.Name() {
-		t.Errorf("report strategy %q, want %q", rep.Strategy, s.Name())
-	}
-	return rep
-}
-
-// assertSameClusterData compares every data set database of src and dst, wherever it is:
-// database N of a standalone server, or the keys "dbN:*" of a cluster's database 0.
-func assertSameClusterData(t *testing.T, src, dst clusterSide) {
-	t.Helper()
-	side := func(s clusterSide, db int) redistest.Side {
-		if s.cluster != nil {
-			return s.cluster.Side(t)
-		}
-		if src.cluster != nil {
-			db = 0 // a cluster source goes into database 0
-		}
-		return redistest.Side{Client: s.server.Client(t, db)}
-	}
-	for _, db := range redistest.DatasetDBs {
-		redistest.AssertSameSides(t, side(src, db), side(dst, db), fmt.Sprintf("db%d:*", db))
-	}
-}
-
-// TestClusterConformance runs every strategy that works with clusters in each direction.
-func TestClusterConformance(t *testing.T) {
-	t.Parallel()
-	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.Snapshot{}, migrate.MigrateKeys{}} {
-		for _, tc := range []struct {
-			name     string
-			src, dst bool
-		}{
-			{"standalone-to-cluster", false, true},
-			{"cluster-to-standalone", true, false},
-			{"cluster-to-cluster", true, true},
-		} {
-			t.Run(s.Name()+"/"+tc.name, func(t *testing.T) {
-				t.Parallel()
-				runClusterConformance(t, s, tc.src, tc.dst)
-			})
-		}
-	}
-}
 
 // TestClusterTargetDatabases checks how the databases of a standalone source go into a
 // cluster's only database: refused unless the user says how, one database as it is, or
@@ -134,27 +24,17 @@ func TestClusterTargetDatabases(t *testing.T) {
 	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	migrateWith := func(opts ...migrate.Option) (*migrate.Report, error) {
-		m, err := migrate.New(src.Option(), dst.Option(), append([]migrate.Option{migrate.WithStrategy(migrate.DumpRestore{})}, opts...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		return m.Migrate(ctx)
-	}
-	flush := func() {
-		for _, n := range dst.Masters {
-			n.Do(t, 0, "FLUSHALL")
-		}
+	copyWith := func(opts ...migrate.Option) (*migrate.Report, error) {
+		return runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, opts...)
 	}
 
-	_, err := migrateWith()
+	_, err := copyWith()
 	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "0, 3, 15") ||
 		!strings.Contains(err.Error(), "WithDatabases") || !strings.Contains(err.Error(), "WithDBPrefix") {
 		t.Fatalf("several databases into a cluster: %v, want a refusal naming them and both options", err)
 	}
 
-	rep, err := migrateWith(migrate.WithDatabases(3), migrate.WithVerify())
+	rep, err := copyWith(migrate.WithDatabases(3), migrate.WithVerify())
 	if err != nil {
 		t.Fatalf("WithDatabases(3): %v", err)
 	}
@@ -162,9 +42,9 @@ func TestClusterTargetDatabases(t *testing.T) {
 		t.Errorf("WithDatabases(3) copied %d keys, want %d", rep.Keys, counts[3])
 	}
 	redistest.AssertSameSides(t, redistest.Side{Client: src.Client(t, 3)}, dst.Side(t), "")
-	flush()
+	dst.Flush(t)
 
-	rep, err = migrateWith(migrate.WithDBPrefix("src%d/"), migrate.WithVerify())
+	rep, err = copyWith(migrate.WithDBPrefix("src%d/"), migrate.WithVerify())
 	if err != nil {
 		t.Fatalf("WithDBPrefix: %v", err)
 	}
@@ -188,72 +68,6 @@ func TestClusterTargetDatabases(t *testing.T) {
 	defer m.Close()
 	if _, err := m.Migrate(ctx); !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "renames keys") {
 		t.Errorf("MigrateKeys with a prefix: %v, want a refusal", err)
-	}
-}
-
-// TestClusterPlan checks the facts Plan gives of a cluster, and that Replication refuses
-// clusters on either side with the reason.
-func TestClusterPlan(t *testing.T) {
-	t.Parallel()
-	c := redistest.StartCluster(t, redistest.ClusterConfig{})
-	cl := c.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	// A URL with one node's address is enough: rueidis finds the cluster.
-	url, err := rueidis.ParseURL("redis://" + c.Masters[1].Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 300 {
-		if err := cl.Do(ctx, cl.B().Set().Key(fmt.Sprint("k", i)).Value("v").Build()).Error(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	single := redistest.Start(t, redistest.Config{})
-	for _, tc := range []struct {
-		name     string
-		src, dst rueidis.ClientOption
-	}{
-		{"cluster-source", url, single.Option()},
-		{"cluster-target", single.Option(), c.Option()},
-	} {
-		m, err := migrate.New(tc.src, tc.dst, migrate.WithDiscardTarget())
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := m.Plan(ctx)
-		m.Close()
-		if err != nil {
-			t.Fatalf("%s: Plan: %v", tc.name, err)
-		}
-		f := p.Source
-		if tc.name == "cluster-target" {
-			f = p.Target
-		}
-		if f.Mode != "cluster" || f.Masters != 3 {
-			t.Errorf("%s: facts say mode %q with %d masters, want cluster with 3", tc.name, f.Mode, f.Masters)
-		}
-		if tc.name == "cluster-source" && f.Keys != 300 {
-			t.Errorf("%s: facts say %d keys, want 300 summed over the masters", tc.name, f.Keys)
-		}
-		if !strings.Contains(p.String(), "cluster") {
-			t.Errorf("%s: the plan does not say cluster:\n%s", tc.name, p)
-		}
-		for _, s := range p.Steps {
-			switch s.Strategy {
-			case "replication":
-				if s.OK || !errors.Is(s.Err, migrate.ErrUnsupported) || !strings.Contains(s.Err.Error(), "cluster") {
-					t.Errorf("%s: replication verdict %v, want a refusal that names the cluster", tc.name, s.Err)
-				}
-			case "dump-restore", "snapshot", "migrate-keys":
-				if !s.OK {
-					t.Errorf("%s: %s refused: %v", tc.name, s.Strategy, s.Err)
-				}
-			}
-		}
-		if p.Chosen != "snapshot" {
-			t.Errorf("%s: chosen %q, want snapshot", tc.name, p.Chosen)
-		}
 	}
 }
 
@@ -442,6 +256,6 @@ func TestClusterCancel(t *testing.T) {
 		}
 		// A rueidis cluster client that refreshed its slot map closes the connections it
 		// dropped 5 s later, from a goroutine that Close does not stop.
-		waitGoroutinesFor(t, before, 7*time.Second)
+		redistest.WaitGoroutines(t, before, 7*time.Second)
 	}
 }

@@ -39,7 +39,7 @@ func TestTLSClusterBothPorts(t *testing.T) {
 				}
 				t.Run(name, func(t *testing.T) {
 					dst := redistest.Start(t, redistest.Config{})
-					rep := migrateTLS(t, s, src, dst.Option())
+					rep := mustMigrate(t, src, dst.Option(), s, migrate.WithDiscardTarget())
 					redistest.AssertSameSides(t, cl.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
 					assertCopied(t, rep, counts)
 				})
@@ -73,7 +73,7 @@ func TestTLSClusterBothPorts(t *testing.T) {
 						t.Errorf("error %q does not say %q", err, w)
 					}
 				}
-				if n := dbsize(t, dst, 0); n != 0 {
+				if n := dst.DBSize(t, 0); n != 0 {
 					t.Errorf("the target holds %d keys, want none", n)
 				}
 			})

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strconv"
 
-	"github.com/redis/rueidis"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +43,7 @@ func TestClusterReadFromReplicasSkipsUnsyncedReplica(t *testing.T) {
 	}
 
 	var log bytes.Buffer
-	rep := migrateHostnames(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithReadFromReplicas(),
+	rep := mustMigrate(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithReadFromReplicas(),
 		migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
 	if !strings.Contains(log.String(), "replica="+replica.Addr+" master="+master.Addr) || !strings.Contains(log.String(), "master_link_status:down") {
 		t.Errorf("the log does not say which replica was passed over, and why:\n%s", log.String())
@@ -102,7 +101,7 @@ func TestClusterReadFromReplicasLinkLost(t *testing.T) {
 	}()
 	var log bytes.Buffer
 	// A small scan count and a rate limit make a walk of many round trips, over a second.
-	rep := migrateHostnames(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithReadFromReplicas(),
+	rep := mustMigrate(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithReadFromReplicas(),
 		migrate.WithScanCount(10), migrate.WithRateLimit(2000), migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
 	cancel()
 	<-stopped
@@ -132,7 +131,7 @@ func TestClusterAnnouncedHostnames(t *testing.T) {
 		t.Run(s.Name(), func(t *testing.T) {
 			// From the cluster into a standalone server.
 			one.Do(t, 0, "FLUSHALL")
-			rep := migrateHostnames(t, src.Option(), one.Option(), s)
+			rep := mustMigrate(t, src.Option(), one.Option(), s)
 			want := 0
 			for _, c := range srcCounts {
 				want += c
@@ -143,41 +142,20 @@ func TestClusterAnnouncedHostnames(t *testing.T) {
 			redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: one.Client(t, 0)}, "")
 
 			// From that server back into the other cluster.
-			for _, m := range dst.Masters {
-				m.Do(t, 0, "FLUSHALL")
-			}
-			rep = migrateHostnames(t, one.Option(), dst.Option(), s)
+			dst.Flush(t)
+			rep = mustMigrate(t, one.Option(), dst.Option(), s)
 			if rep.Keys != int64(want) || rep.Failed != 0 {
 				t.Errorf("into the cluster: report %+v, want %d keys copied", rep.Counts, want)
 			}
 			redistest.AssertSameSides(t, redistest.Side{Client: one.Client(t, 0)}, dst.Side(t), "")
 
 			// From cluster to cluster.
-			for _, m := range dst.Masters {
-				m.Do(t, 0, "FLUSHALL")
-			}
-			rep = migrateHostnames(t, src.Option(), dst.Option(), s)
+			dst.Flush(t)
+			rep = mustMigrate(t, src.Option(), dst.Option(), s)
 			if rep.Keys != int64(want) || rep.Failed != 0 {
 				t.Errorf("cluster to cluster: report %+v, want %d keys copied", rep.Counts, want)
 			}
 			redistest.AssertSameSides(t, src.Side(t), dst.Side(t), "")
 		})
 	}
-}
-
-// migrateHostnames migrates from src into dst with strategy s and fails the test on an error.
-func migrateHostnames(t *testing.T, src, dst rueidis.ClientOption, s migrate.Strategy, opts ...migrate.Option) *migrate.Report {
-	t.Helper()
-	m, err := migrate.New(src, dst, append([]migrate.Option{migrate.WithStrategy(s)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rep, err := m.Migrate(ctx)
-	if err != nil {
-		t.Fatalf("Migrate with %s: %v", s.Name(), err)
-	}
-	return rep
 }

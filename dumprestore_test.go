@@ -16,53 +16,6 @@ import (
 	"github.com/redismigrate/migrate/internal/redistest"
 )
 
-func TestDumpRestoreConformance(t *testing.T) {
-	t.Parallel()
-	runConformance(t, migrate.DumpRestore{}, redistest.Config{}, redistest.Config{})
-}
-
-// migrateWith runs one migration from src to dst and returns its report and error.
-func migrateWith(t *testing.T, src, dst *redistest.Server, opts ...migrate.Option) (*migrate.Report, error) {
-	t.Helper()
-	return migrateOptions(t, src.Option(), dst.Option(), opts...)
-}
-
-// migrateOptions migrates with DumpRestore unless opts choose another strategy.
-func migrateOptions(t *testing.T, src, dst rueidis.ClientOption, opts ...migrate.Option) (*migrate.Report, error) {
-	t.Helper()
-	m, err := migrate.New(src, dst, append([]migrate.Option{migrate.WithStrategy(migrate.DumpRestore{})}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	return m.Migrate(ctx)
-}
-
-// TestDumpRestoreWithoutManyKeyCommands runs the conformance suite where the source has no
-// MGET and the target no MSETNX or MSET (renamed away): strings then go by DUMP and SET.
-func TestDumpRestoreWithoutManyKeyCommands(t *testing.T) {
-	t.Parallel()
-	runConformance(t, migrate.DumpRestore{},
-		redistest.Config{Rename: map[string]string{"MGET": ""}},
-		redistest.Config{Rename: map[string]string{"MSETNX": "", "MSET": ""}})
-}
-
-func TestDumpRestoreConflicts(t *testing.T) {
-	t.Parallel()
-	runConflicts(t, migrate.DumpRestore{})
-}
-
-func dbsize(t *testing.T, s *redistest.Server, db int) int64 {
-	t.Helper()
-	n, err := s.Do(t, db, "DBSIZE").AsInt64()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func TestDumpRestoreFilters(t *testing.T) {
 	t.Parallel()
 	src := redistest.Start(t, redistest.Config{})
@@ -85,7 +38,7 @@ func TestDumpRestoreFilters(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dst := redistest.Start(t, redistest.Config{})
-			rep, err := migrateWith(t, src, dst, tc.opts...)
+			rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, tc.opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,22 +65,22 @@ func TestDumpRestoreFilters(t *testing.T) {
 // TestDumpRestoreSelectDB copies only the source option's database when it is not 0.
 func TestDumpRestoreSelectDB(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	redistest.Fill(t, src, redistest.Dataset{Small: true})
 	opt := src.Option()
 	opt.SelectDB = 15
-	if _, err := migrateOptions(t, opt, dst.Option()); err != nil {
+	if _, err := runMigration(t, opt, dst.Option(), migrate.DumpRestore{}); err != nil {
 		t.Fatal(err)
 	}
 	redistest.AssertSame(t, src, dst, 15)
-	if n := dbsize(t, dst, 0) + dbsize(t, dst, 3); n != 0 {
+	if n := dst.DBSize(t, 0) + dst.DBSize(t, 3); n != 0 {
 		t.Errorf("target databases 0 and 3 got %d keys, want none", n)
 	}
 }
 
 func TestDumpRestoreRateLimit(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	const keys, limit = 1500, 1000.0
 	c := src.Client(t, 0)
 	cmds := make(rueidis.Commands, 0, keys)
@@ -139,7 +92,7 @@ func TestDumpRestoreRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, err := migrateWith(t, src, dst, migrate.WithRateLimit(limit))
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithRateLimit(limit))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +104,7 @@ func TestDumpRestoreRateLimit(t *testing.T) {
 
 func TestDumpRestoreWrongPassword(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{Password: "s3cret-source"}, redistest.Config{Password: "s3cret-target"})
+	src, dst := redistest.StartPair(t, redistest.Config{Password: "s3cret-source"}, redistest.Config{Password: "s3cret-target"})
 	src.Do(t, 0, "SET", "k", "v")
 	for _, side := range []migrate.Side{migrate.Source, migrate.Target} {
 		so, do := src.Option(), dst.Option()
@@ -162,7 +115,7 @@ func TestDumpRestoreWrongPassword(t *testing.T) {
 			do.Password = wrong
 		}
 		start := time.Now()
-		_, err := migrateOptions(t, so, do)
+		_, err := runMigration(t, so, do, migrate.DumpRestore{})
 		var me *migrate.Error
 		if !errors.As(err, &me) || me.Side != side {
 			t.Fatalf("%s: err = %v, want a *migrate.Error for the %s", side, err, side)
@@ -181,7 +134,7 @@ func TestDumpRestoreWrongPassword(t *testing.T) {
 			t.Errorf("%s: took %v to fail", side, time.Since(start))
 		}
 	}
-	if n := dbsize(t, dst, 0); n != 0 {
+	if n := dst.DBSize(t, 0); n != 0 {
 		t.Errorf("target got %d keys after failed runs", n)
 	}
 }
@@ -194,7 +147,7 @@ func TestDumpRestoreUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	_, err = migrateOptions(t, src.Option(), rueidis.ClientOption{InitAddress: []string{addr}})
+	_, err = runMigration(t, src.Option(), rueidis.ClientOption{InitAddress: []string{addr}}, migrate.DumpRestore{})
 	var me *migrate.Error
 	if !errors.As(err, &me) || me.Side != migrate.Target || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("err = %v, want a target error naming %s", err, addr)
@@ -203,12 +156,12 @@ func TestDumpRestoreUnreachable(t *testing.T) {
 
 func TestDumpRestoreTooLarge(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{Lines: []string{"proto-max-bulk-len 1mb"}})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{Lines: []string{"proto-max-bulk-len 1mb"}})
 	src.Do(t, 0, "SET", "small", "v")
 	huge := make([]byte, 2<<20)
 	rand.Read(huge) // random, so the dump is not compressed below the limit
 	src.Do(t, 0, "SET", "huge", string(huge))
-	_, err := migrateWith(t, src, dst)
+	_, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{})
 	if !errors.Is(err, migrate.ErrTooLarge) || !strings.Contains(err.Error(), `"huge"`) || !strings.Contains(err.Error(), "proto-max-bulk-len") {
 		t.Fatalf("err = %v, want ErrTooLarge naming the key and proto-max-bulk-len", err)
 	}
@@ -221,7 +174,7 @@ func TestDumpRestoreTooLarge(t *testing.T) {
 // never as errors, and the rest arrive.
 func TestDumpRestoreExpiring(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	c := src.Client(t, 0)
 	var cmds rueidis.Commands
 	for i := 0; i < 2000; i++ {
@@ -234,7 +187,7 @@ func TestDumpRestoreExpiring(t *testing.T) {
 		}
 	}
 	// 4,000 keys at 5,000 keys/s: the short-lived ones expire while the copy runs.
-	rep, err := migrateWith(t, src, dst, migrate.WithRateLimit(5000), migrate.WithBatchSize(100))
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithRateLimit(5000), migrate.WithBatchSize(100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +195,7 @@ func TestDumpRestoreExpiring(t *testing.T) {
 		t.Errorf("report %+v: want some expired keys, and copied+expired = scanned", rep.Counts)
 	}
 	time.Sleep(350 * time.Millisecond)
-	if n := dbsize(t, dst, 0); n != 2000 {
+	if n := dst.DBSize(t, 0); n != 2000 {
 		t.Errorf("target has %d keys, want the 2000 that do not expire", n)
 	}
 	redistest.AssertSame(t, src, dst, 0)
@@ -252,7 +205,7 @@ func TestDumpRestoreExpiring(t *testing.T) {
 // key ends on the target with a value it had on the source.
 func TestDumpRestoreWhileWriting(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	c := src.Client(t, 0)
 	const keys = 3000
 	var cmds rueidis.Commands
@@ -278,7 +231,7 @@ func TestDumpRestoreWhileWriting(t *testing.T) {
 			c.Do(context.Background(), c.B().Set().Key(fmt.Sprintf("new%d", n)).Value("x").Build())
 		}
 	}()
-	rep, err := migrateWith(t, src, dst, migrate.WithRateLimit(20000), migrate.WithBatchSize(50))
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithRateLimit(20000), migrate.WithBatchSize(50))
 	close(stop)
 	<-writerDone
 	if err != nil {
@@ -303,7 +256,7 @@ func TestDumpRestoreWhileWriting(t *testing.T) {
 
 // TestDumpRestoreCancel is not parallel: it counts goroutines.
 func TestDumpRestoreCancel(t *testing.T) {
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	c := src.Client(t, 0)
 	var cmds rueidis.Commands
 	for i := 0; i < 5000; i++ {
@@ -329,30 +282,10 @@ func TestDumpRestoreCancel(t *testing.T) {
 	if rep == nil || rep.Keys == 0 || rep.Keys >= 5000 {
 		t.Fatalf("partial report %+v, want some keys copied", rep)
 	}
-	if n := dbsize(t, dst, 0); n != rep.Keys {
+	if n := dst.DBSize(t, 0); n != rep.Keys {
 		t.Errorf("target has %d keys, report says %d", n, rep.Keys)
 	}
-	waitGoroutines(t, before)
-}
-
-// waitGoroutines fails the test when more goroutines than before are still running after
-// a short grace period.
-func waitGoroutines(t *testing.T, before int) {
-	t.Helper()
-	waitGoroutinesFor(t, before, 3*time.Second)
-}
-
-// waitGoroutinesFor is waitGoroutines with a grace period of d.
-func waitGoroutinesFor(t *testing.T, before int, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines left running, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-	}
+	redistest.WaitGoroutines(t, before, 3*time.Second)
 }
 
 // TestDumpRestoreACLUsers copies between two ACL users that may do no more than the
@@ -360,14 +293,14 @@ func waitGoroutinesFor(t *testing.T, before int, d time.Duration) {
 // that read or write many strings at once (MGET, MSETNX), and the copy does without them.
 func TestDumpRestoreACLUsers(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t,
+	src, dst := redistest.StartPair(t,
 		redistest.Config{Users: []string{"user reader on >r-pass ~* +@read -mget +dump +scan +info +pexpiretime +select +ping +hello +client +command"}},
 		redistest.Config{Users: []string{"user writer on >w-pass ~* +restore +set +info +config|get +select +ping +hello +client +command"}})
 	redistest.Fill(t, src, redistest.Dataset{Small: true})
 	so, do := src.Option(), dst.Option()
 	so.Username, so.Password = "reader", "r-pass"
 	do.Username, do.Password = "writer", "w-pass"
-	rep, err := migrateOptions(t, so, do)
+	rep, err := runMigration(t, so, do, migrate.DumpRestore{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,11 +311,11 @@ func TestDumpRestoreACLUsers(t *testing.T) {
 	// A target user without RESTORE is refused before anything is copied.
 	dst.Do(t, 0, "ACL", "SETUSER", "writer", "-restore")
 	dst.Do(t, 0, "FLUSHALL")
-	_, err = migrateOptions(t, so, do)
+	_, err = runMigration(t, so, do, migrate.DumpRestore{})
 	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "RESTORE") || !strings.Contains(err.Error(), "ACL") {
 		t.Fatalf("err = %v, want ErrUnsupported naming RESTORE and the ACL", err)
 	}
-	if n := dbsize(t, dst, 0); n != 0 {
+	if n := dst.DBSize(t, 0); n != 0 {
 		t.Errorf("target got %d keys", n)
 	}
 }
@@ -391,10 +324,10 @@ func TestDumpRestoreACLUsers(t *testing.T) {
 // call is marked Done and equals the report.
 func TestDumpRestoreProgress(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	redistest.AddKeys(t, src, 0, "k", 1500, 10)
 	var calls []migrate.Progress
-	rep, err := migrateWith(t, src, dst, migrate.WithRateLimit(2000), migrate.WithProgress(func(p migrate.Progress) {
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithRateLimit(2000), migrate.WithProgress(func(p migrate.Progress) {
 		calls = append(calls, p)
 	}))
 	if err != nil {

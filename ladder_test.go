@@ -19,7 +19,7 @@ import (
 // nothing is copied.
 func TestLadderNothingCanRun(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t,
+	src, dst := redistest.StartPair(t,
 		redistest.Config{Rename: map[string]string{"SYNC": "", "PSYNC": "", "MIGRATE": "", "DUMP": ""}},
 		redistest.Config{Rename: map[string]string{"REPLICAOF": "", "SLAVEOF": ""}})
 	src.Do(t, 0, "SET", "k", "v")
@@ -71,7 +71,7 @@ func TestLadderNothingCanRun(t *testing.T) {
 	if lines := strings.Split(after, "\n"); len(lines) < 2 || !strings.HasPrefix(lines[1], "    ") || !strings.Contains(lines[1], "REPLICAOF") {
 		t.Errorf("replication's reasons are not indented under its name:\n%s", msg)
 	}
-	if rep.Keys != 0 || dbsize(t, dst, 0) != 0 {
+	if rep.Keys != 0 || dst.DBSize(t, 0) != 0 {
 		t.Errorf("something was copied: %v", rep)
 	}
 	if p.Chosen != "" || len(p.Steps) != len(order) || len(rep.Steps) != len(order) {
@@ -107,7 +107,7 @@ func sameRefusal(err error) string {
 func TestLadderPlanAgreesWithMigrate(t *testing.T) {
 	t.Parallel()
 	src := redistest.Start(t, redistest.Config{Lines: quickSync})
-	setValues(t, src, 0, "k", 20, "v")
+	redistest.SetKeys(t, src, 0, "k", 20, redistest.Same("v"))
 	for _, tc := range []struct {
 		strategy migrate.Strategy
 		keys     bool // the target holds a key of its own
@@ -177,7 +177,7 @@ func TestLadderPlanAgreesWithMigrate(t *testing.T) {
 				if !strings.Contains(why.Error(), "WithDiscardTarget") {
 					t.Errorf("the refusal does not name WithDiscardTarget: %v", why)
 				}
-				if n := dbsize(t, dst, 0); n != before || rep.Keys != 0 {
+				if n := dst.DBSize(t, 0); n != before || rep.Keys != 0 {
 					t.Errorf("refused, yet the target holds %d keys (want %d) and the report %v", n, before, rep)
 				}
 				return
@@ -208,7 +208,7 @@ func TestLadderPlanAgreesWithMigrate(t *testing.T) {
 			if tc.want == "replication" {
 				want = 20
 			}
-			if n := dbsize(t, dst, 0); n != want || rep.Keys != 20 {
+			if n := dst.DBSize(t, 0); n != want || rep.Keys != 20 {
 				t.Errorf("the target holds %d keys, want %d; report %v", n, want, rep)
 			}
 		})
@@ -265,10 +265,10 @@ func (s *settingsProbe) Run(ctx context.Context, j *migrate.Job) error { return 
 // read, and lets it run Auto from its own code.
 func TestLadderUserStrategySettings(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	for _, db := range []int{0, 2, 5} {
-		setValues(t, src, db, "k", 10, fmt.Sprint("db", db))
-		setValues(t, src, db, "other", 3, "x")
+		redistest.SetKeys(t, src, db, "k", 10, redistest.Same(fmt.Sprint("db", db)))
+		redistest.SetKeys(t, src, db, "other", 3, redistest.Same("x"))
 	}
 	probe := &settingsProbe{auto: migrate.Auto{Never: []string{"replication", "snapshot"}}}
 	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(probe),
@@ -291,7 +291,7 @@ func TestLadderUserStrategySettings(t *testing.T) {
 	if rep.Strategy != "probe" || rep.Keys != 20 {
 		t.Errorf("report %v, want probe with 20 keys", rep)
 	}
-	if n := dbsize(t, dst, 0); n != 20 {
+	if n := dst.DBSize(t, 0); n != 20 {
 		t.Errorf("the target holds %d keys, want 20", n)
 	}
 	if v, _ := dst.Do(t, 0, "GET", "db2:k7").ToString(); v != "db2" {
@@ -304,18 +304,18 @@ func TestLadderUserStrategySettings(t *testing.T) {
 // WithDatabases or SelectDB name the databases), its keys filtered.
 func TestLadderSnapshotMatchLateDatabase(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{Lines: slowSync}, redistest.Config{})
-	setValues(t, src, 0, "a", 20, "db0")
-	setValues(t, src, 0, "b", 20, "db0")
+	src, dst := redistest.StartPair(t, redistest.Config{Lines: slowSync}, redistest.Config{})
+	redistest.SetKeys(t, src, 0, "a", 20, redistest.Same("db0"))
+	redistest.SetKeys(t, src, 0, "b", 20, redistest.Same("db0"))
 	rep, _, err := migrateWithLateWrite(t, src, dst.Option(), func() {
-		setValues(t, src, 1, "a", 5, "db1")
-		setValues(t, src, 1, "b", 5, "db1")
+		redistest.SetKeys(t, src, 1, "a", 5, redistest.Same("db1"))
+		redistest.SetKeys(t, src, 1, "b", 5, redistest.Same("db1"))
 	}, migrate.WithMatch("a*"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n0, n1 := dbsize(t, dst, 0), dbsize(t, dst, 1); n0 != 20 || n1 != 5 {
+	if n0, n1 := dst.DBSize(t, 0), dst.DBSize(t, 1); n0 != 20 || n1 != 5 {
 		t.Errorf("the target holds %d keys in database 0 and %d in 1, want 20 and 5", n0, n1)
 	}
-	assertOnlyDatabases(t, rep, map[int]int64{0: 20, 1: 5})
+	assertCopied(t, rep, map[int]int64{0: 20, 1: 5})
 }

@@ -250,7 +250,7 @@ func TestMigrateKeysClusterOpenSlotCheck(t *testing.T) {
 			t.Errorf("%s: refused after %v", tc.name, d)
 		}
 		for _, n := range dst.Masters {
-			if keys, _ := n.Do(t, 0, "DBSIZE").AsInt64(); keys != 0 {
+			if keys := n.DBSize(t, 0); keys != 0 {
 				t.Errorf("%s: %s holds %d keys, want none written", tc.name, n.Addr, keys)
 			}
 		}

@@ -3,7 +3,6 @@ package migrate_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -12,21 +11,10 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
 )
-
-func TestMigrateKeysConformance(t *testing.T) {
-	t.Parallel()
-	runConformance(t, migrate.MigrateKeys{}, redistest.Config{}, redistest.Config{})
-}
-
-// TestMigrateKeysOneKeyEach runs the conformance suite the way a source older than Redis
-// 3.0.6 is migrated: one MIGRATE per key.
-func TestMigrateKeysOneKeyEach(t *testing.T) {
-	t.Parallel()
-	runConformance(t, asVersion{source: "3.0.5"}, redistest.Config{}, redistest.Config{})
-}
 
 // asVersion runs a MigrateKeys as if the servers ran other Redis versions, to reach what
 // older servers get.
@@ -54,60 +42,6 @@ func (s asVersion) pretend(j *migrate.Job) {
 	}
 }
 
-// migrateOnce runs one migration from src to dst and returns its report and error.
-func migrateOnce(t *testing.T, s migrate.Strategy, src, dst rueidis.ClientOption, opts ...migrate.Option) (*migrate.Report, error) {
-	t.Helper()
-	m, err := migrate.New(src, dst, append([]migrate.Option{migrate.WithStrategy(s)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return m.Migrate(ctx)
-}
-
-// keyCount returns the number of keys in database db of s.
-func keyCount(t *testing.T, s *redistest.Server, db int) int64 {
-	t.Helper()
-	n, err := s.Do(t, db, "DBSIZE").AsInt64()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-// valueOf returns the string value of key in database 0 of s, "" when it has none.
-func valueOf(t *testing.T, s *redistest.Server, key string) string {
-	t.Helper()
-	v, _ := s.Do(t, 0, "GET", key).ToString()
-	return v
-}
-
-// writeKeys writes n string keys "k:0"... with values prefix+i into database 0.
-func writeKeys(t *testing.T, s *redistest.Server, n int, prefix string) {
-	t.Helper()
-	c := s.Client(t, 0)
-	cmds := make(rueidis.Commands, n)
-	for i := range cmds {
-		cmds[i] = c.B().Set().Key("k:" + strconv.Itoa(i)).Value(prefix + strconv.Itoa(i)).Build()
-	}
-	for _, r := range c.DoMulti(context.Background(), cmds...) {
-		if err := r.Error(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// sumCounts adds up the counts of databases dbs.
-func sumCounts(counts map[int]int, dbs ...int) int64 {
-	n := 0
-	for _, db := range dbs {
-		n += counts[db]
-	}
-	return int64(n)
-}
-
 // TestMigrateKeysTargetLogin copies into a target that needs a password, and into one that
 // needs an ACL user, both of which MIGRATE sends from the source.
 func TestMigrateKeysTargetLogin(t *testing.T) {
@@ -123,16 +57,16 @@ func TestMigrateKeysTargetLogin(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			src, dst := startPair(t, redistest.Config{}, tc.cfg)
+			src, dst := redistest.StartPair(t, redistest.Config{}, tc.cfg)
 			counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
 			opt := dst.Option()
 			opt.Username, opt.Password = tc.user, tc.pass
-			rep, err := migrateOnce(t, migrate.MigrateKeys{}, src.Option(), opt)
+			rep, err := runMigration(t, src.Option(), opt, migrate.MigrateKeys{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
-			if want := sumCounts(counts, redistest.DatasetDBs...); rep.Keys != want {
+			if want := redistest.Total(counts, redistest.DatasetDBs...); rep.Keys != want {
 				t.Errorf("report %+v, want %d keys", rep.Counts, want)
 			}
 		})
@@ -145,23 +79,23 @@ func TestMigrateKeysWrongTargetPassword(t *testing.T) {
 	t.Parallel()
 	t.Run("option", func(t *testing.T) {
 		t.Parallel()
-		src, dst := startPair(t, redistest.Config{}, redistest.Config{Password: "right-pass-3390"})
-		writeKeys(t, src, 10, "v")
+		src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{Password: "right-pass-3390"})
+		redistest.SetKeys(t, src, 0, "k:", 10, redistest.Numbered("v"))
 		opt := dst.Option()
 		opt.Password = "wrong-pass-7712"
-		_, err := migrateOnce(t, migrate.MigrateKeys{}, src.Option(), opt)
+		_, err := runMigration(t, src.Option(), opt, migrate.MigrateKeys{})
 		assertErrorSays(t, err, []string{"target " + dst.Addr, "Password"}, []string{"wrong-pass-7712", "right-pass-3390"})
-		if n := keyCount(t, dst, 0); n != 0 {
+		if n := dst.DBSize(t, 0); n != 0 {
 			t.Errorf("target has %d keys, want none", n)
 		}
 	})
 	t.Run("relayed by MIGRATE", func(t *testing.T) {
 		t.Parallel()
 		// This program logs in to dst; MIGRATE, sent to other, fails with the same password.
-		src, dst := startPair(t, redistest.Config{}, redistest.Config{Password: "alpha-pass-5521"})
+		src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{Password: "alpha-pass-5521"})
 		other := redistest.Start(t, redistest.Config{Password: "beta-pass-6634"})
-		writeKeys(t, src, 10, "v")
-		_, err := migrateOnce(t, migrate.MigrateKeys{TargetAddr: other.Addr}, src.Option(), dst.Option())
+		redistest.SetKeys(t, src, 0, "k:", 10, redistest.Numbered("v"))
+		_, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{TargetAddr: other.Addr})
 		assertErrorSays(t, err, []string{"target " + dst.Addr, other.Addr, "check the target's Password"},
 			[]string{"alpha-pass-5521", "beta-pass-6634"})
 		if errors.Is(err, migrate.ErrConflict) || errors.Is(err, migrate.ErrUnsupported) {
@@ -172,30 +106,12 @@ func TestMigrateKeysWrongTargetPassword(t *testing.T) {
 		t.Parallel()
 		// Without AUTH the target answers MIGRATE's "AUTH <password>" with an unknown
 		// command error that quotes its arguments. This program logs in with HELLO.
-		src, dst := startPair(t, redistest.Config{},
+		src, dst := redistest.StartPair(t, redistest.Config{},
 			redistest.Config{Password: "gamma-pass-8847", Rename: map[string]string{"AUTH": ""}})
-		writeKeys(t, src, 10, "v")
-		_, err := migrateOnce(t, migrate.MigrateKeys{}, src.Option(), dst.Option())
+		redistest.SetKeys(t, src, 0, "k:", 10, redistest.Numbered("v"))
+		_, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{})
 		assertErrorSays(t, err, []string{"target " + dst.Addr, "<password>"}, []string{"gamma-pass-8847"})
 	})
-}
-
-// assertErrorSays fails unless err is set, says each of want and none of never.
-func assertErrorSays(t *testing.T, err error, want, never []string) {
-	t.Helper()
-	if err == nil {
-		t.Fatal("Migrate succeeded, want an error")
-	}
-	for _, w := range want {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not say %q", err, w)
-		}
-	}
-	for _, n := range never {
-		if strings.Contains(fmt.Sprintf("%v %+v", err, err), n) {
-			t.Errorf("error %q contains %q", err, n)
-		}
-	}
 }
 
 // TestMigrateKeysMoveOrCopy checks that the source keeps every key by default, and that
@@ -204,209 +120,49 @@ func TestMigrateKeysMoveOrCopy(t *testing.T) {
 	t.Parallel()
 	t.Run("copy", func(t *testing.T) {
 		t.Parallel()
-		src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+		src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 		counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
-		rep, err := migrateOnce(t, migrate.MigrateKeys{}, src.Option(), dst.Option())
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
 		for _, db := range redistest.DatasetDBs {
-			if n := keyCount(t, src, db); n != int64(counts[db]) {
+			if n := src.DBSize(t, db); n != int64(counts[db]) {
 				t.Errorf("source db %d has %d keys, want its %d", db, n, counts[db])
 			}
 		}
-		if want := sumCounts(counts, redistest.DatasetDBs...); rep.Keys != want {
+		if want := redistest.Total(counts, redistest.DatasetDBs...); rep.Keys != want {
 			t.Errorf("report %+v, want %d keys", rep.Counts, want)
 		}
 	})
 	t.Run("move", func(t *testing.T) {
 		t.Parallel()
-		src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+		src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 		counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
 		// The reference is the source as it was, TTLs included, copied by the core strategy.
 		ref := redistest.Start(t, redistest.Config{})
-		if _, err := migrateOnce(t, migrate.DumpRestore{}, src.Option(), ref.Option()); err != nil {
+		if _, err := runMigration(t, src.Option(), ref.Option(), migrate.DumpRestore{}); err != nil {
 			t.Fatal(err)
 		}
-		rep, err := migrateOnce(t, migrate.MigrateKeys{Move: true}, src.Option(), dst.Option(), migrate.WithDatabases(0, 3))
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{Move: true}, migrate.WithDatabases(0, 3))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, db := range []int{0, 3} {
-			if n := keyCount(t, src, db); n != 0 {
+			if n := src.DBSize(t, db); n != 0 {
 				t.Errorf("source db %d keeps %d keys after Move, want none", db, n)
 			}
 		}
 		redistest.AssertSame(t, ref, src, 15) // not asked to migrate
 		redistest.AssertSame(t, ref, dst, 0, 3)
-		if n := keyCount(t, dst, 15); n != 0 {
+		if n := dst.DBSize(t, 15); n != 0 {
 			t.Errorf("target db 15 has %d keys, want none", n)
 		}
-		if want := sumCounts(counts, 0, 3); rep.Keys != want || rep.Expired != 0 || rep.Failed != 0 {
+		if want := redistest.Total(counts, 0, 3); rep.Keys != want || rep.Expired != 0 || rep.Failed != 0 {
 			t.Errorf("report %+v, want %d keys and nothing else", rep.Counts, want)
 		}
 	})
-}
-
-// TestMigrateKeysConflicts puts two of the source's keys on the target beforehand and checks
-// each policy, copying and moving, with batches and with one MIGRATE per key.
-func TestMigrateKeysConflicts(t *testing.T) {
-	t.Parallel()
-	const n = 100
-	conflicting := []string{"k:5", "k:77"}
-	for _, tc := range []struct {
-		policy migrate.Conflict
-		move   bool
-	}{
-		{migrate.Fail, false}, {migrate.Fail, true},
-		{migrate.Skip, false}, {migrate.Skip, true},
-		{migrate.Replace, false}, {migrate.Replace, true},
-	} {
-		for _, version := range []string{"", "3.0.5"} {
-			name := fmt.Sprintf("%s move=%v", tc.policy, tc.move)
-			if version != "" {
-				name += " one key each"
-			}
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				src, dst := startPair(t, redistest.Config{}, redistest.Config{})
-				writeKeys(t, src, n, "src-")
-				for _, k := range conflicting {
-					dst.Do(t, 0, "SET", k, "target")
-				}
-				s := asVersion{MigrateKeys: migrate.MigrateKeys{Move: tc.move}, source: version}
-				rep, err := migrateOnce(t, s, src.Option(), dst.Option(),
-					migrate.WithConflict(tc.policy), migrate.WithBatchSize(16))
-
-				// Whatever the policy, each key on the target is either the source's or
-				// one of the conflicting keys, and the report counts what was copied.
-				copied := 0
-				for i := range n {
-					k := "k:" + strconv.Itoa(i)
-					switch v := valueOf(t, dst, k); v {
-					case "src-" + strconv.Itoa(i):
-						copied++
-					case "", "target":
-					default:
-						t.Errorf("target %s = %q", k, v)
-					}
-				}
-				if rep.Keys != int64(copied) {
-					t.Errorf("report %+v, but the target holds %d of the source's keys", rep.Counts, copied)
-				}
-				if tc.move {
-					if left := keyCount(t, src, 0); left != n-int64(copied) {
-						t.Errorf("source keeps %d keys, want %d (those not moved)", left, n-copied)
-					}
-				} else if left := keyCount(t, src, 0); left != n {
-					t.Errorf("source keeps %d keys, want all %d", left, n)
-				}
-
-				switch tc.policy {
-				case migrate.Fail:
-					if !errors.Is(err, migrate.ErrConflict) {
-						t.Fatalf("error %v, want ErrConflict", err)
-					}
-					if !strings.Contains(err.Error(), `"k:5"`) && !strings.Contains(err.Error(), `"k:77"`) {
-						t.Errorf("error %q names no conflicting key", err)
-					}
-					for _, k := range conflicting {
-						if v := valueOf(t, dst, k); v != "target" {
-							t.Errorf("target %s = %q, want it kept", k, v)
-						}
-					}
-					if rep.Failed < 1 {
-						t.Errorf("report %+v, want the conflict counted as failed", rep.Counts)
-					}
-				case migrate.Skip:
-					if err != nil {
-						t.Fatal(err)
-					}
-					if rep.Skipped != 2 || rep.Keys != n-2 || copied != n-2 {
-						t.Errorf("report %+v, %d copied; want 2 skipped, %d copied", rep.Counts, copied, n-2)
-					}
-					for _, k := range conflicting {
-						if v := valueOf(t, dst, k); v != "target" {
-							t.Errorf("target %s = %q, want it kept", k, v)
-						}
-					}
-				case migrate.Replace:
-					if err != nil {
-						t.Fatal(err)
-					}
-					if rep.Keys != n || copied != n {
-						t.Errorf("report %+v, %d copied; want all %d", rep.Counts, copied, n)
-					}
-				}
-			})
-		}
-	}
-}
-
-// TestMigrateKeysRunAgain runs a migration twice under Fail: the second finds every key on
-// the target with the source's value, which is no conflict, copies nothing and skips them.
-func TestMigrateKeysRunAgain(t *testing.T) {
-	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
-	writeKeys(t, src, 100, "src-")
-	for run, want := range []int64{100, 0} {
-		rep, err := migrateOnce(t, migrate.MigrateKeys{}, src.Option(), dst.Option())
-		if err != nil || rep.Keys != want || rep.Failed != 0 || rep.Skipped != 100-want {
-			t.Errorf("run %d: report %+v, error %v; want %d keys copied and the others skipped", run+1, rep.Counts, err, want)
-		}
-	}
-	redistest.AssertSame(t, src, dst, 0)
-}
-
-// TestMigrateKeysRefusedDuringBatch makes MIGRATE meet keys the check before the batch did
-// not see, as when a writer creates them on the target meanwhile: this program checks one
-// server, and TargetAddr sends the keys to another, which holds k:5. Moving, the refused key
-// is the one left on the source.
-func TestMigrateKeysRefusedDuringBatch(t *testing.T) {
-	t.Parallel()
-	for _, policy := range []migrate.Conflict{migrate.Fail, migrate.Skip} {
-		for _, version := range []string{"", "3.0.5"} {
-			name := policy.String()
-			if version != "" {
-				name += " one key each"
-			}
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				src, checked := startPair(t, redistest.Config{}, redistest.Config{})
-				dst := redistest.Start(t, redistest.Config{})
-				writeKeys(t, src, 100, "src-")
-				dst.Do(t, 0, "SET", "k:5", "target")
-				s := asVersion{MigrateKeys: migrate.MigrateKeys{Move: true, TargetAddr: dst.Addr}, source: version}
-				if version == "" {
-					// After a BUSYKEY, batches of keys are settled by reading the target
-					// itself, which must be the server MIGRATE writes to.
-					checked = dst
-				}
-				rep, err := migrateOnce(t, s, src.Option(), checked.Option(),
-					migrate.WithConflict(policy), migrate.WithBatchSize(16))
-				if v := valueOf(t, dst, "k:5"); v != "target" {
-					t.Errorf("target k:5 = %q, want it kept", v)
-				}
-				if v := valueOf(t, src, "k:5"); v != "src-5" {
-					t.Errorf("source k:5 = %q, want it kept", v)
-				}
-				moved := keyCount(t, dst, 0) - 1
-				if rep.Keys != moved || keyCount(t, src, 0) != 100-moved {
-					t.Errorf("report %+v; the target holds %d moved keys, the source %d", rep.Counts, moved, keyCount(t, src, 0))
-				}
-				if policy == migrate.Skip {
-					if err != nil || rep.Skipped != 1 || rep.Keys != 99 {
-						t.Errorf("report %+v, error %v; want 99 moved and k:5 skipped", rep.Counts, err)
-					}
-					return
-				}
-				if !errors.Is(err, migrate.ErrConflict) || !strings.Contains(err.Error(), `"k:5"`) || rep.Failed != 1 {
-					t.Errorf("report %+v, error %v; want ErrConflict naming k:5, counted as failed", rep.Counts, err)
-				}
-			})
-		}
-	}
 }
 
 // TestMigrateKeysExpiring copies, slowly, keys of which a third expire once the walk has
@@ -414,8 +170,8 @@ func TestMigrateKeysRefusedDuringBatch(t *testing.T) {
 // all copied.
 func TestMigrateKeysExpiring(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
-	writeKeys(t, src, 200, "v")
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
+	redistest.SetKeys(t, src, 0, "k:", 200, redistest.Numbered("v"))
 	c := src.Client(t, 0)
 	ctx := context.Background()
 	short := make([]string, 100)
@@ -446,7 +202,7 @@ func TestMigrateKeysExpiring(t *testing.T) {
 			}
 		})
 	}
-	rep, err := migrateOnce(t, migrate.MigrateKeys{}, src.Option(), dst.Option(),
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{},
 		migrate.WithRateLimit(200), migrate.WithProgress(expire))
 	if err != nil {
 		t.Fatal(err)
@@ -456,7 +212,7 @@ func TestMigrateKeysExpiring(t *testing.T) {
 	}
 	for i := range 200 {
 		k := "k:" + strconv.Itoa(i)
-		if v := valueOf(t, dst, k); v != "v"+strconv.Itoa(i) {
+		if v := dst.Get(t, k); v != "v"+strconv.Itoa(i) {
 			t.Errorf("target %s = %q", k, v)
 		}
 	}
@@ -469,14 +225,14 @@ func TestMigrateKeysExpiring(t *testing.T) {
 // could not reach that address and how to fix it, and nothing is copied.
 func TestMigrateKeysUnreachableTarget(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
-	writeKeys(t, src, 10, "v")
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
+	redistest.SetKeys(t, src, 0, "k:", 10, redistest.Numbered("v"))
 	port, err := redistest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	rep, err := migrateOnce(t, migrate.MigrateKeys{TargetAddr: closed, Timeout: time.Second}, src.Option(), dst.Option())
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{TargetAddr: closed, Timeout: time.Second})
 	assertErrorSays(t, err, []string{"source " + src.Addr, "could not reach the target at " + closed, "TargetAddr"}, nil)
 	for _, sentinel := range []error{migrate.ErrConflict, migrate.ErrUnsupported, migrate.ErrIncompatible, migrate.ErrTooLarge} {
 		if errors.Is(err, sentinel) {
@@ -487,10 +243,10 @@ func TestMigrateKeysUnreachableTarget(t *testing.T) {
 	if !errors.As(err, &e) || e.Side != migrate.Source {
 		t.Errorf("error %v is not the source's *Error", err)
 	}
-	if n := keyCount(t, dst, 0); n != 0 || rep.Keys != 0 {
+	if n := dst.DBSize(t, 0); n != 0 || rep.Keys != 0 {
 		t.Errorf("target has %d keys, report %+v; want nothing copied", n, rep.Counts)
 	}
-	if n := keyCount(t, src, 0); n != 10 {
+	if n := src.DBSize(t, 0); n != 10 {
 		t.Errorf("source has %d keys, want its 10", n)
 	}
 }
@@ -529,12 +285,12 @@ func TestMigrateKeysCheckRefuses(t *testing.T) {
 			if tc.replica {
 				// Diskless sync would wait 5 s for more replicas.
 				primary := redistest.Start(t, redistest.Config{Lines: []string{"repl-diskless-sync-delay 0"}})
-				writeKeys(t, primary, 10, "v")
+				redistest.SetKeys(t, primary, 0, "k:", 10, redistest.Numbered("v"))
 				src = redistest.Start(t, redistest.Config{Lines: []string{"replicaof " + primary.Host + " " + strconv.Itoa(primary.Port)}})
 				waitReplica(t, src, 10)
 			} else {
 				src = redistest.Start(t, tc.src)
-				writeKeys(t, src, 10, "v")
+				redistest.SetKeys(t, src, 0, "k:", 10, redistest.Numbered("v"))
 			}
 			dst := redistest.Start(t, tc.dst)
 			if tc.cluster {
@@ -550,18 +306,18 @@ func TestMigrateKeysCheckRefuses(t *testing.T) {
 					dstOpt.Username = "mover"
 				}
 			}
-			rep, err := migrateOnce(t, tc.strategy, srcOpt, dstOpt)
+			rep, err := runMigration(t, srcOpt, dstOpt, tc.strategy)
 			if !errors.Is(err, migrate.ErrUnsupported) {
 				t.Fatalf("error %v, want ErrUnsupported", err)
 			}
 			if !strings.Contains(err.Error(), tc.says) {
 				t.Errorf("error %q does not say %q", err, tc.says)
 			}
-			if rep.Keys != 0 || keyCount(t, dst, 0) != 0 {
-				t.Errorf("report %+v, target has %d keys; want nothing copied", rep.Counts, keyCount(t, dst, 0))
+			if rep.Keys != 0 || dst.DBSize(t, 0) != 0 {
+				t.Errorf("report %+v, target has %d keys; want nothing copied", rep.Counts, dst.DBSize(t, 0))
 			}
 			for i := range 10 {
-				if v := valueOf(t, src, "k:"+strconv.Itoa(i)); v != "v"+strconv.Itoa(i) {
+				if v := src.Get(t, "k:"+strconv.Itoa(i)); v != "v"+strconv.Itoa(i) {
 					t.Errorf("source k:%d = %q, want it unchanged", i, v)
 				}
 			}
@@ -573,7 +329,7 @@ func TestMigrateKeysCheckRefuses(t *testing.T) {
 func waitReplica(t *testing.T, s *redistest.Server, n int64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for keyCount(t, s, 0) != n {
+	for s.DBSize(t, 0) != n {
 		if time.Now().After(deadline) {
 			t.Fatalf("replica %s did not receive %d keys", s.Addr, n)
 		}
@@ -647,16 +403,36 @@ func BenchmarkMigrateKeys(b *testing.B) {
 // migrateMillis returns the average time the server spent in MIGRATE, from INFO
 // commandstats.
 func migrateMillis(b *testing.B, s *redistest.Server) float64 {
-	info, _ := s.Do(b, 0, "INFO", "commandstats").ToString()
-	for _, line := range strings.Split(info, "\r\n") {
-		if stats, ok := strings.CutPrefix(line, "cmdstat_migrate:"); ok {
-			for _, kv := range strings.Split(stats, ",") {
-				if v, ok := strings.CutPrefix(kv, "usec_per_call="); ok {
-					us, _ := strconv.ParseFloat(v, 64)
-					return us / 1000
-				}
-			}
+	for _, kv := range strings.Split(s.Info(b, "cmdstat_migrate"), ",") {
+		if v, ok := strings.CutPrefix(kv, "usec_per_call="); ok {
+			us, _ := strconv.ParseFloat(v, 64)
+			return us / 1000
 		}
 	}
 	return 0
+}
+
+// TestMigrateKeysFullTarget copies into a small noeviction target that fills up: MIGRATE
+// fails with OOM in the middle of a batch, and the report counts as copied exactly the keys
+// the target holds, the others of the failed batches as failed.
+func TestMigrateKeysFullTarget(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{})
+	dst := redistest.Start(t, redistest.Config{Lines: []string{"maxmemory 4mb", "maxmemory-policy noeviction"}})
+	const keys = 6000
+	redistest.AddKeys(t, src, 0, "k:", keys, 1000)
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.MigrateKeys{})
+	if err == nil || !strings.Contains(err.Error(), "out of memory") {
+		t.Fatalf("Migrate: %v, want the target's OOM", err)
+	}
+	held := dst.DBSize(t, 0)
+	if held == 0 || held == keys {
+		t.Fatalf("the target holds %d keys: the test needs a target that fills up part way", held)
+	}
+	if rep.Keys != held {
+		t.Errorf("report %+v: %d keys copied, and the target holds %d", rep.Counts, rep.Keys, held)
+	}
+	if rep.Failed == 0 || rep.Keys+rep.Failed+rep.Skipped+rep.Expired > keys {
+		t.Errorf("report %+v: want failed keys, and no more keys counted than the %d on the source", rep.Counts, keys)
+	}
 }

@@ -24,7 +24,7 @@ func TestMigrateKeysTLS(t *testing.T) {
 		src := redistest.Start(t, redistest.Config{TLS: srcTLS})
 		dst := redistest.Start(t, redistest.Config{TLS: ca.TLS(true)})
 		counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
-		rep := migrateTLS(t, migrate.MigrateKeys{}, src.Option(), dst.Option())
+		rep := mustMigrate(t, src.Option(), dst.Option(), migrate.MigrateKeys{}, migrate.WithDiscardTarget())
 		redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
 		assertCopied(t, rep, counts)
 	})
@@ -33,7 +33,7 @@ func TestMigrateKeysTLS(t *testing.T) {
 		src := redistest.Start(t, redistest.Config{TLS: srcTLS})
 		dst := redistest.StartTLSCluster(t, ca.TLS(true), redistest.Config{})
 		counts := redistest.Fill(t, src, redistest.Dataset{Small: true, DBs: []int{0}})
-		rep := migrateTLS(t, migrate.MigrateKeys{}, src.Option(), dst.Option())
+		rep := mustMigrate(t, src.Option(), dst.Option(), migrate.MigrateKeys{}, migrate.WithDiscardTarget())
 		redistest.AssertSameSides(t, redistest.Side{Client: src.Client(t, 0)}, dst.Side(t), "")
 		assertCopied(t, rep, counts)
 	})
@@ -42,7 +42,7 @@ func TestMigrateKeysTLS(t *testing.T) {
 		src := redistest.StartTLSCluster(t, ca.TLS(true), redistest.Config{})
 		dst := redistest.Start(t, redistest.Config{TLS: ca.TLS(true)})
 		counts := src.Fill(t, redistest.Dataset{Small: true, DBs: []int{0}})
-		rep := migrateTLS(t, migrate.MigrateKeys{}, src.Option(), dst.Option())
+		rep := mustMigrate(t, src.Option(), dst.Option(), migrate.MigrateKeys{}, migrate.WithDiscardTarget())
 		redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
 		assertCopied(t, rep, counts)
 	})
@@ -56,23 +56,10 @@ func TestMigrateKeysTLS(t *testing.T) {
 		addr, cfg := dst.TLSAddr(t)
 		dstOpt := dst.Option()
 		dstOpt.InitAddress, dstOpt.TLSConfig = []string{addr}, cfg
-		rep := migrateTLS(t, migrate.MigrateKeys{TargetAddr: dst.Addr}, src.Option(), dstOpt)
+		rep := mustMigrate(t, src.Option(), dstOpt, migrate.MigrateKeys{TargetAddr: dst.Addr}, migrate.WithDiscardTarget())
 		redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
 		assertCopied(t, rep, counts)
 	})
-}
-
-// assertCopied fails the test unless rep counts every key of counts as copied, and nothing
-// else.
-func assertCopied(t *testing.T, rep *migrate.Report, counts map[int]int) {
-	t.Helper()
-	want := 0
-	for _, n := range counts {
-		want += n
-	}
-	if rep.Keys != int64(want) || rep.Failed != 0 || rep.Skipped != 0 {
-		t.Errorf("report %+v, want %d keys copied and nothing else", rep.Counts, want)
-	}
 }
 
 // TestMigrateKeysTLSCheck gives MigrateKeys a source whose MIGRATE would not speak the
@@ -123,7 +110,7 @@ func TestMigrateKeysTLSCheck(t *testing.T) {
 			if rep != nil && rep.Keys != 0 {
 				t.Errorf("report %+v, want nothing copied", rep.Counts)
 			}
-			if n := dbsize(t, dst, 0); n != 0 {
+			if n := dst.DBSize(t, 0); n != 0 {
 				t.Errorf("the target holds %d keys, want none", n)
 			}
 		})
@@ -159,11 +146,11 @@ func TestMigrateKeysTLSUnread(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, w)
 		}
 	}
-	if n := dbsize(t, dst, 0); n != 0 {
+	if n := dst.DBSize(t, 0); n != 0 {
 		t.Errorf("the target holds %d keys, want none", n)
 	}
 
-	rep := migrateTLS(t, migrate.MigrateKeys{TargetAddr: dst.Addr}, srcOpt, dst.Option(), migrate.WithDatabases(0))
+	rep := mustMigrate(t, srcOpt, dst.Option(), migrate.MigrateKeys{TargetAddr: dst.Addr}, migrate.WithDiscardTarget(), migrate.WithDatabases(0))
 	redistest.AssertSame(t, src, dst, 0)
 	assertCopied(t, rep, counts)
 }

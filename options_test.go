@@ -15,7 +15,7 @@ import (
 // meet: the error must wrap context.DeadlineExceeded, as any other deadline does.
 func TestRateLimitDeadline(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	redistest.AddKeys(t, src, 0, "k", 2000, 8)
 	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithRateLimit(500))
 	if err != nil {
@@ -35,7 +35,7 @@ func TestRateLimitDeadline(t *testing.T) {
 	if rep == nil || rep.Keys == 0 || rep.Keys >= 2000 {
 		t.Errorf("report %+v: want some of the 2000 keys copied before the deadline", rep)
 	}
-	if n, _ := dst.Do(t, 0, "DBSIZE").AsInt64(); rep != nil && n != rep.Keys {
+	if n := dst.DBSize(t, 0); rep != nil && n != rep.Keys {
 		t.Errorf("target holds %d keys, report says %d copied", n, rep.Keys)
 	}
 }
@@ -95,10 +95,10 @@ func TestDBPrefixFormats(t *testing.T) {
 // into one database under Replace: both stay, each under its own name.
 func TestDBPrefixKeepsDatabasesApart(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	src.Do(t, 1, "SET", "2k", "from-db1")
 	src.Do(t, 12, "SET", "k", "from-db12")
-	rep, err := migrateWith(t, src, dst, migrate.WithDBPrefix("db%d:"), migrate.WithConflict(migrate.Replace), migrate.WithVerify())
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithDBPrefix("db%d:"), migrate.WithConflict(migrate.Replace), migrate.WithVerify())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestDBPrefixKeepsDatabasesApart(t *testing.T) {
 			t.Errorf("target %q = %q (%v), want %q", k, got, err, want)
 		}
 	}
-	if n, _ := dst.Do(t, 0, "DBSIZE").AsInt64(); n != 2 {
+	if n := dst.DBSize(t, 0); n != 2 {
 		t.Errorf("target db 0 holds %d keys, want 2", n)
 	}
 }
@@ -124,10 +124,10 @@ func TestEmptyDBPrefixSharedName(t *testing.T) {
 		wantErr error
 		skipped int64
 	}{{migrate.Fail, migrate.ErrConflict, 0}, {migrate.Skip, nil, 1}} {
-		src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+		src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 		src.Do(t, 1, "SET", "k", "from-db1")
 		src.Do(t, 2, "SET", "k", "from-db2")
-		rep, err := migrateWith(t, src, dst, migrate.WithDBPrefix(""), migrate.WithConflict(tc.policy))
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithDBPrefix(""), migrate.WithConflict(tc.policy))
 		if !errors.Is(err, tc.wantErr) || (err == nil && rep.Skipped != tc.skipped) {
 			t.Errorf("%v: %v, %v: want error %v and %d skipped", tc.policy, rep, err, tc.wantErr, tc.skipped)
 		}

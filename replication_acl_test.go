@@ -43,7 +43,7 @@ func TestReplicationSourceRefusesReplica(t *testing.T) {
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("took %v: want the refusal told within seconds, not at the link timeout", d)
 	}
-	if role := infoField(t, dst, "role"); role != "master" {
+	if role := dst.Info(t, "role"); role != "master" {
 		t.Errorf("target role %q, want master (detached)", role)
 	}
 	if v, _ := dst.Do(t, 0, "GET", "kept").ToString(); v != "target" {

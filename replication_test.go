@@ -20,17 +20,12 @@ import (
 // repl-diskless-sync-delay (5 s by default) for more replicas.
 const fastSync = "repl-diskless-sync-delay 0"
 
-func TestReplicationConformance(t *testing.T) {
-	t.Parallel()
-	runConformance(t, migrate.Replication{}, redistest.Config{}, redistest.Config{})
-}
-
 // TestReplicationUnderWriteLoad writes to the source while it syncs; the Cutover hook stops
 // the writer, and every write must reach the target.
 func TestReplicationUnderWriteLoad(t *testing.T) {
 	t.Parallel()
 	// rdb-key-save-delay (µs a key) stretches the transfer to about half a second.
-	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync, "rdb-key-save-delay 100"}}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{Lines: []string{fastSync, "rdb-key-save-delay 100"}}, redistest.Config{})
 	redistest.Fill(t, src, redistest.Dataset{Small: true})
 	redistest.AddKeys(t, src, 1, "bulk:", 5000, 10)
 	w := redistest.StartWriter(t, src, 0, "load:", 2*time.Millisecond, 8*time.Second)
@@ -38,7 +33,7 @@ func TestReplicationUnderWriteLoad(t *testing.T) {
 	var writes int
 	var roleAtCutover string
 	cutover := func(ctx context.Context) error {
-		roleAtCutover = infoField(t, dst, "role")
+		roleAtCutover = dst.Info(t, "role")
 		var err error
 		writes, err = w.Stop()
 		return err
@@ -60,13 +55,13 @@ func TestReplicationUnderWriteLoad(t *testing.T) {
 	}
 	dbs := append([]int{1}, redistest.DatasetDBs...)
 	redistest.AssertSame(t, src, dst, dbs...)
-	if got := dst.Do(t, 0, "GET", "load:counter"); mustInt(t, got) != int64(writes) {
-		t.Errorf("target counter %d, want %d writes", mustInt(t, got), writes)
+	if got := dst.Do(t, 0, "GET", "load:counter"); redistest.Int(t, got) != int64(writes) {
+		t.Errorf("target counter %d, want %d writes", redistest.Int(t, got), writes)
 	}
-	if got := infoField(t, dst, "role"); got != "master" {
+	if got := dst.Info(t, "role"); got != "master" {
 		t.Errorf("target role %q after Migrate, want master", got)
 	}
-	if want := keysOn(t, dst, dbs...); report.Keys != want || report.Databases[1].Keys != 5000 {
+	if want := dst.DBSize(t, dbs...); report.Keys != want || report.Databases[1].Keys != 5000 {
 		t.Errorf("report %d keys (db 1: %d), want %d (db 1: 5000), the keys the target holds",
 			report.Keys, report.Databases[1].Keys, want)
 	}
@@ -86,7 +81,7 @@ func TestReplicationUnderWriteLoad(t *testing.T) {
 // TestReplicationSlaveofFallback copies into a target where only SLAVEOF is allowed.
 func TestReplicationSlaveofFallback(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}},
+	src, dst := redistest.StartPair(t, redistest.Config{Lines: []string{fastSync}},
 		redistest.Config{Rename: map[string]string{"REPLICAOF": ""}})
 	redistest.Fill(t, src, redistest.Dataset{Small: true})
 	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{}))
@@ -95,7 +90,7 @@ func TestReplicationSlaveofFallback(t *testing.T) {
 	}
 	migrateOK(t, m)
 	redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
-	if got := infoField(t, dst, "role"); got != "master" {
+	if got := dst.Info(t, "role"); got != "master" {
 		t.Errorf("target role %q, want master", got)
 	}
 }
@@ -116,14 +111,14 @@ func TestReplicationAuth(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			src, dst := startPair(t, tc.src, redistest.Config{Lines: []string{"masterauth old-secret", "masteruser old-user"}})
+			src, dst := redistest.StartPair(t, tc.src, redistest.Config{Lines: []string{"masterauth old-secret", "masteruser old-user"}})
 			redistest.Fill(t, src, redistest.Dataset{Small: true})
 			srcOpt := src.Option()
 			srcOpt.Username, srcOpt.Password = tc.user, tc.pass
 
 			var during [2]string
 			cutover := func(ctx context.Context) error {
-				during = [2]string{configValue(t, dst, "masterauth"), configValue(t, dst, "masteruser")}
+				during = [2]string{dst.Config(t, "masterauth"), dst.Config(t, "masteruser")}
 				return nil
 			}
 			m, err := migrate.New(srcOpt, dst.Option(), migrate.WithStrategy(migrate.Replication{Cutover: cutover}))
@@ -136,7 +131,7 @@ func TestReplicationAuth(t *testing.T) {
 				// Compare without printing the secrets.
 				t.Errorf("during the sync masterauth/masteruser were not the source's credentials (masteruser %q, want %q)", during[1], tc.user)
 			}
-			if got := [2]string{configValue(t, dst, "masterauth"), configValue(t, dst, "masteruser")}; got != [2]string{"old-secret", "old-user"} {
+			if got := [2]string{dst.Config(t, "masterauth"), dst.Config(t, "masteruser")}; got != [2]string{"old-secret", "old-user"} {
 				t.Errorf("after the sync masterauth/masteruser not put back (masteruser %q, want old-user)", got[1])
 			}
 		})
@@ -166,7 +161,7 @@ func TestReplicationCancel(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			src, dst := startPair(t, tc.src, tc.dst)
+			src, dst := redistest.StartPair(t, tc.src, tc.dst)
 			redistest.AddKeys(t, src, 0, "k:", tc.keys, 10)
 			m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{}))
 			if err != nil {
@@ -205,10 +200,10 @@ func TestReplicationCancel(t *testing.T) {
 			if !strings.Contains(err.Error(), "partial or empty") {
 				t.Errorf("error does not warn of a partial data set: %v", err)
 			}
-			if got := infoField(t, dst, "role"); got != "master" {
+			if got := dst.Info(t, "role"); got != "master" {
 				t.Errorf("target role %q, want master", got)
 			}
-			if got := configValue(t, dst, "masterauth"); got != "" {
+			if got := dst.Config(t, "masterauth"); got != "" {
 				t.Errorf("target masterauth not put back to empty")
 			}
 		})
@@ -258,7 +253,7 @@ func TestReplicationCheckRefuses(t *testing.T) {
 			// The target's masterauth is keep-me.
 			other := redistest.Start(t, redistest.Config{Password: "keep-me", Lines: []string{fastSync}})
 			dst.Do(t, 0, "REPLICAOF", other.Host, strconv.Itoa(other.Port))
-			waitInfo(t, dst, "master_link_status", "up")
+			dst.WaitInfo(t, "master_link_status", "up")
 		}, want: "already a replica"},
 		{name: "target has keys", keep: true,
 			want: "holds 1 key (db 0: 1), which replication would discard; give migrate.WithDiscardTarget()"},
@@ -271,7 +266,7 @@ func TestReplicationCheckRefuses(t *testing.T) {
 			t.Parallel()
 			// A masterauth to keep, whatever the source needs.
 			tc.dst.Lines = append(tc.dst.Lines, "masterauth keep-me")
-			src, dst := startPair(t, tc.src, tc.dst)
+			src, dst := redistest.StartPair(t, tc.src, tc.dst)
 			redistest.Fill(t, src, redistest.Dataset{Small: true})
 			if !tc.empty {
 				dst.Do(t, 0, "SET", "watch:me", "1")
@@ -318,7 +313,7 @@ func TestReplicationCheckRefuses(t *testing.T) {
 // WithDiscardTarget (above), an exact copy with it.
 func TestReplicationDiscardTarget(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
 	counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
 	dst.Do(t, 0, "SET", "db0:str:int", "stale")
 	dst.Do(t, 5, "SET", "only-on-target", "1")
@@ -341,7 +336,7 @@ func TestReplicationDiscardTarget(t *testing.T) {
 // replicated, and the error names the step.
 func TestReplicationCutoverFails(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{Password: "src-secret", Lines: []string{fastSync}}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{Password: "src-secret", Lines: []string{fastSync}}, redistest.Config{})
 	redistest.Fill(t, src, redistest.Dataset{Small: true})
 	hookErr := errors.New("the load balancer refused the change")
 	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{
@@ -364,10 +359,10 @@ func TestReplicationCutoverFails(t *testing.T) {
 	if strings.Contains(err.Error(), "src-secret") {
 		t.Errorf("error shows the password: %v", err)
 	}
-	if got := infoField(t, dst, "role"); got != "master" {
+	if got := dst.Info(t, "role"); got != "master" {
 		t.Errorf("target role %q, want master", got)
 	}
-	if got := configValue(t, dst, "masterauth"); got != "" {
+	if got := dst.Config(t, "masterauth"); got != "" {
 		t.Errorf("target masterauth not put back to empty")
 	}
 	redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
@@ -395,7 +390,7 @@ func TestReplicationLinkTimeout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			src, dst := startPair(t, redistest.Config{Password: "src-secret"}, redistest.Config{})
+			src, dst := redistest.StartPair(t, redistest.Config{Password: "src-secret"}, redistest.Config{})
 			addr := tc.addr(t)
 			m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{
 				SourceAddr: addr, LinkTimeout: 500 * time.Millisecond,
@@ -418,10 +413,10 @@ func TestReplicationLinkTimeout(t *testing.T) {
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("Migrate took %v with a 500ms LinkTimeout", d)
 			}
-			if got := infoField(t, dst, "role"); got != "master" {
+			if got := dst.Info(t, "role"); got != "master" {
 				t.Errorf("target role %q, want master", got)
 			}
-			if got := configValue(t, dst, "masterauth"); got != "" {
+			if got := dst.Config(t, "masterauth"); got != "" {
 				t.Errorf("target masterauth not put back to empty")
 			}
 		})
@@ -431,7 +426,7 @@ func TestReplicationLinkTimeout(t *testing.T) {
 // TestReplicationNoGoroutineLeak checks that no goroutine outlives Migrate and Close. It
 // does not run in parallel: other tests' goroutines would blur the count.
 func TestReplicationNoGoroutineLeak(t *testing.T) {
-	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
 	redistest.Fill(t, src, redistest.Dataset{Small: true})
 	before := runtime.NumGoroutine()
 	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{}),
@@ -440,92 +435,7 @@ func TestReplicationNoGoroutineLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	migrateOK(t, m)
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines after Migrate and Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-	}
-}
-
-// migrateOK runs m, fails the test on error, closes m and returns the report.
-func migrateOK(t *testing.T, m migrate.Migrator) *migrate.Report {
-	t.Helper()
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rep, err := m.Migrate(ctx)
-	if err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
-	return rep
-}
-
-// infoField returns one field of the server's INFO.
-func infoField(t *testing.T, s *redistest.Server, name string) string {
-	t.Helper()
-	text, err := s.Do(t, 0, "INFO", "everything").ToString()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fieldOf(text, name)
-}
-
-func fieldOf(info, name string) string {
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, name+":"); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// waitInfo waits up to 10 s for the server's INFO to show name:want.
-func waitInfo(t *testing.T, s *redistest.Server, name, want string) {
-	t.Helper()
-	c := s.Client(t, 0)
-	var got string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		text, err := c.Do(context.Background(), c.B().Info().Build()).ToString()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got = fieldOf(text, name); got == want {
-			return
-		}
-	}
-	t.Fatalf("%s: INFO shows %s:%s after 10s, want %s", s.Addr, name, got, want)
-}
-
-// configValue returns one configuration parameter of the server.
-func configValue(t *testing.T, s *redistest.Server, name string) string {
-	t.Helper()
-	m, err := s.Do(t, 0, "CONFIG", "GET", name).AsStrMap()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m[name]
-}
-
-// keysOn returns the number of keys in databases dbs of s.
-func keysOn(t *testing.T, s *redistest.Server, dbs ...int) int64 {
-	t.Helper()
-	var n int64
-	for _, db := range dbs {
-		n += mustInt(t, s.Do(t, db, "DBSIZE"))
-	}
-	return n
-}
-
-func mustInt(t *testing.T, r rueidis.RedisResult) int64 {
-	t.Helper()
-	n, err := r.AsInt64()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	redistest.WaitGoroutines(t, before, 5*time.Second)
 }
 
 // snapshot describes what Check must not change: both servers' roles, masters, replicas
@@ -539,12 +449,12 @@ func snapshot(t *testing.T, src, dst *redistest.Server, noConfigs bool) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&b, "%s: role=%s master_host=%s connected_slaves=%s digest=%s; ", s.Addr, infoField(t, s, "role"),
-			infoField(t, s, "master_host"), infoField(t, s, "connected_slaves"), digest)
+		fmt.Fprintf(&b, "%s: role=%s master_host=%s connected_slaves=%s digest=%s; ", s.Addr, s.Info(t, "role"),
+			s.Info(t, "master_host"), s.Info(t, "connected_slaves"), digest)
 	}
 	if !noConfigs {
-		sum := sha256.Sum256([]byte(configValue(t, dst, "masterauth")))
-		fmt.Fprintf(&b, "masterauth=%x masteruser=%q", sum[:4], configValue(t, dst, "masteruser"))
+		sum := sha256.Sum256([]byte(dst.Config(t, "masterauth")))
+		fmt.Fprintf(&b, "masterauth=%x masteruser=%q", sum[:4], dst.Config(t, "masteruser"))
 	}
 	return b.String()
 }

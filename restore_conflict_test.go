@@ -17,37 +17,18 @@ import (
 // restoringStrategies are the strategies that write through the restorer.
 var restoringStrategies = []migrate.Strategy{migrate.DumpRestore{}, migrate.Snapshot{}}
 
-// restoreRun runs one migration from src to dst with s and opts, within a minute.
-func restoreRun(t *testing.T, src, dst rueidis.ClientOption, s migrate.Strategy, opts ...migrate.Option) (*migrate.Report, error) {
-	t.Helper()
-	m, err := migrate.New(src, dst, append([]migrate.Option{migrate.WithStrategy(s)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	return m.Migrate(ctx)
-}
-
-// cmd runs a command on db 0 of s, failing the test on error.
-func cmd(t *testing.T, s *redistest.Server, args ...string) rueidis.RedisResult {
-	t.Helper()
-	return s.Do(t, 0, args...)
-}
-
 // setSameKey writes key of typ ("string" or "hash") with the same value on every server given,
 // expiring at expireAt (Unix milliseconds) on each where it is not 0.
 func setSameKey(t *testing.T, typ, key string, at map[*redistest.Server]int64) {
 	t.Helper()
 	for s, expireAt := range at {
 		if typ == "string" {
-			cmd(t, s, "SET", key, "v")
+			s.Do(t, 0, "SET", key, "v")
 		} else {
-			cmd(t, s, "HSET", key, "f1", "v1", "f2", "v2")
+			s.Do(t, 0, "HSET", key, "f1", "v1", "f2", "v2")
 		}
 		if expireAt > 0 {
-			cmd(t, s, "PEXPIREAT", key, strconv.FormatInt(expireAt, 10))
+			s.Do(t, 0, "PEXPIREAT", key, strconv.FormatInt(expireAt, 10))
 		}
 	}
 }
@@ -76,7 +57,7 @@ func TestRestoreSameValueOtherExpiry(t *testing.T) {
 					}
 					setSameKey(t, typ, "k1", map[*redistest.Server]int64{src: srcAt})
 					setSameKey(t, typ, "k1", map[*redistest.Server]int64{dst: dstAt})
-					rep, err := restoreRun(t, src.Option(), dst.Option(), s)
+					rep, err := runMigration(t, src.Option(), dst.Option(), s)
 					if !errors.Is(err, migrate.ErrConflict) || !strings.Contains(err.Error(), `"k1"`) || !strings.Contains(err.Error(), "expires") {
 						t.Fatalf("err = %v, want ErrConflict naming k1 and both expiries (report %+v)", err, rep.Counts)
 					}
@@ -84,7 +65,7 @@ func TestRestoreSameValueOtherExpiry(t *testing.T) {
 					if rep.Failed != 1 || rep.Skipped != 0 || rep.Keys != 0 {
 						t.Errorf("report %+v, want the key counted once, as failed", rep.Counts)
 					}
-					pttl, err := cmd(t, dst, "PTTL", "k1").AsInt64()
+					pttl, err := dst.Do(t, 0, "PTTL", "k1").AsInt64()
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -112,15 +93,15 @@ func TestRestoreAlreadyThereIsSkipped(t *testing.T) {
 			setSameKey(t, "hash", "h-ttl", both)
 			setSameKey(t, "string", "s", map[*redistest.Server]int64{src: 0, dst: 0})
 			setSameKey(t, "hash", "h", map[*redistest.Server]int64{src: 0, dst: 0})
-			cmd(t, src, "SET", "new", "n")
-			rep, err := restoreRun(t, src.Option(), dst.Option(), s)
+			src.Do(t, 0, "SET", "new", "n")
+			rep, err := runMigration(t, src.Option(), dst.Option(), s)
 			if err != nil {
 				t.Fatalf("Migrate: %v", err)
 			}
 			if rep.Keys != 1 || rep.Skipped != 4 || rep.Failed != 0 {
 				t.Errorf("report %+v, want 1 key copied and 4 skipped", rep.Counts)
 			}
-			if v, _ := cmd(t, dst, "GET", "new").ToString(); v != "n" {
+			if v, _ := dst.Do(t, 0, "GET", "new").ToString(); v != "n" {
 				t.Errorf("target's new = %q, want n", v)
 			}
 		})
@@ -139,15 +120,15 @@ func TestRestoreAlreadyThereBefore70(t *testing.T) {
 	const n = 10
 	fillHashtableKeys(t, src.Client(t, 0), n)
 	fillHashtableKeys(t, dst.Client(t, 0), n)
-	rep, err := restoreRun(t, src.Option(), dst.Option(), migrate.DumpRestore{})
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{})
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	if rep.Skipped != 2+2*n || rep.Keys != 0 || rep.Failed != 0 {
 		t.Errorf("report %+v, want all %d keys skipped", rep.Counts, 2+2*n)
 	}
-	cmd(t, dst, "PEXPIREAT", "h-ttl", strconv.FormatInt(at+5000, 10))
-	rep, err = restoreRun(t, src.Option(), dst.Option(), migrate.DumpRestore{})
+	dst.Do(t, 0, "PEXPIREAT", "h-ttl", strconv.FormatInt(at+5000, 10))
+	rep, err = runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{})
 	if !errors.Is(err, migrate.ErrConflict) || !strings.Contains(err.Error(), `"h-ttl"`) {
 		t.Errorf("err = %v, want ErrConflict naming h-ttl, whose expiry differs (report %+v)", err, rep.Counts)
 	}
@@ -188,11 +169,11 @@ func TestRestoreAgainOverIdenticalHashtables(t *testing.T) {
 			src, dst := redistest.Start(t, redistest.Config{}), redistest.Start(t, redistest.Config{})
 			const n = 30
 			fillHashtableKeys(t, src.Client(t, 0), n)
-			rep, err := restoreRun(t, src.Option(), dst.Option(), s)
+			rep, err := runMigration(t, src.Option(), dst.Option(), s)
 			if err != nil || rep.Keys != 2*n {
 				t.Fatalf("first run: %v, report %+v", err, rep.Counts)
 			}
-			rep, err = restoreRun(t, src.Option(), dst.Option(), s)
+			rep, err = runMigration(t, src.Option(), dst.Option(), s)
 			if err != nil {
 				t.Fatalf("second run: %v", err)
 			}
@@ -217,12 +198,12 @@ func TestRestoreAgainIntoCluster(t *testing.T) {
 			redistest.AddKeys(t, src, 0, "str:", 200, 16)
 			fillHashtableKeys(t, src.Client(t, 0), 10)
 			const total = 200 + 2*10
-			rep, err := restoreRun(t, src.Option(), dst.Option(), s)
+			rep, err := runMigration(t, src.Option(), dst.Option(), s)
 			if err != nil || rep.Keys != total {
 				t.Fatalf("first run: %v, report %+v", err, rep.Counts)
 			}
 			start := time.Now()
-			rep, err = restoreRun(t, src.Option(), dst.Option(), s, migrate.WithConflict(migrate.Skip))
+			rep, err = runMigration(t, src.Option(), dst.Option(), s, migrate.WithConflict(migrate.Skip))
 			took := time.Since(start)
 			if err != nil {
 				t.Fatalf("second run: %v", err)
@@ -235,7 +216,7 @@ func TestRestoreAgainIntoCluster(t *testing.T) {
 			}
 			// Under Fail, identical keys are no conflict either.
 			start = time.Now()
-			rep, err = restoreRun(t, src.Option(), dst.Option(), s)
+			rep, err = runMigration(t, src.Option(), dst.Option(), s)
 			took = time.Since(start)
 			if err != nil {
 				t.Fatalf("third run, under Fail: %v", err)
@@ -301,15 +282,12 @@ func TestRestoreStoppedByConflictCounts(t *testing.T) {
 			src, dst := redistest.Start(t, redistest.Config{}), redistest.Start(t, redistest.Config{})
 			redistest.AddKeys(t, src, 0, "str:", 20000, 32)
 			fillHashtableKeys(t, src.Client(t, 0), 2000)
-			cmd(t, dst, "SET", "str:5000", "another value")
-			rep, err := restoreRun(t, src.Option(), dst.Option(), s, migrate.WithBatchSize(200), migrate.WithConcurrency(4))
+			dst.Do(t, 0, "SET", "str:5000", "another value")
+			rep, err := runMigration(t, src.Option(), dst.Option(), s, migrate.WithBatchSize(200), migrate.WithConcurrency(4))
 			if !errors.Is(err, migrate.ErrConflict) {
 				t.Fatalf("err = %v, want ErrConflict (report %+v)", err, rep.Counts)
 			}
-			held, err := cmd(t, dst, "DBSIZE").AsInt64()
-			if err != nil {
-				t.Fatal(err)
-			}
+			held := dst.DBSize(t, 0)
 			if rep.Failed != 1 || rep.Keys != held-1 {
 				t.Errorf("report %+v; the target holds %d keys, one of them its own: want 1 failed and %d copied", rep.Counts, held, held-1)
 			}

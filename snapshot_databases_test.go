@@ -68,37 +68,6 @@ func migrateWithLateWrite(t *testing.T, src *redistest.Server, dst rueidis.Clien
 	return r.rep, time.Since(start), r.err
 }
 
-// setValues sets keys prefix0 to prefix<n-1> of database db to value.
-func setValues(t *testing.T, s *redistest.Server, db int, prefix string, n int, value string) {
-	t.Helper()
-	c := s.Client(t, db)
-	cmds := make(rueidis.Commands, 0, n)
-	for i := range n {
-		cmds = append(cmds, c.B().Set().Key(fmt.Sprintf("%s%d", prefix, i)).Value(value).Build())
-	}
-	for _, r := range c.DoMulti(context.Background(), cmds...) {
-		if err := r.Error(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// assertOnlyDatabases checks that the report counts keys of the databases of want only,
-// each with want's number of keys scanned and copied, and nothing failed.
-func assertOnlyDatabases(t *testing.T, rep *migrate.Report, want map[int]int64) {
-	t.Helper()
-	for db, c := range rep.Databases {
-		if _, ok := want[db]; !ok {
-			t.Errorf("report counts database %d, which is not selected: %+v", db, c)
-		}
-	}
-	for db, n := range want {
-		if c := rep.Databases[db]; c.Keys != n || c.Scanned != n || c.Failed != 0 {
-			t.Errorf("report db %d: %+v, want %d keys scanned and copied", db, c, n)
-		}
-	}
-}
-
 // TestSnapshotDatabasesSelected checks that a database WithDatabases leaves out is never
 // copied, even when the source showed no keys in it at the start: a file from elsewhere that
 // holds it, or keys written to it before the snapshot's fork.
@@ -106,9 +75,9 @@ func TestSnapshotDatabasesSelected(t *testing.T) {
 	t.Parallel()
 	t.Run("file", func(t *testing.T) {
 		t.Parallel()
-		src, dst := startPair(t, redistest.Config{}, redistest.Config{})
-		setValues(t, src, 0, "a", 20, "db0")
-		setValues(t, src, 3, "b", 30, "db3")
+		src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
+		redistest.SetKeys(t, src, 0, "a", 20, redistest.Same("db0"))
+		redistest.SetKeys(t, src, 3, "b", 30, redistest.Same("db3"))
 		src.Do(t, 0, "SAVE")
 		data, err := os.ReadFile(filepath.Join(src.Dir, "dump.rdb"))
 		if err != nil {
@@ -120,32 +89,32 @@ func TestSnapshotDatabasesSelected(t *testing.T) {
 		}
 		// The source now shows database 0 only; the file still holds 3.
 		src.Do(t, 3, "FLUSHDB")
-		rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{FromFile: path}), migrate.WithDatabases(0))
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{FromFile: path}, migrate.WithDatabases(0))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := dbsize(t, dst, 3); n != 0 {
+		if n := dst.DBSize(t, 3); n != 0 {
 			t.Errorf("target database 3 holds %d keys, want none: WithDatabases(0)", n)
 		}
-		if n := dbsize(t, dst, 0); n != 20 {
+		if n := dst.DBSize(t, 0); n != 20 {
 			t.Errorf("target database 0 holds %d keys, want 20", n)
 		}
-		assertOnlyDatabases(t, rep, map[int]int64{0: 20})
+		assertCopied(t, rep, map[int]int64{0: 20})
 	})
 	t.Run("replication", func(t *testing.T) {
 		t.Parallel()
-		src, dst := startPair(t, redistest.Config{Lines: slowSync}, redistest.Config{})
-		setValues(t, src, 0, "a", 20, "db0")
+		src, dst := redistest.StartPair(t, redistest.Config{Lines: slowSync}, redistest.Config{})
+		redistest.SetKeys(t, src, 0, "a", 20, redistest.Same("db0"))
 		rep, _, err := migrateWithLateWrite(t, src, dst.Option(), func() { src.Do(t, 3, "SET", "late", "db3") },
 			migrate.WithDatabases(0), migrate.WithVerify())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := dbsize(t, dst, 3); n != 0 {
+		if n := dst.DBSize(t, 3); n != 0 {
 			t.Errorf("target database 3 holds %d keys, want none: WithDatabases(0)", n)
 		}
 		redistest.AssertSame(t, src, dst, 0)
-		assertOnlyDatabases(t, rep, map[int]int64{0: 20})
+		assertCopied(t, rep, map[int]int64{0: 20})
 		if v := rep.Verify; v == nil || !v.Equal() || v.Compared != 20 {
 			t.Errorf("verify: %v, want 20 keys compared and equal", v)
 		}
@@ -160,20 +129,20 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 	t.Parallel()
 	t.Run("standalone", func(t *testing.T) {
 		t.Parallel()
-		src, dst := startPair(t, redistest.Config{Lines: slowSync}, redistest.Config{})
-		setValues(t, src, 0, "a", 20, "db0")
-		rep, _, err := migrateWithLateWrite(t, src, dst.Option(), func() { setValues(t, src, 1, "b", 5, "db1") })
+		src, dst := redistest.StartPair(t, redistest.Config{Lines: slowSync}, redistest.Config{})
+		redistest.SetKeys(t, src, 0, "a", 20, redistest.Same("db0"))
+		rep, _, err := migrateWithLateWrite(t, src, dst.Option(), func() { redistest.SetKeys(t, src, 1, "b", 5, redistest.Same("db1")) })
 		if err != nil {
 			t.Fatal(err)
 		}
 		redistest.AssertSame(t, src, dst, 0, 1)
-		assertOnlyDatabases(t, rep, map[int]int64{0: 20, 1: 5})
+		assertCopied(t, rep, map[int]int64{0: 20, 1: 5})
 	})
 	t.Run("standalone without the database", func(t *testing.T) {
 		t.Parallel()
-		src, dst := startPair(t, redistest.Config{Lines: slowSync}, redistest.Config{Lines: []string{"databases 4"}})
-		setValues(t, src, 0, "a", 20, "db0")
-		_, _, err := migrateWithLateWrite(t, src, dst.Option(), func() { setValues(t, src, 5, "b", 5, "db5") })
+		src, dst := redistest.StartPair(t, redistest.Config{Lines: slowSync}, redistest.Config{Lines: []string{"databases 4"}})
+		redistest.SetKeys(t, src, 0, "a", 20, redistest.Same("db0"))
+		_, _, err := migrateWithLateWrite(t, src, dst.Option(), func() { redistest.SetKeys(t, src, 5, "b", 5, redistest.Same("db5")) })
 		if err == nil || !strings.Contains(err.Error(), "database 5") || !strings.Contains(err.Error(), "WithDatabases") ||
 			!strings.Contains(err.Error(), "WithDBPrefix") {
 			t.Fatalf("err = %v, want an error naming database 5, WithDatabases and WithDBPrefix", err)
@@ -184,27 +153,18 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
 	cl := dst.Client(t)
 	const n = 100
-	setValues(t, src, 0, "user:", n, "db0-value")
+	redistest.SetKeys(t, src, 0, "user:", n, redistest.Same("db0-value"))
 	reset := func() {
 		src.Do(t, 1, "FLUSHDB")
-		for _, m := range dst.Masters {
-			m.Do(t, 0, "FLUSHALL")
-		}
+		dst.Flush(t)
 	}
-	lateDB1 := func() { setValues(t, src, 1, "user:", 10, "db1-value") }
+	lateDB1 := func() { redistest.SetKeys(t, src, 1, "user:", 10, redistest.Same("db1-value")) }
 	get := func(key string) string {
 		v, err := cl.Do(context.Background(), cl.B().Get().Key(key).Build()).ToString()
 		if err != nil && !rueidis.IsRedisNil(err) {
 			t.Fatal(err)
 		}
 		return v
-	}
-	clusterKeys := func() int64 {
-		var sum int64
-		for _, m := range dst.Masters {
-			sum += dbsize(t, m, 0)
-		}
-		return sum
 	}
 
 	// Not parallel: they share the source and the cluster.
@@ -223,15 +183,15 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 				t.Errorf("user:%d = %q on the cluster, want db 0's value", i, v)
 			}
 		}
-		if held := clusterKeys(); rep.Keys > held || rep.Failed != 0 || rep.Databases[1] != (migrate.Counts{}) {
+		if held := dst.DBSize(t); rep.Keys > held || rep.Failed != 0 || rep.Databases[1] != (migrate.Counts{}) {
 			t.Errorf("report %+v (db 1: %+v) with %d keys on the cluster: want no more copied than held, db 1 not counted", rep.Counts, rep.Databases[1], held)
 		}
 	})
 	t.Run("file into cluster", func(t *testing.T) {
 		reset()
 		other := redistest.Start(t, redistest.Config{})
-		setValues(t, other, 0, "user:", 5, "file-db0")
-		setValues(t, other, 3, "user:", 5, "file-db3")
+		redistest.SetKeys(t, other, 0, "user:", 5, redistest.Same("file-db0"))
+		redistest.SetKeys(t, other, 3, "user:", 5, redistest.Same("file-db3"))
 		other.Do(t, 0, "SAVE")
 		// The source shows database 0 only; the file holds 0 and 3.
 		m, err := migrate.New(src.Option(), dst.Option(), migrate.WithConflict(migrate.Replace),
@@ -260,10 +220,10 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 		if v := get("user:7"); v != "db0-value" {
 			t.Errorf("user:7 = %q on the cluster, want db 0's value", v)
 		}
-		if held := clusterKeys(); held != n {
+		if held := dst.DBSize(t); held != n {
 			t.Errorf("the cluster holds %d keys, want %d", held, n)
 		}
-		assertOnlyDatabases(t, rep, map[int]int64{0: n})
+		assertCopied(t, rep, map[int]int64{0: n})
 	})
 	t.Run("cluster with prefix", func(t *testing.T) {
 		reset()
@@ -275,10 +235,10 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 		if v, w := get("db0:user:7"), get("db1:user:7"); v != "db0-value" || w != "db1-value" {
 			t.Errorf("db0:user:7 = %q and db1:user:7 = %q on the cluster, want db0-value and db1-value", v, w)
 		}
-		if held := clusterKeys(); held != n+10 {
+		if held := dst.DBSize(t); held != n+10 {
 			t.Errorf("the cluster holds %d keys, want %d", held, n+10)
 		}
-		assertOnlyDatabases(t, rep, map[int]int64{0: n, 1: 10})
+		assertCopied(t, rep, map[int]int64{0: n, 1: 10})
 	})
 }
 
@@ -286,7 +246,7 @@ func TestSnapshotDatabasesLate(t *testing.T) {
 // busy (DEBUG SLEEP): no key counts as failed, and no more count as copied than the target
 // holds. It is not parallel: it counts goroutines.
 func TestSnapshotCancelCounts(t *testing.T) {
-	src, dst := startPair(t, redistest.Config{Lines: quickSync}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{Lines: quickSync}, redistest.Config{})
 	src.Do(t, 0, "DEBUG", "POPULATE", "200000", "key", "20")
 	before := runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -321,22 +281,22 @@ func TestSnapshotCancelCounts(t *testing.T) {
 	if err := <-slept; err != nil {
 		t.Fatal(err)
 	}
-	held := dbsize(t, dst, 0)
+	held := dst.DBSize(t, 0)
 	if rep.Failed != 0 || rep.Keys == 0 || rep.Keys > held || rep.Keys >= 200000 {
 		t.Errorf("report %+v with %d keys on the target: want a partial copy, nothing failed, no more copied than held", rep.Counts, held)
 	}
-	waitGoroutines(t, before)
+	redistest.WaitGoroutines(t, before, 3*time.Second)
 }
 
 // TestSnapshotErrorCounts fails a Snapshot on a conflict in database 0 while the keys of
 // database 1 follow: only the conflicting key counts as failed, none of database 1's.
 func TestSnapshotErrorCounts(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{Lines: quickSync}, redistest.Config{})
-	setValues(t, src, 0, "k", 1000, "v")
+	src, dst := redistest.StartPair(t, redistest.Config{Lines: quickSync}, redistest.Config{})
+	redistest.SetKeys(t, src, 0, "k", 1000, redistest.Same("v"))
 	src.Do(t, 1, "DEBUG", "POPULATE", "50000", "key", "20")
 	dst.Do(t, 0, "SET", "k999", "target")
-	rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{}))
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{})
 	if !errors.Is(err, migrate.ErrConflict) || !strings.Contains(err.Error(), "k999") {
 		t.Fatalf("err = %v, want ErrConflict naming k999", err)
 	}
@@ -344,7 +304,7 @@ func TestSnapshotErrorCounts(t *testing.T) {
 		t.Errorf("report %+v (db 0: %+v, db 1: %+v), want the one conflicting key failed", rep.Counts, rep.Databases[0], rep.Databases[1])
 	}
 	for db := range 2 {
-		held := dbsize(t, dst, db)
+		held := dst.DBSize(t, db)
 		if db == 0 {
 			held-- // the target's own k999
 		}
@@ -358,12 +318,12 @@ func TestSnapshotErrorCounts(t *testing.T) {
 // fails: the target then holds none of them.
 func TestSnapshotLoadFailsCounts(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{Lines: quickSync}, redistest.Config{})
-	setValues(t, src, 0, "k", 50, "v")
+	src, dst := redistest.StartPair(t, redistest.Config{Lines: quickSync}, redistest.Config{})
+	redistest.SetKeys(t, src, 0, "k", 50, redistest.Same("v"))
 	boom := errors.New("boom")
 	s := migrate.Snapshot{ToFile: filepath.Join(t.TempDir(), "snap.rdb"),
 		Load: func(context.Context, string) error { return boom }}
-	rep, err := migrateWith(t, src, dst, migrate.WithStrategy(s))
+	rep, err := runMigration(t, src.Option(), dst.Option(), s)
 	if !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want the hook's error", err)
 	}

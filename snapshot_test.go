@@ -53,56 +53,26 @@ func (r reloading) Run(ctx context.Context, j *migrate.Job) error {
 	return s.Run(ctx, j)
 }
 
-func TestSnapshotConformance(t *testing.T) {
-	t.Parallel()
-	t.Run("replication diskless", func(t *testing.T) {
-		t.Parallel()
-		runConformance(t, migrate.Snapshot{}, redistest.Config{Lines: quickSync}, redistest.Config{})
-	})
-	t.Run("bgsave file", func(t *testing.T) {
-		t.Parallel()
-		dir := t.TempDir()
-		runConformance(t, migrate.Snapshot{FromFile: filepath.Join(dir, "dump.rdb"), BGSave: true},
-			redistest.Config{Dir: dir}, redistest.Config{})
-	})
-	t.Run("replication to file", func(t *testing.T) {
-		t.Parallel()
-		dstDir := t.TempDir()
-		s := reloading{migrate.Snapshot{ToFile: filepath.Join(t.TempDir(), "snap.rdb")}, dstDir}
-		runConformance(t, s, redistest.Config{Lines: quickSync}, redistest.Config{Dir: dstDir})
-	})
-}
-
-// TestSnapshotSources reads the snapshot every way there is: a disk-based transfer ("$<len>"),
-// and a file the source saved.
+// TestSnapshotSources reads a file the source saved, and refuses one that holds more than
+// an RDB (the suite's snapshot rows read the other sources: diskless and disk-based
+// transfers, a file saved by BGSave).
 func TestSnapshotSources(t *testing.T) {
 	t.Parallel()
-	t.Run("disk-based replication", func(t *testing.T) {
-		t.Parallel()
-		src, dst := startPair(t, redistest.Config{Lines: diskSync}, redistest.Config{})
-		counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
-		rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
-		assertKeys(t, rep, counts)
-	})
 	t.Run("saved file", func(t *testing.T) {
 		t.Parallel()
-		src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+		src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 		counts := redistest.Fill(t, src, redistest.Dataset{Small: true})
 		src.Do(t, 0, "SAVE")
-		rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{FromFile: filepath.Join(src.Dir, "dump.rdb")}))
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{FromFile: filepath.Join(src.Dir, "dump.rdb")})
 		if err != nil {
 			t.Fatal(err)
 		}
 		redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
-		assertKeys(t, rep, counts)
+		assertCopied(t, rep, counts)
 	})
 	t.Run("file with more than an RDB", func(t *testing.T) {
 		t.Parallel()
-		src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+		src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 		src.Do(t, 0, "SET", "k", "v")
 		src.Do(t, 0, "SAVE")
 		data, err := os.ReadFile(filepath.Join(src.Dir, "dump.rdb"))
@@ -114,24 +84,11 @@ func TestSnapshotSources(t *testing.T) {
 		if err := os.WriteFile(path, append(data, "*3\r\n$3\r\nSET\r\n$2\r\nk2\r\n$1\r\nv\r\n"...), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err = migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{FromFile: path}))
+		_, err = runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{FromFile: path})
 		if !errors.Is(err, migrate.ErrCorruptRDB) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "AOF") {
 			t.Fatalf("err = %v, want ErrCorruptRDB naming the file and the AOF", err)
 		}
 	})
-}
-
-// assertKeys checks that the report counts every key of counts as copied, and nothing else.
-func assertKeys(t *testing.T, rep *migrate.Report, counts map[int]int) {
-	t.Helper()
-	for db, n := range counts {
-		if got := rep.Databases[db]; got.Keys != int64(n) || got.Scanned != int64(n) {
-			t.Errorf("report db %d: %+v, want %d keys scanned and copied", db, got, n)
-		}
-	}
-	if rep.Failed != 0 || rep.Skipped != 0 || rep.Expired != 0 {
-		t.Errorf("report %+v, want nothing failed, skipped or expired", rep.Counts)
-	}
 }
 
 func TestSnapshotFilters(t *testing.T) {
@@ -160,7 +117,7 @@ func TestSnapshotFilters(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dst := redistest.Start(t, redistest.Config{})
-			rep, err := migrateWith(t, src, dst, append(tc.opts, migrate.WithStrategy(migrate.Snapshot{}))...)
+			rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{}, tc.opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +145,7 @@ func TestSnapshotFilters(t *testing.T) {
 	t.Run("every database by default", func(t *testing.T) {
 		t.Parallel()
 		dst := redistest.Start(t, redistest.Config{})
-		if _, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{})); err != nil {
+		if _, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{}); err != nil {
 			t.Fatal(err)
 		}
 		redistest.AssertSame(t, src, dst, append(redistest.DatasetDBs, 7)...)
@@ -198,11 +155,11 @@ func TestSnapshotFilters(t *testing.T) {
 		dst := redistest.Start(t, redistest.Config{})
 		opt := src.Option()
 		opt.SelectDB = 15
-		if _, err := migrateOptions(t, opt, dst.Option(), migrate.WithStrategy(migrate.Snapshot{})); err != nil {
+		if _, err := runMigration(t, opt, dst.Option(), migrate.Snapshot{}); err != nil {
 			t.Fatal(err)
 		}
 		redistest.AssertSame(t, src, dst, 15)
-		if n := dbsize(t, dst, 0) + dbsize(t, dst, 3) + dbsize(t, dst, 7); n != 0 {
+		if n := dst.DBSize(t, 0) + dst.DBSize(t, 3) + dst.DBSize(t, 7); n != 0 {
 			t.Errorf("target databases 0, 3 and 7 got %d keys, want none", n)
 		}
 	})
@@ -225,14 +182,14 @@ func TestSnapshotAuth(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.cfg.Lines = quickSync
-			src, dst := startPair(t, tc.cfg, redistest.Config{})
-			setKeys(t, src, 100, "v")
+			src, dst := redistest.StartPair(t, tc.cfg, redistest.Config{})
+			redistest.SetKeys(t, src, 0, "k", 100, redistest.Same("v"))
 			opt := src.Option()
 			if tc.user != "" {
 				opt.Username, opt.Password = tc.user, "syncpw"
 			}
 			var log bytes.Buffer
-			rep, err := migrateOptions(t, opt, dst.Option(), migrate.WithStrategy(migrate.Snapshot{}),
+			rep, err := runMigration(t, opt, dst.Option(), migrate.Snapshot{},
 				migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
 			if err != nil {
 				t.Fatal(err)
@@ -253,13 +210,13 @@ func TestSnapshotAuth(t *testing.T) {
 	}
 	t.Run("credentials function", func(t *testing.T) {
 		t.Parallel()
-		src, dst := startPair(t, redistest.Config{Users: []string{"user syncer on >syncpw ~* +@all"}, Lines: quickSync}, redistest.Config{})
+		src, dst := redistest.StartPair(t, redistest.Config{Users: []string{"user syncer on >syncpw ~* +@all"}, Lines: quickSync}, redistest.Config{})
 		src.Do(t, 0, "SET", "k", "v")
 		opt := src.Option()
 		opt.AuthCredentialsFn = func(rueidis.AuthCredentialsContext) (rueidis.AuthCredentials, error) {
 			return rueidis.AuthCredentials{Username: "syncer", Password: "syncpw"}, nil
 		}
-		if _, err := migrateOptions(t, opt, dst.Option(), migrate.WithStrategy(migrate.Snapshot{})); err != nil {
+		if _, err := runMigration(t, opt, dst.Option(), migrate.Snapshot{}); err != nil {
 			t.Fatal(err)
 		}
 		redistest.AssertSame(t, src, dst, 0)
@@ -271,10 +228,10 @@ func TestSnapshotAuth(t *testing.T) {
 // Check, fails the same way.
 func TestSnapshotSyncRenamed(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{Rename: map[string]string{"SYNC": "", "PSYNC": ""}}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{Rename: map[string]string{"SYNC": "", "PSYNC": ""}}, redistest.Config{})
 	src.Do(t, 0, "SET", "k", "v")
 	for _, s := range []migrate.Strategy{migrate.Snapshot{}, runOnly{migrate.Snapshot{}}} {
-		_, err := migrateWith(t, src, dst, migrate.WithStrategy(s))
+		_, err := runMigration(t, src.Option(), dst.Option(), s)
 		if !errors.Is(err, migrate.ErrUnsupported) {
 			t.Fatalf("%T: err = %v, want ErrUnsupported", s, err)
 		}
@@ -284,7 +241,7 @@ func TestSnapshotSyncRenamed(t *testing.T) {
 			}
 		}
 	}
-	if n := dbsize(t, dst, 0); n != 0 {
+	if n := dst.DBSize(t, 0); n != 0 {
 		t.Errorf("target got %d keys", n)
 	}
 	info, _ := src.Do(t, 0, "INFO", "stats").ToString()
@@ -302,7 +259,7 @@ func (runOnly) Check(context.Context, *migrate.Job) error { return nil }
 // the user may ask ACL DRYRUN, and Run when it may not.
 func TestSnapshotSyncNotAllowed(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{Users: []string{
+	src, dst := redistest.StartPair(t, redistest.Config{Users: []string{
 		"user admin on >pw ~* +@all -psync -sync",
 		"user reader on >pw ~* +@read +@connection +info",
 	}}, redistest.Config{})
@@ -310,20 +267,15 @@ func TestSnapshotSyncNotAllowed(t *testing.T) {
 	for _, user := range []string{"admin", "reader"} {
 		opt := src.Option()
 		opt.Username, opt.Password = user, "pw"
-		_, err := migrateOptions(t, opt, dst.Option(), migrate.WithStrategy(migrate.Snapshot{}))
+		_, err := runMigration(t, opt, dst.Option(), migrate.Snapshot{})
 		if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "ACL user") ||
 			!strings.Contains(err.Error(), "DumpRestore") {
 			t.Errorf("user %s: err = %v, want ErrUnsupported about the ACL user, pointing to DumpRestore", user, err)
 		}
 	}
-	if n := dbsize(t, dst, 0); n != 0 {
+	if n := dst.DBSize(t, 0); n != 0 {
 		t.Errorf("target got %d keys", n)
 	}
-}
-
-func TestSnapshotConflicts(t *testing.T) {
-	t.Parallel()
-	runConflicts(t, migrate.Snapshot{})
 }
 
 // TestSnapshotFunctions restores function libraries, with the conflict policy deciding
@@ -348,13 +300,13 @@ func TestSnapshotFunctions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			src, dst := startPair(t, redistest.Config{Lines: quickSync}, redistest.Config{})
+			src, dst := redistest.StartPair(t, redistest.Config{Lines: quickSync}, redistest.Config{})
 			src.Do(t, 0, "FUNCTION", "LOAD", code(1))
 			src.Do(t, 0, "SET", "k", "v")
 			if tc.target != "" {
 				dst.Do(t, 0, "FUNCTION", "LOAD", tc.target)
 			}
-			rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{}), migrate.WithConflict(tc.policy))
+			rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{}, migrate.WithConflict(tc.policy))
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
@@ -407,7 +359,7 @@ func TestSnapshotExpired(t *testing.T) {
 		if rep.Expired != 500 || rep.Keys != 1000 || rep.Scanned != 1500 {
 			t.Errorf("report %+v, want 1500 scanned, 1000 copied, 500 expired", rep.Counts)
 		}
-		if n := dbsize(t, dst, 0); n != 1000 {
+		if n := dst.DBSize(t, 0); n != 1000 {
 			t.Errorf("target has %d keys, want 1000", n)
 		}
 		if at, _ := dst.Do(t, 0, "PEXPIRETIME", "later1").AsInt64(); at != expireAt {
@@ -417,7 +369,7 @@ func TestSnapshotExpired(t *testing.T) {
 	t.Run("restore", func(t *testing.T) {
 		t.Parallel()
 		dst := redistest.Start(t, redistest.Config{})
-		rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{FromFile: dump}))
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{FromFile: dump})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -427,7 +379,7 @@ func TestSnapshotExpired(t *testing.T) {
 		t.Parallel()
 		dst := redistest.Start(t, redistest.Config{})
 		dir := t.TempDir()
-		rep, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{FromFile: dump, ToFile: filepath.Join(dir, "copy.rdb")}))
+		rep, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{FromFile: dump, ToFile: filepath.Join(dir, "copy.rdb")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -452,14 +404,14 @@ func TestSnapshotToFile(t *testing.T) {
 			loaded = append(loaded, p)
 			return nil
 		}}
-		rep, err := migrateWith(t, src, dst, migrate.WithStrategy(s))
+		rep, err := runMigration(t, src.Option(), dst.Option(), s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(loaded) != 1 || loaded[0] != path {
 			t.Errorf("Load called with %q, want once with %s", loaded, path)
 		}
-		assertKeys(t, rep, counts)
+		assertCopied(t, rep, counts)
 		entries, _ := os.ReadDir(dir)
 		if len(entries) != 1 {
 			t.Errorf("%s holds %d files, want only the dump", dir, len(entries))
@@ -472,14 +424,14 @@ func TestSnapshotToFile(t *testing.T) {
 		dst := redistest.Start(t, redistest.Config{})
 		dst.Do(t, 0, "SET", "mine", "v")
 		path := filepath.Join(t.TempDir(), "snap.rdb")
-		_, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{ToFile: path}))
+		_, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{ToFile: path})
 		if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "WithDiscardTarget") || !strings.Contains(err.Error(), dst.Addr) {
 			t.Fatalf("err = %v, want ErrUnsupported naming the target and WithDiscardTarget", err)
 		}
 		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("the dump was written: %v", err)
 		}
-		if _, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{ToFile: path}), migrate.WithDiscardTarget()); err != nil {
+		if _, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{ToFile: path}, migrate.WithDiscardTarget()); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Stat(path); err != nil {
@@ -490,7 +442,7 @@ func TestSnapshotToFile(t *testing.T) {
 		t.Parallel()
 		dst := redistest.Start(t, redistest.Config{})
 		path := filepath.Join(t.TempDir(), "snap.rdb")
-		_, err := migrateWith(t, src, dst, migrate.WithStrategy(migrate.Snapshot{ToFile: path}), migrate.WithMatch("db0:*"))
+		_, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{ToFile: path}, migrate.WithMatch("db0:*"))
 		if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "WithMatch") {
 			t.Fatalf("err = %v, want ErrUnsupported naming the filter", err)
 		}
@@ -504,7 +456,7 @@ func TestSnapshotToFile(t *testing.T) {
 		boom := errors.New("boom")
 		s := migrate.Snapshot{ToFile: filepath.Join(t.TempDir(), "snap.rdb"),
 			Load: func(context.Context, string) error { return boom }}
-		_, err := migrateWith(t, src, dst, migrate.WithStrategy(s))
+		_, err := runMigration(t, src.Option(), dst.Option(), s)
 		if !errors.Is(err, boom) || !strings.Contains(err.Error(), dst.Addr) || !strings.Contains(err.Error(), "Load") {
 			t.Fatalf("err = %v, want the hook's error, naming the target and the hook", err)
 		}
@@ -515,7 +467,7 @@ func TestSnapshotToFile(t *testing.T) {
 // copied, and says why.
 func TestSnapshotCheck(t *testing.T) {
 	t.Parallel()
-	src, dst := startPair(t, redistest.Config{}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 	src.Do(t, 0, "SET", "k", "v")
 	dir := t.TempDir()
 	notRDB := filepath.Join(dir, "notes.txt")
@@ -550,12 +502,12 @@ func TestSnapshotCheck(t *testing.T) {
 		{"missing directory", migrate.Snapshot{ToFile: filepath.Join(dir, "no", "snap.rdb")}, os.ErrNotExist, "not writable"},
 		{"bgsave of another file", migrate.Snapshot{FromFile: stale, BGSave: true}, migrate.ErrUnsupported, "dbfilename"},
 	} {
-		_, err := migrateWith(t, src, dst, migrate.WithStrategy(tc.s))
+		_, err := runMigration(t, src.Option(), dst.Option(), tc.s)
 		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
 			t.Errorf("%s: err = %v, want %v saying %q", tc.name, err, tc.want, tc.says)
 		}
 	}
-	if n := dbsize(t, dst, 0); n != 0 {
+	if n := dst.DBSize(t, 0); n != 0 {
 		t.Errorf("target got %d keys", n)
 	}
 }
@@ -563,7 +515,7 @@ func TestSnapshotCheck(t *testing.T) {
 // TestSnapshotCancel cancels a migration in the middle of the stream. It is not parallel: it
 // counts goroutines.
 func TestSnapshotCancel(t *testing.T) {
-	src, dst := startPair(t, redistest.Config{Lines: quickSync}, redistest.Config{})
+	src, dst := redistest.StartPair(t, redistest.Config{Lines: quickSync}, redistest.Config{})
 	src.Do(t, 0, "DEBUG", "POPULATE", "300000", "key", "20")
 	srcInfo := src.Client(t, 0)
 	dst.Client(t, 0)
@@ -626,22 +578,7 @@ func TestSnapshotCancel(t *testing.T) {
 					t.Errorf("files left after the cancellation: %v", entries)
 				}
 			}
-			waitGoroutines(t, before)
+			redistest.WaitGoroutines(t, before, 3*time.Second)
 		})
-	}
-}
-
-// setKeys sets keys k0 to k<n-1> of database 0 to value, in one pipeline.
-func setKeys(t *testing.T, s *redistest.Server, n int, value string) {
-	t.Helper()
-	c := s.Client(t, 0)
-	cmds := make(rueidis.Commands, 0, n)
-	for i := range n {
-		cmds = append(cmds, c.B().Set().Key(fmt.Sprintf("k%d", i)).Value(value).Build())
-	}
-	for _, r := range c.DoMulti(context.Background(), cmds...) {
-		if err := r.Error(); err != nil {
-			t.Fatal(err)
-		}
 	}
 }

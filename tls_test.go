@@ -56,7 +56,7 @@ func TestTLSStrategies(t *testing.T) {
 				if tc.srcOpt != nil {
 					tc.srcOpt(&srcOpt)
 				}
-				rep := migrateTLS(t, s, srcOpt, dst.Option())
+				rep := mustMigrate(t, srcOpt, dst.Option(), s, migrate.WithDiscardTarget())
 				redistest.AssertSame(t, src, dst, redistest.DatasetDBs...)
 				want := 0
 				for _, n := range counts {
@@ -68,23 +68,6 @@ func TestTLSStrategies(t *testing.T) {
 			})
 		}
 	}
-}
-
-// migrateTLS migrates from src to dst with strategy s and fails the test on error.
-func migrateTLS(t *testing.T, s migrate.Strategy, src, dst rueidis.ClientOption, opts ...migrate.Option) *migrate.Report {
-	t.Helper()
-	m, err := migrate.New(src, dst, append([]migrate.Option{migrate.WithStrategy(s), migrate.WithDiscardTarget()}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rep, err := m.Migrate(ctx)
-	if err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
-	return rep
 }
 
 // TestTLSErrors gives each side, in turn, a TLS setting that cannot work, and checks that
@@ -201,7 +184,7 @@ func TestTLSReplicationCheck(t *testing.T) {
 			if role, _ := dst.Do(t, 0, "ROLE").ToArray(); len(role) == 0 || must(role[0].ToString()) != "master" {
 				t.Errorf("the target is no longer a master: %v", role)
 			}
-			if n := dbsize(t, dst, 0); n != 0 {
+			if n := dst.DBSize(t, 0); n != 0 {
 				t.Errorf("the target holds %d keys, want none", n)
 			}
 		})
@@ -280,7 +263,7 @@ func TestTLSCluster(t *testing.T) {
 		t.Run(s.Name(), func(t *testing.T) {
 			t.Parallel()
 			dst := redistest.Start(t, redistest.Config{TLS: ca.TLS(true)})
-			rep := migrateTLS(t, s, cl.Option(), dst.Option())
+			rep := mustMigrate(t, cl.Option(), dst.Option(), s, migrate.WithDiscardTarget())
 			redistest.AssertSameSides(t, cl.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
 			if rep.Keys != int64(want) || rep.Failed != 0 || rep.Skipped != 0 {
 				t.Errorf("report %+v, want %d keys copied and nothing else", rep.Counts, want)

@@ -2,6 +2,13 @@
 //
 // Every server is stopped, and its files removed, by t.Cleanup. Tests that need a server
 // fail with a clear message when redis-server is not installed.
+//
+// Starting: Start, StartPair, StartCluster, and StartDeployment for a side that may be
+// either. Writing: Fill (the conformance data set), SetKeys, AddKeys, StartWriter. Reading:
+// Server.Do, DBSize, Get, Info, WaitInfo, Config, Int. Comparing: AssertSame,
+// AssertSameSides, Diff. Leaks: WaitGoroutines. Tests of the migrate package keep beside
+// them only what is specific to them; the helpers that need the migrate package itself
+// (running a migration, judging a report) are in its migrate_test.go.
 package redistest
 
 import (
