@@ -42,8 +42,9 @@ type Counts struct {
 	Keys    int64 // keys copied
 	Bytes   int64 // bytes of the copied values: DUMP payloads, or a string's own bytes where it is read with MGET
 	// Skipped counts keys left alone because they exist on the target: under Skip, whatever
-	// they hold; under any policy, those that already hold the source's value and expiry
-	// (within Job.TTLTolerance), as when a migration runs again.
+	// they hold; under Fail, those that already hold the source's value and expiry (within
+	// Job.TTLTolerance), as when a migration runs again. Under Replace a key on the target is
+	// overwritten without being read, and counted in Keys.
 	Skipped int64
 	Expired int64 // keys that expired or vanished between the walk and the copy
 	Failed  int64 // keys that could not be copied
