@@ -13,7 +13,11 @@ import (
 
 // MigrateKeys copies each key with the source's own MIGRATE command: the source connects to
 // the target itself and sends it a batch of keys at a time, each key into the same database
-// number, with its TTL. The values never pass through this program.
+// number, with its TTL. The values never pass through this program. MIGRATE sends each
+// key's remaining TTL, which the target counts from when it receives the batch, so a copy
+// may expire later than its source by the batch's transfer time: milliseconds for small
+// values on a fast link, more for large batches on a slow one (raise WithTTLTolerance for
+// WithVerify then); the other strategies copy absolute expiries.
 //
 // It needs, on the source, SCAN, EXISTS, MULTI and MIGRATE (with COPY and REPLACE, Redis
 // 3.0; MIGRATE ... KEYS sends a batch at once from Redis 3.0.6, one MIGRATE per key before)
