@@ -46,6 +46,9 @@ func (DumpRestore) Name() string { return "dump-restore" }
 // Check verifies that the source allows DUMP, the target allows RESTORE, and the target
 // reads the source's RDB version. It changes nothing.
 func (DumpRestore) Check(ctx context.Context, j *Job) error {
+	if err := refuseFollow(j, "DumpRestore"); err != nil {
+		return err
+	}
 	if err := checkTargetDatabases(j); err != nil {
 		return err
 	}

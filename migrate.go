@@ -67,6 +67,13 @@ type Report struct {
 	Databases map[int]Counts // per source database
 	// Verify is the comparison made after the copy when WithVerify is given, else nil.
 	Verify *VerifyReport
+	// Followed is how many commands of the source's replication stream were applied after
+	// the copy (WithFollow, by a Snapshot); MULTI and EXEC are not counted.
+	Followed int64
+	// SourceOffset is the source's replication offset (master_repl_offset) up to which the
+	// target holds its writes, when a Snapshot followed them; also when it stopped on an
+	// error. 0 otherwise.
+	SourceOffset int64
 }
 
 func (r *Report) String() string {
@@ -191,6 +198,7 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 	stop()
 
 	rep.Counts, rep.Databases = j.Totals()
+	rep.Followed, rep.SourceOffset = j.followReport()
 	if err == nil && m.cfg.verify {
 		rep.Verify, err = m.verify(ctx, j)
 		if err == nil && !rep.Verify.Equal() {

@@ -44,7 +44,7 @@ func TestReplicationUnderWriteLoad(t *testing.T) {
 		return err
 	}
 	var progress []migrate.Progress // the callback runs on one goroutine, and Migrate waits for its last call
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{Cutover: cutover}),
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{}), migrate.WithFollow(cutover),
 		migrate.WithProgress(func(p migrate.Progress) { progress = append(progress, p) }))
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestReplicationAuth(t *testing.T) {
 				during = [2]string{configValue(t, dst, "masterauth"), configValue(t, dst, "masteruser")}
 				return nil
 			}
-			m, err := migrate.New(srcOpt, dst.Option(), migrate.WithStrategy(migrate.Replication{Cutover: cutover}))
+			m, err := migrate.New(srcOpt, dst.Option(), migrate.WithStrategy(migrate.Replication{}), migrate.WithFollow(cutover))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -344,9 +344,8 @@ func TestReplicationCutoverFails(t *testing.T) {
 	src, dst := startPair(t, redistest.Config{Password: "src-secret", Lines: []string{fastSync}}, redistest.Config{})
 	redistest.Fill(t, src, redistest.Dataset{Small: true})
 	hookErr := errors.New("the load balancer refused the change")
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{
-		Cutover: func(context.Context) error { return hookErr },
-	}))
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{}),
+		migrate.WithFollow(func(context.Context) error { return hookErr }))
 	if err != nil {
 		t.Fatal(err)
 	}

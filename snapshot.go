@@ -118,6 +118,9 @@ const snapshotBatchBytes = 1 << 20
 // directory of ToFile writable, no filter, the target empty or WithDiscardTarget), and that
 // the target reads the snapshot's RDB version.
 func (s Snapshot) Check(ctx context.Context, j *Job) error {
+	if err := s.checkFollow(j); err != nil {
+		return err
+	}
 	if err := s.validate(); err != nil {
 		return err
 	}
@@ -185,6 +188,9 @@ func (s Snapshot) validate() error {
 func (s Snapshot) Run(ctx context.Context, j *Job) error {
 	if err := s.validate(); err != nil {
 		return err
+	}
+	if j.Follow != nil {
+		return s.follow(ctx, j)
 	}
 	if s.FromFile == "" && j.Source.Cluster() {
 		return s.runCluster(ctx, j)

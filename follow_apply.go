@@ -1,0 +1,338 @@
+package migrate
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+	"golang.org/x/sync/errgroup"
+)
+
+// applyBatch is the most commands sent to the target in one pipeline.
+const applyBatch = 1024
+
+// streamCommand is one command of the source's stream, as sent to the target.
+type streamCommand struct {
+	name string // upper case
+	key  string // the first argument, for messages
+	end  int64  // the stream position after it
+}
+
+// applier replays the stream, in order, on one connection to the target: SELECT as the
+// source sends it, MULTI ... EXEC within one pipeline, so on that connection as one
+// transaction, and everything else as received. It sends batches of commands pipelined,
+// and waits for each batch's replies before the next.
+type applier struct {
+	f     *follower
+	c     rueidis.DedicatedClient
+	r     *spoolReader
+	br    *bufio.Reader
+	start int64 // where the stream starts in the spool
+	pos   int64 // stream bytes read and parsed
+
+	batch   []rueidis.Completed
+	cmds    []streamCommand
+	inMulti bool
+	args    []string
+}
+
+// apply applies the stream after the RDB until the cutover asks to stop (see WithFollow),
+// or an error. g runs the cutover function.
+func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
+	j := f.j
+	select {
+	case <-f.rdbDone:
+	default:
+		// The RDB reader ended, so the RDB is whole; the receiver may not have said so yet.
+		select {
+		case <-f.rdbDone:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	// A client of its own: the connection's database follows the stream's SELECT, so it
+	// must not return to a pool, nor be reconnected to another database behind our back.
+	opt := j.Target.Option
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		return j.Target.Err("connect to apply the stream", "", explainDial(opt, j.Target.Addr, err))
+	}
+	defer client.Close()
+	dc, release := client.Dedicate()
+	defer release()
+	r := f.sp.streamReader(ctx)
+	a := &applier{f: f, c: dc, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos}
+	f.st.following.Store(true)
+	j.Logger.Info("snapshot: follow: snapshot restored; applying the source's writes", "offset", f.base)
+
+	cutover := make(chan error, 1)
+	started := false
+	stopAt := int64(-1) // the source's offset to reach, once cutover returned
+	for {
+		_, _, serr, changed := f.sp.state()
+		if a.br.Buffered() == 0 && a.r.available() == 0 {
+			if !a.inMulti {
+				// Within a transaction, its end is on the way: it goes in one pipeline.
+				if err := a.flush(ctx); err != nil {
+					return err
+				}
+			}
+			if stopAt >= 0 && f.base+f.applied.Load() >= stopAt {
+				j.Logger.Info("snapshot: follow: the target holds every write the source accepted until the cutover", "offset", f.base+a.pos)
+				return nil
+			}
+			if serr != nil {
+				return serr
+			}
+			if !started && !a.inMulti {
+				started = true
+				j.Logger.Info("snapshot: follow: the target caught up; calling the cutover function", "offset", f.base+a.pos)
+				g.Go(func() error {
+					cutover <- j.Follow(ctx)
+					return nil
+				})
+			}
+			select {
+			case <-changed:
+			case err := <-cutover:
+				if err != nil {
+					return fmt.Errorf("the cutover function (WithFollow) failed; following stopped, the target holds the source's writes up to offset %d: %w",
+						f.base+a.pos, err)
+				}
+				if f.replID == "" {
+					// SYNC gives no offsets: what arrived is what the source sent.
+					stopAt = f.base + a.pos
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				if stopAt, err = f.sourceOffset(ctx); err != nil {
+					return err
+				}
+				j.Logger.Info("snapshot: follow: cutover done; catching up", "source_offset", stopAt, "applied", f.base+a.pos)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
+		}
+		if err := a.next(ctx); err != nil {
+			return err
+		}
+		if len(a.batch) >= applyBatch && !a.inMulti {
+			if err := a.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// next reads one command and queues it, or handles it when it is for this replica.
+func (a *applier) next(ctx context.Context) error {
+	args, n, err := a.read()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return a.f.j.Source.Err("read the replication stream", "", fmt.Errorf("at offset %d: %w", a.f.base+a.pos, err))
+	}
+	a.pos += n
+	if len(args) == 0 {
+		return nil
+	}
+	name := strings.ToUpper(args[0])
+	switch name {
+	case "PING":
+		return nil // the master's keepalive; it counts in the offset
+	case "REPLCONF":
+		if len(args) > 1 && strings.EqualFold(args[1], "GETACK") {
+			// Answer with what the target holds, this command excluded, as Redis does.
+			if err := a.flush(ctx); err != nil {
+				return err
+			}
+			a.f.applied.Store(a.pos - n)
+			a.f.ack()
+			a.f.applied.Store(a.pos)
+		}
+		return nil
+	case "MULTI":
+		a.inMulti = true
+	case "EXEC":
+		a.inMulti = false
+	}
+	key := ""
+	if len(args) > 1 {
+		key = args[1]
+	}
+	a.batch = append(a.batch, a.c.B().Arbitrary(args...).Build())
+	a.cmds = append(a.cmds, streamCommand{name: name, key: key, end: a.pos})
+	return nil
+}
+
+// flush sends the queued commands and checks every reply: the source replicates only
+// writes it made, so any error means the target cannot hold what the source holds.
+func (a *applier) flush(ctx context.Context) error {
+	f := a.f
+	if len(a.batch) > 0 {
+		res := a.c.DoMulti(ctx, a.batch...)
+		for i, r := range res {
+			err := r.Error()
+			if err == nil && a.cmds[i].name == "EXEC" {
+				err = execError(r)
+			}
+			if err != nil {
+				return a.refused(ctx, i, err)
+			}
+		}
+		f.st.commands.Add(int64(countCommands(a.cmds)))
+		a.batch, a.cmds = a.batch[:0], a.cmds[:0]
+	}
+	f.applied.Store(a.pos)
+	f.st.offset.Store(f.base + a.pos)
+	lag, oldest := f.sp.applied(a.start + a.pos)
+	f.st.lagBytes.Store(lag)
+	if oldest.IsZero() {
+		f.st.oldest.Store(0)
+	} else {
+		f.st.oldest.Store(oldest.UnixNano())
+	}
+	return nil
+}
+
+// countCommands counts the commands applied, MULTI and EXEC left out.
+func countCommands(cmds []streamCommand) int {
+	n := 0
+	for _, c := range cmds {
+		if c.name != "MULTI" && c.name != "EXEC" {
+			n++
+		}
+	}
+	return n
+}
+
+// execFailure is a command of a transaction that failed within EXEC.
+type execFailure struct {
+	index int // among the transaction's commands
+	err   error
+}
+
+func (e execFailure) Error() string { return e.err.Error() }
+func (e execFailure) Unwrap() error { return e.err }
+
+// execError returns the first error among the replies EXEC gave.
+func execError(r rueidis.RedisResult) error {
+	msgs, err := r.ToArray()
+	if err != nil {
+		return nil // a nil EXEC (WATCH) is not replicated
+	}
+	for k, m := range msgs {
+		if err := m.Error(); err != nil {
+			return execFailure{index: k, err: err}
+		}
+	}
+	return nil
+}
+
+// refused stops following at command i of the batch, which the target refused: the
+// commands before it are applied, but none of a transaction it belongs to.
+func (a *applier) refused(ctx context.Context, i int, err error) error {
+	f := a.f
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	start := i
+	for start > 0 && a.inMultiAt(start) {
+		start--
+	}
+	if start < i && a.cmds[start].name != "MULTI" {
+		start++
+	}
+	c := a.cmds[i]
+	if c.name == "EXEC" {
+		// Name the command of the transaction that failed.
+		if k, ok := err.(execFailure); ok && start+1+k.index < i {
+			c, err = a.cmds[start+1+k.index], k.err
+		}
+	}
+	done := f.applied.Load()
+	if start > 0 {
+		done = a.cmds[start-1].end
+	}
+	f.st.commands.Add(int64(countCommands(a.cmds[:start])))
+	f.applied.Store(done)
+	f.st.offset.Store(f.base + done)
+	what := "target refused"
+	if strings.HasPrefix(err.Error(), "OOM") {
+		what = "target, out of memory (maxmemory), refused"
+	}
+	return f.j.Target.Err("apply "+c.name, c.key, fmt.Errorf(
+		"the %s the source's write %s (ending at its replication offset %d): %w; following stopped, and the target holds the source's writes up to offset %d",
+		what, c.name, f.base+c.end, err, f.base+done))
+}
+
+// inMultiAt reports whether command i of the batch is inside a transaction (after its MULTI).
+func (a *applier) inMultiAt(i int) bool {
+	for k := i; k >= 0; k-- {
+		switch a.cmds[k].name {
+		case "MULTI":
+			return true
+		case "EXEC":
+			return k != i
+		}
+	}
+	return false
+}
+
+// read parses one command of the stream (an array of bulk strings) and returns it with
+// the bytes it took.
+func (a *applier) read() ([]string, int64, error) {
+	line, n, err := a.line()
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(line) == 0 {
+		return nil, n, nil
+	}
+	if line[0] != '*' {
+		// An inline command: a bare newline, or words.
+		return strings.Fields(line), n, nil
+	}
+	count, err := strconv.Atoi(line[1:])
+	if err != nil || count < 0 {
+		return nil, 0, fmt.Errorf("%w: bad array header %q in the replication stream", ErrCorruptRDB, line)
+	}
+	a.args = a.args[:0]
+	for range count {
+		h, hn, err := a.line()
+		if err != nil {
+			return nil, 0, err
+		}
+		n += hn
+		if len(h) == 0 || h[0] != '$' {
+			return nil, 0, fmt.Errorf("%w: bad bulk header %q in the replication stream", ErrCorruptRDB, h)
+		}
+		size, err := strconv.Atoi(h[1:])
+		if err != nil || size < 0 {
+			return nil, 0, fmt.Errorf("%w: bad bulk header %q in the replication stream", ErrCorruptRDB, h)
+		}
+		buf := make([]byte, size+2)
+		if _, err := io.ReadFull(a.br, buf); err != nil {
+			return nil, 0, err
+		}
+		n += int64(size + 2)
+		a.args = append(a.args, string(buf[:size]))
+	}
+	return a.args, n, nil
+}
+
+// line reads one CRLF-terminated line, returning it without the line end.
+func (a *applier) line() (string, int64, error) {
+	b, err := a.br.ReadString('\n')
+	if err != nil {
+		return "", 0, err
+	}
+	return strings.TrimRight(b, "\r\n"), int64(len(b)), nil
+}
