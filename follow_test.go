@@ -58,7 +58,7 @@ func startFollowWriter(t *testing.T, s *redistest.Server, interval time.Duration
 				b.Hincrby().Key("f:hash").Field("f" + strconv.Itoa(i%7)).Increment(1).Build(),
 				b.Zincrby().Key("f:zset").Increment(1.5).Member("m" + strconv.Itoa(i%5)).Build(),
 				b.Xadd().Key("f:stream").Id("*").FieldValue().FieldValue("n", n).Build(),
-				b.Setrange().Key("f:range").Offset(int64(i%20)).Value(n).Build(),
+				b.Setrange().Key("f:range").Offset(int64(i % 20)).Value(n).Build(),
 				b.Set().Key("f:tmp:" + n).Value(n).Px(150 * time.Millisecond).Build(),
 				b.Set().Key("f:del:" + n).Value(n).Build(),
 				b.Del().Key("f:del:" + strconv.Itoa(i-1)).Build(),
