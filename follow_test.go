@@ -241,3 +241,202 @@ func TestFollowRefused(t *testing.T) {
 	}
 	redistest.AssertSame(t, src, dst, 0)
 }
+
+// followUntil runs a following Snapshot from src to dst, with cutover as the cutover
+// function, and returns the report and error.
+func followUntil(t *testing.T, src, dst *redistest.Server, cutover func(context.Context) error, opts ...migrate.Option) (*migrate.Report, error) {
+	t.Helper()
+	opts = append([]migrate.Option{migrate.WithStrategy(migrate.Snapshot{}), migrate.WithFollow(cutover),
+		migrate.WithSpoolDir(t.TempDir())}, opts...)
+	m, err := migrate.New(src.Option(), dst.Option(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return m.Migrate(ctx)
+}
+
+// infoInt returns a numeric INFO field of s.
+func infoInt(t *testing.T, s *redistest.Server, name string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(infoField(t, s, name), 10, 64)
+	if err != nil {
+		t.Fatalf("INFO %s: %v", name, err)
+	}
+	return n
+}
+
+// TestFollowSlowRestore holds the restore slow while the source takes more writes than its
+// output buffer for replicas may hold: the stream goes to the spool, the source never cuts
+// the link, and the result is exact.
+func TestFollowSlowRestore(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync,
+		"client-output-buffer-limit replica 256kb 64kb 1"}}, redistest.Config{})
+	redistest.AddKeys(t, src, 0, "bulk:", 3000, 10)
+	// 64 KiB a round while the restore runs for about a second and a half: megabytes, far
+	// over the source's hard limit of 256 KiB.
+	big := strings.Repeat("x", 8<<10)
+	c := src.Client(t, 0)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var written atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			cmds := rueidis.Commands{c.B().Incr().Key("big:count").Build()}
+			for k := range 8 {
+				n := strconv.Itoa((i*8 + k) % 500)
+				cmds = append(cmds, c.B().Set().Key("big:"+n).Value(big+n).Build())
+			}
+			for _, r := range c.DoMulti(context.Background(), cmds...) {
+				if err := r.Error(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			written.Add(int64(8 * len(big)))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	rep, err := followUntil(t, src, dst, func(context.Context) error {
+		close(stop)
+		wg.Wait()
+		return nil
+	}, migrate.WithRateLimit(2000))
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	t.Logf("report %+v; %d bytes written during the migration", rep, written.Load())
+	if written.Load() < 1<<20 {
+		t.Errorf("only %d bytes written during the migration; the test does not exceed the source's limit", written.Load())
+	}
+	if full, partial := infoInt(t, src, "sync_full"), infoInt(t, src, "sync_partial_ok"); full != 1 || partial != 0 {
+		t.Errorf("source served %d full and %d partial synchronizations, want 1 and 0: the link was cut", full, partial)
+	}
+	if strings.Contains(src.Log(), "output buffer") {
+		t.Errorf("the source closed its replica for its output buffer:\n%s", src.Log())
+	}
+	redistest.AssertSame(t, src, dst, 0)
+}
+
+// TestFollowLinkDropped kills the replication link mid-follow: the follow continues with a
+// partial synchronization, and nothing is lost or applied twice.
+func TestFollowLinkDropped(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	loadFunction(t, src)
+	redistest.AddKeys(t, src, 0, "bulk:", 1000, 10)
+	w := startFollowWriter(t, src, 2*time.Millisecond)
+	rep, err := followUntil(t, src, dst, func(context.Context) error {
+		for range 2 {
+			time.Sleep(150 * time.Millisecond)
+			if err := src.Do(t, 0, "CLIENT", "KILL", "TYPE", "replica").Error(); err != nil {
+				return err
+			}
+		}
+		time.Sleep(150 * time.Millisecond)
+		_, err := w.Stop()
+		return err
+	}, migrate.WithDatabases(0, 1, 2))
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	t.Logf("report %+v", rep)
+	if full, partial := infoInt(t, src, "sync_full"), infoInt(t, src, "sync_partial_ok"); full != 1 || partial < 2 {
+		t.Errorf("source served %d full and %d partial synchronizations, want 1 and at least 2", full, partial)
+	}
+	time.Sleep(200 * time.Millisecond)
+	redistest.AssertSame(t, src, dst, 0, 1, 2)
+	assertSameCounters(t, src, dst)
+}
+
+// TestFollowBacklogLost drops the link while the source writes more than its backlog holds:
+// the follow cannot continue, and says so, naming repl-backlog-size.
+func TestFollowBacklogLost(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync, "repl-backlog-size 16kb"}}, redistest.Config{})
+	src.Do(t, 0, "SET", "k", "v")
+	big := strings.Repeat("y", 64<<10)
+	rep, err := followUntil(t, src, dst, func(ctx context.Context) error {
+		// One transaction: the link drops, then the source writes more than its backlog
+		// holds before the migration can ask for the rest.
+		c := src.Client(t, 0)
+		// A write the target gets first, so that it holds more than the snapshot.
+		if err := c.Do(ctx, c.B().Set().Key("k2").Value("v2").Build()).Error(); err != nil {
+			return err
+		}
+		for n, _ := dst.Do(t, 0, "EXISTS", "k2").AsInt64(); n != 1; n, _ = dst.Do(t, 0, "EXISTS", "k2").AsInt64() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		res := c.DoMulti(ctx, c.B().Multi().Build(),
+			c.B().Arbitrary("CLIENT", "KILL", "TYPE", "replica").Build(),
+			c.B().Set().Key("big1").Value(big).Build(),
+			c.B().Set().Key("big2").Value(big).Build(),
+			c.B().Exec().Build())
+		for _, r := range res {
+			if err := r.Error(); err != nil {
+				return err
+			}
+		}
+		<-ctx.Done() // the migration stops following on its own
+		return nil
+	})
+	t.Logf("report %+v; error %v", rep, err)
+	if !errors.Is(err, migrate.ErrFollowLost) || !strings.Contains(err.Error(), "repl-backlog-size") {
+		t.Fatalf("Migrate: %v, want an error wrapping ErrFollowLost that names repl-backlog-size", err)
+	}
+	if rep.SourceOffset == 0 {
+		t.Errorf("Report.SourceOffset 0, want where the target stopped")
+	}
+	for _, k := range []string{"k", "k2"} {
+		if got, _ := dst.Do(t, 0, "GET", k).ToString(); got == "" {
+			t.Errorf("target lost %s", k)
+		}
+	}
+}
+
+// TestFollowCancel cancels a migration while it follows: Migrate returns within a second,
+// leaves no goroutine and no spool file. Not parallel: it counts goroutines.
+func TestFollowCancel(t *testing.T) {
+	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
+	w := redistest.StartWriter(t, src, 0, "w:", 2*time.Millisecond, time.Minute)
+	before := runtime.NumGoroutine()
+	spool := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var cancelled atomic.Int64
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}), migrate.WithSpoolDir(spool),
+		migrate.WithFollow(func(ctx context.Context) error {
+			time.Sleep(200 * time.Millisecond)
+			cancelled.Store(time.Now().UnixNano())
+			cancel()
+			<-ctx.Done()
+			return ctx.Err()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Migrate(ctx)
+	late := time.Since(time.Unix(0, cancelled.Load()))
+	m.Close()
+	w.Stop()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Migrate: %v, want context.Canceled", err)
+	}
+	if late > time.Second {
+		t.Errorf("Migrate returned %v after the cancellation", late)
+	}
+	if left := spoolFiles(t, spool); len(left) > 0 {
+		t.Errorf("spool files left: %v", left)
+	}
+	waitGoroutines(t, before+1) // the writer's goroutine ended too, but its client's may linger
+}
