@@ -39,6 +39,9 @@ type applier struct {
 	cmds    []streamCommand
 	inMulti bool
 	args    []string
+
+	dbs    *snapshotDBs // which source databases are copied
+	keepDB bool         // whether the stream's current database is copied
 }
 
 // apply applies the stream after the RDB until the cutover asks to stop (see WithFollow),
@@ -66,7 +69,7 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 	dc, release := client.Dedicate()
 	defer release()
 	r := f.sp.streamReader(ctx)
-	a := &applier{f: f, c: dc, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos}
+	a := &applier{f: f, c: dc, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos, dbs: newSnapshotDBs(j), keepDB: true}
 	f.st.following.Store(true)
 	j.Logger.Info("snapshot: follow: snapshot restored; applying the source's writes", "offset", f.base)
 
@@ -162,6 +165,23 @@ func (a *applier) next(ctx context.Context) error {
 		a.inMulti = true
 	case "EXEC":
 		a.inMulti = false
+	case "SELECT":
+		db, err := strconv.Atoi(args[len(args)-1])
+		if err != nil || len(args) != 2 {
+			return a.f.j.Source.Err("read the replication stream", "", fmt.Errorf("unexpected %q at offset %d", strings.Join(args, " "), a.f.base+a.pos))
+		}
+		if a.keepDB, err = a.dbs.keep(ctx, db); err != nil {
+			return err
+		}
+		if !a.keepDB {
+			return nil
+		}
+		args = []string{"SELECT", strconv.Itoa(a.f.j.TargetDB(db))}
+	default:
+		keep, err := a.crossDB(ctx, name, args)
+		if err != nil || !keep {
+			return err
+		}
 	}
 	key := ""
 	if len(args) > 1 {
@@ -170,6 +190,79 @@ func (a *applier) next(ctx context.Context) error {
 	a.batch = append(a.batch, a.c.B().Arbitrary(args...).Build())
 	a.cmds = append(a.cmds, streamCommand{name: name, key: key, end: a.pos})
 	return nil
+}
+
+// crossDB reports whether a command of the current database is applied, and stops with an
+// error a command that reaches into a database the migration does not copy while it
+// copies this one, or the reverse: its replay could not be exact.
+func (a *applier) crossDB(ctx context.Context, name string, args []string) (bool, error) {
+	other := -1
+	switch name {
+	case "FLUSHALL":
+		if a.f.j.DatabasesChosen {
+			return false, a.unreplayable(ctx, name, "", "it empties every database of the target, and the migration copies only some (WithDatabases)")
+		}
+	case "SWAPDB":
+		if len(args) == 3 {
+			for _, d := range args[1:] {
+				n, _ := strconv.Atoi(d)
+				keep, err := a.dbs.keep(ctx, n)
+				if err != nil {
+					return false, err
+				}
+				if !keep {
+					return false, a.unreplayable(ctx, name, "", fmt.Sprintf("database %d is not copied (WithDatabases)", n))
+				}
+			}
+		}
+	case "MOVE":
+		if len(args) == 3 {
+			other, _ = strconv.Atoi(args[2])
+		}
+	case "COPY":
+		for i := 3; i+1 < len(args); i++ {
+			if strings.EqualFold(args[i], "DB") {
+				other, _ = strconv.Atoi(args[i+1])
+			}
+		}
+	}
+	if other >= 0 {
+		keep, err := a.dbs.keep(ctx, other)
+		if err != nil {
+			return false, err
+		}
+		if keep != a.keepDB {
+			return false, a.unreplayable(ctx, name, args[1], "it moves a key between a database the migration copies and one it does not (WithDatabases)")
+		}
+	}
+	return a.keepDB, nil
+}
+
+// unreplayable is the error of a command of the stream that cannot be replayed exactly.
+// The commands before it are applied first, except those of a transaction it belongs to.
+func (a *applier) unreplayable(ctx context.Context, name, key, why string) error {
+	f := a.f
+	at := f.base + a.pos
+	if a.inMulti {
+		k := len(a.cmds) - 1
+		for k >= 0 && a.cmds[k].name != "MULTI" {
+			k--
+		}
+		if k >= 0 {
+			a.pos = f.applied.Load()
+			if k > 0 {
+				a.pos = a.cmds[k-1].end
+			}
+			a.batch, a.cmds = a.batch[:k], a.cmds[:k]
+		}
+	}
+	if err := a.flush(ctx); err != nil {
+		return err
+	}
+	return f.j.Source.Err("follow "+name, key, fmt.Errorf(
+		"the source's write %s (ending at its replication offset %d) cannot be replayed exactly on the target: %s; "+
+			"following stopped, and the target holds the source's writes up to offset %d: %w",
+		name, at, why, f.base+f.applied.Load(), ErrUnsupported))
 }
 
 // flush sends the queued commands and checks every reply: the source replicates only
@@ -202,11 +295,11 @@ func (a *applier) flush(ctx context.Context) error {
 	return nil
 }
 
-// countCommands counts the commands applied, MULTI and EXEC left out.
+// countCommands counts the writes applied: SELECT, MULTI and EXEC left out.
 func countCommands(cmds []streamCommand) int {
 	n := 0
 	for _, c := range cmds {
-		if c.name != "MULTI" && c.name != "EXEC" {
+		if c.name != "MULTI" && c.name != "EXEC" && c.name != "SELECT" {
 			n++
 		}
 	}

@@ -440,3 +440,75 @@ func TestFollowCancel(t *testing.T) {
 	}
 	waitGoroutines(t, before+1) // the writer's goroutine ended too, but its client's may linger
 }
+
+// TestFollowDatabases follows database 0 only: the writes to the others are dropped (the
+// target's own keys there stay), and a SWAPDB with a database left out stops the follow
+// with an error that names it.
+func TestFollowDatabases(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	loadFunction(t, src)
+	redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
+	dst.Do(t, 1, "SET", "mine", "target's own")
+	w := startFollowWriter(t, src, 2*time.Millisecond)
+	rep, err := followUntil(t, src, dst, func(context.Context) error {
+		time.Sleep(200 * time.Millisecond)
+		_, err := w.Stop()
+		return err
+	}, migrate.WithDatabases(0))
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	t.Logf("report %+v", rep)
+	time.Sleep(200 * time.Millisecond)
+	redistest.AssertSame(t, src, dst, 0)
+	for db, want := range map[int]int64{1: 1, 2: 0} {
+		if n, _ := dst.Do(t, db, "DBSIZE").AsInt64(); n != want {
+			t.Errorf("target db %d has %d keys, want %d: writes to a database left out were applied", db, n, want)
+		}
+	}
+
+	// SWAPDB 0 1 cannot be replayed when database 1 is not copied.
+	src2, dst2 := startPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	src2.Do(t, 0, "SET", "k", "v")
+	_, err = followUntil(t, src2, dst2, func(ctx context.Context) error {
+		src2.Do(t, 0, "SET", "before", "1")
+		src2.Do(t, 0, "SWAPDB", "0", "1")
+		<-ctx.Done()
+		return nil
+	}, migrate.WithDatabases(0))
+	t.Logf("Migrate: %v", err)
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "SWAPDB") {
+		t.Fatalf("Migrate: %v, want an error wrapping ErrUnsupported that names SWAPDB", err)
+	}
+	if v, _ := dst2.Do(t, 0, "GET", "before").ToString(); v != "1" {
+		t.Errorf("the write before SWAPDB is not on the target")
+	}
+}
+
+// TestFollowTargetRefuses: a command of the stream the target refuses (here disabled on
+// the target) stops the follow with an error that names the command, the key and the reply.
+func TestFollowTargetRefuses(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}},
+		redistest.Config{Rename: map[string]string{"SETRANGE": ""}})
+	src.Do(t, 0, "SET", "k", "v")
+	rep, err := followUntil(t, src, dst, func(ctx context.Context) error {
+		src.Do(t, 0, "INCR", "n")
+		src.Do(t, 0, "SETRANGE", "r", "3", "x")
+		<-ctx.Done()
+		return nil
+	})
+	t.Logf("Migrate: %v", err)
+	for _, want := range []string{"SETRANGE", `"r"`, "unknown command", dst.Addr} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate: %v, want it to name %s", err, want)
+		}
+	}
+	if n, _ := dst.Do(t, 0, "GET", "n").ToString(); n != "1" {
+		t.Errorf("the write before the refused one is not on the target")
+	}
+	if rep.Followed != 1 || rep.SourceOffset == 0 {
+		t.Errorf("report: Followed %d, SourceOffset %d; want 1 and where it stopped", rep.Followed, rep.SourceOffset)
+	}
+}

@@ -70,7 +70,7 @@ type Progress struct {
 	// writes (WithFollow, by a Snapshot).
 	Following bool
 	// Commands is how many commands of the source's replication stream the target applied
-	// (MULTI and EXEC not counted).
+	// (SELECT, MULTI and EXEC not counted).
 	Commands int64
 	// LagBytes is how many bytes of the stream arrived and are not applied yet.
 	LagBytes int64

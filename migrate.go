@@ -68,7 +68,7 @@ type Report struct {
 	// Verify is the comparison made after the copy when WithVerify is given, else nil.
 	Verify *VerifyReport
 	// Followed is how many commands of the source's replication stream were applied after
-	// the copy (WithFollow, by a Snapshot); MULTI and EXEC are not counted.
+	// the copy (WithFollow, by a Snapshot); SELECT, MULTI and EXEC are not counted.
 	Followed int64
 	// SourceOffset is the source's replication offset (master_repl_offset) up to which the
 	// target holds its writes, when a Snapshot followed them; also when it stopped on an
