@@ -41,8 +41,9 @@ func (s Snapshot) checkFollow(j *Job) error {
 		why = "FromFile and ToFile hold one moment; a following Snapshot reads the source's replication stream and restores"
 	case j.Source.Cluster() || j.Target.Cluster():
 		why = "a following Snapshot does not yet follow a cluster source or write to a cluster target; DumpRestore{} or Snapshot{} without WithFollow copy one moment"
-	case j.Match != "" || len(j.Types) > 0:
-		why = "a following Snapshot does not yet filter the stream of writes by key (WithMatch, WithTypes)"
+	case len(j.Types) > 0:
+		why = "a following Snapshot cannot filter the stream of writes by type (WithTypes): a command does not say the type of the keys it changes " +
+			"(DEL, EXPIRE, RENAME, ...), and the type a key had at the copy may change after it; use WithMatch to select keys by name"
 	case j.MergeDatabases:
 		why = "a following Snapshot does not yet rename the keys of the stream of writes (WithDBPrefix)"
 	}

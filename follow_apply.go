@@ -34,6 +34,8 @@ type applier struct {
 	br    *bufio.Reader
 	start int64 // where the stream starts in the spool
 	pos   int64 // stream bytes read and parsed
+	// cmdStart is where the command being handled starts
+	cmdStart int64
 
 	batch   []rueidis.Completed
 	cmds    []streamCommand
@@ -41,6 +43,7 @@ type applier struct {
 	args    []string
 
 	dbs    *snapshotDBs // which source databases are copied
+	keys   *streamKeys  // where the keys of a command are, for WithMatch
 	keepDB bool         // whether the stream's current database is copied
 }
 
@@ -69,7 +72,7 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 	dc, release := client.Dedicate()
 	defer release()
 	r := f.sp.streamReader(ctx)
-	a := &applier{f: f, c: dc, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos, dbs: newSnapshotDBs(j), keepDB: true}
+	a := &applier{f: f, c: dc, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos, dbs: newSnapshotDBs(j), keepDB: true, keys: newStreamKeys(j.Source)}
 	f.st.following.Store(true)
 	j.Logger.Info("snapshot: follow: snapshot restored; applying the source's writes", "offset", f.base)
 
@@ -142,6 +145,7 @@ func (a *applier) next(ctx context.Context) error {
 		}
 		return a.f.j.Source.Err("read the replication stream", "", fmt.Errorf("at offset %d: %w", a.f.base+a.pos, err))
 	}
+	a.cmdStart = a.pos
 	a.pos += n
 	if len(args) == 0 {
 		return nil
@@ -181,6 +185,11 @@ func (a *applier) next(ctx context.Context) error {
 		keep, err := a.crossDB(ctx, name, args)
 		if err != nil || !keep {
 			return err
+		}
+		if a.f.j.Match != "" {
+			if keep, err = a.matched(ctx, name, args); err != nil || !keep {
+				return err
+			}
 		}
 	}
 	key := ""
@@ -238,11 +247,39 @@ func (a *applier) crossDB(ctx context.Context, name string, args []string) (bool
 	return a.keepDB, nil
 }
 
+// matched reports whether a command's keys match WithMatch, and stops with an error a
+// command whose keys partly match, or that changes keys it does not name.
+func (a *applier) matched(ctx context.Context, name string, args []string) (bool, error) {
+	switch name {
+	case "FLUSHDB", "FLUSHALL", "SWAPDB":
+		return false, a.unreplayable(ctx, name, "", "it changes every key of a database, and the migration copies only the keys WithMatch selects")
+	}
+	keys, err := a.keys.keys(ctx, args)
+	if err != nil {
+		return false, err
+	}
+	in, out := "", ""
+	for _, k := range keys {
+		if globMatch(a.f.j.Match, k) {
+			in = k
+		} else {
+			out = k
+		}
+	}
+	if in != "" && out != "" {
+		return false, a.unreplayable(ctx, name, in, fmt.Sprintf("its keys are partly selected by WithMatch(%q): %q is, %q is not", a.f.j.Match, in, out))
+	}
+	// A command without keys (FUNCTION LOAD, PUBLISH, ...) is applied, as the snapshot's
+	// function libraries are restored whatever the filters.
+	return in != "" || len(keys) == 0, nil
+}
+
 // unreplayable is the error of a command of the stream that cannot be replayed exactly.
 // The commands before it are applied first, except those of a transaction it belongs to.
 func (a *applier) unreplayable(ctx context.Context, name, key, why string) error {
 	f := a.f
 	at := f.base + a.pos
+	a.pos = a.cmdStart // this command is not applied
 	if a.inMulti {
 		k := len(a.cmds) - 1
 		for k >= 0 && a.cmds[k].name != "MULTI" {

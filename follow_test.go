@@ -512,3 +512,52 @@ func TestFollowTargetRefuses(t *testing.T) {
 		t.Errorf("report: Followed %d, SourceOffset %d; want 1 and where it stopped", rep.Followed, rep.SourceOffset)
 	}
 }
+
+// TestFollowMatch follows the keys WithMatch selects: a write to other keys is dropped, one
+// whose keys are partly selected stops the follow with an error that names it.
+func TestFollowMatch(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	src.Do(t, 0, "SET", "a:1", "1")
+	src.Do(t, 0, "SET", "b:1", "1")
+	rep, err := followUntil(t, src, dst, func(ctx context.Context) error {
+		c := src.Client(t, 0)
+		for _, cmd := range [][]string{
+			{"INCR", "a:1"}, {"INCR", "b:1"}, {"RPUSH", "a:list", "x", "y"}, {"SET", "b:2", "v"},
+			{"ZADD", "a:z", "1", "m"}, {"ZUNIONSTORE", "a:u", "2", "a:z", "a:z"}, {"ZUNIONSTORE", "b:u", "1", "b:z"},
+			{"MSET", "a:3", "1", "a:4", "2"}, {"DEL", "b:1"}, {"EXPIRE", "a:1", "1000"},
+		} {
+			if err := c.Do(ctx, c.B().Arbitrary(cmd...).Build()).Error(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, migrate.WithMatch("a:*"))
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	t.Logf("report %+v", rep)
+	want := redistest.Keys(t, src.Client(t, 0), "a:*")
+	if got := redistest.Keys(t, dst.Client(t, 0), "*"); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("target keys %v, want %v", got, want)
+	}
+	if d := redistest.Diff(t, src, dst, 0, "a:*"); len(d) > 0 {
+		t.Errorf("source and target differ:\n%s", strings.Join(d, "\n"))
+	}
+
+	// MSET of a selected and an unselected key cannot be replayed.
+	src2, dst2 := startPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	src2.Do(t, 0, "SET", "a:1", "1")
+	_, err = followUntil(t, src2, dst2, func(ctx context.Context) error {
+		src2.Do(t, 0, "MSET", "a:2", "1", "b:2", "2")
+		<-ctx.Done()
+		return nil
+	}, migrate.WithMatch("a:*"))
+	t.Logf("Migrate: %v", err)
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "MSET") || !strings.Contains(err.Error(), `"b:2"`) {
+		t.Fatalf("Migrate: %v, want an error wrapping ErrUnsupported that names MSET and b:2", err)
+	}
+	if n, _ := dst2.Do(t, 0, "EXISTS", "a:2").AsInt64(); n != 0 {
+		t.Errorf("the refused MSET was applied in part")
+	}
+}
