@@ -16,6 +16,10 @@ import (
 // applyBatch is the most commands sent to the target in one pipeline.
 const applyBatch = 1024
 
+// syncQuiet is how long the stream of a source that speaks SYNC only must stay quiet after
+// the cutover before following stops: such a source tells no offset to wait for.
+const syncQuiet = time.Second
+
 // streamCommand is one command of the source's stream, as sent to the target.
 type streamCommand struct {
 	name string // upper case
@@ -78,7 +82,8 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 
 	cutover := make(chan error, 1)
 	started := false
-	stopAt := int64(-1) // the source's offset to reach, once cutover returned
+	stopAt := int64(-1)        // the source's offset to reach, once cutover returned
+	var quiet <-chan time.Time // after the cutover, when the source speaks SYNC
 	for {
 		_, _, serr, changed := f.sp.state()
 		if a.br.Buffered() == 0 && a.r.available() == 0 {
@@ -105,15 +110,22 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 			}
 			select {
 			case <-changed:
+				if quiet != nil {
+					quiet = time.After(syncQuiet)
+				}
+			case <-quiet:
+				j.Logger.Info("snapshot: follow: the stream was quiet after the cutover; stopping", "applied", f.base+f.applied.Load())
+				return nil
 			case err := <-cutover:
 				if err != nil {
 					return fmt.Errorf("the cutover function (WithFollow) failed; following stopped, the target holds the source's writes up to offset %d: %w",
 						f.base+a.pos, err)
 				}
 				if f.replID == "" {
-					// SYNC gives no offsets: what arrived is what the source sent.
-					stopAt = f.base + a.pos
-					time.Sleep(100 * time.Millisecond)
+					// SYNC tells no offsets: stop once the stream has been quiet for
+					// syncQuiet, every write sent by then applied.
+					j.Logger.Warn("snapshot: follow: the source speaks SYNC, which tells no offsets; stopping once its stream is quiet", "quiet", syncQuiet)
+					quiet = time.After(syncQuiet)
 					continue
 				}
 				if stopAt, err = f.sourceOffset(ctx); err != nil {

@@ -154,6 +154,7 @@ func TestFollowExact(t *testing.T) {
 
 	var atCutover, stopOffset int64
 	var following bool
+	var commands int64
 	var progressMu sync.Mutex
 	cutover := func(ctx context.Context) error {
 		atCutover = w.rounds.Load()
@@ -168,6 +169,7 @@ func TestFollowExact(t *testing.T) {
 		migrate.WithProgress(func(p migrate.Progress) {
 			progressMu.Lock()
 			following = following || p.Following
+			commands = max(commands, p.Commands)
 			progressMu.Unlock()
 		}))
 	if err != nil {
@@ -193,8 +195,8 @@ func TestFollowExact(t *testing.T) {
 		t.Errorf("Report.SourceOffset %d, source's master_repl_offset when the writer stopped %d", rep.SourceOffset, stopOffset)
 	}
 	progressMu.Lock()
-	if !following {
-		t.Errorf("Progress never said Following")
+	if !following || commands != rep.Followed {
+		t.Errorf("Progress: Following %v, at most %d commands; want true and %d", following, commands, rep.Followed)
 	}
 	progressMu.Unlock()
 	if left := spoolFiles(t, spool); len(left) > 0 {
@@ -560,4 +562,26 @@ func TestFollowMatch(t *testing.T) {
 	if n, _ := dst2.Do(t, 0, "EXISTS", "a:2").AsInt64(); n != 0 {
 		t.Errorf("the refused MSET was applied in part")
 	}
+}
+
+// TestFollowSync follows a source whose PSYNC is disabled, over SYNC: exact, though it
+// could not continue after a dropped link.
+func TestFollowSync(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}, Rename: map[string]string{"PSYNC": ""}}, redistest.Config{})
+	redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
+	w := redistest.StartWriter(t, src, 0, "w:", 2*time.Millisecond, time.Minute)
+	rep, err := followUntil(t, src, dst, func(context.Context) error {
+		time.Sleep(200 * time.Millisecond)
+		_, err := w.Stop()
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	t.Logf("report %+v", rep)
+	if rep.Followed == 0 {
+		t.Errorf("Report.Followed 0: nothing followed")
+	}
+	redistest.AssertSame(t, src, dst, 0)
 }
