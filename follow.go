@@ -58,27 +58,28 @@ type followStats struct {
 	following atomic.Bool
 	commands  atomic.Int64 // commands applied
 	offset    atomic.Int64 // the source's replication offset the target holds
-	lagBytes  atomic.Int64
-	oldest    atomic.Int64 // unix nanoseconds of the oldest write received and not applied; 0 if none
+	// lag returns the bytes of the stream received and not applied, and when the oldest
+	// of them arrived (zero when none).
+	lag func() (int64, time.Time)
 }
 
 // followProgress fills the following fields of p.
 func (j *Job) followProgress(p *Progress) {
-	st := j.followed
+	st := j.followed.Load()
 	if st == nil {
 		return
 	}
 	p.Following = st.following.Load()
 	p.Commands = st.commands.Load()
-	p.LagBytes = st.lagBytes.Load()
-	if o := st.oldest.Load(); o != 0 {
-		p.LagAge = time.Since(time.Unix(0, o))
+	var oldest time.Time
+	if p.LagBytes, oldest = st.lag(); !oldest.IsZero() {
+		p.LagAge = time.Since(oldest)
 	}
 }
 
 // followReport returns the Report's following fields.
 func (j *Job) followReport() (commands, offset int64) {
-	if st := j.followed; st != nil {
+	if st := j.followed.Load(); st != nil {
 		return st.commands.Load(), st.offset.Load()
 	}
 	return 0, 0
@@ -119,9 +120,10 @@ func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
 		s: s, j: j, sp: sp, st: &followStats{}, rs: rs, replID: rs.replID, base: rs.offset,
 		rdbDone: make(chan struct{}), finished: make(chan struct{}),
 	}
-	j.followed = f.st
+	f.st.lag = func() (int64, time.Time) { return sp.lag(f.applied.Load()) }
+	j.followed.Store(f.st)
 	f.st.offset.Store(f.base)
-	if f.replID == "" {
+	if rs.replID == "" {
 		j.Logger.Warn("snapshot: follow: the source answered SYNC, not PSYNC: a dropped link cannot be continued, and the migration will fail then")
 	}
 	j.Logger.Info("snapshot: follow: spooling the replication stream", "path", sp.path, "offset", f.base)
@@ -156,6 +158,13 @@ func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
 	return err
+}
+
+// syncOnly reports whether the source speaks SYNC only, and tells no offsets.
+func (f *follower) syncOnly() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.replID == ""
 }
 
 // conn returns the current replication connection.
@@ -210,7 +219,7 @@ func (f *follower) reconnect(ctx context.Context, rdbDone bool, cause error) err
 		return e.Err("receive the replication snapshot", "", fmt.Errorf(
 			"the link dropped before the whole snapshot arrived (%v); migrate again", cause))
 	}
-	if f.replID == "" {
+	if f.syncOnly() {
 		return e.Err("follow", "", fmt.Errorf(
 			"the replication link dropped (%v), and the source speaks SYNC only, which cannot continue a stream; "+
 				"the target holds the writes up to the point the Report gives: %w", cause, ErrFollowLost))
@@ -260,6 +269,22 @@ func (f *follower) acknowledge(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
+	// After a diskless RDB the source starts the stream at the first acknowledgement it
+	// gets once it has seen the transfer through, a moment after the last byte; until then
+	// it buffers the writes for us. Acknowledge often until the stream flows.
+	eager := time.NewTicker(10 * time.Millisecond)
+	defer eager.Stop()
+	for start := time.Now(); f.sp.received() == 0 && time.Since(start) < 2*time.Second; {
+		f.ack()
+		select {
+		case <-eager.C:
+		case <-f.finished:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	eager.Stop()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {

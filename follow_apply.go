@@ -121,7 +121,7 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 					return fmt.Errorf("the cutover function (WithFollow) failed; following stopped, the target holds the source's writes up to offset %d: %w",
 						f.base+a.pos, err)
 				}
-				if f.replID == "" {
+				if f.syncOnly() {
 					// SYNC tells no offsets: stop once the stream has been quiet for
 					// syncQuiet, every write sent by then applied.
 					j.Logger.Warn("snapshot: follow: the source speaks SYNC, which tells no offsets; stopping once its stream is quiet", "quiet", syncQuiet)
@@ -334,13 +334,7 @@ func (a *applier) flush(ctx context.Context) error {
 	}
 	f.applied.Store(a.pos)
 	f.st.offset.Store(f.base + a.pos)
-	lag, oldest := f.sp.applied(a.start + a.pos)
-	f.st.lagBytes.Store(lag)
-	if oldest.IsZero() {
-		f.st.oldest.Store(0)
-	} else {
-		f.st.oldest.Store(oldest.UnixNano())
-	}
+	f.sp.lag(a.pos) // forgets the arrivals of what is applied
 	return nil
 }
 

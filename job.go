@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -33,7 +34,7 @@ type Job struct {
 	mu     sync.Mutex
 	counts map[int]*Counts
 
-	followed *followStats // set while a strategy follows the source's stream (WithFollow)
+	followed atomic.Pointer[followStats] // set when a strategy follows the source's stream (WithFollow)
 }
 
 // Counts are the numbers of keys (and bytes) a migration handled.

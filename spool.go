@@ -133,12 +133,16 @@ func (s *spool) received() int64 {
 	return s.size - s.streamStart
 }
 
-// applied forgets the arrivals of the bytes before pos, which the target now holds, and
-// returns the bytes received and not applied, and when the oldest of them arrived (zero
-// when none).
-func (s *spool) applied(pos int64) (lag int64, oldest time.Time) {
+// lag forgets the arrivals of the stream's bytes before applied, which the target now
+// holds, and returns the bytes of the stream received and not applied, and when the oldest
+// of them arrived (zero when none). Before the RDB's end is known it returns nothing.
+func (s *spool) lag(applied int64) (lag int64, oldest time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.streamStart < 0 {
+		return 0, time.Time{}
+	}
+	pos := s.streamStart + applied
 	i := 0
 	for i < len(s.marks) && s.marks[i].end <= pos {
 		i++
