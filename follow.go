@@ -44,8 +44,6 @@ func (s Snapshot) checkFollow(j *Job) error {
 	case len(j.Types) > 0:
 		why = "a following Snapshot cannot filter the stream of writes by type (WithTypes): a command does not say the type of the keys it changes " +
 			"(DEL, EXPIRE, RENAME, ...), and the type a key had at the copy may change after it; use WithMatch to select keys by name"
-	case j.MergeDatabases:
-		why = "a following Snapshot does not yet rename the keys of the stream of writes (WithDBPrefix)"
 	}
 	if why == "" {
 		return nil

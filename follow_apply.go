@@ -49,6 +49,7 @@ type applier struct {
 	dbs    *snapshotDBs // which source databases are copied
 	keys   *streamKeys  // where the keys of a command are, for WithMatch
 	keepDB bool         // whether the stream's current database is copied
+	srcDB  int          // the stream's current database
 }
 
 // apply applies the stream after the RDB until the cutover asks to stop (see WithFollow),
@@ -189,6 +190,7 @@ func (a *applier) next(ctx context.Context) error {
 		if a.keepDB, err = a.dbs.keep(ctx, db); err != nil {
 			return err
 		}
+		a.srcDB = db
 		if !a.keepDB {
 			return nil
 		}
@@ -200,6 +202,11 @@ func (a *applier) next(ctx context.Context) error {
 		}
 		if a.f.j.Match != "" {
 			if keep, err = a.matched(ctx, name, args); err != nil || !keep {
+				return err
+			}
+		}
+		if a.f.j.MergeDatabases {
+			if args, err = a.prefixed(ctx, name, args); err != nil {
 				return err
 			}
 		}
@@ -284,6 +291,38 @@ func (a *applier) matched(ctx context.Context, name string, args []string) (bool
 	// A command without keys (FUNCTION LOAD, PUBLISH, ...) is applied, as the snapshot's
 	// function libraries are restored whatever the filters.
 	return in != "" || len(keys) == 0, nil
+}
+
+// prefixed returns the command with its keys renamed as WithDBPrefix renames those of
+// the stream's current database, or stops with an error a command whose keys are not at
+// fixed places, or that reaches into other databases.
+func (a *applier) prefixed(ctx context.Context, name string, args []string) ([]string, error) {
+	switch name {
+	case "FLUSHDB", "FLUSHALL", "SWAPDB", "MOVE":
+		return nil, a.unreplayable(ctx, name, "", "WithDBPrefix merges the databases into one, where it would change other databases' keys")
+	case "COPY":
+		for _, arg := range args[3:] {
+			if strings.EqualFold(arg, "DB") {
+				return nil, a.unreplayable(ctx, name, args[1], "WithDBPrefix merges the databases into one, and COPY ... DB reaches into another")
+			}
+		}
+	}
+	idx, movable, err := a.keys.positions(ctx, args)
+	if err != nil {
+		return nil, err
+	}
+	if movable {
+		return nil, a.unreplayable(ctx, name, "", "its keys are not at fixed places (movablekeys in COMMAND INFO), so WithDBPrefix cannot rename them")
+	}
+	if len(idx) == 0 {
+		return args, nil
+	}
+	out := make([]string, len(args))
+	copy(out, args)
+	for _, i := range idx {
+		out[i] = a.f.j.TargetKey(a.srcDB, args[i])
+	}
+	return out, nil
 }
 
 // unreplayable is the error of a command of the stream that cannot be replayed exactly.

@@ -26,10 +26,71 @@ type streamKeys struct {
 type keySpec struct {
 	first, last, step int
 	ask               bool
+	container         bool // its subcommands say where their keys are (XGROUP, FUNCTION, ...)
 }
 
 func newStreamKeys(e *Endpoint) *streamKeys {
 	return &streamKeys{e: e, specs: map[string]keySpec{}}
+}
+
+// lookup returns where the keys of command name are.
+func (k *streamKeys) lookup(ctx context.Context, c rueidis.Client, name string) (keySpec, error) {
+	name = strings.ToLower(name)
+	k.mu.Lock()
+	spec, ok := k.specs[name]
+	k.mu.Unlock()
+	if ok {
+		return spec, nil
+	}
+	spec, err := k.spec(ctx, c, name)
+	if err != nil {
+		return spec, err
+	}
+	k.mu.Lock()
+	k.specs[name] = spec
+	k.mu.Unlock()
+	return spec, nil
+}
+
+// positions returns the indexes of the keys in args, or movable true when they are not at
+// fixed places and COMMAND GETKEYS alone can name them.
+func (k *streamKeys) positions(ctx context.Context, args []string) (idx []int, movable bool, err error) {
+	c, err := k.e.Default()
+	if err != nil {
+		return nil, false, err
+	}
+	spec, err := k.lookup(ctx, c, args[0])
+	if err == nil && spec.container && len(args) > 1 {
+		// The subcommand's own entry, whose positions count from the command's name.
+		spec, err = k.lookup(ctx, c, args[0]+"|"+args[1])
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if spec.ask {
+		keys, err := k.keys(ctx, args)
+		if err != nil || len(keys) > 0 {
+			return nil, true, err
+		}
+		return nil, false, nil // no keys at all
+	}
+	return spec.indexes(len(args)), false, nil
+}
+
+// indexes returns the positions of the keys in a command of n arguments.
+func (s keySpec) indexes(n int) []int {
+	if s.first <= 0 {
+		return nil
+	}
+	last := s.last
+	if last < 0 {
+		last += n
+	}
+	var idx []int
+	for i := s.first; i <= last && i < n; i += max(s.step, 1) {
+		idx = append(idx, i)
+	}
+	return idx
 }
 
 // keys returns the keys of the command args.
@@ -39,16 +100,9 @@ func (k *streamKeys) keys(ctx context.Context, args []string) ([]string, error) 
 		return nil, err
 	}
 	name := strings.ToLower(args[0])
-	k.mu.Lock()
-	spec, ok := k.specs[name]
-	k.mu.Unlock()
-	if !ok {
-		if spec, err = k.spec(ctx, c, name); err != nil {
-			return nil, err
-		}
-		k.mu.Lock()
-		k.specs[name] = spec
-		k.mu.Unlock()
+	spec, err := k.lookup(ctx, c, name)
+	if err != nil {
+		return nil, err
 	}
 	if spec.ask {
 		cmd := append([]string{"COMMAND", "GETKEYS"}, args...)
@@ -61,15 +115,8 @@ func (k *streamKeys) keys(ctx context.Context, args []string) ([]string, error) 
 		}
 		return keys, nil
 	}
-	if spec.first <= 0 {
-		return nil, nil
-	}
-	last := spec.last
-	if last < 0 {
-		last += len(args)
-	}
 	var keys []string
-	for i := spec.first; i <= last && i < len(args); i += max(spec.step, 1) {
+	for _, i := range spec.indexes(len(args)) {
 		keys = append(keys, args[i])
 	}
 	return keys, nil
@@ -103,7 +150,7 @@ func (k *streamKeys) spec(ctx context.Context, c rueidis.Client, name string) (k
 	// A container (XGROUP, OBJECT, ...): its subcommands say where their keys are.
 	if s.first == 0 && len(fields) > 9 {
 		if subs, _ := fields[9].ToArray(); len(subs) > 0 {
-			s.ask = true
+			s.ask, s.container = true, true
 		}
 	}
 	return s, nil

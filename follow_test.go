@@ -588,3 +588,67 @@ func TestFollowSync(t *testing.T) {
 	}
 	redistest.AssertSame(t, src, dst, 0)
 }
+
+// TestFollowDBPrefix follows two databases merged into database 0 with WithDBPrefix: the
+// keys of the stream are renamed as those of the copy; a command whose keys are not at
+// fixed places stops the follow with an error that names it.
+func TestFollowDBPrefix(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	src.Do(t, 0, "SET", "k", "0")
+	src.Do(t, 1, "SET", "k", "1")
+	rep, err := followUntil(t, src, dst, func(ctx context.Context) error {
+		for db := range 2 {
+			c := src.Client(t, db)
+			for _, cmd := range [][]string{
+				{"INCR", "k"}, {"RPUSH", "l", "a", "b"}, {"MSET", "m1", "1", "m2", "2"}, {"RENAME", "m1", "m3"},
+				{"XADD", "s", "*", "f", "v"}, {"XGROUP", "CREATE", "s", "g", "0"}, {"PEXPIRE", "m2", "100000"},
+				{"FUNCTION", "LOAD", "REPLACE", followLib},
+			} {
+				if err := c.Do(ctx, c.B().Arbitrary(cmd...).Build()).Error(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}, migrate.WithDBPrefix("db%d:"))
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	t.Logf("report %+v", rep)
+	for db := range 2 {
+		p := fmt.Sprintf("db%d:", db)
+		for _, k := range []string{"k", "l", "m2", "m3", "s"} {
+			a, _ := src.Do(t, db, "DEBUG", "DIGEST-VALUE", k).ToAny()
+			b, _ := dst.Do(t, 0, "DEBUG", "DIGEST-VALUE", p+k).ToAny()
+			if fmt.Sprint(a) != fmt.Sprint(b) {
+				t.Errorf("db %d key %s: source digest %v, target %s%s %v", db, k, a, p, k, b)
+			}
+		}
+		if ttl, _ := dst.Do(t, 0, "PTTL", p+"m2").AsInt64(); ttl < 90000 {
+			t.Errorf("target %sm2 PTTL %d, want the source's", p, ttl)
+		}
+		if g, _ := dst.Do(t, 0, "XINFO", "GROUPS", p+"s").ToArray(); len(g) != 1 {
+			t.Errorf("target %ss has %d groups, want 1", p, len(g))
+		}
+	}
+	if n, _ := dst.Do(t, 0, "DBSIZE").AsInt64(); n != 10 {
+		t.Errorf("target has %d keys, want 10", n)
+	}
+
+	src2, dst2 := startPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	src2.Do(t, 0, "SET", "k", "0")
+	_, err = followUntil(t, src2, dst2, func(ctx context.Context) error {
+		src2.Do(t, 0, "ZADD", "z", "1", "a")
+		src2.Do(t, 0, "ZUNIONSTORE", "u", "1", "z")
+		<-ctx.Done()
+		return nil
+	}, migrate.WithDBPrefix("db%d:"))
+	t.Logf("Migrate: %v", err)
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "ZUNIONSTORE") {
+		t.Fatalf("Migrate: %v, want an error wrapping ErrUnsupported that names ZUNIONSTORE", err)
+	}
+	if n, _ := dst2.Do(t, 0, "EXISTS", "db0:z").AsInt64(); n != 1 {
+		t.Errorf("the write before ZUNIONSTORE is not on the target")
+	}
+}
