@@ -373,7 +373,8 @@ func (a *applier) flush(ctx context.Context) error {
 	}
 	f.applied.Store(a.pos)
 	f.st.offset.Store(f.base + a.pos)
-	f.sp.lag(a.pos) // forgets the arrivals of what is applied
+	f.sp.lag(a.pos)  // forgets the arrivals of what is applied
+	f.sp.free(a.pos) // and the disk space it took
 	return nil
 }
 

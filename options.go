@@ -472,8 +472,10 @@ func WithFollow(cutover func(ctx context.Context) error) Option {
 // replication stream until it is applied: one file, read as it is written, so that a slow
 // restore never makes the source hold the writes in its own buffers (and cut the link at
 // its client-output-buffer-limit for replicas), nor this process in memory. The file is
-// removed when Migrate returns, whatever the outcome. It needs room for the writes the
-// source accepts during the copy and the follow. The default is os.TempDir().
+// removed when Migrate returns, whatever the outcome. It needs room for the snapshot and
+// the writes received and not yet applied: on Linux the disk space of what the target
+// holds is given back as the follow goes (the file keeps its size, with holes); elsewhere
+// the file keeps every write of the copy and the follow. The default is os.TempDir().
 func WithSpoolDir(dir string) Option {
 	return func(c *config) error {
 		if dir == "" {

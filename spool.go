@@ -32,6 +32,29 @@ type spool struct {
 	mark        []byte        // the end mark of a diskless RDB
 	tail        []byte        // the last len(mark) bytes appended, to find the mark
 	marks       []arrival     // when the bytes not yet applied arrived, coalesced
+	freed       int64         // the bytes before this offset no longer take disk space
+}
+
+// spoolFreeStep is how many applied bytes accumulate before their disk space is freed.
+const spoolFreeStep = 8 << 20
+
+// free gives back the disk space of the bytes before the stream's position applied, which
+// no reader needs any more (the RDB's included), a few megabytes at a time.
+func (s *spool) free(applied int64) {
+	s.mu.Lock()
+	end := (s.streamStart + applied) &^ 4095
+	from := s.freed
+	if s.streamStart < 0 || end-from < spoolFreeStep {
+		s.mu.Unlock()
+		return
+	}
+	s.freed = end
+	s.mu.Unlock()
+	if err := punchHole(s.f.Fd(), from, end-from); err != nil {
+		s.mu.Lock()
+		s.freed = 1 << 62 // not supported here: stop trying
+		s.mu.Unlock()
+	}
 }
 
 // arrival says that the bytes up to end arrived at time at, or later.
