@@ -21,7 +21,7 @@ func TestSpoolFreesApplied(t *testing.T) {
 	}
 	defer sp.remove()
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
-	for range 320 {                                       // 20 MiB
+	for range 320 {                                         // 20 MiB
 		if _, err := sp.append(chunk); err != nil {
 			t.Fatal(err)
 		}
