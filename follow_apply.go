@@ -85,6 +85,8 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 	started := false
 	stopAt := int64(-1)        // the source's offset to reach, once cutover returned
 	var quiet <-chan time.Time // after the cutover, when the source speaks SYNC
+	var nextCheck time.Time    // when to read the source's offset again, before the cutover
+	var recheck <-chan time.Time
 	for {
 		_, _, serr, changed := f.sp.state()
 		if a.br.Buffered() == 0 && a.r.available() == 0 {
@@ -101,15 +103,29 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 			if serr != nil {
 				return serr
 			}
-			if !started && !a.inMulti {
-				started = true
-				j.Logger.Info("snapshot: follow: the target caught up; calling the cutover function", "offset", f.base+a.pos)
-				g.Go(func() error {
-					cutover <- j.Follow(ctx)
-					return nil
-				})
+			if !started && !a.inMulti && time.Now().After(nextCheck) {
+				// Caught up with what arrived; and with what the source accepted?
+				caught := f.syncOnly()
+				if !caught {
+					at, err := f.sourceOffset(ctx)
+					if err != nil {
+						return err
+					}
+					caught = f.base+f.applied.Load() >= at
+					nextCheck = time.Now().Add(50 * time.Millisecond)
+					recheck = time.After(50 * time.Millisecond)
+				}
+				if caught {
+					started, recheck = true, nil
+					j.Logger.Info("snapshot: follow: the target caught up; calling the cutover function", "offset", f.base+a.pos)
+					g.Go(func() error {
+						cutover <- j.Follow(ctx)
+						return nil
+					})
+				}
 			}
 			select {
+			case <-recheck:
 			case <-changed:
 				if quiet != nil {
 					quiet = time.After(syncQuiet)
@@ -120,7 +136,7 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 			case err := <-cutover:
 				if err != nil {
 					return fmt.Errorf("the cutover function (WithFollow) failed; following stopped, the target holds the source's writes up to offset %d: %w",
-						f.base+a.pos, err)
+						f.base+f.applied.Load(), err)
 				}
 				if f.syncOnly() {
 					// SYNC tells no offsets: stop once the stream has been quiet for
@@ -144,6 +160,11 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 		if len(a.batch) >= applyBatch && !a.inMulti {
 			if err := a.flush(ctx); err != nil {
 				return err
+			}
+			if stopAt >= 0 && f.base+f.applied.Load() >= stopAt {
+				// Writes still come after the cutover; those until it are on the target.
+				j.Logger.Warn("snapshot: follow: the source still takes writes after the cutover; stopping at the cutover's offset", "offset", f.base+a.pos)
+				return nil
 			}
 		}
 	}

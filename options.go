@@ -452,7 +452,8 @@ func WithEvictingTarget() Option {
 // holds every write the source accepted until then (the source's master_repl_offset read at
 // that moment), stops following and returns the Report. When it returns an error, Migrate
 // stops following and returns that error; the target keeps what it has. Cancelling
-// Migrate's context stops following promptly.
+// Migrate's context stops following promptly; cutover gets a context cancelled then, and
+// Migrate returns once it has returned.
 //
 // Snapshot and Replication can follow; MigrateKeys and DumpRestore refuse WithFollow with
 // an error wrapping ErrUnsupported, and Auto takes the first strategy of its ladder that
