@@ -162,6 +162,12 @@ func TestFollowExact(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		_, err := w.Stop()
 		stopOffset, _ = strconv.ParseInt(infoField(t, src, "master_repl_offset"), 10, 64)
+		// The migration acknowledges what it applied: WAIT on the source sees it.
+		c := src.Client(t, 0)
+		waited := c.DoMulti(ctx, c.B().Set().Key("f:waited").Value("1").Build(), c.B().Wait().Numreplicas(1).Timeout(5000).Build())
+		if n, _ := waited[1].AsInt64(); n != 1 {
+			t.Errorf("WAIT 1 on the source: %d replicas acknowledged the last write, want 1", n)
+		}
 		return err
 	}
 	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}),
