@@ -658,3 +658,57 @@ func TestFollowDBPrefix(t *testing.T) {
 		t.Errorf("the write before ZUNIONSTORE is not on the target")
 	}
 }
+
+// TestFollowVersions follows a writer on each server release of the version matrix, into
+// the same release: disk-based snapshots (before 7.0's diskless default) and diskless
+// ones, effects of scripts, transactions, expirations.
+func TestFollowVersions(t *testing.T) {
+	t.Parallel()
+	for _, rel := range redistest.Releases(t) {
+		t.Run(rel.Name, func(t *testing.T) {
+			t.Parallel()
+			src := redistest.StartRelease(t, rel, redistest.Config{Lines: []string{fastSync}})
+			dst := redistest.StartRelease(t, rel, redistest.Config{})
+			redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
+			c := src.Client(t, 0)
+			stop := make(chan struct{})
+			done := make(chan error, 1)
+			go func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						done <- nil
+						return
+					case <-time.After(2 * time.Millisecond):
+					}
+					n := strconv.Itoa(i)
+					b := c.B()
+					for _, r := range c.DoMulti(context.Background(),
+						b.Incr().Key("v:counter").Build(), b.Lpush().Key("v:list").Element(n).Build(),
+						b.Set().Key("v:tmp:"+n).Value(n).Px(100*time.Millisecond).Build(),
+						b.Multi().Build(), b.Incr().Key("v:tx").Build(), b.Append().Key("v:append").Value(n).Build(), b.Exec().Build(),
+						b.Eval().Script("return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)").Numkeys(1).Key("v:hash").Arg("f"+strconv.Itoa(i%3)).Build(),
+						b.Expire().Key("v:list").Seconds(int64(1000+i)).Build()) {
+						if err := r.Error(); err != nil {
+							done <- err
+							return
+						}
+					}
+				}
+			}()
+			rep, err := followUntil(t, src, dst, func(context.Context) error {
+				time.Sleep(200 * time.Millisecond)
+				close(stop)
+				return <-done
+			})
+			if err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			if rep.Followed == 0 {
+				t.Errorf("report %+v: nothing followed", rep)
+			}
+			time.Sleep(150 * time.Millisecond)
+			redistest.AssertSame(t, src, dst, 0)
+		})
+	}
+}
