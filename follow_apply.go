@@ -246,10 +246,20 @@ func (a *applier) next(ctx context.Context) error {
 // copies this one, or the reverse: its replay could not be exact.
 func (a *applier) crossDB(ctx context.Context, name string, args []string) (bool, error) {
 	other := -1
+	own := a.f.j.Target.Info.Keyspace // the target's keys before the migration
 	switch name {
 	case "FLUSHALL":
 		if a.f.j.DatabasesChosen {
 			return false, a.unreplayable(ctx, name, "", "it empties every database of the target, and the migration copies only some (WithDatabases)")
+		}
+		for db, n := range own {
+			if n > 0 {
+				return false, a.unreplayable(ctx, name, "", fmt.Sprintf("it would delete the keys the target's database %d held before the migration", db))
+			}
+		}
+	case "FLUSHDB":
+		if db := a.f.j.TargetDB(a.srcDB); a.keepDB && own[db] > 0 {
+			return false, a.unreplayable(ctx, name, "", fmt.Sprintf("it would delete the keys the target's database %d held before the migration", db))
 		}
 	case "SWAPDB":
 		if len(args) == 3 {

@@ -239,7 +239,17 @@ func TestFollowRefused(t *testing.T) {
 			t.Errorf("%s: %v, want a refusal of WithFollow wrapping ErrUnsupported", s.Name(), err)
 		}
 	}
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithFollow(hook))
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}), migrate.WithFollow(hook),
+		migrate.WithConflict(migrate.Skip))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Migrate(context.Background())
+	m.Close()
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "Skip") {
+		t.Errorf("Snapshot with WithFollow and Skip: %v, want a refusal wrapping ErrUnsupported", err)
+	}
+	m, err = migrate.New(src.Option(), dst.Option(), migrate.WithFollow(hook))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,11 +292,10 @@ func infoInt(t *testing.T, s *redistest.Server, name string) int64 {
 func TestFollowSlowRestore(t *testing.T) {
 	t.Parallel()
 	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync,
-		"client-output-buffer-limit replica 2mb 0 0"}}, redistest.Config{})
+		"client-output-buffer-limit replica 1mb 0 0"}}, redistest.Config{})
 	redistest.AddKeys(t, src, 0, "bulk:", 3000, 10)
 	// 64 KiB a round while the restore runs for about a second and a half: megabytes, far
-	// over the source's hard limit of 2 MiB. (A source buffers the writes made during the
-	// transfer of its snapshot for any replica; the limit leaves room for those.)
+	// over the source's hard limit of 1 MiB.
 	big := strings.Repeat("x", 8<<10)
 	c := src.Client(t, 0)
 	stop := make(chan struct{})
@@ -295,6 +304,19 @@ func TestFollowSlowRestore(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// Once the snapshot has been transferred (the replica is online): a source buffers
+		// the writes made during the transfer for any replica, and that is not the point.
+		online := func() bool {
+			info, _ := c.Do(context.Background(), c.B().Info().Section("replication").Build()).ToString()
+			return strings.Contains(fieldOf(info, "slave0"), "state=online")
+		}
+		for !online() {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
@@ -313,7 +335,7 @@ func TestFollowSlowRestore(t *testing.T) {
 				}
 			}
 			written.Add(int64(8 * len(big)))
-			time.Sleep(time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	var stopOnce sync.Once
@@ -477,6 +499,23 @@ func TestFollowDatabases(t *testing.T) {
 		if n, _ := dst.Do(t, db, "DBSIZE").AsInt64(); n != want {
 			t.Errorf("target db %d has %d keys, want %d: writes to a database left out were applied", db, n, want)
 		}
+	}
+
+	// FLUSHDB would delete the keys the target held before: refused.
+	src3, dst3 := startPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	src3.Do(t, 0, "SET", "k", "v")
+	dst3.Do(t, 0, "SET", "mine", "1")
+	_, err = followUntil(t, src3, dst3, func(ctx context.Context) error {
+		src3.Do(t, 0, "FLUSHDB")
+		<-ctx.Done()
+		return nil
+	})
+	t.Logf("Migrate: %v", err)
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "FLUSHDB") {
+		t.Fatalf("Migrate: %v, want an error wrapping ErrUnsupported that names FLUSHDB", err)
+	}
+	if n, _ := dst3.Do(t, 0, "EXISTS", "mine").AsInt64(); n != 1 {
+		t.Errorf("the target's own key is gone")
 	}
 
 	// SWAPDB 0 1 cannot be replayed when database 1 is not copied.

@@ -30,7 +30,8 @@ import (
 // answers PSYNC continues after a dropped link (PSYNC <replid> <offset>) while its backlog
 // (repl-backlog-size) still holds the writes since, else the migration fails with an error
 // wrapping ErrFollowLost; one that only speaks SYNC cannot continue. A following Snapshot
-// refuses FromFile, ToFile, clusters and WithTypes; WithMatch and WithDatabases drop the
+// refuses FromFile, ToFile, clusters, WithTypes and WithConflict(Skip), and stops at a
+// FLUSHDB or FLUSHALL that would delete keys the target held before; WithMatch and WithDatabases drop the
 // writes they do not select, and stop at a write they select only in part; WithDBPrefix
 // renames the keys of the writes, and stops at one it cannot rename exactly. It needs,
 // besides PSYNC and REPLCONF, COMMAND INFO and COMMAND GETKEYS on the source with WithMatch
