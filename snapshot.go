@@ -31,11 +31,12 @@ import (
 // (repl-backlog-size) still holds the writes since, else the migration fails with an error
 // wrapping ErrFollowLost; one that only speaks SYNC cannot continue. A following Snapshot
 // refuses FromFile, ToFile, clusters, WithTypes and WithConflict(Skip), and stops at a
-// FLUSHDB or FLUSHALL that would delete keys the target held before; WithMatch and WithDatabases drop the
-// writes they do not select, and stop at a write they select only in part; WithDBPrefix
-// renames the keys of the writes, and stops at one it cannot rename exactly. It needs,
-// besides PSYNC and REPLCONF, COMMAND INFO and COMMAND GETKEYS on the source with WithMatch
-// or WithDBPrefix, and every command the stream holds allowed on the target.
+// FLUSHDB or FLUSHALL that would delete keys the target held before; WithMatch and
+// WithDatabases drop the writes they do not select, and stop at a write they select only in
+// part; WithDBPrefix renames the keys of the writes, and stops at one it cannot rename
+// exactly. It needs, besides PSYNC and REPLCONF, COMMAND INFO and COMMAND GETKEYS on the
+// source with WithMatch or WithDBPrefix, and every command the stream holds allowed on the
+// target.
 //
 // Over replication it needs PSYNC or SYNC, and REPLCONF, on the source: not renamed, and
 // allowed to the ACL user (+psync +sync +replconf); managed services usually refuse them,
