@@ -188,6 +188,10 @@ func (a *applier) next(ctx context.Context) error {
 	switch name {
 	case "PING":
 		return nil // the master's keepalive; it counts in the offset
+	case "PUBLISH", "SPUBLISH":
+		// Messages, not data: the subscribers of the target are not the migration's to
+		// feed, and its user may not be allowed to publish.
+		return nil
 	case "REPLCONF":
 		if len(args) > 1 && strings.EqualFold(args[1], "GETACK") {
 			// Answer with what the target holds, this command excluded, as Redis does.

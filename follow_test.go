@@ -253,6 +253,19 @@ func TestFollowRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	plan, err := m.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range plan.Steps {
+		follows := st.Strategy == "snapshot" || st.Strategy == "replication"
+		if refused := st.Err != nil && strings.Contains(st.Err.Error(), "WithFollow"); refused == follows {
+			t.Errorf("Plan: %s: %v", st.Strategy, st.Err)
+		}
+	}
+	if plan.Chosen != "snapshot" {
+		t.Errorf("Plan chose %q, want snapshot", plan.Chosen)
+	}
 	rep := migrateOK(t, m)
 	if rep.Strategy != "snapshot" {
 		t.Errorf("Auto with WithFollow ran %s, want snapshot", rep.Strategy)
@@ -541,10 +554,11 @@ func TestFollowDatabases(t *testing.T) {
 func TestFollowTargetRefuses(t *testing.T) {
 	t.Parallel()
 	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}},
-		redistest.Config{Rename: map[string]string{"SETRANGE": ""}})
+		redistest.Config{Rename: map[string]string{"SETRANGE": "", "PUBLISH": ""}})
 	src.Do(t, 0, "SET", "k", "v")
 	rep, err := followUntil(t, src, dst, func(ctx context.Context) error {
 		src.Do(t, 0, "INCR", "n")
+		src.Do(t, 0, "PUBLISH", "news", "not data") // not replayed, so not refused
 		src.Do(t, 0, "SETRANGE", "r", "3", "x")
 		<-ctx.Done()
 		return nil
