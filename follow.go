@@ -122,7 +122,6 @@ func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
 	}
 	f.st.lag = func() (int64, time.Time) { return sp.lag(f.applied.Load()) }
 	j.followed.Store(f.st)
-	f.st.offset.Store(f.base)
 	if rs.replID == "" {
 		j.Logger.Warn("snapshot: follow: the source answered SYNC, not PSYNC: a dropped link cannot be continued, and the migration will fail then")
 	}

@@ -78,6 +78,7 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 	defer release()
 	r := f.sp.streamReader(ctx)
 	a := &applier{f: f, c: dc, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos, dbs: newSnapshotDBs(j), keepDB: true, keys: newStreamKeys(j.Source)}
+	f.st.offset.Store(f.base)
 	f.st.following.Store(true)
 	j.Logger.Info("snapshot: follow: snapshot restored; applying the source's writes", "offset", f.base)
 

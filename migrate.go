@@ -71,8 +71,8 @@ type Report struct {
 	// the copy (WithFollow, by a Snapshot); SELECT, MULTI and EXEC are not counted.
 	Followed int64
 	// SourceOffset is the source's replication offset (master_repl_offset) up to which the
-	// target holds its writes, when a Snapshot followed them; also when it stopped on an
-	// error. 0 otherwise.
+	// target holds its writes, once a Snapshot restored its snapshot and followed them; also
+	// when following stopped on an error. 0 otherwise.
 	SourceOffset int64
 }
 
