@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -217,9 +216,6 @@ func TestFollowExact(t *testing.T) {
 	}
 }
 
-var _ = errors.Is
-var _ = os.Remove
-var _ = runtime.NumGoroutine
 
 // TestFollowRefused: the strategies that copy one moment refuse WithFollow, and Auto
 // passes over them to one that follows.
@@ -718,50 +714,83 @@ func TestFollowDBPrefix(t *testing.T) {
 func TestFollowVersions(t *testing.T) {
 	t.Parallel()
 	for _, rel := range redistest.Releases(t) {
-		t.Run(rel.Name, func(t *testing.T) {
-			t.Parallel()
-			src := redistest.StartRelease(t, rel, redistest.Config{Lines: []string{fastSync}})
-			dst := redistest.StartRelease(t, rel, redistest.Config{})
-			redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
-			c := src.Client(t, 0)
-			stop := make(chan struct{})
-			done := make(chan error, 1)
-			go func() {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						done <- nil
-						return
-					case <-time.After(2 * time.Millisecond):
-					}
-					n := strconv.Itoa(i)
-					b := c.B()
-					for _, r := range c.DoMulti(context.Background(),
-						b.Incr().Key("v:counter").Build(), b.Lpush().Key("v:list").Element(n).Build(),
-						b.Set().Key("v:tmp:"+n).Value(n).Px(100*time.Millisecond).Build(),
-						b.Multi().Build(), b.Incr().Key("v:tx").Build(), b.Append().Key("v:append").Value(n).Build(), b.Exec().Build(),
-						b.Eval().Script("return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)").Numkeys(1).Key("v:hash").Arg("f"+strconv.Itoa(i%3)).Build(),
-						b.Expire().Key("v:list").Seconds(int64(1000+i)).Build()) {
-						if err := r.Error(); err != nil {
-							done <- err
+		for _, diskless := range []string{"no", "yes"} {
+			t.Run(rel.Name+"/diskless-"+diskless, func(t *testing.T) {
+				t.Parallel()
+				src := redistest.StartRelease(t, rel, redistest.Config{Lines: []string{fastSync, "repl-diskless-sync " + diskless}})
+				dst := redistest.StartRelease(t, rel, redistest.Config{})
+				redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
+				c := src.Client(t, 0)
+				stop := make(chan struct{})
+				done := make(chan error, 1)
+				go func() {
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							done <- nil
 							return
+						case <-time.After(2 * time.Millisecond):
+						}
+						n := strconv.Itoa(i)
+						b := c.B()
+						for _, r := range c.DoMulti(context.Background(),
+							b.Incr().Key("v:counter").Build(), b.Lpush().Key("v:list").Element(n).Build(),
+							b.Set().Key("v:tmp:"+n).Value(n).Px(100*time.Millisecond).Build(),
+							b.Multi().Build(), b.Incr().Key("v:tx").Build(), b.Append().Key("v:append").Value(n).Build(), b.Exec().Build(),
+							b.Eval().Script("return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)").Numkeys(1).Key("v:hash").Arg("f"+strconv.Itoa(i%3)).Build(),
+							b.Expire().Key("v:list").Seconds(int64(1000+i)).Build()) {
+							if err := r.Error(); err != nil {
+								done <- err
+								return
+							}
 						}
 					}
+				}()
+				rep, err := followUntil(t, src, dst, func(context.Context) error {
+					time.Sleep(200 * time.Millisecond)
+					close(stop)
+					return <-done
+				})
+				if err != nil {
+					t.Fatalf("Migrate: %v", err)
 				}
-			}()
-			rep, err := followUntil(t, src, dst, func(context.Context) error {
-				time.Sleep(200 * time.Millisecond)
-				close(stop)
-				return <-done
+				if rep.Followed == 0 {
+					t.Errorf("report %+v: nothing followed", rep)
+				}
+				time.Sleep(150 * time.Millisecond)
+				redistest.AssertSame(t, src, dst, 0)
 			})
-			if err != nil {
-				t.Fatalf("Migrate: %v", err)
-			}
-			if rep.Followed == 0 {
-				t.Errorf("report %+v: nothing followed", rep)
-			}
-			time.Sleep(150 * time.Millisecond)
-			redistest.AssertSame(t, src, dst, 0)
-		})
+		}
+	}
+}
+
+// TestFollowTargetRefusesInTransaction: a transaction with a command the target refuses
+// stops the follow at that command, and none of the transaction is applied.
+func TestFollowTargetRefusesInTransaction(t *testing.T) {
+	t.Parallel()
+	src, dst := startPair(t, redistest.Config{Lines: []string{fastSync}},
+		redistest.Config{Rename: map[string]string{"LPUSH": ""}})
+	src.Do(t, 0, "SET", "k", "v")
+	rep, err := followUntil(t, src, dst, func(ctx context.Context) error {
+		c := src.Client(t, 0)
+		c.Do(ctx, c.B().Incr().Key("n").Build())
+		c.DoMulti(ctx, c.B().Multi().Build(), c.B().Incr().Key("tx").Build(), c.B().Lpush().Key("l").Element("x").Build(), c.B().Exec().Build())
+		<-ctx.Done()
+		return nil
+	})
+	t.Logf("Migrate: %v", err)
+	for _, want := range []string{"apply LPUSH", `"l"`, "unknown command"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate: %v, want it to name %s", err, want)
+		}
+	}
+	if n, _ := dst.Do(t, 0, "GET", "n").ToString(); n != "1" {
+		t.Errorf("the write before the transaction is not on the target")
+	}
+	if n, _ := dst.Do(t, 0, "EXISTS", "tx").AsInt64(); n != 0 {
+		t.Errorf("part of the refused transaction was applied")
+	}
+	if rep.Followed != 1 {
+		t.Errorf("Report.Followed %d, want 1", rep.Followed)
 	}
 }
