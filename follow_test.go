@@ -216,7 +216,6 @@ func TestFollowExact(t *testing.T) {
 	}
 }
 
-
 // TestFollowRefused: the strategies that copy one moment refuse WithFollow, and Auto
 // passes over them to one that follows.
 func TestFollowRefused(t *testing.T) {
