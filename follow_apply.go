@@ -400,6 +400,16 @@ func (a *applier) flush(ctx context.Context) error {
 			if err == nil && a.cmds[i].name == "EXEC" {
 				err = execError(r)
 			}
+			if _, isReply := rueidis.IsRedisErr(err); err != nil && !isReply {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				// No reply: which of the batch's writes the target made is unknown.
+				return f.j.Target.Err("apply the stream", "", fmt.Errorf(
+					"the connection failed while it applied the source's writes from offset %d to %d, some of which the target may hold: "+
+						"following cannot go on without applying a write twice or losing one, so migrate again: %w",
+					f.base+f.applied.Load(), f.base+a.pos, err))
+			}
 			if err != nil {
 				return a.refused(ctx, i, err)
 			}
