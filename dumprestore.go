@@ -50,6 +50,9 @@ func (DumpRestore) Name() string { return "dump-restore" }
 // MGET on the source and SET, MSETNX and MSET on the target are optional: without them
 // strings go by DUMP and RESTORE (Plan shows whether they are allowed). It changes nothing.
 func (DumpRestore) Check(ctx context.Context, j *Job) error {
+	if err := refuseFollow(j, "DumpRestore"); err != nil {
+		return err
+	}
 	if err := checkTargetDatabases(j); err != nil {
 		return err
 	}

@@ -15,13 +15,12 @@ func ExampleReplication() {
 	target := rueidis.ClientOption{InitAddress: []string{"new-redis:6379"}}
 
 	m, err := migrate.New(source, target,
-		migrate.WithStrategy(migrate.Replication{
-			// Called once new-redis is in sync, while it still replicates.
-			Cutover: func(ctx context.Context) error {
-				// Point the application at new-redis and stop its writes to old-redis,
-				// for example by switching a DNS name or a proxy's backend.
-				return switchClients(ctx, "new-redis:6379")
-			},
+		migrate.WithStrategy(migrate.Replication{}),
+		// Called once new-redis is in sync, while it still replicates.
+		migrate.WithFollow(func(ctx context.Context) error {
+			// Point the application at new-redis and stop its writes to old-redis,
+			// for example by switching a DNS name or a proxy's backend.
+			return switchClients(ctx, "new-redis:6379")
 		}),
 		migrate.WithProgress(func(p migrate.Progress) {
 			log.Printf("%d of about %d keys, %d bytes", p.Keys, p.Total, p.Bytes)

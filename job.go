@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -33,7 +34,8 @@ type Job struct {
 	mu     sync.Mutex
 	counts map[int]*Counts
 
-	incompatible IncompatibleReport // keys the target could not hold whole, for the Report
+	incompatible IncompatibleReport          // keys the target could not hold whole, for the Report
+	followed     atomic.Pointer[followStats] // set when a strategy follows the source's stream (WithFollow)
 }
 
 // Counts are the numbers of keys (and bytes) a migration handled.
@@ -66,6 +68,18 @@ type Progress struct {
 	Total   int64         // estimated keys to handle, from INFO keyspace / DBSIZE; 0 if unknown
 	Elapsed time.Duration // since Migrate started
 	Done    bool          // set on the last call
+
+	// Following reports that the initial copy is done and the target follows the source's
+	// writes (WithFollow, by a Snapshot).
+	Following bool
+	// Commands is how many commands of the source's replication stream the target applied
+	// (SELECT, MULTI and EXEC not counted).
+	Commands int64
+	// LagBytes is how many bytes of the stream arrived and are not applied yet.
+	LagBytes int64
+	// LagAge is the age of the oldest write that arrived and is not applied yet; 0 when
+	// the target holds every write that arrived.
+	LagAge time.Duration
 }
 
 // TargetDB returns the target database that source database db is copied into: db itself,
@@ -184,7 +198,9 @@ func (j *Job) progress(strategy string, done bool) Progress {
 	j.mu.Lock()
 	total := j.total
 	j.mu.Unlock()
-	return Progress{Strategy: strategy, Counts: sum, Total: total, Elapsed: time.Since(j.start), Done: done}
+	p := Progress{Strategy: strategy, Counts: sum, Total: total, Elapsed: time.Since(j.start), Done: done}
+	j.followProgress(&p)
+	return p
 }
 
 // sortedDBs returns the keys of m in order.

@@ -70,6 +70,13 @@ type Report struct {
 	// Incompatible lists the keys the target could not hold whole that WithIncompatible
 	// let the migration leave out or copy in part; empty when there were none.
 	Incompatible IncompatibleReport
+	// Followed is how many commands of the source's replication stream were applied after
+	// the copy (WithFollow, by a Snapshot); SELECT, MULTI and EXEC are not counted.
+	Followed int64
+	// SourceOffset is the source's replication offset (master_repl_offset) up to which the
+	// target holds its writes, once a Snapshot restored its snapshot and followed them; also
+	// when following stopped on an error. 0 otherwise.
+	SourceOffset int64
 }
 
 func (r *Report) String() string {
@@ -197,6 +204,7 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 	j.mu.Lock()
 	rep.Incompatible = j.incompatible
 	j.mu.Unlock()
+	rep.Followed, rep.SourceOffset = j.followReport()
 	if err == nil && m.cfg.verify {
 		rep.Verify, err = m.verify(ctx, j)
 		if err == nil && !rep.Verify.Equal() {

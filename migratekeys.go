@@ -123,6 +123,9 @@ func (MigrateKeys) Name() string { return "migrate-keys" }
 // (whose MIGRATE cannot follow ASK), that the target's user may RESTORE, and that the target
 // reads the source's RDB version.
 func (m MigrateKeys) Check(ctx context.Context, j *Job) error {
+	if err := refuseFollow(j, "MigrateKeys"); err != nil {
+		return err
+	}
 	p, err := m.plan(j)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -75,6 +76,13 @@ type Settings struct {
 	// Incompatible is what becomes of a key the target cannot hold whole
 	// (WithIncompatible). The default is FailIncompatible.
 	Incompatible Incompatible
+	// Follow, when set, makes the strategy keep the target in sync with the source's writes
+	// after the copy, and is called once the target has caught up (WithFollow). The default,
+	// nil, copies one moment.
+	Follow func(ctx context.Context) error
+	// SpoolDir is the directory of the file that holds the source's replication stream
+	// while it waits to be applied (WithSpoolDir). The default "" is os.TempDir().
+	SpoolDir string
 }
 
 // config is what New keeps: the Settings, and the options that only Migrate or only
@@ -468,6 +476,49 @@ func WithIncompatible(p Incompatible) Option {
 		}
 		c.forMigrateOnly("WithIncompatible")
 		c.Incompatible = p
+		return nil
+	}
+}
+
+// WithFollow makes the migration live: after the initial copy the strategy keeps the target
+// in sync with the writes the source accepts, and calls cutover once the target has caught
+// up. Following goes on while cutover runs (the application stops writing to the source,
+// or is pointed at the target). When cutover returns nil, Migrate waits until the target
+// holds every write the source accepted until then (the source's master_repl_offset read at
+// that moment), stops following and returns the Report. When it returns an error, Migrate
+// stops following and returns that error; the target keeps what it has. Cancelling
+// Migrate's context stops following promptly; cutover gets a context cancelled then, and
+// Migrate returns once it has returned.
+//
+// Snapshot and Replication can follow; MigrateKeys and DumpRestore refuse WithFollow with
+// an error wrapping ErrUnsupported, and Auto takes the first strategy of its ladder that
+// can follow. The default is to copy one moment, without following.
+func WithFollow(cutover func(ctx context.Context) error) Option {
+	return func(c *config) error {
+		if cutover == nil {
+			return fmt.Errorf("WithFollow: nil cutover function")
+		}
+		c.Follow = cutover
+		c.forMigrateOnly("WithFollow")
+		return nil
+	}
+}
+
+// WithSpoolDir sets the directory where a following Snapshot keeps the source's
+// replication stream until it is applied: one file, read as it is written, so that a slow
+// restore never makes the source hold the writes in its own buffers (and cut the link at
+// its client-output-buffer-limit for replicas), nor this process in memory. The file is
+// removed when Migrate returns, whatever the outcome. It needs room for the snapshot and
+// the writes received and not yet applied: on Linux the disk space of what the target
+// holds is given back as the follow goes (the file keeps its size, with holes); elsewhere
+// the file keeps every write of the copy and the follow. The default is os.TempDir().
+func WithSpoolDir(dir string) Option {
+	return func(c *config) error {
+		if dir == "" {
+			return fmt.Errorf("WithSpoolDir: empty directory")
+		}
+		c.SpoolDir = dir
+		c.forMigrateOnly("WithSpoolDir")
 		return nil
 	}
 }

@@ -16,12 +16,15 @@ import (
 // loads the source's whole data set in the initial sync, then follows every write the
 // source takes, until it is promoted back to a master with REPLICAOF NO ONE. It copies every
 // database, values, TTLs and streams exactly as the source holds them, and it is the only
-// strategy that loses no write made during the copy: the target keeps replicating while
-// Cutover moves the application over.
+// strategies that lose no write made during the copy, with a following Snapshot: the target
+// keeps replicating while the cutover function of WithFollow moves the application over.
 //
 // Run makes the target a replica, waits until the initial sync is done and the target has
-// every write the source took until then, calls Cutover if it is set, waits until the
-// target has every write the source took until Cutover returned, and promotes the target.
+// every write the source took until then, calls the cutover function of WithFollow if it is
+// given, waits until the target has every write the source took until it returned, and
+// promotes the target. Without WithFollow it promotes the target as soon as it is in sync.
+// When the cutover function returns an error, Run detaches the target and returns that
+// error.
 // If a step fails, or ctx is cancelled, Run detaches the target (REPLICAOF NO ONE) and puts
 // its configuration back before it returns: the target is never left replicating. A target
 // detached before the initial sync finished may hold a partial or empty data set. Redis
@@ -61,19 +64,14 @@ type Replication struct {
 	// is not host:port fails Check with an error that does not wrap ErrUnsupported: it is
 	// a mistake to fix, not a reason to try another strategy.
 	SourceAddr string
-	// Cutover, if set, is called once the target is in sync, while it still replicates:
-	// point the application at the target and stop its writes to the source here. When it
-	// returns nil, Run waits until the target has every write the source took until then,
-	// and promotes the target. When it returns an error, Run detaches the target and
-	// returns that error. The default is to promote the target as soon as it is in sync.
-	Cutover func(ctx context.Context) error
 	// LinkTimeout bounds how long the target may go without syncing during the initial
 	// sync: at first, to connect to the source, authenticate and be accepted as a replica
 	// (the source's repl-diskless-sync-delay included); later, to get a dropped link back.
 	// The default is 30 seconds.
 	LinkTimeout time.Duration
 	// SyncTimeout bounds how long the initial sync may take, from REPLICAOF until the
-	// target has caught up with the source; it bounds again the catch-up after Cutover.
+	// target has caught up with the source; it bounds again the catch-up after the cutover
+	// function of WithFollow.
 	// The default is 10 minutes.
 	SyncTimeout time.Duration
 }
@@ -167,8 +165,8 @@ func (r Replication) Check(ctx context.Context, j *Job) error {
 	return joinRefusals(errs...)
 }
 
-// Run makes the target a replica of the source, waits for it to be in sync, calls Cutover,
-// waits again, and promotes the target; see Replication.
+// Run makes the target a replica of the source, waits for it to be in sync, calls the
+// cutover function of WithFollow, waits again, and promotes the target; see Replication.
 func (r Replication) Run(ctx context.Context, j *Job) error {
 	host, port, err := r.sourceHostPort(j)
 	if err != nil {
@@ -293,10 +291,10 @@ func (s *replicaSync) run(ctx context.Context) error {
 	if err := s.waitSync(ctx); err != nil {
 		return s.abort(ctx, err)
 	}
-	if s.r.Cutover != nil {
-		s.j.Logger.Info("migrate: replication: target in sync, calling Cutover", "target", s.j.Target.Addr)
-		if err := s.r.Cutover(ctx); err != nil {
-			return s.abort(ctx, s.j.Target.Err("cutover", "", fmt.Errorf("the Cutover hook failed: %w", err)))
+	if s.j.Follow != nil {
+		s.j.Logger.Info("migrate: replication: target in sync, calling the cutover function", "target", s.j.Target.Addr)
+		if err := s.j.Follow(ctx); err != nil {
+			return s.abort(ctx, s.j.Target.Err("cutover", "", fmt.Errorf("the cutover function (WithFollow) failed: %w", err)))
 		}
 		if err := s.catchUp(ctx, "after cutover", time.Now().Add(s.r.syncTimeout())); err != nil {
 			return s.abort(ctx, err)

@@ -39,7 +39,7 @@ func TestReplicationUnderWriteLoad(t *testing.T) {
 		return err
 	}
 	var progress []migrate.Progress // the callback runs on one goroutine, and Migrate waits for its last call
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{Cutover: cutover}),
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{}), migrate.WithFollow(cutover),
 		migrate.WithProgress(func(p migrate.Progress) { progress = append(progress, p) }))
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +121,7 @@ func TestReplicationAuth(t *testing.T) {
 				during = [2]string{dst.Config(t, "masterauth"), dst.Config(t, "masteruser")}
 				return nil
 			}
-			m, err := migrate.New(srcOpt, dst.Option(), migrate.WithStrategy(migrate.Replication{Cutover: cutover}))
+			m, err := migrate.New(srcOpt, dst.Option(), migrate.WithStrategy(migrate.Replication{}), migrate.WithFollow(cutover))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -339,9 +339,8 @@ func TestReplicationCutoverFails(t *testing.T) {
 	src, dst := redistest.StartPair(t, redistest.Config{Password: "src-secret", Lines: []string{fastSync}}, redistest.Config{})
 	redistest.Fill(t, src, redistest.Dataset{Small: true})
 	hookErr := errors.New("the load balancer refused the change")
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{
-		Cutover: func(context.Context) error { return hookErr },
-	}))
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Replication{}),
+		migrate.WithFollow(func(context.Context) error { return hookErr }))
 	if err != nil {
 		t.Fatal(err)
 	}

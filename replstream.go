@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -30,6 +31,26 @@ type replStream struct {
 	rdb  io.Reader // the RDB within the framing
 	end  func() error
 	stop func() bool // releases the context watch
+
+	wmu sync.Mutex // one command written at a time: acknowledgements come from another goroutine
+
+	// What the source said, for a replica that follows its stream (replOptions.follow).
+	replID    string // the replication id of +FULLRESYNC or +CONTINUE; "" after SYNC
+	offset    int64  // the source's offset where the stream after the RDB starts (+FULLRESYNC), or the one asked for (+CONTINUE)
+	continued bool   // +CONTINUE: the stream goes on, no RDB comes
+	eofMark   []byte // the 40-byte end mark of a diskless transfer; nil when the length is known
+	rdbLen    int64  // the RDB's length when not diskless
+}
+
+// replOptions says what openReplicationWith asks of the source.
+type replOptions struct {
+	// follow asks for the stream of writes after the RDB (no REPLCONF rdb-only), as a
+	// replica that stays attached.
+	follow bool
+	// replID and offset, when replID is set, ask to continue the stream at offset (the
+	// next byte wanted) with PSYNC <replID> <offset> instead of a full synchronization.
+	replID string
+	offset int64
 }
 
 func (s *replStream) Read(p []byte) (int, error) { return s.rdb.Read(p) }
@@ -47,6 +68,14 @@ func (s *replStream) complete() error { return s.end() }
 // synchronization (PSYNC, or SYNC where PSYNC is refused), and returns the RDB it sends.
 // Cancelling ctx closes the connection, which unblocks every read.
 func openReplication(ctx context.Context, e *Endpoint, log *slog.Logger) (*replStream, error) {
+	return openReplicationWith(ctx, e, log, replOptions{})
+}
+
+// openReplicationWith is openReplication as o asks: a replica that wants the stream after
+// the RDB too, or one that continues a stream it lost. With o.follow the framing of the RDB
+// is read and left to the caller (eofMark, rdbLen), and the bytes that follow the framing
+// line are read from br.
+func openReplicationWith(ctx context.Context, e *Endpoint, log *slog.Logger, o replOptions) (*replStream, error) {
 	raw, err := dialEndpoint(ctx, e)
 	if err != nil {
 		return nil, e.Err("connect for replication", "", explainDial(e.Option, e.Addr, err))
@@ -70,7 +99,7 @@ func openReplication(ctx context.Context, e *Endpoint, log *slog.Logger) (*replS
 	// not the stream of writes after it, so the source neither buffers those for us nor
 	// keeps us attached. Older servers refuse what they do not know; that is harmless.
 	capa := [][]string{{"REPLCONF", "capa", "eof", "capa", "psync2"}}
-	if e.Info.AtLeast(7, 0, 0) {
+	if e.Info.AtLeast(7, 0, 0) && !o.follow && o.replID == "" {
 		capa = append(capa, []string{"REPLCONF", "rdb-only", "1"})
 	}
 	for _, args := range capa {
@@ -86,6 +115,9 @@ func openReplication(ctx context.Context, e *Endpoint, log *slog.Logger) (*replS
 		}
 	}
 
+	if o.replID != "" {
+		return s.continueStream(e, log, o, fail)
+	}
 	reply, err := s.call("PSYNC", "?", "-1")
 	if err != nil {
 		return nil, fail("psync", err)
@@ -111,6 +143,10 @@ func openReplication(ctx context.Context, e *Endpoint, log *slog.Logger) (*replS
 		}
 	case strings.HasPrefix(reply, "+FULLRESYNC"):
 		log.Debug("snapshot: full resynchronization", "source", e.Addr, "reply", reply[1:])
+		if f := strings.Fields(reply); len(f) == 3 {
+			s.replID = f[1]
+			s.offset, _ = strconv.ParseInt(f[2], 10, 64)
+		}
 		if reply, err = s.framingLine(); err != nil {
 			return nil, fail("psync", err)
 		}
@@ -127,6 +163,7 @@ func openReplication(ctx context.Context, e *Endpoint, log *slog.Logger) (*replS
 		}
 		m := &markReader{r: s.br, mark: mark}
 		s.rdb, s.end = m, m.complete
+		s.eofMark = mark
 	case reply[0] == '$':
 		n, err := strconv.ParseInt(reply[1:], 10, 64)
 		if err != nil || n < 0 {
@@ -134,6 +171,7 @@ func openReplication(ctx context.Context, e *Endpoint, log *slog.Logger) (*replS
 		}
 		l := &io.LimitedReader{R: s.br, N: n}
 		s.rdb = l
+		s.rdbLen = n
 		s.end = func() error {
 			if l.N != 0 {
 				return fmt.Errorf("%w: the RDB ended %d bytes before the end of the transfer", ErrCorruptRDB, l.N)
@@ -204,15 +242,46 @@ func (s *replStream) call(args ...string) (string, error) {
 	return s.line()
 }
 
-// send writes one command in RESP.
+// send writes one command in RESP. It may be called from several goroutines.
 func (s *replStream) send(args ...string) error {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
 		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	_, err := s.conn.Write(b.Bytes())
 	return err
+}
+
+// continueStream asks the source to go on with the stream at o.offset (PSYNC <replid>
+// <offset>), after a dropped link. Only +CONTINUE will do: a full synchronization would
+// copy everything again over a target that already holds data.
+func (s *replStream) continueStream(e *Endpoint, log *slog.Logger, o replOptions, fail func(string, error) error) (*replStream, error) {
+	at := strconv.FormatInt(o.offset, 10)
+	reply, err := s.call("PSYNC", o.replID, at)
+	if err != nil {
+		return nil, fail("psync", err)
+	}
+	switch {
+	case strings.HasPrefix(reply, "+CONTINUE"):
+		s.replID, s.offset, s.continued = o.replID, o.offset, true
+		if f := strings.Fields(reply); len(f) == 2 {
+			s.replID = f[1] // the source changed its replication id (a failover); the offsets go on
+		}
+		log.Info("snapshot: follow: the source continues its stream", "source", e.Addr, "offset", o.offset)
+		return s, nil
+	case strings.HasPrefix(reply, "+FULLRESYNC"):
+		return nil, fail("psync", fmt.Errorf(
+			"the source no longer holds its writes from offset %d in its replication backlog, so the stream cannot continue where the link dropped "+
+				"and a full copy would start over a target that already holds data; the target holds the writes up to that offset only. "+
+				"Raise the source's repl-backlog-size (CONFIG SET repl-backlog-size) so that it holds the writes of a longer outage, and migrate again: %w",
+			o.offset, ErrFollowLost))
+	case reply[0] == '-' && isAuthReply(reply):
+		return nil, fail("psync", explainConnect(errors.New(reply[1:])))
+	}
+	return nil, fail("psync", fmt.Errorf("the source refuses to continue its stream at offset %d (%s): %w", o.offset, reply, ErrFollowLost))
 }
 
 // line reads the next non-empty line, without its CRLF; a master sends bare newlines to

@@ -22,9 +22,21 @@ import (
 // RESTORE, into the same database number. FromFile reads an RDB file instead; ToFile writes
 // the snapshot to a file, for the target to load in place of its data, instead of restoring.
 //
-// The copy is the source's data at the moment the snapshot starts: the replication stream
-// that follows it is not read, so writes made after that moment are not copied. Stop the
-// writers first, or use a strategy that follows the writes, when that matters.
+// The copy is the source's data at the moment the snapshot starts: writes made after that
+// moment are not copied, unless WithFollow is given. Then Snapshot stays attached as a
+// replica that wants the stream, keeps what the source sends in a spool file (WithSpoolDir)
+// while it restores, and replays the writes that follow the snapshot on the target, in
+// order, until the cutover (see WithFollow and the README's Live migration): a source that
+// answers PSYNC continues after a dropped link (PSYNC <replid> <offset>) while its backlog
+// (repl-backlog-size) still holds the writes since, else the migration fails with an error
+// wrapping ErrFollowLost; one that only speaks SYNC cannot continue. A following Snapshot
+// refuses FromFile, ToFile, clusters, WithTypes and WithConflict(Skip), and stops at a
+// FLUSHDB or FLUSHALL that would delete keys the target held before; WithMatch and
+// WithDatabases drop the writes they do not select, and stop at a write they select only in
+// part; WithDBPrefix renames the keys of the writes, and stops at one it cannot rename
+// exactly. It needs, besides PSYNC and REPLCONF, COMMAND INFO and COMMAND GETKEYS on the
+// source with WithMatch or WithDBPrefix, and every command the stream holds allowed on the
+// target.
 //
 // Over replication it needs PSYNC or SYNC, and REPLCONF, on the source: not renamed, and
 // allowed to the ACL user (+psync +sync +replconf); managed services usually refuse them,
@@ -120,6 +132,9 @@ const snapshotBatchBytes = 1 << 20
 // WithDiscardTarget), and that the target reads the snapshot's RDB version. The commands
 // refused on either side are named in one error.
 func (s Snapshot) Check(ctx context.Context, j *Job) error {
+	if err := s.checkFollow(j); err != nil {
+		return err
+	}
 	if err := s.validate(); err != nil {
 		return err
 	}
@@ -190,6 +205,9 @@ func (s Snapshot) validate() error {
 func (s Snapshot) Run(ctx context.Context, j *Job) error {
 	if err := s.validate(); err != nil {
 		return err
+	}
+	if j.Follow != nil {
+		return s.follow(ctx, j)
 	}
 	if s.FromFile == "" && j.Source.Cluster() {
 		return s.runCluster(ctx, j)

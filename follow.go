@@ -1,0 +1,325 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrFollowLost means a following migration lost the source's replication stream and
+// cannot continue it: the link dropped and the source no longer holds the writes since
+// then in its replication backlog (repl-backlog-size), or it only speaks SYNC, which cannot
+// continue. The target holds the writes up to the offset the Report gives; the wrapping
+// error says what to do.
+var ErrFollowLost = errors.New("replication stream lost")
+
+// refuseFollow returns an error wrapping ErrUnsupported when WithFollow is given to a
+// strategy that copies one moment only.
+func refuseFollow(j *Job, strategy string) error {
+	if j.Follow == nil {
+		return nil
+	}
+	return fmt.Errorf("%s copies the keys as they are at one moment and cannot follow the writes after the copy (WithFollow); "+
+		"Snapshot{} follows them through the source's replication stream, Replication{} makes the target a replica: %w",
+		strategy, ErrUnsupported)
+}
+
+// checkFollow refuses, when WithFollow is given, what a following Snapshot does not do.
+func (s Snapshot) checkFollow(j *Job) error {
+	if j.Follow == nil {
+		return nil
+	}
+	why := ""
+	switch {
+	case s.FromFile != "" || s.ToFile != "":
+		why = "FromFile and ToFile hold one moment; a following Snapshot reads the source's replication stream and restores"
+	case j.Source.Cluster() || j.Target.Cluster():
+		why = "a following Snapshot does not yet follow a cluster source or write to a cluster target; DumpRestore{} or Snapshot{} without WithFollow copy one moment"
+	case j.Conflict == Skip:
+		why = "WithConflict(Skip) keeps keys of the target that the source's writes would then change, mixing both; use Fail or Replace with WithFollow"
+	case len(j.Types) > 0:
+		why = "a following Snapshot cannot filter the stream of writes by type (WithTypes): a command does not say the type of the keys it changes " +
+			"(DEL, EXPIRE, RENAME, ...), and the type a key had at the copy may change after it; use WithMatch to select keys by name"
+	}
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", why, ErrUnsupported)
+}
+
+// followStats are what Progress and the Report say about following.
+type followStats struct {
+	following atomic.Bool
+	commands  atomic.Int64 // commands applied
+	offset    atomic.Int64 // the source's replication offset the target holds
+	// lag returns the bytes of the stream received and not applied, and when the oldest
+	// of them arrived (zero when none).
+	lag func() (int64, time.Time)
+}
+
+// followProgress fills the following fields of p.
+func (j *Job) followProgress(p *Progress) {
+	st := j.followed.Load()
+	if st == nil {
+		return
+	}
+	p.Following = st.following.Load()
+	p.Commands = st.commands.Load()
+	var oldest time.Time
+	if p.LagBytes, oldest = st.lag(); !oldest.IsZero() {
+		p.LagAge = time.Since(oldest)
+	}
+}
+
+// followReport returns the Report's following fields.
+func (j *Job) followReport() (commands, offset int64) {
+	if st := j.followed.Load(); st != nil {
+		return st.commands.Load(), st.offset.Load()
+	}
+	return 0, 0
+}
+
+// follower is one following Snapshot from a standalone source: the replication
+// connection, the spool it fills, and what has been received and applied.
+type follower struct {
+	s  Snapshot
+	j  *Job
+	sp *spool
+	st *followStats
+
+	mu sync.Mutex
+	rs *replStream // the current replication connection
+
+	replID string // "" when the source only speaks SYNC
+	base   int64  // the source's offset where the stream after the RDB starts
+
+	applied  atomic.Int64  // bytes of the stream applied (or skipped: PING, REPLCONF)
+	rdbDone  chan struct{} // closed once the whole RDB is in the spool
+	finished chan struct{} // closed when following ends, before the connection closes
+}
+
+// follow copies the snapshot and follows the stream after it; see WithFollow.
+func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
+	rs, err := openReplicationWith(ctx, j.Source, j.Logger, replOptions{follow: true})
+	if err != nil {
+		return ctxErr(ctx, err)
+	}
+	sp, err := newSpool(j.SpoolDir, rs.rdbLen, rs.eofMark)
+	if err != nil {
+		rs.Close()
+		return err
+	}
+	defer sp.remove()
+	f := &follower{
+		s: s, j: j, sp: sp, st: &followStats{}, rs: rs, replID: rs.replID, base: rs.offset,
+		rdbDone: make(chan struct{}), finished: make(chan struct{}),
+	}
+	f.st.lag = func() (int64, time.Time) { return sp.lag(f.applied.Load()) }
+	j.followed.Store(f.st)
+	if rs.replID == "" {
+		j.Logger.Warn("snapshot: follow: the source answered SYNC, not PSYNC: a dropped link cannot be continued, and the migration will fail then")
+	}
+	j.Logger.Info("snapshot: follow: spooling the replication stream", "path", sp.path, "offset", f.base)
+	var finishOnce sync.Once
+	finish := func() {
+		finishOnce.Do(func() {
+			close(f.finished)
+			f.mu.Lock()
+			f.rs.Close()
+			f.mu.Unlock()
+		})
+	}
+	defer finish()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return f.receive(gctx) })
+	g.Go(func() error { return f.acknowledge(gctx) })
+	g.Go(func() error {
+		defer finish()
+		rd := sp.rdbReader(gctx)
+		in := &snapshotInput{
+			Reader: rd, complete: func() error { return nil }, close: rd.Close,
+			fail: func(op string, err error) error { return j.Source.Err(op+" of the replication snapshot", "", err) },
+		}
+		if err := s.restore(gctx, j, in); err != nil {
+			return err
+		}
+		return f.apply(gctx, g)
+	})
+	err = g.Wait()
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}
+
+// syncOnly reports whether the source speaks SYNC only, and tells no offsets.
+func (f *follower) syncOnly() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.replID == ""
+}
+
+// conn returns the current replication connection.
+func (f *follower) conn() *replStream {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rs
+}
+
+// receive appends what the source sends to the spool, at the source's pace, and
+// reconnects after a dropped link. What stops it is told to the spool's readers.
+func (f *follower) receive(ctx context.Context) error {
+	buf := make([]byte, 64<<10)
+	rdbDone := false
+	for {
+		rs := f.conn()
+		n, err := rs.br.Read(buf)
+		if n > 0 {
+			done, werr := f.sp.append(buf[:n])
+			if werr != nil {
+				f.sp.fail(werr)
+				return werr
+			}
+			if done && !rdbDone {
+				rdbDone = true
+				close(f.rdbDone)
+			}
+		}
+		if err == nil {
+			continue
+		}
+		select {
+		case <-f.finished:
+			return nil
+		default:
+		}
+		if ctx.Err() != nil {
+			f.sp.fail(ctx.Err())
+			return nil
+		}
+		if err := f.reconnect(ctx, rdbDone, err); err != nil {
+			f.sp.fail(err)
+			return nil // the applier returns it once it applied what arrived
+		}
+	}
+}
+
+// reconnect continues the stream on a new connection after the link dropped with cause.
+func (f *follower) reconnect(ctx context.Context, rdbDone bool, cause error) error {
+	e, log := f.j.Source, f.j.Logger
+	if !rdbDone {
+		return e.Err("receive the replication snapshot", "", fmt.Errorf(
+			"the link dropped before the whole snapshot arrived (%v); migrate again", cause))
+	}
+	if f.syncOnly() {
+		return e.Err("follow", "", fmt.Errorf(
+			"the replication link dropped (%v), and the source speaks SYNC only, which cannot continue a stream; "+
+				"the target holds the writes up to the point the Report gives: %w", cause, ErrFollowLost))
+	}
+	at := f.base + f.sp.received() + 1
+	log.Warn("snapshot: follow: the replication link dropped; continuing", "source", e.Addr, "error", cause, "offset", at)
+	var last error
+	for attempt := range 10 {
+		if attempt > 0 {
+			if err := sleepCtx(ctx, time.Duration(min(attempt, 5))*200*time.Millisecond); err != nil {
+				return err
+			}
+		}
+		f.mu.Lock()
+		id := f.replID
+		f.mu.Unlock()
+		rs, err := openReplicationWith(ctx, e, log, replOptions{follow: true, replID: id, offset: at})
+		if err == nil {
+			f.mu.Lock()
+			select {
+			case <-f.finished:
+				rs.Close()
+			default:
+				f.rs.Close()
+				f.rs, f.replID = rs, rs.replID
+			}
+			f.mu.Unlock()
+			return nil
+		}
+		if errors.Is(err, ErrFollowLost) || ctx.Err() != nil {
+			return err
+		}
+		last = err
+	}
+	return e.Err("follow", "", fmt.Errorf("the replication link dropped (%v) and could not be opened again: %w", cause, last))
+}
+
+// acknowledge tells the source, once the RDB has arrived and then every second, how far the
+// target has applied the stream (REPLCONF ACK): the source then keeps the link (its
+// repl-timeout), starts the stream after a diskless RDB, and INFO replication and WAIT
+// there see the migration's progress.
+func (f *follower) acknowledge(ctx context.Context) error {
+	select {
+	case <-f.rdbDone:
+	case <-f.finished:
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+	// After a diskless RDB the source starts the stream at the first acknowledgement it
+	// gets once it has seen the transfer through, a moment after the last byte; until then
+	// it buffers the writes for us. Acknowledge often until the stream flows.
+	eager := time.NewTicker(10 * time.Millisecond)
+	defer eager.Stop()
+	for start := time.Now(); f.sp.received() == 0 && time.Since(start) < 2*time.Second; {
+		f.ack()
+		select {
+		case <-eager.C:
+		case <-f.finished:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	eager.Stop()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		f.ack()
+		select {
+		case <-t.C:
+		case <-f.finished:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// ack sends REPLCONF ACK with the offset applied. A failure is the receiver's to find.
+func (f *follower) ack() {
+	off := strconv.FormatInt(f.base+f.applied.Load(), 10)
+	if err := f.conn().send("REPLCONF", "ACK", off); err != nil {
+		f.j.Logger.Debug("snapshot: follow: REPLCONF ACK failed", "error", err)
+	}
+}
+
+// sourceOffset reads the source's master_repl_offset: every write it accepted so far.
+func (f *follower) sourceOffset(ctx context.Context) (int64, error) {
+	c, err := f.j.Source.Default()
+	if err != nil {
+		return 0, err
+	}
+	text, err := c.Do(ctx, c.B().Info().Section("replication").Build()).ToString()
+	if err != nil {
+		return 0, f.j.Source.Err("info replication", "", err)
+	}
+	v, ok := parseInfo(text).Fields["master_repl_offset"]
+	n, perr := strconv.ParseInt(v, 10, 64)
+	if !ok || perr != nil {
+		return 0, f.j.Source.Err("info replication", "", fmt.Errorf("INFO has no master_repl_offset; the final catch-up cannot be measured"))
+	}
+	return n, nil
+}
