@@ -196,7 +196,8 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 	stop := m.reportProgress(j, rep.Strategy)
 	if err == nil {
 		evicted := m.watchEvictions(ctx, j)
-		err = evicted(run.Run(ctx, j))
+		failovers := watchFailovers(ctx, j)
+		err = evicted(failovers(run.Run(ctx, j)))
 	}
 	stop()
 
