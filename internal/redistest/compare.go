@@ -91,8 +91,8 @@ func CompareSides(ctx context.Context, a, b Side, db int, match string) ([]strin
 		switch {
 		case x.typ != y.typ:
 			diffs = append(diffs, fmt.Sprintf("db %d: %q type %s != %s", db, k, x.typ, y.typ))
-		case (x.pttl < 0) != (y.pttl < 0) || absDuration(x.pttl-y.pttl) > TTLTolerance:
-			diffs = append(diffs, fmt.Sprintf("db %d: %q TTL %v != %v", db, k, x.pttl, y.pttl))
+		case (x.expireAt < 0) != (y.expireAt < 0) || absDuration(time.Duration(x.expireAt-y.expireAt)*time.Millisecond) > TTLTolerance:
+			diffs = append(diffs, fmt.Sprintf("db %d: %q TTL differs: expires %s != %s", db, k, expiryText(x.expireAt), expiryText(y.expireAt)))
 		case x.digest != y.digest:
 			diffs = append(diffs, fmt.Sprintf("db %d: %q value differs (digest %s != %s)", db, k, x.digest, y.digest))
 		case x.typ == "stream" && x.groups != y.groups:
@@ -187,8 +187,19 @@ func KeysOf(ctx context.Context, c rueidis.Client, match string) ([]string, erro
 
 type keyFacts struct {
 	typ, digest string
-	pttl        time.Duration
-	groups      string
+	// expireAt is the key's absolute expiry in Unix milliseconds, negative for none: both
+	// sides are read at other moments (seconds apart on a busy machine), so their TTLs
+	// cannot be compared, their expiries can.
+	expireAt int64
+	groups   string
+}
+
+// expiryText shows an absolute expiry as the TTL it leaves now.
+func expiryText(at int64) string {
+	if at < 0 {
+		return "never"
+	}
+	return "in " + time.Until(time.UnixMilli(at)).Round(time.Millisecond).String()
 }
 
 func facts(ctx context.Context, c rueidis.Client, keys []string) ([]keyFacts, error) {
@@ -201,7 +212,10 @@ func facts(ctx context.Context, c rueidis.Client, keys []string) ([]keyFacts, er
 				c.B().Arbitrary("DEBUG", "DIGEST-VALUE").Keys(k).Build(),
 				c.B().Pttl().Key(k).Build())
 		}
+		sent := time.Now().UnixMilli()
 		res := c.DoMulti(ctx, cmds...)
+		// PTTL was read between sending and the reply: the middle errs least.
+		read := (sent + time.Now().UnixMilli()) / 2
 		for i := range keys[start:end] {
 			f := &out[start+i]
 			f.typ, _ = res[3*i].ToString()
@@ -213,9 +227,9 @@ func facts(ctx context.Context, c rueidis.Client, keys []string) ([]keyFacts, er
 				f.digest, _ = d[0].ToString()
 			}
 			ms, _ := res[3*i+2].AsInt64()
-			f.pttl = time.Duration(ms) * time.Millisecond
-			if ms < 0 {
-				f.pttl = time.Duration(ms)
+			f.expireAt = ms
+			if ms >= 0 {
+				f.expireAt = read + ms
 			}
 			if f.typ == "stream" {
 				if f.groups, err = streamGroups(ctx, c, keys[start+i]); err != nil {
