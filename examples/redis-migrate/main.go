@@ -88,8 +88,9 @@ source's writes after the copy; a line on stderr shows the lag and the commands 
 Once it has caught up, Enter (or SIGUSR1, as kill -USR1 PID) cuts over: the command waits
 until the target holds every write the source accepted until then, and exits 0. With
 -cutover-pause 10s the source's writes are paused for 10s from that moment (CLIENT PAUSE,
-Redis 6.2+), so that none slips in before the application points at the target. Ctrl-C stops following without cutover (exit status 130); the summary gives the
-source's replication offset up to which the target holds the writes.
+Redis 6.2+), so that none slips in before the application points at the target. Ctrl-C
+stops following without cutover (exit status 130); the summary gives the source's
+replication offset up to which the target holds the writes.
 
 `)
 		fs.PrintDefaults()

@@ -59,13 +59,14 @@ func main() {
 	dst := flag.String("dst", "", "internal: target addresses, comma-separated for a cluster")
 	strategy := flag.String("strategy", "", "internal: strategy name")
 	follow := flag.Bool("follow", false, "internal: with -child, run a following Snapshot of the follow set")
+	window := flag.Duration("window", 0, "internal: with -follow, how long the cutover function waits")
 	sets := flag.String("sets", "strings,mixed,strings-cluster", "data sets to run, comma-separated: strings, mixed, strings-cluster, follow")
 	only := flag.String("strategies", strings.Join(order, ","), "strategies to run, comma-separated")
 	scale := flag.Float64("scale", 1, "fraction of each data set's size, for quick runs")
 	flag.StringVar(&profileDir, "profile", "", "write each strategy's CPU profile into this folder, as SET-STRATEGY.pprof")
 	flag.Parse()
 	if *child && *follow {
-		if err := runFollowChild(*src, *dst); err != nil {
+		if err := runFollowChild(*src, *dst, *window); err != nil {
 			log.Fatal(err)
 		}
 		return
