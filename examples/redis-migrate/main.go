@@ -12,6 +12,10 @@
 // command never prints a URL's user name or password. The exit status is 0 only when every key was copied (and verified, with
 // -verify). Ctrl-C stops cleanly: a replication target is detached, and the summary says
 // what was done.
+//
+// With -follow the target keeps following the source's writes after the copy until the
+// operator cuts over (Enter, or SIGUSR1); -cutover-pause pauses the source's writes at the
+// cutover so that none slips in between.
 package main
 
 import (
@@ -79,6 +83,15 @@ system's CAs and the URL's host. -tls-ca, -tls-cert/-tls-key (mutual TLS),
 set them for one side, over the -tls-* ones. -tls-insecure turns verification off (a
 warning says so on stderr): prefer -tls-ca.
 
+Live migration: with -follow (snapshot or replication), the target keeps following the
+source's writes after the copy; a line on stderr shows the lag and the commands applied.
+Once it has caught up, Enter (or SIGUSR1, as kill -USR1 PID) cuts over: the command waits
+until the target holds every write the source accepted until then, and exits 0. With
+-cutover-pause 10s the source's writes are paused for 10s from that moment (CLIENT PAUSE,
+Redis 6.2+), so that none slips in before the application points at the target. Ctrl-C
+stops following without cutover (exit status 130); the summary gives the source's
+replication offset up to which the target holds the writes.
+
 `)
 		fs.PrintDefaults()
 	}
@@ -104,6 +117,11 @@ warning says so on stderr): prefer -tls-ca.
 	dbPrefix := fs.String("db-prefix", "", "copy every database into database 0 of the target, each key prefixed by this format with %d for\n"+
 		"its database, as in 'db%d:' (key k of database 3 becomes db3:k); -db-prefix '' keeps the names")
 	replicas := fs.Bool("read-from-replicas", false, "walk a cluster source's keys on replicas rather than on its masters")
+	follow := fs.Bool("follow", false, "after the copy, keep the target in sync with the source's writes until the cutover: Enter on\n"+
+		"stdin or SIGUSR1 cuts over, Ctrl-C stops without cutover (snapshot and replication can follow)")
+	cutoverPause := fs.Duration("cutover-pause", 0, "with -follow, pause the source's writes (CLIENT PAUSE <ms> WRITE, Redis 6.2+) for this long\n"+
+		"at the cutover, so that none slips in between; point the application at the target within it")
+	spoolDir := fs.String("spool-dir", "", "with -follow, where the source's stream waits to be applied (default the system's temp dir)")
 	bothTLS, fromTLS, toTLS := addTLSFlags(fs, ""), addTLSFlags(fs, "from"), addTLSFlags(fs, "to")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -190,6 +208,34 @@ warning says so on stderr): prefer -tls-ca.
 	if *evicting {
 		opts = append(opts, migrate.WithEvictingTarget())
 	}
+	if !*follow && (given["cutover-pause"] || given["spool-dir"]) {
+		return fail("-cutover-pause and -spool-dir need -follow")
+	}
+	if *cutoverPause < 0 || given["cutover-pause"] && *cutoverPause < time.Millisecond {
+		return fail("-cutover-pause %s: want a duration of at least 1ms, as 10s", *cutoverPause)
+	}
+	var cut *cutover
+	if *follow {
+		var pauser rueidis.Client
+		if *cutoverPause > 0 {
+			opt := src
+			opt.DisableCache = true // older sources have no client-side caching
+			pauser, err = rueidis.NewClient(opt)
+			if err != nil {
+				return fail("-cutover-pause: connect to the source: %s", explain(err))
+			}
+			defer pauser.Close()
+			if err := checkPause(ctx, pauser); err != nil {
+				return fail("%v", err)
+			}
+		}
+		cut = newCutover(os.Stdin, stderr, *cutoverPause, pauser)
+		defer cut.close()
+		opts = append(opts, migrate.WithFollow(cut.run))
+		if *spoolDir != "" {
+			opts = append(opts, migrate.WithSpoolDir(*spoolDir))
+		}
+	}
 	bar := newProgress(stderr)
 	opts = append(opts, migrate.WithProgress(bar.update))
 
@@ -212,8 +258,15 @@ warning says so on stderr): prefer -tls-ca.
 	}
 	rep, err := m.Migrate(ctx)
 	bar.finish()
+	if cut != nil {
+		cut.finish(err == nil && rep != nil && rep.Failed == 0)
+	}
 	summary(stdout, rep)
 	switch {
+	case errors.Is(err, context.Canceled) && rep != nil && bar.followed():
+		fmt.Fprintf(stderr, "redis-migrate: interrupted while following, without cutover: the target holds the source's writes "+
+			"up to its replication offset %d (%d commands followed) and no longer follows it\n", rep.SourceOffset, rep.Followed)
+		return 130
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "redis-migrate: interrupted; the summary above says what was done")
 		return 130
@@ -323,6 +376,8 @@ var flags = map[string]string{
 	"WithDBPrefix":         "-db-prefix",
 	"WithReadFromReplicas": "-read-from-replicas",
 	"WithEvictingTarget":   "-evicting-target",
+	"WithFollow":           "-follow",
+	"WithSpoolDir":         "-spool-dir",
 }
 
 // fields maps the strategies' fields that messages name to this command's flags.
@@ -378,6 +433,9 @@ func summary(w io.Writer, r *migrate.Report) {
 		fmt.Fprintf(w, "%-8d %10d %12d %8d %8d %8d\n", db, c.Keys, c.Bytes, c.Skipped, c.Expired, c.Failed)
 	}
 	fmt.Fprintf(w, "%-8s %10d %12d %8d %8d %8d\n", "total", r.Keys, r.Bytes, r.Skipped, r.Expired, r.Failed)
+	if r.Followed > 0 || r.SourceOffset > 0 {
+		fmt.Fprintf(w, "followed  %d commands, up to the source's replication offset %d\n", r.Followed, r.SourceOffset)
+	}
 	fmt.Fprintf(w, "duration  %s\n", r.Duration.Round(time.Millisecond))
 	if v := r.Verify; v != nil {
 		fmt.Fprintf(w, "verify    %s\n", v)

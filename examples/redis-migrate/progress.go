@@ -18,6 +18,10 @@ type progress struct {
 	mu       sync.Mutex
 	last     time.Time
 	drawn    bool
+
+	following    bool // the copy is done and the target follows the source
+	lastCommands int64
+	lastAt       time.Time
 }
 
 func newProgress(w io.Writer) *progress {
@@ -37,6 +41,10 @@ func (p *progress) update(pr migrate.Progress) {
 		return
 	}
 	p.last = time.Now()
+	if pr.Following {
+		p.follow(pr)
+		return
+	}
 	done := pr.Keys + pr.Skipped + pr.Expired + pr.Failed
 	rate := float64(done) / max(pr.Elapsed.Seconds(), 0.001)
 	eta := "?"
@@ -58,6 +66,48 @@ func (p *progress) update(pr migrate.Progress) {
 	}
 	fmt.Fprintf(p.w, "\r[%s%s] %s\x1b[K", strings.Repeat("#", filled), strings.Repeat(".", width-filled), line)
 	p.drawn = true
+}
+
+// follow prints the line of a following migration: how far the target is behind the
+// source, and how fast it applies the source's writes.
+func (p *progress) follow(pr migrate.Progress) {
+	if !p.following {
+		p.following = true
+		if p.drawn {
+			fmt.Fprintln(p.w)
+			p.drawn = false
+		}
+	}
+	rate := 0.0
+	if !p.lastAt.IsZero() {
+		rate = float64(pr.Commands-p.lastCommands) / max(time.Since(p.lastAt).Seconds(), 0.001)
+	}
+	p.lastCommands, p.lastAt = pr.Commands, time.Now()
+	line := fmt.Sprintf("following: lag %s, %s; %d commands applied, %.0f/s",
+		bytesText(pr.LagBytes), pr.LagAge.Round(time.Millisecond), pr.Commands, rate)
+	if !p.terminal {
+		fmt.Fprintln(p.w, line)
+		return
+	}
+	fmt.Fprintf(p.w, "\r%s\x1b[K", line)
+	p.drawn = true
+}
+
+// followed reports whether the copy finished and following began.
+func (p *progress) followed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.following
+}
+
+func bytesText(n int64) string {
+	switch {
+	case n >= 1e6:
+		return mb(n)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // finish ends the bar's line.

@@ -14,6 +14,11 @@
 // another, with every strategy but Replication (which refuses clusters); its "x native"
 // column is the ratio of its time to the same strategy's on the standalone strings set of
 // the same run (so run it after strings), there being no native cluster-to-cluster copy.
+//
+// The set follow (not run by default: -sets=follow) measures a following Snapshot on the
+// strings set under a writer of INCRs, beside native replication under the same writer:
+// the lag while following, the time from the cutover's return to Migrate's return, and
+// the commands applied a second; see follow.go.
 package main
 
 import (
@@ -53,22 +58,35 @@ func main() {
 	src := flag.String("src", "", "internal: source addresses, comma-separated for a cluster")
 	dst := flag.String("dst", "", "internal: target addresses, comma-separated for a cluster")
 	strategy := flag.String("strategy", "", "internal: strategy name")
-	sets := flag.String("sets", "strings,mixed,strings-cluster", "data sets to run, comma-separated: strings, mixed, strings-cluster")
+	follow := flag.Bool("follow", false, "internal: with -child, run a following Snapshot of the follow set")
+	window := flag.Duration("window", 0, "internal: with -follow, how long the cutover function waits")
+	sets := flag.String("sets", "strings,mixed,strings-cluster", "data sets to run, comma-separated: strings, mixed, strings-cluster, follow")
 	only := flag.String("strategies", strings.Join(order, ","), "strategies to run, comma-separated")
 	scale := flag.Float64("scale", 1, "fraction of each data set's size, for quick runs")
 	flag.StringVar(&profileDir, "profile", "", "write each strategy's CPU profile into this folder, as SET-STRATEGY.pprof")
 	flag.Parse()
+	if *child && *follow {
+		if err := runFollowChild(*src, *dst, *window); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if *child {
 		if err := runChild(*src, *dst, *strategy, profileDir); err != nil {
 			log.Fatal(err)
 		}
 		return
 	}
-	fmt.Printf("%-8s %-14s %9s %12s %9s %9s %10s  %s\n", "set", "method", "seconds", "keys/s", "MB/s", "x native", "peak RSS", "CPU s: source/target/migrator")
+	if *sets != "follow" {
+		fmt.Printf("%-8s %-14s %9s %12s %9s %9s %10s  %s\n", "set", "method", "seconds", "keys/s", "MB/s", "x native", "peak RSS", "CPU s: source/target/migrator")
+	}
 	for _, set := range strings.Split(*sets, ",") {
 		run := runSet
-		if set == "strings-cluster" {
+		switch set {
+		case "strings-cluster":
 			run = runClusterSet
+		case "follow":
+			run = func(string, []string, float64) error { return runFollowSet(*scale) }
 		}
 		if err := run(set, strings.Split(*only, ","), *scale); err != nil {
 			log.Fatalf("bench %s: %v", set, err)
