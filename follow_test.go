@@ -183,7 +183,7 @@ func TestFollowExact(t *testing.T) {
 	rep := migrateOK(t, m)
 	rounds, _ := w.Stop()
 	t.Logf("report %+v; %d rounds, %d at cutover", rep, rounds, atCutover)
-	if rounds < 50 || rounds == atCutover {
+	if atCutover == 0 || rounds == atCutover {
 		t.Errorf("%d rounds written, %d at cutover: the test did not write during the follow", rounds, atCutover)
 	}
 	if w.err != nil {
