@@ -22,7 +22,8 @@ MIGRATE_TEST_SERVERS ?= $(if $(wildcard ../shared/servers),$(abspath ../shared/s
 test: redis-server
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
-	MIGRATE_TEST_SERVERS=$(MIGRATE_TEST_SERVERS) $(GO) test -race -timeout 9m ./...
+	@# Most tests wait on servers (syncs, failovers, rate limits): four at once on two cores.
+	MIGRATE_TEST_SERVERS=$(MIGRATE_TEST_SERVERS) $(GO) test -race -parallel 4 -timeout 9m ./...
 
 bench: redis-server
 	$(GO) run ./internal/bench $(BENCHFLAGS)
