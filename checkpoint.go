@@ -23,7 +23,9 @@ type CheckpointStore interface {
 	// Load returns the state last saved, or nil, nil when there is none yet.
 	Load(ctx context.Context) ([]byte, error)
 	// Save replaces the state kept with state, whole: after a crash at any moment, Load
-	// returns either the previous state or this one.
+	// returns either the previous state or this one. A migration never calls it twice at
+	// once; it saves in the background, and the copy waits for it only at the end of each
+	// database.
 	Save(ctx context.Context, state []byte) error
 }
 
@@ -132,8 +134,9 @@ func (p *walkPosition) String() string {
 // background every checkpointEvery while it changes, at the end of each database, and at
 // the end.
 type checkpointer struct {
-	store CheckpointStore
-	j     *Job
+	store  CheckpointStore
+	j      *Job
+	saveMu sync.Mutex // held during a save
 
 	mu    sync.Mutex
 	st    checkpointState
@@ -298,8 +301,11 @@ func (c *checkpointer) finish(ctx context.Context, ran error) error {
 	return c.save(sctx)
 }
 
-// save writes the state to the store.
+// save writes the state to the store, one save at a time, so that an older state never
+// replaces a newer one.
 func (c *checkpointer) save(ctx context.Context) error {
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
 	c.mu.Lock()
 	c.st.Saved = time.Now()
 	b, err := json.MarshalIndent(c.st, "", "  ")

@@ -154,9 +154,19 @@ func TestCheckpointResumeAfterKill(t *testing.T) {
 					}
 				}
 			}
+			var saved struct {
+				Walk *struct{ DB, Cursor int }
+			}
+			if b, err := os.ReadFile(file); err != nil || json.Unmarshal(b, &saved) != nil {
+				t.Fatalf("no checkpoint after the kills: %v", err)
+			}
 			rep, err := run(0)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if w := saved.Walk; w != nil && w.Cursor != 0 && rep.Databases[w.DB].Scanned >= int64(total/2) {
+				t.Errorf("the last run walked %d keys of database %d, which holds %d: it did not continue from cursor %d",
+					rep.Databases[w.DB].Scanned, w.DB, total/2, w.Cursor)
 			}
 			if rep.Resumed == "" || rep.AlreadyComplete {
 				t.Errorf("the last run did not resume: Resumed %q, AlreadyComplete %v", rep.Resumed, rep.AlreadyComplete)
