@@ -103,6 +103,9 @@ type checkpointState struct {
 	// Walk is where the walk of the database under way may continue; nil when it starts
 	// from the beginning.
 	Walk *walkPosition `json:"walk,omitempty"`
+	// Slots are the slots of a cluster source whose keys are all written, as ranges of
+	// first and last slot.
+	Slots [][2]uint16 `json:"slots,omitempty"`
 }
 
 // checkpointSide names one side of the migration.
@@ -148,6 +151,11 @@ type checkpointer struct {
 	ids     map[*string]uint64      // batch number by the batch's first element's address
 	tags    map[uint64]walkPosition // where to continue once the batch and all before it are written
 	done    map[uint64]bool         // batches written out of order
+
+	// A cluster source's walk: the slots whose keys are all written, and the groups of
+	// slots read together whose batches are not all written yet, by batch.
+	slots  map[uint16]bool
+	groups map[*string]*slotGroup
 
 	stop     chan struct{}
 	finished chan struct{}
@@ -200,6 +208,16 @@ func loadCheckpoint(ctx context.Context, store CheckpointStore, j *Job, strategy
 		}
 	}
 	c.st.Complete, c.st.DatabasesDone, c.st.Walk, c.st.Saved = saved.Complete, saved.DatabasesDone, saved.Walk, saved.Saved
+	c.slots = map[uint16]bool{}
+	for _, r := range saved.Slots {
+		if r[0] > r[1] || r[1] >= slotCount {
+			return nil, fmt.Errorf("%w: it is damaged (slots %d-%d); remove it to start over", ErrCheckpoint, r[0], r[1])
+		}
+		for s := int(r[0]); s <= int(r[1]); s++ {
+			c.slots[uint16(s)] = true
+		}
+	}
+	c.st.Slots = saved.Slots
 	return c, nil
 }
 
@@ -248,6 +266,9 @@ func (c *checkpointer) resumedFrom() string {
 	if st.Walk != nil {
 		parts = append(parts, st.Walk.String())
 	}
+	if len(c.slots) > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d slots done", len(c.slots), slotCount))
+	}
 	if len(parts) == 0 {
 		return ""
 	}
@@ -293,7 +314,7 @@ func (c *checkpointer) finish(ctx context.Context, ran error) error {
 	}
 	c.mu.Lock()
 	if ran == nil {
-		c.st.Complete, c.st.Walk = true, nil
+		c.st.Complete, c.st.Walk, c.st.Slots = true, nil, nil
 	}
 	c.mu.Unlock()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
@@ -341,7 +362,7 @@ func (c *checkpointer) dbDone(ctx context.Context, db int) error {
 	}
 	c.mu.Lock()
 	c.st.DatabasesDone = append(c.st.DatabasesDone, db)
-	c.st.Walk = nil
+	c.st.Walk, c.st.Slots, c.slots = nil, nil, map[uint16]bool{}
 	c.mu.Unlock()
 	return c.save(ctx)
 }
@@ -384,6 +405,12 @@ func (c *checkpointer) batchWritten(keys []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	id := batchID(keys)
+	if g := c.groups[id]; g != nil {
+		delete(c.groups, id)
+		g.pending--
+		c.slotsWritten(g)
+		return
+	}
 	n, ok := c.ids[id]
 	if !ok {
 		return
@@ -403,6 +430,70 @@ func (c *checkpointer) batchWritten(keys []string) {
 		c.st.Walk = last
 		c.dirty = true
 	}
+}
+
+// slotGroup is slots of a cluster source read together, whose keys the walk gave in
+// batches: they are done once every batch is written.
+type slotGroup struct {
+	slots   []uint16
+	pending int  // batches not written yet
+	sealed  bool // every batch was given
+}
+
+// slotDone reports whether every key of slot was written by an earlier run. A nil
+// checkpointer says no.
+func (c *checkpointer) slotDone(slot uint16) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.slots[slot]
+}
+
+// slotBatch records that the walk of a cluster source gives keys, a batch of group g.
+func (c *checkpointer) slotBatch(g *slotGroup, keys []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.groups == nil {
+		c.groups = map[*string]*slotGroup{}
+	}
+	g.pending++
+	c.groups[batchID(keys)] = g
+}
+
+// slotsGiven records that the walk gave every batch of g.
+func (c *checkpointer) slotsGiven(g *slotGroup) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g.sealed = true
+	c.slotsWritten(g)
+}
+
+// slotsWritten marks the slots of g done once every batch of g is written. c.mu is held.
+func (c *checkpointer) slotsWritten(g *slotGroup) {
+	if !g.sealed || g.pending > 0 {
+		return
+	}
+	if c.slots == nil {
+		c.slots = map[uint16]bool{}
+	}
+	for _, s := range g.slots {
+		c.slots[s] = true
+	}
+	g.slots = nil
+	c.st.Slots = c.st.Slots[:0]
+	for s := 0; s < slotCount; s++ {
+		if !c.slots[uint16(s)] {
+			continue
+		}
+		if n := len(c.st.Slots); n > 0 && int(c.st.Slots[n-1][1]) == s-1 {
+			c.st.Slots[n-1][1] = uint16(s)
+		} else {
+			c.st.Slots = append(c.st.Slots, [2]uint16{uint16(s), uint16(s)})
+		}
+	}
+	c.dirty = true
 }
 
 // resume loads the checkpoint of WithCheckpoint for strategy run, fills the Report's

@@ -94,102 +94,124 @@ func TestCheckpointResumeAfterKill(t *testing.T) {
 		t.Run(strategy, func(t *testing.T) {
 			src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 			total := fillCheckpointSource(t, src, 4000)
-			file := filepath.Join(t.TempDir(), "checkpoint.json")
-			run := func(kill time.Duration) (*migrate.Report, error) {
-				cmd := exec.Command(os.Args[0], "-test.run=^TestCheckpointHelperProcess$")
-				cmd.Env = append(os.Environ(), "MIGRATE_CHECKPOINT_HELPER=1", "MIGRATE_CHECKPOINT_STRATEGY="+strategy,
-					"MIGRATE_CHECKPOINT_SRC="+src.Addr, "MIGRATE_CHECKPOINT_DST="+dst.Addr, "MIGRATE_CHECKPOINT_FILE="+file)
-				var out strings.Builder
-				cmd.Stdout = &out
-				stderr, err := cmd.StderrPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				// Killed a random while after it started copying.
-				errOut := make(chan string, 1)
-				go func() {
-					var all strings.Builder
-					sc := bufio.NewScanner(stderr)
-					for sc.Scan() {
-						if sc.Text() == "copying" && kill > 0 {
-							time.AfterFunc(kill, func() { cmd.Process.Signal(syscall.SIGKILL) })
-						}
-						all.WriteString(sc.Text() + "\n")
-					}
-					errOut <- all.String()
-				}()
-				msg := <-errOut
-				err = cmd.Wait()
-				if err != nil {
-					if kill > 0 {
-						return nil, err
-					}
-					return nil, fmt.Errorf("%v: %s", err, msg)
-				}
-				var rep migrate.Report
-				line := strings.TrimSpace(out.String())
-				if i := strings.LastIndex(line, "\n"); i >= 0 {
-					line = line[i+1:]
-				}
-				if err := json.Unmarshal([]byte(line), &rep); err != nil {
-					return nil, fmt.Errorf("report %q: %v", out.String(), err)
-				}
-				return &rep, nil
-			}
-			killed := 0
-			for killed < 5 {
-				rep, err := run(time.Duration(150+rand.Intn(400)) * time.Millisecond)
-				if err == nil {
-					t.Fatalf("the migration ended before it was killed (%d kills): %v; make it slower", killed, rep)
-				}
-				killed++
-				// The checkpoint is whole whenever the process dies.
-				if b, err := os.ReadFile(file); err == nil {
-					var v map[string]any
-					if err := json.Unmarshal(b, &v); err != nil {
-						t.Fatalf("after kill %d the checkpoint is not whole: %v: %q", killed, err, b)
-					}
-				}
-			}
-			var saved struct {
-				Walk *struct{ DB, Cursor int }
-			}
-			if b, err := os.ReadFile(file); err != nil || json.Unmarshal(b, &saved) != nil {
-				t.Fatalf("no checkpoint after the kills: %v", err)
-			}
-			rep, err := run(0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if w := saved.Walk; w != nil && w.Cursor != 0 && rep.Databases[w.DB].Scanned >= int64(total/2) {
-				t.Errorf("the last run walked %d keys of database %d, which holds %d: it did not continue from cursor %d",
-					rep.Databases[w.DB].Scanned, w.DB, total/2, w.Cursor)
-			}
-			if rep.Resumed == "" || rep.AlreadyComplete {
-				t.Errorf("the last run did not resume: Resumed %q, AlreadyComplete %v", rep.Resumed, rep.AlreadyComplete)
-			}
-			if rep.Keys+rep.Skipped+rep.Expired != rep.Scanned || rep.Failed != 0 {
-				t.Errorf("last run's counts: %d copied + %d skipped + %d expired != %d scanned (%d failed)",
-					rep.Keys, rep.Skipped, rep.Expired, rep.Scanned, rep.Failed)
-			}
-			if rep.Scanned >= int64(total) {
-				t.Errorf("the last run walked %d keys of %d: it started over", rep.Scanned, total)
-			}
-			t.Logf("resumed from %s: %v", rep.Resumed, rep)
+			killAndResume(t, strategy, src.Addr, dst.Addr, total)
 			redistest.AssertSame(t, src, dst, 0, 3)
-
-			again, err := run(0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !again.AlreadyComplete || again.Scanned != 0 || again.Keys != 0 {
-				t.Errorf("a run after the end: AlreadyComplete %v, %d scanned, %d copied; want complete and nothing done",
-					again.AlreadyComplete, again.Scanned, again.Keys)
-			}
 		})
+	}
+}
+
+// TestCheckpointResumeClusterSource is TestCheckpointResumeAfterKill from a cluster source,
+// whose walk resumes by slot.
+func TestCheckpointResumeClusterSource(t *testing.T) {
+	src := redistest.StartCluster(t, redistest.ClusterConfig{})
+	dst := redistest.Start(t, redistest.Config{})
+	const total = 8000
+	src.AddKeys(t, "k:", total, 8)
+	killAndResume(t, "dump-restore", src.Masters[0].Addr, dst.Addr, total)
+	redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
+}
+
+// killAndResume runs the migration in a child process, kills it five times at random
+// moments once it copies, runs it to the end, and checks the last run resumed, then that a
+// run after the end reports the migration complete.
+func killAndResume(t *testing.T, strategy, srcAddr, dstAddr string, total int) {
+	file := filepath.Join(t.TempDir(), "checkpoint.json")
+	run := func(kill time.Duration) (*migrate.Report, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCheckpointHelperProcess$")
+		cmd.Env = append(os.Environ(), "MIGRATE_CHECKPOINT_HELPER=1", "MIGRATE_CHECKPOINT_STRATEGY="+strategy,
+			"MIGRATE_CHECKPOINT_SRC="+srcAddr, "MIGRATE_CHECKPOINT_DST="+dstAddr, "MIGRATE_CHECKPOINT_FILE="+file)
+		var out strings.Builder
+		cmd.Stdout = &out
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Killed a random while after it started copying.
+		errOut := make(chan string, 1)
+		go func() {
+			var all strings.Builder
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				if sc.Text() == "copying" && kill > 0 {
+					time.AfterFunc(kill, func() { cmd.Process.Signal(syscall.SIGKILL) })
+				}
+				all.WriteString(sc.Text() + "\n")
+			}
+			errOut <- all.String()
+		}()
+		msg := <-errOut
+		err = cmd.Wait()
+		if err != nil {
+			if kill > 0 {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%v: %s", err, msg)
+		}
+		var rep migrate.Report
+		line := strings.TrimSpace(out.String())
+		if i := strings.LastIndex(line, "\n"); i >= 0 {
+			line = line[i+1:]
+		}
+		if err := json.Unmarshal([]byte(line), &rep); err != nil {
+			return nil, fmt.Errorf("report %q: %v", out.String(), err)
+		}
+		return &rep, nil
+	}
+	killed := 0
+	for killed < 5 {
+		rep, err := run(time.Duration(150+rand.Intn(400)) * time.Millisecond)
+		if err == nil {
+			t.Fatalf("the migration ended before it was killed (%d kills): %v; make it slower", killed, rep)
+		}
+		killed++
+		// The checkpoint is whole whenever the process dies.
+		if b, err := os.ReadFile(file); err == nil {
+			var v map[string]any
+			if err := json.Unmarshal(b, &v); err != nil {
+				t.Fatalf("after kill %d the checkpoint is not whole: %v: %q", killed, err, b)
+			}
+		}
+	}
+	var saved struct {
+		Walk  *struct{ DB, Cursor int }
+		Slots [][2]int
+	}
+	if b, err := os.ReadFile(file); err != nil || json.Unmarshal(b, &saved) != nil {
+		t.Fatalf("no checkpoint after the kills: %v", err)
+	}
+	rep, err := run(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := saved.Walk; w != nil && w.Cursor != 0 && rep.Databases[w.DB].Scanned >= int64(total/2) {
+		t.Errorf("the last run walked %d keys of database %d, which holds %d: it did not continue from cursor %d",
+			rep.Databases[w.DB].Scanned, w.DB, total/2, w.Cursor)
+	}
+	if len(saved.Slots) > 0 && rep.Scanned >= int64(total) {
+		t.Errorf("the last run walked %d keys of %d: it did not skip the slots done %v", rep.Scanned, total, saved.Slots)
+	}
+	if rep.Resumed == "" || rep.AlreadyComplete {
+		t.Errorf("the last run did not resume: Resumed %q, AlreadyComplete %v", rep.Resumed, rep.AlreadyComplete)
+	}
+	if rep.Keys+rep.Skipped+rep.Expired != rep.Scanned || rep.Failed != 0 {
+		t.Errorf("last run's counts: %d copied + %d skipped + %d expired != %d scanned (%d failed)",
+			rep.Keys, rep.Skipped, rep.Expired, rep.Scanned, rep.Failed)
+	}
+	if rep.Scanned >= int64(total) {
+		t.Errorf("the last run walked %d keys of %d: it started over", rep.Scanned, total)
+	}
+	t.Logf("resumed from %s: %v", rep.Resumed, rep)
+
+	again, err := run(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.AlreadyComplete || again.Scanned != 0 || again.Keys != 0 {
+		t.Errorf("a run after the end: AlreadyComplete %v, %d scanned, %d copied; want complete and nothing done",
+			again.AlreadyComplete, again.Scanned, again.Keys)
 	}
 }
 

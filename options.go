@@ -528,12 +528,12 @@ func WithSpoolDir(dir string) Option {
 // crash, a kill, a lost connection, a cancelled context) continues where it stopped when
 // Migrate runs again with the same store, rather than starting over; see CheckpointFile.
 //
-// It resumes DumpRestore and MigrateKeys, which must be named by WithStrategy; other
+// It resumes DumpRestore and MigrateKeys (named by WithStrategy, or chosen by Auto); other
 // strategies are refused (ErrUnsupported). The position of the key walk is saved several
 // times a second in the background (the copy never waits for it) and at the end of each
 // database: on a standalone source,
-// the SCAN cursor below which every batch is written; on a cluster source, the databases
-// done (a database under way is walked again from its start). Keys written after the last
+// the SCAN cursor below which every batch is written; on a cluster source, the slots whose
+// keys are all written. Keys written after the last
 // save are found again on the target with the source's value and counted as Skipped, under
 // any conflict policy: they are not conflicts. The checkpoint names the source, the target,
 // the strategy and the filters; a checkpoint of another migration, or a damaged one, makes

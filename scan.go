@@ -31,7 +31,9 @@ import (
 // Under WithCheckpoint (DumpRestore and MigrateKeys), the walk of a standalone source starts
 // where the checkpoint says and records, for each batch, the SCAN position from which it may
 // continue once that batch and every batch before it are written (the strategy says so with
-// checkpointer.batchWritten): the start of the SCAN page the batch's last key came from.
+// checkpointer.batchWritten): the start of the SCAN page the batch's last key came from. On
+// a cluster source it skips the slots the checkpoint has done, and records a group of slots
+// read together as done once every batch of their keys is written.
 func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error) error {
 	return j.scan(ctx, j.Source, db, true, fn)
 }
