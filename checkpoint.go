@@ -170,8 +170,8 @@ func checkpointIdentity(j *Job, strategy string) checkpointState {
 		}
 		return s
 	}
+	// The types in the order given: a saved SCAN ... TYPE pass is an index in them.
 	types := slices.Clone(j.Types)
-	slices.Sort(types)
 	return checkpointState{Version: checkpointVersion, Source: side(j.Source), Target: side(j.Target), Strategy: strategy,
 		Match: j.Match, Types: types, Databases: slices.Clone(j.Databases), Prefix: j.DBPrefix, Conflict: j.Conflict.String()}
 }

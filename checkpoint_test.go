@@ -247,6 +247,8 @@ func TestCheckpointRefused(t *testing.T) {
 		"another strategy": {migrate.WithStrategy(migrate.MigrateKeys{})},
 		"another match":    {migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithMatch("x*")},
 		"other databases":  {migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithDatabases(0, 1)},
+		"other types":      {migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithTypes("string")},
+		"another policy":   {migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithConflict(migrate.Skip)},
 	} {
 		_, err := migrateWith(append(opts, migrate.WithCheckpoint(store))...)
 		if !errors.Is(err, migrate.ErrCheckpoint) || !strings.Contains(err.Error(), "another migration") {
