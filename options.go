@@ -89,11 +89,10 @@ type Settings struct {
 // Verify read. defaults() is the one place the defaults live.
 type config struct {
 	Settings
-	strategy   Strategy
-	progress   func(Progress)
-	verify     bool            // WithVerify
-	evicting   bool            // WithEvictingTarget
-	checkpoint CheckpointStore // WithCheckpoint
+	strategy Strategy
+	progress func(Progress)
+	verify   bool // WithVerify
+	evicting bool // WithEvictingTarget
 	// migrateOnly names the options given that mean something to Migrate only, which
 	// Verify refuses.
 	migrateOnly []string
@@ -101,6 +100,8 @@ type config struct {
 	// Verify's own.
 	sample   float64
 	examples int
+
+	checkpoint CheckpointStore // WithCheckpoint
 }
 
 func defaults() config {
