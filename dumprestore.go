@@ -69,7 +69,13 @@ func (d DumpRestore) Run(ctx context.Context, j *Job) error {
 		return err
 	}
 	for _, db := range j.Databases {
+		if j.checkpoint.skipDB(db) {
+			continue // copied whole before an interruption (WithCheckpoint)
+		}
 		if err := d.copyDB(ctx, j, r, db); err != nil {
+			return err
+		}
+		if err := j.checkpoint.dbDone(ctx, db); err != nil {
 			return err
 		}
 	}
@@ -94,6 +100,9 @@ func (d DumpRestore) copyDB(ctx context.Context, j *Job, r *restorer, db int) er
 		}
 		err = r.restore(ctx, db, out)
 		releaseBatch(out)
+		if err == nil {
+			j.checkpoint.batchWritten(keys)
+		}
 		return err
 	})
 }

@@ -36,6 +36,7 @@ type Job struct {
 
 	incompatible IncompatibleReport          // keys the target could not hold whole, for the Report
 	followed     atomic.Pointer[followStats] // set when a strategy follows the source's stream (WithFollow)
+	checkpoint   *checkpointer               // WithCheckpoint's, while DumpRestore or MigrateKeys runs
 }
 
 // Counts are the numbers of keys (and bytes) a migration handled.

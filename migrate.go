@@ -77,6 +77,13 @@ type Report struct {
 	// target holds its writes, once a Snapshot restored its snapshot and followed them; also
 	// when following stopped on an error. 0 otherwise.
 	SourceOffset int64
+	// Resumed says where this run continued an interrupted migration from the checkpoint
+	// given with WithCheckpoint ("checkpoint saved ...: databases 0 done; database 3 from SCAN
+	// cursor 1234"); "" when it started from the beginning.
+	Resumed string
+	// AlreadyComplete reports that the checkpoint given with WithCheckpoint says this
+	// migration finished: this run copied nothing.
+	AlreadyComplete bool
 }
 
 func (r *Report) String() string {
@@ -193,11 +200,21 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 	if run != nil {
 		rep.Strategy = run.Name()
 	}
+	if err == nil && m.cfg.checkpoint != nil {
+		if j.checkpoint, err = m.resume(ctx, j, run, rep); err == nil && rep.AlreadyComplete {
+			rep.Duration = time.Since(start)
+			m.cfg.Logger.Info("migrate: the checkpoint says this migration is complete; nothing to do")
+			return rep, nil
+		}
+	}
 	stop := m.reportProgress(j, rep.Strategy)
 	if err == nil {
 		evicted := m.watchEvictions(ctx, j)
 		failovers := watchFailovers(ctx, j)
 		err = evicted(failovers(run.Run(ctx, j)))
+		if j.checkpoint != nil {
+			err = errors.Join(err, j.checkpoint.finish(ctx, err))
+		}
 	}
 	stop()
 

@@ -196,7 +196,13 @@ func (m MigrateKeys) Run(ctx context.Context, j *Job) error {
 		return err
 	}
 	for _, db := range j.Databases {
+		if j.checkpoint.skipDB(db) {
+			continue // copied whole before an interruption (WithCheckpoint)
+		}
 		if err := p.copyDB(ctx, db); err != nil {
+			return err
+		}
+		if err := j.checkpoint.dbDone(ctx, db); err != nil {
 			return err
 		}
 	}

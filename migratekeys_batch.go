@@ -27,7 +27,11 @@ func (p *migration) copyDB(ctx context.Context, db int) error {
 		// A batch runs under ctx, not gctx: when another batch fails, the MIGRATE under
 		// way completes on the source all the same, and its reply is needed to count
 		// what it did.
-		return p.batch(ctx, src, dst, db, keys)
+		if err := p.batch(ctx, src, dst, db, keys); err != nil {
+			return err
+		}
+		j.checkpoint.batchWritten(keys)
+		return nil
 	})
 }
 

@@ -100,6 +100,8 @@ type config struct {
 	// Verify's own.
 	sample   float64
 	examples int
+
+	checkpoint CheckpointStore // WithCheckpoint
 }
 
 func defaults() config {
@@ -519,6 +521,34 @@ func WithSpoolDir(dir string) Option {
 		}
 		c.SpoolDir = dir
 		c.forMigrateOnly("WithSpoolDir")
+		return nil
+	}
+}
+
+// WithCheckpoint keeps the migration's progress in s, so that a migration that stops (a
+// crash, a kill, a lost connection, a cancelled context) continues where it stopped when
+// Migrate runs again with the same store, rather than starting over; see CheckpointFile.
+//
+// It resumes DumpRestore and MigrateKeys (named by WithStrategy, or chosen by Auto); other
+// strategies are refused (ErrUnsupported). The position of the key walk is saved several
+// times a second in the background (the copy never waits for it) and at the end of each
+// database: on a standalone source,
+// the SCAN cursor below which every batch is written; on a cluster source, the slots whose
+// keys are all written. Keys written after the last
+// save are found again on the target with the source's value and counted as Skipped, under
+// any conflict policy: they are not conflicts. The checkpoint names the source, the target,
+// the strategy and the filters; a checkpoint of another migration, or a damaged one, makes
+// Migrate fail with an error wrapping ErrCheckpoint. Once the migration succeeds, the
+// checkpoint says it is complete, and Migrate run again copies nothing and sets
+// Report.AlreadyComplete. Report.Resumed says where a run continued. The default keeps no
+// checkpoint.
+func WithCheckpoint(s CheckpointStore) Option {
+	return func(c *config) error {
+		if s == nil {
+			return fmt.Errorf("WithCheckpoint: nil store")
+		}
+		c.checkpoint = s
+		c.forMigrateOnly("WithCheckpoint")
 		return nil
 	}
 }

@@ -27,6 +27,13 @@ import (
 // owner failed over is given as the promoted replica holds it. MATCH and TYPE are applied
 // by this program. A slot is read in one reply, so a slot that holds very many keys (one
 // hash tag for millions of keys) is held in memory at once.
+//
+// Under WithCheckpoint (DumpRestore and MigrateKeys), the walk of a standalone source starts
+// where the checkpoint says and records, for each batch, the SCAN position from which it may
+// continue once that batch and every batch before it are written (the strategy says so with
+// checkpointer.batchWritten): the start of the SCAN page the batch's last key came from. On
+// a cluster source it skips the slots the checkpoint has done, and records a group of slots
+// read together as done once every batch of their keys is written.
 func (j *Job) ScanKeys(ctx context.Context, db int, fn func(keys []string) error) error {
 	return j.scan(ctx, j.Source, db, true, fn)
 }
@@ -57,6 +64,14 @@ func (j *Job) scanMatch(ctx context.Context, e *Endpoint, db int, match string, 
 			filterByType = true
 		}
 	}
+	// pos is where the walk may continue once the keys given so far are written: the start
+	// of the SCAN page under way (checkpoint).
+	var cp *checkpointer
+	var pos walkPosition
+	if count && j.checkpoint != nil {
+		cp = j.checkpoint
+		pos = cp.walkStart(db)
+	}
 	limit := j.BatchLimit()
 	batch := make([]string, 0, limit)
 	flush := func() error {
@@ -77,12 +92,22 @@ func (j *Job) scanMatch(ctx context.Context, e *Endpoint, db int, match string, 
 		if count {
 			j.Count(db, Counts{Scanned: int64(len(keys))})
 		}
+		if cp != nil {
+			cp.emitted(keys, pos)
+		}
 		return fn(keys)
 	}
 	op := fmt.Sprintf("scan db %d", db)
-	for _, typ := range passes {
+	for pass, typ := range passes {
+		if pass < pos.Pass {
+			continue // done by an earlier run
+		}
 		var cursor uint64
+		if pass == pos.Pass {
+			cursor = pos.Cursor
+		}
 		for {
+			pos = walkPosition{DB: db, Pass: pass, Cursor: cursor}
 			args := []string{strconv.FormatUint(cursor, 10)}
 			if match != "" {
 				args = append(args, "MATCH", match)

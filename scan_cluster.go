@@ -21,7 +21,8 @@ type slotWalk struct {
 	match string
 	count bool
 	fn    func([]string) error
-	fnMu  sync.Mutex // fn is never called twice at once
+	fnMu  sync.Mutex    // fn is never called twice at once
+	cp    *checkpointer // WithCheckpoint's, when the walk is ScanKeys': slots done are skipped and recorded
 	c     rueidis.Client
 	limit int
 	chunk int // slots per GETKEYSINSLOT round trip
@@ -38,6 +39,9 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 		return err
 	}
 	w := &slotWalk{j: j, e: e, match: match, count: count, fn: fn, c: c, limit: j.BatchLimit()}
+	if count {
+		w.cp = j.checkpoint
+	}
 	// About ScanCount keys per round trip.
 	perSlot := max(1, int(e.Info.Keyspace[0]/slotCount))
 	w.chunk = min(512, max(1, j.ScanCount/perSlot))
@@ -52,7 +56,7 @@ func (j *Job) scanCluster(ctx context.Context, e *Endpoint, match string, count 
 		}
 		if first {
 			for s, id := range t.owner {
-				if id != "" {
+				if id != "" && !w.cp.slotDone(uint16(s)) {
 					todo[uint16(s)] = true
 				}
 			}
@@ -281,6 +285,7 @@ func (w *slotWalk) walkNode(ctx context.Context, t *topology, n *clusterNode, sl
 			return done, nil
 		}
 		var keys []string
+		before := len(done) // the slots of this chunk read whole come after
 		for i, s := range chunk {
 			if view.owner[s] != master {
 				continue // moved meanwhile: read it from its new owner
@@ -304,8 +309,15 @@ func (w *slotWalk) walkNode(ctx context.Context, t *topology, n *clusterNode, sl
 			keys = append(keys, got...)
 			done = append(done, s)
 		}
-		if err := w.emit(ctx, keys); err != nil {
+		var g *slotGroup
+		if w.cp != nil {
+			g = &slotGroup{slots: slices.Clone(done[before:])}
+		}
+		if err := w.emit(ctx, keys, g); err != nil {
 			return done, err
+		}
+		if g != nil {
+			w.cp.slotsGiven(g)
 		}
 	}
 	return done, nil
@@ -331,8 +343,9 @@ func (w *slotWalk) importing(ctx context.Context, t, view *topology, id string, 
 	return keys, nil
 }
 
-// emit filters keys and hands them to fn in batches.
-func (w *slotWalk) emit(ctx context.Context, keys []string) error {
+// emit filters keys and hands them to fn in batches, each recorded in g (checkpoint) when g
+// is not nil.
+func (w *slotWalk) emit(ctx context.Context, keys []string, g *slotGroup) error {
 	j := w.j
 	if w.match != "" {
 		kept := keys[:0]
@@ -360,6 +373,9 @@ func (w *slotWalk) emit(ctx context.Context, keys []string) error {
 		w.fnMu.Lock()
 		if w.count {
 			j.Count(0, Counts{Scanned: int64(len(batch))})
+		}
+		if g != nil {
+			w.cp.slotBatch(g, batch)
 		}
 		err := w.fn(batch)
 		w.fnMu.Unlock()
