@@ -39,8 +39,8 @@ func (s Snapshot) checkFollow(j *Job) error {
 	switch {
 	case s.FromFile != "" || s.ToFile != "":
 		why = "FromFile and ToFile hold one moment; a following Snapshot reads the source's replication stream and restores"
-	case j.Source.Cluster() || j.Target.Cluster():
-		why = "a following Snapshot does not yet follow a cluster source or write to a cluster target; DumpRestore{} or Snapshot{} without WithFollow copy one moment"
+	case j.Source.Cluster():
+		why = "a following Snapshot does not yet follow a cluster source; DumpRestore{} or Snapshot{} without WithFollow copy one moment"
 	case j.Conflict == Skip:
 		why = "WithConflict(Skip) keeps keys of the target that the source's writes would then change, mixing both; use Fail or Replace with WithFollow"
 	case len(j.Types) > 0:

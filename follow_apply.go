@@ -25,15 +25,18 @@ type streamCommand struct {
 	name string // upper case
 	key  string // the first argument, for messages
 	end  int64  // the stream position after it
+	// slotKey is, on a cluster target, the key whose slot the command is sent to ("" none).
+	slotKey string
 }
 
 // applier replays the stream, in order, on one connection to the target: SELECT as the
 // source sends it, MULTI ... EXEC within one pipeline, so on that connection as one
 // transaction, and everything else as received. It sends batches of commands pipelined,
-// and waits for each batch's replies before the next.
+// and waits for each batch's replies before the next. On a cluster target it sends each
+// command to its slot's node instead (see clusterQueue).
 type applier struct {
 	f     *follower
-	c     rueidis.DedicatedClient
+	c     applyConn
 	r     *spoolReader
 	br    *bufio.Reader
 	start int64 // where the stream starts in the spool
@@ -50,6 +53,10 @@ type applier struct {
 	keys   *streamKeys  // where the keys of a command are, for WithMatch
 	keepDB bool         // whether the stream's current database is copied
 	srcDB  int          // the stream's current database
+
+	cluster     bool // the target is a cluster
+	txStart     int  // on a cluster target, the batch index of the open transaction's MULTI
+	splitLogged bool // a transaction across slots was logged
 }
 
 // apply applies the stream after the RDB until the cutover asks to stop (see WithFollow),
@@ -66,18 +73,30 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 			return ctx.Err()
 		}
 	}
-	// A client of its own: the connection's database follows the stream's SELECT, so it
-	// must not return to a pool, nor be reconnected to another database behind our back.
-	opt := j.Target.Option
-	client, err := rueidis.NewClient(opt)
-	if err != nil {
-		return j.Target.Err("connect to apply the stream", "", explainDial(opt, j.Target.Addr, err))
+	var conn applyConn
+	if j.Target.Cluster() {
+		// The cluster client: each command goes to its slot's node (see clusterQueue).
+		c, err := j.Target.Client(0)
+		if err != nil {
+			return err
+		}
+		conn = c
+	} else {
+		// A client of its own: the connection's database follows the stream's SELECT, so it
+		// must not return to a pool, nor be reconnected to another database behind our back.
+		opt := j.Target.Option
+		client, err := rueidis.NewClient(opt)
+		if err != nil {
+			return j.Target.Err("connect to apply the stream", "", explainDial(opt, j.Target.Addr, err))
+		}
+		defer client.Close()
+		dc, release := client.Dedicate()
+		defer release()
+		conn = dc
 	}
-	defer client.Close()
-	dc, release := client.Dedicate()
-	defer release()
 	r := f.sp.streamReader(ctx)
-	a := &applier{f: f, c: dc, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos, dbs: newSnapshotDBs(j), keepDB: true, keys: newStreamKeys(j.Source)}
+	a := &applier{f: f, c: conn, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos, dbs: newSnapshotDBs(j), keepDB: true,
+		keys: newStreamKeys(j.Source), cluster: j.Target.Cluster(), txStart: -1}
 	f.st.offset.Store(f.base)
 	f.st.following.Store(true)
 	j.Logger.Info("snapshot: follow: snapshot restored; applying the source's writes", "offset", f.base)
@@ -237,12 +256,10 @@ func (a *applier) next(ctx context.Context) error {
 			}
 		}
 	}
-	key := ""
-	if len(args) > 1 {
-		key = args[1]
+	if a.cluster {
+		return a.clusterQueue(ctx, name, args)
 	}
-	a.batch = append(a.batch, a.c.B().Arbitrary(args...).Build())
-	a.cmds = append(a.cmds, streamCommand{name: name, key: key, end: a.pos})
+	a.queue(name, args, "")
 	return nil
 }
 
