@@ -97,11 +97,11 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 	r := f.sp.streamReader(ctx)
 	a := &applier{f: f, c: conn, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos, dbs: newSnapshotDBs(j), keepDB: true,
 		keys: newStreamKeys(j.Source), cluster: j.Target.Cluster(), txStart: -1}
-	f.st.offset.Store(f.base)
+	f.setOffset(f.base)
 	f.st.following.Store(true)
 	j.Logger.Info("snapshot: follow: snapshot restored; applying the source's writes", "offset", f.base)
 
-	cutover := make(chan error, 1)
+	cutover := f.gate.done
 	started := false
 	stopAt := int64(-1)        // the source's offset to reach, once cutover returned
 	var quiet <-chan time.Time // after the cutover, when the source speaks SYNC
@@ -137,11 +137,8 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 				}
 				if caught {
 					started, recheck = true, nil
-					j.Logger.Info("snapshot: follow: the target caught up; calling the cutover function", "offset", f.base+a.pos)
-					g.Go(func() error {
-						cutover <- j.Follow(ctx)
-						return nil
-					})
+					j.Logger.Info("snapshot: follow: the target caught up", "source", f.src.Addr, "offset", f.base+a.pos)
+					f.gate.caughtUp(ctx, g, j)
 				}
 			}
 			select {
@@ -153,8 +150,9 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 			case <-quiet:
 				j.Logger.Info("snapshot: follow: the stream was quiet after the cutover; stopping", "applied", f.base+f.applied.Load())
 				return nil
-			case err := <-cutover:
-				if err != nil {
+			case <-cutover:
+				cutover = nil
+				if err := f.gate.err; err != nil {
 					return fmt.Errorf("the cutover function (WithFollow) failed; following stopped, the target holds the source's writes up to offset %d: %w",
 						f.base+f.applied.Load(), err)
 				}
@@ -165,6 +163,7 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 					quiet = time.After(syncQuiet)
 					continue
 				}
+				var err error
 				if stopAt, err = f.sourceOffset(ctx); err != nil {
 					return err
 				}
@@ -241,6 +240,11 @@ func (a *applier) next(ctx context.Context) error {
 		}
 		args = []string{"SELECT", strconv.Itoa(a.f.j.TargetDB(db))}
 	default:
+		if a.f.owned != nil {
+			if err := a.ownSlots(ctx, name, args); err != nil {
+				return err
+			}
+		}
 		keep, err := a.crossDB(ctx, name, args)
 		if err != nil || !keep {
 			return err
@@ -435,7 +439,7 @@ func (a *applier) flush(ctx context.Context) error {
 		a.batch, a.cmds = a.batch[:0], a.cmds[:0]
 	}
 	f.applied.Store(a.pos)
-	f.st.offset.Store(f.base + a.pos)
+	f.setOffset(f.base + a.pos)
 	f.sp.lag(a.pos)  // forgets the arrivals of what is applied
 	f.sp.free(a.pos) // and the disk space it took
 	return nil
@@ -502,7 +506,7 @@ func (a *applier) refused(ctx context.Context, i int, err error) error {
 	}
 	f.st.commands.Add(int64(countCommands(a.cmds[:start])))
 	f.applied.Store(done)
-	f.st.offset.Store(f.base + done)
+	f.setOffset(f.base + done)
 	what := "target refused"
 	if strings.HasPrefix(err.Error(), "OOM") {
 		what = "target, out of memory (maxmemory), refused"

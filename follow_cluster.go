@@ -178,3 +178,27 @@ func (a *applier) broadcast(ctx context.Context, name string, args []string) err
 	f.st.commands.Add(1)
 	return nil
 }
+
+// ownSlots stops, on a cluster source, at a command of one master's stream whose keys are
+// in a slot that master did not serve at the start: the slot moved, and the stream of its
+// new master may hold writes to it that the migration does not follow. A command without
+// keys (FLUSHALL, FUNCTION LOAD) changes one master only, which a replay elsewhere cannot
+// say: it stops too.
+func (a *applier) ownSlots(ctx context.Context, name string, args []string) error {
+	keys, err := a.keys.keys(ctx, args)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return a.unreplayable(ctx, name, "", fmt.Sprintf(
+			"it names no key, and from a cluster source it changes the one master %s that sent it; apply it on the target yourself and migrate again", a.f.node))
+	}
+	for _, k := range keys {
+		if sl := keySlot(k); !a.f.owned[sl] {
+			return a.unreplayable(ctx, name, k, fmt.Sprintf(
+				"its key's slot %d was not served by master %s, whose stream sent it, when the migration started: the slot moved (a resharding), "+
+					"which a following Snapshot cannot follow; migrate again once it is done", sl, a.f.node))
+		}
+	}
+	return nil
+}

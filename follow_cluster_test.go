@@ -232,3 +232,40 @@ func TestFollowIntoClusterFlush(t *testing.T) {
 		t.Errorf("the cluster target holds %d keys, want 3 (after, x, y)", total)
 	}
 }
+
+// TestFollowFromCluster follows every master of a 3-master cluster source, into a
+// standalone server and into another cluster, under a writer: after the cutover the
+// target holds exactly the source's data.
+func TestFollowFromCluster(t *testing.T) {
+	t.Parallel()
+	for _, into := range []string{"standalone", "cluster"} {
+		t.Run(into, func(t *testing.T) {
+			t.Parallel()
+			src := redistest.StartCluster(t, redistest.ClusterConfig{Node: redistest.Config{Lines: []string{fastSync}}})
+			src.AddKeys(t, "bulk:", 1000, 10)
+			var dstOpt rueidis.ClientOption
+			var dstSide redistest.Side
+			if into == "cluster" {
+				dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+				dstOpt, dstSide = dst.Option(), dst.Side(t)
+			} else {
+				dst := redistest.Start(t, redistest.Config{})
+				dstOpt, dstSide = dst.Option(), redistest.Side{Client: dst.Client(t, 0)}
+			}
+			srcClient := src.Client(t)
+			w := startClusterWriter(t, srcClient, false, 2*time.Millisecond)
+			rep, _, _ := followCluster(t, src.Option(), dstOpt, w)
+			var offsets int64
+			for _, m := range src.Masters {
+				n, _ := strconv.ParseInt(m.Info(t, "master_repl_offset"), 10, 64)
+				offsets += n
+			}
+			if rep.SourceOffset <= 0 || rep.SourceOffset > offsets {
+				t.Errorf("Report.SourceOffset %d, want the sum of the masters' offsets the target holds, at most %d", rep.SourceOffset, offsets)
+			}
+			time.Sleep(200 * time.Millisecond) // the short-lived keys expire on both sides
+			redistest.AssertSameSides(t, src.Side(t), dstSide, "")
+			assertSameClusterCounters(t, srcClient, dstSide.Client, false)
+		})
+	}
+}
