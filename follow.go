@@ -232,6 +232,10 @@ func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
 		return nil
 	})
 	err = g.Wait()
+	if err == nil && j.Source.Cluster() {
+		// A slot that moved while following, even without a write the streams showed.
+		err = checkSlotsKept(ctx, j, srcs, owned)
+	}
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}

@@ -196,7 +196,7 @@ func (a *applier) next(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return a.f.j.Source.Err("read the replication stream", "", fmt.Errorf("at offset %d: %w", a.f.base+a.pos, err))
+		return a.f.src.Err("read the replication stream", "", fmt.Errorf("at offset %d: %w", a.f.base+a.pos, err))
 	}
 	a.cmdStart = a.pos
 	a.pos += n
@@ -229,7 +229,7 @@ func (a *applier) next(ctx context.Context) error {
 	case "SELECT":
 		db, err := strconv.Atoi(args[len(args)-1])
 		if err != nil || len(args) != 2 {
-			return a.f.j.Source.Err("read the replication stream", "", fmt.Errorf("unexpected %q at offset %d", strings.Join(args, " "), a.f.base+a.pos))
+			return a.f.src.Err("read the replication stream", "", fmt.Errorf("unexpected %q at offset %d", strings.Join(args, " "), a.f.base+a.pos))
 		}
 		if a.keepDB, err = a.dbs.keep(ctx, db); err != nil {
 			return err
@@ -404,7 +404,7 @@ func (a *applier) unreplayable(ctx context.Context, name, key, why string) error
 	if err := a.flush(ctx); err != nil {
 		return err
 	}
-	return f.j.Source.Err("follow "+name, key, fmt.Errorf(
+	return f.src.Err("follow "+name, key, fmt.Errorf(
 		"the source's write %s (ending at its replication offset %d) cannot be replayed exactly on the target: %s; "+
 			"following stopped, and the target holds the source's writes up to offset %d: %w",
 		name, at, why, f.base+f.applied.Load(), ErrUnsupported))

@@ -269,3 +269,65 @@ func TestFollowFromCluster(t *testing.T) {
 		})
 	}
 }
+
+// TestFollowFromClusterSlotMoved: a slot of the cluster source that moves to another master
+// while following, and gets a write there, stops the migration with an error saying so.
+func TestFollowFromClusterSlotMoved(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Node: redistest.Config{Lines: []string{fastSync}}})
+	dst := redistest.Start(t, redistest.Config{})
+	src.AddKeys(t, "bulk:", 100, 10)
+	const key = "moved:x"
+	slot, err := src.Masters[0].Do(t, 0, "CLUSTER", "KEYSLOT", key).AsInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(c rueidis.Client, args ...string) rueidis.RedisResult {
+		return c.Do(context.Background(), c.B().Arbitrary(args...).Build())
+	}
+	var from, to *redistest.Server
+	for _, m := range src.Masters {
+		if err := do(m.Client(t, 0), "GET", key).Error(); err == nil || rueidis.IsRedisNil(err) {
+			from = m
+		} else if to == nil {
+			to = m
+		}
+	}
+	sl := strconv.FormatInt(slot, 10)
+	fc, tc := from.Client(t, 0), to.Client(t, 0)
+	if n, _ := do(fc, "CLUSTER", "COUNTKEYSINSLOT", sl).AsInt64(); n != 0 {
+		t.Fatalf("slot %d holds %d keys; the test moves an empty slot", slot, n)
+	}
+	fromID, toID := src.ID(t, from), src.ID(t, to)
+	var moveErr error
+	cutover := func(ctx context.Context) error {
+		for _, c := range []struct {
+			c        rueidis.Client
+			how, arg string
+		}{{tc, "IMPORTING", fromID}, {fc, "MIGRATING", toID}, {tc, "NODE", toID}, {fc, "NODE", toID}} {
+			if err := do(c.c, "CLUSTER", "SETSLOT", sl, c.how, c.arg).Error(); err != nil {
+				moveErr = err
+			}
+		}
+		if err := do(tc, "SET", key, "1").Error(); err != nil {
+			moveErr = err
+		}
+		return nil
+	}
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}),
+		migrate.WithFollow(cutover), migrate.WithSpoolDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err = m.Migrate(ctx)
+	if moveErr != nil {
+		t.Fatalf("move slot %d: %v", slot, moveErr)
+	}
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "slot "+sl) || !strings.Contains(err.Error(), "moved") {
+		t.Fatalf("Migrate: %v; want an error wrapping ErrUnsupported that says slot %d moved", err, slot)
+	}
+	t.Logf("Migrate: %v", err)
+}
