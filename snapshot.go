@@ -37,8 +37,8 @@ import (
 // WithDatabases drop the writes they do not select, and stop at a write they select only in
 // part; WithDBPrefix renames the keys of the writes, and stops at one it cannot rename
 // exactly. It needs, besides PSYNC and REPLCONF, COMMAND INFO and COMMAND GETKEYS on the
-// source with WithMatch or WithDBPrefix, and every command the stream holds allowed on the
-// target.
+// source with WithMatch, WithDBPrefix or a cluster on either side, and every command the
+// stream holds allowed on the target.
 //
 // Over replication it needs PSYNC or SYNC, and REPLCONF, on the source: not renamed, and
 // allowed to the ACL user (+psync +sync +replconf); managed services usually refuse them,
