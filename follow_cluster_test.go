@@ -370,3 +370,66 @@ func TestFollowClusterCancel(t *testing.T) {
 	}
 	redistest.WaitGoroutines(t, before+1, 3*time.Second)
 }
+
+// TestFollowIntoClusterDatabases: the stream's writes to several databases go into the
+// cluster's database 0 with WithDBPrefix; with WithDatabases(0) those to database 1 are
+// dropped; with neither, the migration is refused with an error that says how to map them.
+func TestFollowIntoClusterDatabases(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{Lines: []string{fastSync}})
+	src.Do(t, 0, "SET", "a", "0")
+	src.Do(t, 1, "SET", "a", "1")
+	writes := func(ctx context.Context) error {
+		c0, c1 := src.Client(t, 0), src.Client(t, 1)
+		for i := range 20 {
+			n := strconv.Itoa(i)
+			c0.Do(ctx, c0.B().Incr().Key("count").Build())
+			c1.Do(ctx, c1.B().Lpush().Key("list").Element(n).Build())
+			c1.DoMulti(ctx, c1.B().Multi().Build(), c1.B().Incr().Key("x").Build(), c1.B().Incr().Key("y").Build(), c1.B().Exec().Build())
+		}
+		return nil
+	}
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}),
+		migrate.WithFollow(writes), migrate.WithSpoolDir(t.TempDir()), migrate.WithDBPrefix("db%d:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrateOK(t, m)
+	vr, err := migrate.Verify(context.Background(), src.Option(), dst.Option(), migrate.WithDBPrefix("db%d:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !vr.Equal() || vr.Compared < 6 {
+		t.Errorf("Verify: %s", vr)
+	}
+	c := dst.Client(t)
+	if v, _ := c.Do(context.Background(), c.B().Get().Key("db1:y").Build()).ToString(); v != "20" {
+		t.Errorf("db1:y on the target: %q, want 20", v)
+	}
+
+	// Database 0 only into another cluster: the writes to database 1 are dropped.
+	other := redistest.StartCluster(t, redistest.ClusterConfig{})
+	m, err = migrate.New(src.Option(), other.Option(), migrate.WithStrategy(migrate.Snapshot{}),
+		migrate.WithFollow(writes), migrate.WithSpoolDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Migrate(context.Background()); !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "WithDBPrefix") {
+		t.Errorf("two databases into a cluster: %v; want an error wrapping ErrUnsupported that names WithDBPrefix", err)
+	}
+	m.Close()
+	m, err = migrate.New(src.Option(), other.Option(), migrate.WithStrategy(migrate.Snapshot{}),
+		migrate.WithFollow(writes), migrate.WithSpoolDir(t.TempDir()), migrate.WithDatabases(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Migrate(context.Background()); err != nil {
+		t.Fatalf("WithDatabases(0): %v", err)
+	}
+	oc := other.Client(t)
+	if n, _ := oc.Do(context.Background(), oc.B().Exists().Key("list").Build()).AsInt64(); n != 0 {
+		t.Errorf("a write to database 1 reached the cluster with WithDatabases(0)")
+	}
+}
