@@ -36,11 +36,12 @@ type applyConn interface {
 //   - DEL and UNLINK of keys in several slots are applied key by key, MSET pair by pair;
 //     other commands whose keys span slots (RENAME, SUNIONSTORE, ...) stop the migration
 //     with an error naming the command: their replay cannot be exact.
-//   - A command without keys (FLUSHDB, FLUSHALL, FUNCTION LOAD, ...) is applied on every
-//     master, once the commands before it are; FLUSHDB and FLUSHALL then empty the
-//     cluster as they emptied the source (they stop the migration when the target held
-//     keys before it, as on a standalone target). Within a transaction it stops the
-//     migration.
+//   - FLUSHDB and FLUSHALL are applied on every master, once the commands before them are,
+//     and empty the cluster as they emptied the source (they stop the migration when the
+//     target held keys before it, as on a standalone target, and within a transaction).
+//     FUNCTION and SCRIPT commands are logged and not applied, as the snapshot's function
+//     libraries are not restored on a cluster target. Any other command without keys stops
+//     the migration: there is no node of its own to send it to.
 
 // clusterQueue queues one command of the stream for a cluster target; args are the
 // command as the filters and WithDBPrefix left it.
@@ -60,7 +61,15 @@ func (a *applier) clusterQueue(ctx context.Context, name string, args []string) 
 		return err
 	}
 	if len(keys) == 0 {
-		if a.inMulti {
+		switch {
+		case name == "FUNCTION" || name == "SCRIPT":
+			// As the snapshot's function libraries, which a cluster target does not get.
+			a.f.j.Logger.Warn("snapshot: follow: a function or script command of the source not applied on the cluster target; apply it on every primary",
+				"command", strings.Join(args[:min(len(args), 2)], " "))
+			return nil
+		case name != "FLUSHDB" && name != "FLUSHALL":
+			return a.unreplayable(ctx, name, "", "it names no key, so the cluster target has no node of its own for it")
+		case a.inMulti:
 			return a.unreplayable(ctx, name, "", "it names no key, so it must run on every master of the cluster target, and it is part of a transaction")
 		}
 		return a.broadcast(ctx, name, args)
@@ -143,8 +152,8 @@ func (a *applier) clusterSplit(ctx context.Context, name string, args []string, 
 		"its keys %q and %q are in different slots of the cluster target (%d and %d), where one command runs on one node", k1, k2, keySlot(k1), keySlot(k2)))
 }
 
-// broadcast applies a command without keys on every master of the cluster target, after
-// the commands before it.
+// broadcast applies FLUSHDB or FLUSHALL on every master of the cluster target, after the
+// commands before it.
 func (a *applier) broadcast(ctx context.Context, name string, args []string) error {
 	f := a.f
 	end := a.pos
@@ -169,12 +178,12 @@ func (a *applier) broadcast(ctx context.Context, name string, args []string) err
 				return ctx.Err()
 			}
 			return f.j.Target.Err("apply "+name, "", fmt.Errorf(
-				"master %s refused the source's write %s (ending at its replication offset %d), which has no key and goes to every master, "+
+				"master %s refused the source's write %s (ending at its replication offset %d), which goes to every master, "+
 					"after %d of the %d masters applied it: %w; following stopped, and the target holds the source's writes up to offset %d",
 				addr, strings.Join(args, " "), f.base+end, i, len(ids), err, f.base+f.applied.Load()))
 		}
 	}
-	f.j.Logger.Info("snapshot: follow: a write without keys applied on every master of the cluster target", "command", name, "masters", len(ids))
+	f.j.Logger.Info("snapshot: follow: applied on every master of the cluster target", "command", name, "masters", len(ids))
 	f.st.commands.Add(1)
 	return nil
 }
