@@ -433,3 +433,28 @@ func TestFollowIntoClusterDatabases(t *testing.T) {
 		t.Errorf("a write to database 1 reached the cluster with WithDatabases(0)")
 	}
 }
+
+// TestFollowFromClusterFlushRefused: a FLUSHALL sent to one master of a cluster source
+// empties that master's slots only, which no replay elsewhere can say: it stops following
+// with an error naming it.
+func TestFollowFromClusterFlushRefused(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Node: redistest.Config{Lines: []string{fastSync}}})
+	dst := redistest.Start(t, redistest.Config{})
+	src.AddKeys(t, "bulk:", 100, 10)
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}), migrate.WithSpoolDir(t.TempDir()),
+		migrate.WithFollow(func(ctx context.Context) error {
+			c := src.Masters[1].Client(t, 0)
+			return c.Do(ctx, c.B().Flushall().Build()).Error()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err = m.Migrate(ctx)
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "FLUSHALL") || !strings.Contains(err.Error(), src.Masters[1].Addr) {
+		t.Fatalf("Migrate: %v; want an error wrapping ErrUnsupported that names FLUSHALL and master %s", err, src.Masters[1].Addr)
+	}
+}
