@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/rueidis"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -39,8 +40,6 @@ func (s Snapshot) checkFollow(j *Job) error {
 	switch {
 	case s.FromFile != "" || s.ToFile != "":
 		why = "FromFile and ToFile hold one moment; a following Snapshot reads the source's replication stream and restores"
-	case j.Source.Cluster() || j.Target.Cluster():
-		why = "a following Snapshot does not yet follow a cluster source or write to a cluster target; DumpRestore{} or Snapshot{} without WithFollow copy one moment"
 	case j.Conflict == Skip:
 		why = "WithConflict(Skip) keeps keys of the target that the source's writes would then change, mixing both; use Fail or Replace with WithFollow"
 	case len(j.Types) > 0:
@@ -85,13 +84,19 @@ func (j *Job) followReport() (commands, offset int64) {
 	return 0, 0
 }
 
-// follower is one following Snapshot from a standalone source: the replication
-// connection, the spool it fills, and what has been received and applied.
+// follower follows one server's replication stream: the source, or one master of a
+// cluster source. It holds the replication connection, the spool it fills, and what has
+// been received and applied.
 type follower struct {
 	s  Snapshot
 	j  *Job
 	sp *spool
 	st *followStats
+
+	src   *Endpoint        // the server followed
+	node  string           // its address, on a cluster source; "" for a standalone one
+	owned *[slotCount]bool // on a cluster source, the slots its master served at the start
+	gate  *cutoverGate
 
 	mu sync.Mutex
 	rs *replStream // the current replication connection
@@ -100,63 +105,234 @@ type follower struct {
 	base   int64  // the source's offset where the stream after the RDB starts
 
 	applied  atomic.Int64  // bytes of the stream applied (or skipped: PING, REPLCONF)
+	reported int64         // the offset this follower added to followStats.offset
 	rdbDone  chan struct{} // closed once the whole RDB is in the spool
 	finished chan struct{} // closed when following ends, before the connection closes
+	once     sync.Once
 }
 
-// follow copies the snapshot and follows the stream after it; see WithFollow.
-func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
-	rs, err := openReplicationWith(ctx, j.Source, j.Logger, replOptions{follow: true})
-	if err != nil {
-		return ctxErr(ctx, err)
+// setOffset records the source offset the target holds of this follower's stream; on a
+// cluster source the Report's offset is the sum of every master's.
+func (f *follower) setOffset(off int64) {
+	f.st.offset.Add(off - f.reported)
+	f.reported = off
+}
+
+// finish ends following: the receiver stops, and the connection closes.
+func (f *follower) finish() {
+	f.once.Do(func() {
+		close(f.finished)
+		f.mu.Lock()
+		f.rs.Close()
+		f.mu.Unlock()
+	})
+}
+
+// cutoverGate calls the cutover function once every follower has caught up with its
+// source, and tells them all what it returned.
+type cutoverGate struct {
+	mu      sync.Mutex
+	waiting int // followers not caught up yet
+	done    chan struct{}
+	err     error
+}
+
+// caughtUp says that one more follower has caught up; the last one starts the cutover
+// function in g.
+func (c *cutoverGate) caughtUp(ctx context.Context, g *errgroup.Group, j *Job) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waiting--
+	if c.waiting != 0 {
+		return
 	}
-	sp, err := newSpool(j.SpoolDir, rs.rdbLen, rs.eofMark)
+	j.Logger.Info("snapshot: follow: the target caught up; calling the cutover function")
+	g.Go(func() error {
+		c.err = j.Follow(ctx)
+		close(c.done)
+		return nil
+	})
+}
+
+// follow copies the snapshot and follows the stream after it; see WithFollow. From a
+// cluster source it follows every master that serves slots, each stream applied in its
+// own order (see followSources).
+func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
+	srcs, owned, err := followSources(ctx, j)
 	if err != nil {
-		rs.Close()
 		return err
 	}
-	defer sp.remove()
-	f := &follower{
-		s: s, j: j, sp: sp, st: &followStats{}, rs: rs, replID: rs.replID, base: rs.offset,
-		rdbDone: make(chan struct{}), finished: make(chan struct{}),
-	}
-	f.st.lag = func() (int64, time.Time) { return sp.lag(f.applied.Load()) }
-	j.followed.Store(f.st)
-	if rs.replID == "" {
-		j.Logger.Warn("snapshot: follow: the source answered SYNC, not PSYNC: a dropped link cannot be continued, and the migration will fail then")
-	}
-	j.Logger.Info("snapshot: follow: spooling the replication stream", "path", sp.path, "offset", f.base)
-	var finishOnce sync.Once
-	finish := func() {
-		finishOnce.Do(func() {
-			close(f.finished)
-			f.mu.Lock()
-			f.rs.Close()
-			f.mu.Unlock()
-		})
-	}
-	defer finish()
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return f.receive(gctx) })
-	g.Go(func() error { return f.acknowledge(gctx) })
-	g.Go(func() error {
-		defer finish()
-		rd := sp.rdbReader(gctx)
-		in := &snapshotInput{
-			Reader: rd, complete: func() error { return nil }, close: rd.Close,
-			fail: func(op string, err error) error { return j.Source.Err(op+" of the replication snapshot", "", err) },
+	st := &followStats{}
+	gate := &cutoverGate{waiting: len(srcs), done: make(chan struct{})}
+	var fs []*follower
+	defer func() {
+		for _, f := range fs {
+			f.finish()
+			f.sp.remove()
 		}
-		if err := s.restore(gctx, j, in); err != nil {
+	}()
+	for i, e := range srcs {
+		rs, err := openReplicationWith(ctx, e, j.Logger, replOptions{follow: true})
+		if err != nil {
+			return ctxErr(ctx, err)
+		}
+		sp, err := newSpool(j.SpoolDir, rs.rdbLen, rs.eofMark)
+		if err != nil {
+			rs.Close()
 			return err
 		}
-		return f.apply(gctx, g)
+		f := &follower{
+			s: s, j: j, sp: sp, st: st, rs: rs, replID: rs.replID, base: rs.offset, src: e, owned: owned[i], gate: gate,
+			rdbDone: make(chan struct{}), finished: make(chan struct{}),
+		}
+		if owned[i] != nil {
+			f.node = e.Addr
+		}
+		fs = append(fs, f)
+		if rs.replID == "" {
+			j.Logger.Warn("snapshot: follow: the source answered SYNC, not PSYNC: a dropped link cannot be continued, and the migration will fail then", "source", e.Addr)
+		}
+		j.Logger.Info("snapshot: follow: spooling the replication stream", "source", e.Addr, "path", sp.path, "offset", f.base)
+	}
+	if j.Source.Cluster() {
+		if err := checkSlotsKept(ctx, j, srcs, owned); err != nil {
+			return err
+		}
+	}
+	st.lag = func() (lag int64, oldest time.Time) {
+		for _, f := range fs {
+			n, at := f.sp.lag(f.applied.Load())
+			lag += n
+			if !at.IsZero() && (oldest.IsZero() || at.Before(oldest)) {
+				oldest = at
+			}
+		}
+		return lag, oldest
+	}
+	j.followed.Store(st)
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, f := range fs {
+		g.Go(func() error { return f.receive(gctx) })
+		g.Go(func() error { return f.acknowledge(gctx) })
+	}
+	g.Go(func() error {
+		if err := s.restoreFollowed(gctx, j, fs); err != nil {
+			for _, f := range fs {
+				f.finish()
+			}
+			return err
+		}
+		for _, f := range fs {
+			g.Go(func() error {
+				defer f.finish()
+				return f.apply(gctx, g)
+			})
+		}
+		return nil
 	})
 	err = g.Wait()
+	if err == nil && j.Source.Cluster() {
+		// A slot that moved while following, even without a write the streams showed.
+		err = checkSlotsKept(ctx, j, srcs, owned)
+	}
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
 	return err
+}
+
+// restoreFollowed restores the RDB of every follower's spool, through one restorer; each
+// keeps the keys of its slots on a cluster source.
+func (s Snapshot) restoreFollowed(ctx context.Context, j *Job, fs []*follower) error {
+	r, err := newRestorer(ctx, j)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	batches := make(chan restoreBatch, j.Concurrency)
+	dbs := newSnapshotDBs(j)
+	var readers sync.WaitGroup
+	for _, f := range fs {
+		readers.Add(1)
+		g.Go(func() error {
+			defer readers.Done()
+			rd := f.sp.rdbReader(gctx)
+			in := &snapshotInput{
+				Reader: rd, complete: func() error { return nil }, close: rd.Close,
+				fail: func(op string, err error) error { return f.src.Err(op+" of the replication snapshot", "", err) },
+			}
+			defer in.Close()
+			defer context.AfterFunc(gctx, in.Close)()
+			return s.read(gctx, j, in, batches, dbs, f.owned)
+		})
+	}
+	go func() {
+		readers.Wait()
+		close(batches)
+	}()
+	startRestorers(gctx, g, j.Concurrency, r, batches)
+	return g.Wait()
+}
+
+// followSources returns the servers whose streams a following Snapshot reads: the source,
+// or every master of a cluster source with the slots it serves now (nil for a standalone
+// one).
+func followSources(ctx context.Context, j *Job) ([]*Endpoint, []*[slotCount]bool, error) {
+	if !j.Source.Cluster() {
+		return []*Endpoint{j.Source}, []*[slotCount]bool{nil}, nil
+	}
+	t, err := j.Source.topology(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(t.migrating) > 0 {
+		return nil, nil, j.Source.Err("check slots", "", unsupported(
+			"%d slot(s) of the source cluster are being moved (CLUSTER SETSLOT MIGRATING); a following Snapshot follows each master for the slots it serves: run once the resharding is done",
+			len(t.migrating)))
+	}
+	ids, slots := t.masters()
+	var eps []*Endpoint
+	var owned []*[slotCount]bool
+	for _, id := range ids {
+		n := t.nodes[id]
+		if n.failed {
+			return nil, nil, j.Source.Err("connect for replication", "", fmt.Errorf(
+				"master %s, which serves %d slot(s), is failing; run again once the cluster has promoted a replica", n.addr, len(slots[id])))
+		}
+		o := new([slotCount]bool)
+		for _, sl := range slots[id] {
+			o[sl] = true
+		}
+		eps = append(eps, j.Source.nodeEndpoint(n.addr))
+		owned = append(owned, o)
+	}
+	return eps, owned, nil
+}
+
+// checkSlotsKept fails when a slot of the cluster source moved since followSources read
+// who serves it, before every master's snapshot started.
+func checkSlotsKept(ctx context.Context, j *Job, srcs []*Endpoint, owned []*[slotCount]bool) error {
+	t, err := j.Source.topology(ctx)
+	if err != nil {
+		return err
+	}
+	for i, e := range srcs {
+		for sl, mine := range owned[i] {
+			if mine && (t.ownerAddr(uint16(sl)) != e.Addr || len(t.migrating) > 0) {
+				return slotMoved(j, uint16(sl), e.Addr)
+			}
+		}
+	}
+	return nil
+}
+
+// slotMoved is the error of a slot of a cluster source that left the master followed for it.
+func slotMoved(j *Job, slot uint16, addr string) error {
+	return j.Source.Err("follow", "", fmt.Errorf(
+		"slot %d, which master %s served when the migration started, moved (or a resharding started) while following; "+
+			"a following Snapshot follows each master for the slots it served at the start, and cannot follow a resharding: "+
+			"migrate again once it is done: %w", slot, addr, ErrUnsupported))
 }
 
 // syncOnly reports whether the source speaks SYNC only, and tells no offsets.
@@ -213,7 +389,7 @@ func (f *follower) receive(ctx context.Context) error {
 
 // reconnect continues the stream on a new connection after the link dropped with cause.
 func (f *follower) reconnect(ctx context.Context, rdbDone bool, cause error) error {
-	e, log := f.j.Source, f.j.Logger
+	e, log := f.src, f.j.Logger
 	if !rdbDone {
 		return e.Err("receive the replication snapshot", "", fmt.Errorf(
 			"the link dropped before the whole snapshot arrived (%v); migrate again", cause))
@@ -308,18 +484,24 @@ func (f *follower) ack() {
 
 // sourceOffset reads the source's master_repl_offset: every write it accepted so far.
 func (f *follower) sourceOffset(ctx context.Context) (int64, error) {
-	c, err := f.j.Source.Default()
+	var c rueidis.Client
+	var err error
+	if f.node != "" {
+		c, err = f.j.Source.node(f.node) // this master, not the cluster client's pick
+	} else {
+		c, err = f.j.Source.Default()
+	}
 	if err != nil {
 		return 0, err
 	}
 	text, err := c.Do(ctx, c.B().Info().Section("replication").Build()).ToString()
 	if err != nil {
-		return 0, f.j.Source.Err("info replication", "", err)
+		return 0, f.src.Err("info replication", "", err)
 	}
 	v, ok := parseInfo(text).Fields["master_repl_offset"]
 	n, perr := strconv.ParseInt(v, 10, 64)
 	if !ok || perr != nil {
-		return 0, f.j.Source.Err("info replication", "", fmt.Errorf("INFO has no master_repl_offset; the final catch-up cannot be measured"))
+		return 0, f.src.Err("info replication", "", fmt.Errorf("INFO has no master_repl_offset; the final catch-up cannot be measured"))
 	}
 	return n, nil
 }

@@ -25,15 +25,18 @@ type streamCommand struct {
 	name string // upper case
 	key  string // the first argument, for messages
 	end  int64  // the stream position after it
+	// slotKey is, on a cluster target, the key whose slot the command is sent to ("" none).
+	slotKey string
 }
 
 // applier replays the stream, in order, on one connection to the target: SELECT as the
 // source sends it, MULTI ... EXEC within one pipeline, so on that connection as one
 // transaction, and everything else as received. It sends batches of commands pipelined,
-// and waits for each batch's replies before the next.
+// and waits for each batch's replies before the next. On a cluster target it sends each
+// command to its slot's node instead (see clusterQueue).
 type applier struct {
 	f     *follower
-	c     rueidis.DedicatedClient
+	c     applyConn
 	r     *spoolReader
 	br    *bufio.Reader
 	start int64 // where the stream starts in the spool
@@ -50,6 +53,10 @@ type applier struct {
 	keys   *streamKeys  // where the keys of a command are, for WithMatch
 	keepDB bool         // whether the stream's current database is copied
 	srcDB  int          // the stream's current database
+
+	cluster     bool // the target is a cluster
+	txStart     int  // on a cluster target, the batch index of the open transaction's MULTI
+	splitLogged bool // a transaction across slots was logged
 }
 
 // apply applies the stream after the RDB until the cutover asks to stop (see WithFollow),
@@ -66,23 +73,35 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 			return ctx.Err()
 		}
 	}
-	// A client of its own: the connection's database follows the stream's SELECT, so it
-	// must not return to a pool, nor be reconnected to another database behind our back.
-	opt := j.Target.Option
-	client, err := rueidis.NewClient(opt)
-	if err != nil {
-		return j.Target.Err("connect to apply the stream", "", explainDial(opt, j.Target.Addr, err))
+	var conn applyConn
+	if j.Target.Cluster() {
+		// The cluster client: each command goes to its slot's node (see clusterQueue).
+		c, err := j.Target.Client(0)
+		if err != nil {
+			return err
+		}
+		conn = c
+	} else {
+		// A client of its own: the connection's database follows the stream's SELECT, so it
+		// must not return to a pool, nor be reconnected to another database behind our back.
+		opt := j.Target.Option
+		client, err := rueidis.NewClient(opt)
+		if err != nil {
+			return j.Target.Err("connect to apply the stream", "", explainDial(opt, j.Target.Addr, err))
+		}
+		defer client.Close()
+		dc, release := client.Dedicate()
+		defer release()
+		conn = dc
 	}
-	defer client.Close()
-	dc, release := client.Dedicate()
-	defer release()
 	r := f.sp.streamReader(ctx)
-	a := &applier{f: f, c: dc, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos, dbs: newSnapshotDBs(j), keepDB: true, keys: newStreamKeys(j.Source)}
-	f.st.offset.Store(f.base)
+	a := &applier{f: f, c: conn, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos, dbs: newSnapshotDBs(j), keepDB: true,
+		keys: newStreamKeys(j.Source), cluster: j.Target.Cluster(), txStart: -1}
+	f.setOffset(f.base)
 	f.st.following.Store(true)
 	j.Logger.Info("snapshot: follow: snapshot restored; applying the source's writes", "offset", f.base)
 
-	cutover := make(chan error, 1)
+	cutover := f.gate.done
 	started := false
 	stopAt := int64(-1)        // the source's offset to reach, once cutover returned
 	var quiet <-chan time.Time // after the cutover, when the source speaks SYNC
@@ -118,11 +137,8 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 				}
 				if caught {
 					started, recheck = true, nil
-					j.Logger.Info("snapshot: follow: the target caught up; calling the cutover function", "offset", f.base+a.pos)
-					g.Go(func() error {
-						cutover <- j.Follow(ctx)
-						return nil
-					})
+					j.Logger.Info("snapshot: follow: the target caught up", "source", f.src.Addr, "offset", f.base+a.pos)
+					f.gate.caughtUp(ctx, g, j)
 				}
 			}
 			select {
@@ -134,8 +150,9 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 			case <-quiet:
 				j.Logger.Info("snapshot: follow: the stream was quiet after the cutover; stopping", "applied", f.base+f.applied.Load())
 				return nil
-			case err := <-cutover:
-				if err != nil {
+			case <-cutover:
+				cutover = nil
+				if err := f.gate.err; err != nil {
 					return fmt.Errorf("the cutover function (WithFollow) failed; following stopped, the target holds the source's writes up to offset %d: %w",
 						f.base+f.applied.Load(), err)
 				}
@@ -146,6 +163,7 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 					quiet = time.After(syncQuiet)
 					continue
 				}
+				var err error
 				if stopAt, err = f.sourceOffset(ctx); err != nil {
 					return err
 				}
@@ -178,7 +196,7 @@ func (a *applier) next(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return a.f.j.Source.Err("read the replication stream", "", fmt.Errorf("at offset %d: %w", a.f.base+a.pos, err))
+		return a.f.src.Err("read the replication stream", "", fmt.Errorf("at offset %d: %w", a.f.base+a.pos, err))
 	}
 	a.cmdStart = a.pos
 	a.pos += n
@@ -211,7 +229,7 @@ func (a *applier) next(ctx context.Context) error {
 	case "SELECT":
 		db, err := strconv.Atoi(args[len(args)-1])
 		if err != nil || len(args) != 2 {
-			return a.f.j.Source.Err("read the replication stream", "", fmt.Errorf("unexpected %q at offset %d", strings.Join(args, " "), a.f.base+a.pos))
+			return a.f.src.Err("read the replication stream", "", fmt.Errorf("unexpected %q at offset %d", strings.Join(args, " "), a.f.base+a.pos))
 		}
 		if a.keepDB, err = a.dbs.keep(ctx, db); err != nil {
 			return err
@@ -222,6 +240,11 @@ func (a *applier) next(ctx context.Context) error {
 		}
 		args = []string{"SELECT", strconv.Itoa(a.f.j.TargetDB(db))}
 	default:
+		if a.f.owned != nil {
+			if err := a.ownSlots(ctx, name, args); err != nil {
+				return err
+			}
+		}
 		keep, err := a.crossDB(ctx, name, args)
 		if err != nil || !keep {
 			return err
@@ -237,12 +260,10 @@ func (a *applier) next(ctx context.Context) error {
 			}
 		}
 	}
-	key := ""
-	if len(args) > 1 {
-		key = args[1]
+	if a.cluster {
+		return a.clusterQueue(ctx, name, args)
 	}
-	a.batch = append(a.batch, a.c.B().Arbitrary(args...).Build())
-	a.cmds = append(a.cmds, streamCommand{name: name, key: key, end: a.pos})
+	a.queue(name, args, "")
 	return nil
 }
 
@@ -383,7 +404,7 @@ func (a *applier) unreplayable(ctx context.Context, name, key, why string) error
 	if err := a.flush(ctx); err != nil {
 		return err
 	}
-	return f.j.Source.Err("follow "+name, key, fmt.Errorf(
+	return f.src.Err("follow "+name, key, fmt.Errorf(
 		"the source's write %s (ending at its replication offset %d) cannot be replayed exactly on the target: %s; "+
 			"following stopped, and the target holds the source's writes up to offset %d: %w",
 		name, at, why, f.base+f.applied.Load(), ErrUnsupported))
@@ -418,7 +439,7 @@ func (a *applier) flush(ctx context.Context) error {
 		a.batch, a.cmds = a.batch[:0], a.cmds[:0]
 	}
 	f.applied.Store(a.pos)
-	f.st.offset.Store(f.base + a.pos)
+	f.setOffset(f.base + a.pos)
 	f.sp.lag(a.pos)  // forgets the arrivals of what is applied
 	f.sp.free(a.pos) // and the disk space it took
 	return nil
@@ -485,7 +506,7 @@ func (a *applier) refused(ctx context.Context, i int, err error) error {
 	}
 	f.st.commands.Add(int64(countCommands(a.cmds[:start])))
 	f.applied.Store(done)
-	f.st.offset.Store(f.base + done)
+	f.setOffset(f.base + done)
 	what := "target refused"
 	if strings.HasPrefix(err.Error(), "OOM") {
 		what = "target, out of memory (maxmemory), refused"

@@ -75,7 +75,8 @@ type Report struct {
 	Followed int64
 	// SourceOffset is the source's replication offset (master_repl_offset) up to which the
 	// target holds its writes, once a Snapshot restored its snapshot and followed them; also
-	// when following stopped on an error. 0 otherwise.
+	// when following stopped on an error; from a cluster source, the sum of its masters'.
+	// 0 otherwise.
 	SourceOffset int64
 	// Resumed says where this run continued an interrupted migration from the checkpoint
 	// given with WithCheckpoint ("checkpoint saved ...: databases 0 done; database 3 from SCAN

@@ -29,14 +29,16 @@ import (
 // order, until the cutover (see WithFollow and the README's Live migration): a source that
 // answers PSYNC continues after a dropped link (PSYNC <replid> <offset>) while its backlog
 // (repl-backlog-size) still holds the writes since, else the migration fails with an error
-// wrapping ErrFollowLost; one that only speaks SYNC cannot continue. A following Snapshot
-// refuses FromFile, ToFile, clusters, WithTypes and WithConflict(Skip), and stops at a
+// wrapping ErrFollowLost; one that only speaks SYNC cannot continue. From a cluster source
+// it follows every master for the slots it served at the start, and stops when a slot
+// moves; into a cluster target each write goes to its slot's master (see the README). A
+// following Snapshot refuses FromFile, ToFile, WithTypes and WithConflict(Skip), and stops at a
 // FLUSHDB or FLUSHALL that would delete keys the target held before; WithMatch and
 // WithDatabases drop the writes they do not select, and stop at a write they select only in
 // part; WithDBPrefix renames the keys of the writes, and stops at one it cannot rename
 // exactly. It needs, besides PSYNC and REPLCONF, COMMAND INFO and COMMAND GETKEYS on the
-// source with WithMatch or WithDBPrefix, and every command the stream holds allowed on the
-// target.
+// source with WithMatch, WithDBPrefix or a cluster on either side, and every command the
+// stream holds allowed on the target.
 //
 // Over replication it needs PSYNC or SYNC, and REPLCONF, on the source: not renamed, and
 // allowed to the ACL user (+psync +sync +replconf); managed services usually refuse them,
