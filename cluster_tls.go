@@ -57,6 +57,15 @@ func (e *Endpoint) clusterPlainPorts(ctx context.Context, cause error) error {
 		"at a node's plain port", cause, how)
 }
 
+// plainPorts returns, when a TLS client cannot reach this cluster's nodes because they are
+// named by their plain ports, the error that says so (wrapping ErrUnsupported), else err.
+func (e *Endpoint) plainPorts(ctx context.Context, err error) error {
+	if why := e.clusterPlainPorts(ctx, err); why != nil {
+		return e.Err("connect to the cluster's nodes", "", why)
+	}
+	return err
+}
+
 // unreachable explains err, a failure to ask this side anything: a TLS client to a cluster
 // that names its nodes by their plain ports, or what explainConnect says.
 func (e *Endpoint) unreachable(ctx context.Context, err error) error {

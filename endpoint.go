@@ -290,7 +290,7 @@ func (e *Endpoint) probe(ctx context.Context) error {
 func (e *Endpoint) probeCluster(ctx context.Context) error {
 	t, err := e.topology(ctx)
 	if err != nil {
-		return err
+		return e.plainPorts(ctx, err)
 	}
 	ids, _ := t.masters()
 	e.Info.Masters = len(ids)
@@ -303,7 +303,7 @@ func (e *Endpoint) probeCluster(ctx context.Context) error {
 		}
 		c, err := e.node(n.addr)
 		if err != nil {
-			return err
+			return e.plainPorts(ctx, err)
 		}
 		text, err := c.Do(ctx, c.B().Info().Section("keyspace").Build()).ToString()
 		if err != nil {
