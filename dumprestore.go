@@ -38,6 +38,10 @@ import (
 // node. A cluster target has only database 0: see WithDBPrefix for several source
 // databases.
 //
+// A key larger than the target's proto-max-bulk-len or than WithKeyBudget is copied in
+// pieces into a temporary key, renamed onto the key once whole (see the README's "Keys
+// of any size"); each batch's sizes are asked first with MEMORY USAGE.
+//
 // The zero value is ready to use.
 type DumpRestore struct{}
 
