@@ -28,8 +28,9 @@ import (
 // before anything is written. Strings past the budget alone are copied in pieces.
 //
 // The source is live: a key written while it is copied in pieces may come out as a mix of
-// its values before and after (a whole-key DUMP is one moment). A stream with consumer
-// groups is refused (ErrTooLarge) rather than copied without them.
+// its values before and after (a whole-key DUMP is one moment). A stream's consumer groups
+// follow its entries (see bigWriter.group); what of them cannot be made exact refuses the
+// key with ErrIncompatible.
 
 // bigKeyPrefix starts the name of every temporary key of a piecewise copy.
 const bigKeyPrefix = "migrate:partial:"
@@ -404,19 +405,14 @@ func (w *bigWriter) list(ctx context.Context) error {
 	}
 }
 
-// stream copies a stream without consumer groups by XRANGE windows, added at their IDs,
+// stream copies a stream by XRANGE windows, added at their IDs,
 // then sets its last ID (and, from Redis 7.0 on both sides, its entries-added counter and
-// largest deleted ID) with XSETID. A stream with groups is refused.
+// largest deleted ID) with XSETID, and then its consumer groups.
 func (w *bigWriter) stream(ctx context.Context) error {
 	j, src := w.rd.j, w.rd.src
 	groups, err := src.Do(ctx, src.B().XinfoGroups().Key(w.key).Build()).ToArray()
 	if err != nil {
 		return w.readErr(ctx, "xinfo groups", err)
-	}
-	if len(groups) > 0 {
-		return j.Source.Err(fmt.Sprintf("copy in pieces in db %d", w.rd.db), w.key, fmt.Errorf(
-			"%w: a stream with consumer groups is not yet copied in pieces, and it is larger than the target takes in one command or than WithKeyBudget; raise proto-max-bulk-len on the target or WithKeyBudget",
-			ErrTooLarge))
 	}
 	info, err := src.Do(ctx, src.B().XinfoStream().Key(w.key).Build()).AsMap()
 	if err != nil {
@@ -473,5 +469,115 @@ func (w *bigWriter) stream(ctx context.Context) error {
 		maxDel, _ := field("max-deleted-entry-id").ToString()
 		args = append(args, "ENTRIESADDED", strconv.FormatInt(added, 10), "MAXDELETEDID", maxDel)
 	}
-	return w.write(ctx, w.tc.B().Arbitrary("XSETID").Keys(w.tmp).Args(args...).Build(), "xsetid")
+	if err := w.write(ctx, w.tc.B().Arbitrary("XSETID").Keys(w.tmp).Args(args...).Build(), "xsetid"); err != nil {
+		return err
+	}
+	for i := range groups {
+		g, err := groups[i].AsMap()
+		if err != nil {
+			return w.readErr(ctx, "xinfo groups", err)
+		}
+		if err := w.group(ctx, g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// group copies one consumer group of a stream (g, as XINFO GROUPS tells it): XGROUP
+// CREATE at its last delivered ID (with its entries-read counter from Redis 7.0), its
+// consumers (XGROUP CREATECONSUMER, Redis 6.2), and its pending entries by XCLAIM ...
+// IDLE ... RETRYCOUNT ... FORCE JUSTID, with their owners, idle times and delivery counts.
+// The consumers' seen and active times are those of the copy. What cannot be made exact
+// (a consumer with no pending entry on a target before 6.2, a pending entry whose message
+// was deleted) refuses the key with ErrIncompatible.
+func (w *bigWriter) group(ctx context.Context, g map[string]rueidis.RedisMessage) error {
+	j, src, tc := w.rd.j, w.rd.src, w.tc
+	str := func(m map[string]rueidis.RedisMessage, name string) string {
+		v := m[name]
+		s, _ := v.ToString()
+		return s
+	}
+	num := func(m map[string]rueidis.RedisMessage, name string) (int64, bool) {
+		v := m[name]
+		n, err := v.AsInt64()
+		return n, err == nil
+	}
+	name, last := str(g, "name"), str(g, "last-delivered-id")
+	refuse := func(why string) error {
+		return j.Target.Err(fmt.Sprintf("copy in pieces into db %d", j.TargetDB(w.rd.db)), w.key,
+			fmt.Errorf("%w: consumer group %q: %s", ErrIncompatible, name, why))
+	}
+	setID := []string{last}
+	if read, ok := num(g, "entries-read"); ok && j.Target.Info.AtLeast(7, 0, 0) {
+		setID = append(setID, "ENTRIESREAD", strconv.FormatInt(read, 10))
+	}
+	if err := w.write(ctx, tc.B().Arbitrary("XGROUP", "CREATE").Keys(w.tmp).Args(name).Args(setID...).Build(), "xgroup create"); err != nil {
+		return err
+	}
+	cons, err := src.Do(ctx, src.B().XinfoConsumers().Key(w.key).Group(name).Build()).ToArray()
+	if err != nil {
+		return w.readErr(ctx, "xinfo consumers", err)
+	}
+	for i := range cons {
+		c, err := cons[i].AsMap()
+		if err != nil {
+			return w.readErr(ctx, "xinfo consumers", err)
+		}
+		if !j.Target.Info.AtLeast(6, 2, 0) {
+			if n, _ := num(c, "pending"); n == 0 {
+				return refuse(fmt.Sprintf("consumer %q has no pending entry, and the target (before Redis 6.2) creates consumers only with one", str(c, "name")))
+			}
+			continue
+		}
+		if err := w.write(ctx, tc.B().XgroupCreateconsumer().Key(w.tmp).Group(name).Consumer(str(c, "name")).Build(), "xgroup createconsumer"); err != nil {
+			return err
+		}
+	}
+	want, _ := num(g, "pending")
+	start := "-"
+	for {
+		pel, err := src.Do(ctx, src.B().Xpending().Key(w.key).Group(name).Start(start).End("+").Count(bigWindowElements).Build()).ToArray()
+		if err != nil {
+			return w.readErr(ctx, "xpending", err)
+		}
+		cmds := make(rueidis.Commands, 0, len(pel))
+		var id string
+		for i := range pel {
+			e, err := pel[i].ToArray()
+			if err != nil || len(e) < 4 {
+				return w.readErr(ctx, "xpending", fmt.Errorf("unexpected entry %v (%v)", pel[i], err))
+			}
+			id, _ = e[0].ToString()
+			owner, _ := e[1].ToString()
+			idle, _ := e[2].AsInt64()
+			count, _ := e[3].AsInt64()
+			cmds = append(cmds, tc.B().Xclaim().Key(w.tmp).Group(name).Consumer(owner).MinIdleTime("0").Id(id).
+				Idle(idle).Retrycount(count).Force().Justid().Build())
+		}
+		for _, r := range tc.DoMulti(ctx, cmds...) {
+			if err := r.Error(); err != nil {
+				return j.Target.Err(fmt.Sprintf("xclaim into db %d", j.TargetDB(w.rd.db)), w.tmp, ctxErr(ctx, err))
+			}
+		}
+		if len(pel) < bigWindowElements {
+			break
+		}
+		// The next window starts after id (XPENDING's exclusive ranges are from 6.2 only).
+		ms, seq, _ := strings.Cut(id, "-")
+		n, _ := strconv.ParseUint(seq, 10, 64)
+		start = ms + "-" + strconv.FormatUint(n+1, 10)
+	}
+	// XCLAIM leaves the group's last ID as it is; set it again, for the counters.
+	if err := w.write(ctx, tc.B().Arbitrary("XGROUP", "SETID").Keys(w.tmp).Args(name).Args(setID...).Build(), "xgroup setid"); err != nil {
+		return err
+	}
+	got, err := tc.Do(ctx, tc.B().Xpending().Key(w.tmp).Group(name).Build()).ToArray()
+	if err != nil || len(got) == 0 {
+		return j.Target.Err("xpending", w.tmp, ctxErr(ctx, fmt.Errorf("read the pending count: %v", err)))
+	}
+	if n, _ := got[0].AsInt64(); n != want {
+		return refuse(fmt.Sprintf("%d pending entries on the source, %d could be claimed on the target (a pending entry whose message was deleted cannot be recreated)", want, n))
+	}
+	return nil
 }
