@@ -293,3 +293,18 @@ func TestDumpRestoreBigKeyCancel(t *testing.T) {
 		t.Errorf("the target holds %d keys, want none: the list was not whole", n)
 	}
 }
+
+// TestDumpRestoreBigKeysIntoCluster copies big keys into a cluster target: each temporary
+// key is in its key's slot (the key's hash tag, or its whole name), so RENAME works there.
+func TestDumpRestoreBigKeysIntoCluster(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{Node: smallBulk})
+	fillBig(t, src, "big", 0, 30000)
+	src.Do(t, 0, "RENAME", "big:set", "{tagged}:set")
+	rep := mustMigrate(t, src.Option(), dst.Option(), migrate.DumpRestore{})
+	if rep.Keys != 5 || rep.Failed != 0 {
+		t.Errorf("report %+v: want 5 keys copied", rep.Counts)
+	}
+	redistest.AssertSameSides(t, redistest.Side{Client: src.Client(t, 0)}, dst.Side(t), "")
+}
