@@ -243,7 +243,7 @@ func (rd *dumper) copyBig(ctx context.Context, key string) error {
 		j.Count(db, Counts{Expired: 1})
 		return nil
 	}
-	if w.bytes == 0 {
+	if !w.written {
 		// Nothing was read: the key is gone since.
 		j.Count(db, Counts{Expired: 1})
 		return nil
@@ -297,6 +297,7 @@ type bigWriter struct {
 	key, tmp string
 	window   int64 // bytes per window of a string
 	bytes    int64 // bytes read so far
+	written  bool  // something was written into the temporary key
 }
 
 func (w *bigWriter) readErr(ctx context.Context, cmd string, err error) error {
@@ -304,6 +305,7 @@ func (w *bigWriter) readErr(ctx context.Context, cmd string, err error) error {
 }
 
 func (w *bigWriter) write(ctx context.Context, cmd rueidis.Completed, name string) error {
+	w.written = true
 	if err := w.tc.Do(ctx, cmd).Error(); err != nil {
 		return w.rd.j.Target.Err(fmt.Sprintf("%s into db %d", name, w.rd.j.TargetDB(w.rd.db)), w.tmp, ctxErr(ctx, err))
 	}
@@ -447,6 +449,7 @@ func (w *bigWriter) stream(ctx context.Context) error {
 				last = id
 				cmds = append(cmds, w.tc.B().Arbitrary("XADD").Keys(w.tmp).Args(id).Args(fv...).Build())
 			}
+			w.written = true
 			for _, r := range w.tc.DoMulti(ctx, cmds...) {
 				if err := r.Error(); err != nil {
 					return j.Target.Err(fmt.Sprintf("xadd into db %d", j.TargetDB(w.rd.db)), w.tmp, ctxErr(ctx, err))
@@ -458,7 +461,7 @@ func (w *bigWriter) stream(ctx context.Context) error {
 		}
 		start = "(" + last
 	}
-	if w.bytes == 0 {
+	if !w.written {
 		return nil // an empty stream: not big; the key is gone or changed meanwhile
 	}
 	field := func(name string) *rueidis.RedisMessage { m := info[name]; return &m }
