@@ -38,6 +38,10 @@ import (
 // node. A cluster target has only database 0: see WithDBPrefix for several source
 // databases.
 //
+// A key larger than the target's proto-max-bulk-len or than WithKeyBudget is copied in
+// pieces into a temporary key, renamed onto the key once whole (see the README's "Keys
+// of any size"); each batch's sizes are asked first with MEMORY USAGE.
+//
 // The zero value is ready to use.
 type DumpRestore struct{}
 
@@ -115,17 +119,31 @@ type dumper struct {
 	// mget says strings are read with MGET, which costs the source less than DUMP: set
 	// when the target writes strings with SET, cleared when the source refuses MGET.
 	mget atomic.Bool
+	// noSizes says the source refuses MEMORY USAGE: the size of a key is known only once
+	// its value is read.
+	noSizes atomic.Bool
+	limit   bigLimit // the size past which a key is copied in pieces (bigkeys.go)
 }
 
 // read reads the value and absolute expiry of each key. Keys that are gone by then are
 // counted as Expired. On a cluster source, a batch that meets a node failing over or a
-// slot moving is read again, as clusterRetry says.
+// slot moving is read again, as clusterRetry says. Keys larger than the target takes in
+// one command or than WithKeyBudget are copied in pieces (bigkeys.go) rather than read:
+// their sizes are asked first, in one pipeline, and a value found too large once read is
+// dropped and copied in pieces too.
 func (rd *dumper) read(ctx context.Context, keys []string) ([]dumped, error) {
 	j := rd.j
+	keys, err := rd.copyBigKeys(ctx, keys)
+	if err != nil || len(keys) == 0 {
+		return nil, err
+	}
 	var wait clusterRetry
 	for {
 		out, err := rd.once(ctx, keys)
-		if err == nil || !j.Source.Cluster() || !retryable(ctx, err) {
+		if err == nil {
+			return rd.copyBigValues(ctx, out)
+		}
+		if !j.Source.Cluster() || !retryable(ctx, err) {
 			return out, err
 		}
 		j.Logger.Info("dump: the source cluster is failing over or moving slots; reading again", "error", err)

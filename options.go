@@ -83,6 +83,9 @@ type Settings struct {
 	// SpoolDir is the directory of the file that holds the source's replication stream
 	// while it waits to be applied (WithSpoolDir). The default "" is os.TempDir().
 	SpoolDir string
+	// KeyBudget is the most bytes of one key's value that is read whole into memory
+	// (WithKeyBudget); a larger key is copied in pieces. The default is 32 MiB.
+	KeyBudget int64
 }
 
 // config is what New keeps: the Settings, and the options that only Migrate or only
@@ -112,6 +115,7 @@ func defaults() config {
 			Concurrency:  8,
 			Conflict:     Fail,
 			TTLTolerance: time.Second,
+			KeyBudget:    defaultKeyBudget,
 			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		},
 		strategy: Auto{},
@@ -549,6 +553,26 @@ func WithCheckpoint(s CheckpointStore) Option {
 		}
 		c.checkpoint = s
 		c.forMigrateOnly("WithCheckpoint")
+		return nil
+	}
+}
+
+// WithKeyBudget sets the most bytes of one key's value that DumpRestore reads whole into
+// memory. A larger key, or one larger than the target's proto-max-bulk-len, is copied in
+// pieces: windows of its value written into a temporary key on the target, renamed onto
+// the key once whole with its expiry (see DumpRestore). The size of each key is asked of
+// the source (MEMORY USAGE, one pipeline a batch) before its value is read; where the
+// source refuses MEMORY USAGE, the value read is measured instead. The budget bounds what
+// one key costs in memory; the keys of the batches in flight (WithBatchSize,
+// WithConcurrency) each stay below it. The default is 32 MiB. Snapshot does not yet honour
+// it: it reads each value of the source's RDB whole.
+func WithKeyBudget(bytes int64) Option {
+	return func(c *config) error {
+		if bytes < 1024 {
+			return fmt.Errorf("WithKeyBudget: %d bytes; want at least 1024", bytes)
+		}
+		c.KeyBudget = bytes
+		c.forMigrateOnly("WithKeyBudget")
 		return nil
 	}
 }

@@ -118,7 +118,7 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 		if int64(d.size()) > r.maxBulk {
 			counts.Failed++
 			return r.j.Target.Err("restore", d.key, fmt.Errorf(
-				"%w: the serialized value is %d bytes and the target's proto-max-bulk-len is %d; raise it on the target (CONFIG SET proto-max-bulk-len)",
+				"%w: the serialized value is %d bytes and the target's proto-max-bulk-len is %d; raise it on the target (CONFIG SET proto-max-bulk-len), or copy it with DumpRestore, which copies such keys in pieces",
 				ErrTooLarge, d.size(), r.maxBulk))
 		}
 		if d.expireAt > 0 && d.expireAt <= now {
