@@ -191,28 +191,11 @@ func incrWriter(s *redistest.Server, rate int, limit time.Duration) (stop func()
 // runFollowSet runs the follow set; see followRate.
 func runFollowSet(scale float64) error {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "migrate-bench-")
+	src, dst, stop, err := startPair()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	var servers [2]*redistest.Server
-	for i, cfg := range []redistest.Config{
-		{Lines: []string{"repl-diskless-sync yes", "repl-diskless-sync-delay 0"}},
-		{},
-	} {
-		cfg.Dir = fmt.Sprintf("%s/%d", dir, i)
-		if err := os.Mkdir(cfg.Dir, 0o700); err != nil {
-			return err
-		}
-		s, err := redistest.Launch(cfg)
-		if err != nil {
-			return err
-		}
-		defer s.Stop()
-		servers[i] = s
-	}
-	src, dst := servers[0], servers[1]
+	defer stop()
 	if _, err := load(ctx, src, "strings", scale); err != nil {
 		return fmt.Errorf("load: %w", err)
 	}

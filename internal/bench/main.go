@@ -178,30 +178,47 @@ var profileDir string
 // strings-cluster.
 var standalone = map[string]float64{}
 
-func runSet(set string, names []string, scale float64) error {
-	ctx := context.Background()
+// startPair starts the source (diskless sync, no delay, as for native replication) and the
+// target of a standalone set, each in a directory of its own; stop stops both and removes
+// the directories.
+func startPair() (src, dst *redistest.Server, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "migrate-bench-")
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	defer os.RemoveAll(dir)
-	var servers [2]*redistest.Server
+	var servers []*redistest.Server
+	stop = func() {
+		for _, s := range servers {
+			s.Stop()
+		}
+		os.RemoveAll(dir)
+	}
 	for i, cfg := range []redistest.Config{
 		{Lines: []string{"repl-diskless-sync yes", "repl-diskless-sync-delay 0"}},
 		{},
 	} {
 		cfg.Dir = fmt.Sprintf("%s/%d", dir, i)
 		if err := os.Mkdir(cfg.Dir, 0o700); err != nil {
-			return err
+			stop()
+			return nil, nil, nil, err
 		}
 		s, err := redistest.Launch(cfg)
 		if err != nil {
-			return err
+			stop()
+			return nil, nil, nil, err
 		}
-		defer s.Stop()
-		servers[i] = s
+		servers = append(servers, s)
 	}
-	src, dst := servers[0], servers[1]
+	return servers[0], servers[1], stop, nil
+}
+
+func runSet(set string, names []string, scale float64) error {
+	ctx := context.Background()
+	src, dst, stop, err := startPair()
+	if err != nil {
+		return err
+	}
+	defer stop()
 	keys, err := load(ctx, src, set, scale)
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
