@@ -177,9 +177,15 @@ func (c *Cluster) Option() rueidis.ClientOption {
 // Client returns a cluster client, closed when the test ends.
 func (c *Cluster) Client(t testing.TB) rueidis.Client {
 	t.Helper()
-	cl, err := rueidis.NewClient(c.Option())
+	return clusterClient(t, c.Option())
+}
+
+// clusterClient connects with opt, or fails the test; the client is closed when it ends.
+func clusterClient(t testing.TB, opt rueidis.ClientOption) rueidis.Client {
+	t.Helper()
+	cl, err := rueidis.NewClient(opt)
 	if err != nil {
-		t.Fatalf("redistest: connect to cluster: %v", err)
+		t.Fatalf("redistest: connect to cluster %v: %v", opt.InitAddress, err)
 	}
 	t.Cleanup(cl.Close)
 	return cl

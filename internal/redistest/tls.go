@@ -286,12 +286,7 @@ func (c *TLSCluster) Option() rueidis.ClientOption {
 // Client returns a cluster client over TLS, closed when the test ends.
 func (c *TLSCluster) Client(t testing.TB) rueidis.Client {
 	t.Helper()
-	cl, err := rueidis.NewClient(c.Option())
-	if err != nil {
-		t.Fatalf("redistest: connect to the TLS cluster: %v", err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return clusterClient(t, c.Option())
 }
 
 // Side returns the cluster as a side to compare, over TLS.
