@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -509,7 +510,7 @@ func checkSameServer(ctx context.Context, j *Job) error {
 		if err != nil {
 			return err
 		}
-		for _, id := range sortedKeys(st.nodes) {
+		for _, id := range slices.Sorted(maps.Keys(st.nodes)) {
 			if n := dt.nodes[id]; n != nil {
 				return dst.Err(op, "", unsupported("the source and the target are the same cluster: node %s (%s) is in both; %s",
 					id, n.addr, what))
@@ -531,16 +532,6 @@ func checkSameServer(ctx context.Context, j *Job) error {
 		}
 	}
 	return nil
-}
-
-// sortedKeys returns the keys of m in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // checkTargetDatabases refuses to copy several databases into a cluster, which has only

@@ -3,7 +3,6 @@ package migrate
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -202,14 +201,4 @@ func (j *Job) progress(strategy string, done bool) Progress {
 	p := Progress{Strategy: strategy, Counts: sum, Total: total, Elapsed: time.Since(j.start), Done: done}
 	j.followProgress(&p)
 	return p
-}
-
-// sortedDBs returns the keys of m in order.
-func sortedDBs[V any](m map[int]V) []int {
-	dbs := make([]int, 0, len(m))
-	for db := range m {
-		dbs = append(dbs, db)
-	}
-	sort.Ints(dbs)
-	return dbs
 }

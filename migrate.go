@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -171,7 +172,7 @@ func (m *migrator) databases() []int {
 	case m.src.Option.SelectDB != 0 || len(m.src.Info.Fields) == 0:
 		return []int{m.src.Option.SelectDB}
 	}
-	return sortedDBs(m.src.Info.Keyspace)
+	return slices.Sorted(maps.Keys(m.src.Info.Keyspace))
 }
 
 func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
@@ -308,7 +309,7 @@ func evictedCount(ctx context.Context, e *Endpoint, before map[string]evicted) (
 	if err != nil {
 		return 0, nil, err
 	}
-	for _, id := range sortedKeys(after) {
+	for _, id := range slices.Sorted(maps.Keys(after)) {
 		d := after[id].n
 		if b, ok := before[id]; ok && d >= b.n {
 			d -= b.n

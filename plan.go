@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -287,7 +288,7 @@ func keyspaceText(ks map[int]int64) string {
 		return "none"
 	}
 	var parts []string
-	for _, db := range sortedDBs(ks) {
+	for _, db := range slices.Sorted(maps.Keys(ks)) {
 		parts = append(parts, fmt.Sprintf("db%d=%d", db, ks[db]))
 	}
 	return strings.Join(parts, " ")

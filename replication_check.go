@@ -3,6 +3,8 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/redis/rueidis"
@@ -75,7 +77,7 @@ func checkTargetEmpty(j *Job) error {
 	}
 	var n int64
 	var dbs []string
-	for _, db := range sortedDBs(j.Target.Info.Keyspace) {
+	for _, db := range slices.Sorted(maps.Keys(j.Target.Info.Keyspace)) {
 		if k := j.Target.Info.Keyspace[db]; k > 0 {
 			n += k
 			dbs = append(dbs, fmt.Sprintf("db %d: %d", db, k))
