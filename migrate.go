@@ -89,8 +89,12 @@ type Report struct {
 }
 
 func (r *Report) String() string {
-	return fmt.Sprintf("%s: %d keys copied (%d bytes), %d skipped, %d expired, %d failed in %s",
+	s := fmt.Sprintf("%s: %d keys copied (%d bytes), %d skipped, %d expired, %d failed in %s",
 		r.Strategy, r.Keys, r.Bytes, r.Skipped, r.Expired, r.Failed, r.Duration.Round(time.Millisecond))
+	if r.Followed > 0 || r.SourceOffset > 0 {
+		s += fmt.Sprintf("; %d commands followed, up to the source's offset %d", r.Followed, r.SourceOffset)
+	}
+	return s
 }
 
 // New returns a Migrator from source to target. Each side is described as for
