@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -106,6 +107,20 @@ type checkpointState struct {
 	// Slots are the slots of a cluster source whose keys are all written, as ranges of
 	// first and last slot.
 	Slots [][2]uint16 `json:"slots,omitempty"`
+	// TargetHeld is, for Snapshot, how many keys each database of the target held when the
+	// migration first started (INFO keyspace); nil when the target did not tell. A resumed
+	// Snapshot deletes what the interrupted run wrote only when it was empty.
+	TargetHeld map[int]int64 `json:"target_held"`
+	// Follow says that a following Snapshot restored its snapshot and follows the source's
+	// stream: the target's offset key (WithOffsetKey) says how far; nil before.
+	Follow *followPoint `json:"follow,omitempty"`
+}
+
+// followPoint is where the stream of a following Snapshot stands: the source's replication
+// id and the offset of its last byte applied.
+type followPoint struct {
+	ReplID string `json:"replid"`
+	Offset int64  `json:"offset"`
 }
 
 // checkpointSide names one side of the migration.
@@ -140,6 +155,8 @@ type checkpointer struct {
 	store  CheckpointStore
 	j      *Job
 	saveMu sync.Mutex // held during a save
+	// resumed says a checkpoint of an interrupted run was loaded.
+	resumed bool
 
 	mu    sync.Mutex
 	st    checkpointState
@@ -186,8 +203,15 @@ func loadCheckpoint(ctx context.Context, store CheckpointStore, j *Job, strategy
 		return nil, fmt.Errorf("load the checkpoint (WithCheckpoint): %w", err)
 	}
 	if b == nil {
+		if strategy == (Snapshot{}).Name() && len(j.Target.Info.Fields) > 0 {
+			c.st.TargetHeld = maps.Clone(j.Target.Info.Keyspace)
+			if c.st.TargetHeld == nil {
+				c.st.TargetHeld = map[int]int64{}
+			}
+		}
 		return c, nil
 	}
+	c.resumed = true
 	var saved checkpointState
 	if err := json.Unmarshal(b, &saved); err != nil {
 		return nil, fmt.Errorf("%w: it is damaged (%v); remove it to start the migration over (keys already copied count as skipped)", ErrCheckpoint, err)
@@ -207,7 +231,11 @@ func loadCheckpoint(ctx context.Context, store CheckpointStore, j *Job, strategy
 			return nil, fmt.Errorf("%w: it is damaged (database %d done is not one it copies); remove it to start over", ErrCheckpoint, db)
 		}
 	}
+	if f := saved.Follow; f != nil && (f.ReplID == "" || f.Offset < 0) {
+		return nil, fmt.Errorf("%w: it is damaged (its follow position %q %d); remove it to start over", ErrCheckpoint, f.ReplID, f.Offset)
+	}
 	c.st.Complete, c.st.DatabasesDone, c.st.Walk, c.st.Saved = saved.Complete, saved.DatabasesDone, saved.Walk, saved.Saved
+	c.st.TargetHeld, c.st.Follow = saved.TargetHeld, saved.Follow
 	c.slots = map[uint16]bool{}
 	for _, r := range saved.Slots {
 		if r[0] > r[1] || r[1] >= slotCount {
@@ -268,6 +296,13 @@ func (c *checkpointer) resumedFrom() string {
 	}
 	if len(c.slots) > 0 {
 		parts = append(parts, fmt.Sprintf("%d of %d slots done", len(c.slots), slotCount))
+	}
+	if st.Strategy == (Snapshot{}).Name() && c.resumed {
+		if st.Follow != nil {
+			parts = append(parts, "following the source's stream, from the offset the target's offset key holds")
+		} else {
+			parts = append(parts, "the restore of the snapshot was interrupted: a new snapshot is restored")
+		}
 	}
 	if len(parts) == 0 {
 		return ""
@@ -496,13 +531,62 @@ func (c *checkpointer) slotsWritten(g *slotGroup) {
 	c.dirty = true
 }
 
+// following records that a following Snapshot restored its snapshot and follows the
+// stream from at (nil: it starts a new snapshot), and saves the state.
+func (c *checkpointer) following(ctx context.Context, at *followPoint) error {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	c.st.Follow = at
+	c.mu.Unlock()
+	return c.save(ctx)
+}
+
+// completed records that the migration finished and saves the state, before what must
+// not happen before it (a following Snapshot deletes its offset key after the cutover).
+func (c *checkpointer) completed(ctx context.Context) error {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	c.st.Complete, c.st.Walk, c.st.Slots = true, nil, nil
+	c.mu.Unlock()
+	return c.save(ctx)
+}
+
+// snapshotResumed reports whether this run continues an interrupted Snapshot, and where:
+// the follow position, nil when the restore of the snapshot was interrupted.
+func (c *checkpointer) snapshotResumed() (bool, *followPoint) {
+	if c == nil || !c.resumed {
+		return false, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return true, c.st.Follow
+}
+
+// targetHeld returns the keys per database the target held when the migration first
+// started, and whether that is known.
+func (c *checkpointer) targetHeld() (map[int]int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.TargetHeld, c.st.TargetHeld != nil
+}
+
 // resume loads the checkpoint of WithCheckpoint for strategy run, fills the Report's
 // Resumed or AlreadyComplete, and, unless the migration is complete, starts saving.
 func (m *migrator) resume(ctx context.Context, j *Job, run Strategy, rep *Report) (*checkpointer, error) {
 	switch run.(type) {
 	case DumpRestore, *DumpRestore, MigrateKeys, *MigrateKeys:
+	case Snapshot, *Snapshot:
+		if j.Follow != nil && (j.Source.Cluster() || j.Target.Cluster()) {
+			return nil, fmt.Errorf("%w: WithCheckpoint resumes a following Snapshot (WithFollow) between standalone servers only, "+
+				"where one offset key on the target commits each batch of the stream with its offset; leave WithCheckpoint out to follow a cluster",
+				ErrUnsupported)
+		}
 	default:
-		return nil, fmt.Errorf("%w: WithCheckpoint resumes DumpRestore and MigrateKeys, and the strategy is %s; choose one of them with WithStrategy",
+		return nil, fmt.Errorf("%w: WithCheckpoint resumes DumpRestore, MigrateKeys and Snapshot, and the strategy is %s; choose one of them with WithStrategy",
 			ErrUnsupported, run.Name())
 	}
 	c, err := loadCheckpoint(ctx, m.cfg.checkpoint, j, run.Name())

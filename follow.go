@@ -103,6 +103,9 @@ type follower struct {
 
 	replID string // "" when the source only speaks SYNC
 	base   int64  // the source's offset where the stream after the RDB starts
+	// continued says the stream continues an interrupted run's (WithCheckpoint): no RDB
+	// comes, and the target's offset key says where it stands.
+	continued bool
 
 	applied  atomic.Int64  // bytes of the stream applied (or skipped: PING, REPLCONF)
 	reported int64         // the offset this follower added to followStats.offset
@@ -171,7 +174,26 @@ func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
 			f.sp.remove()
 		}
 	}()
+	resumed, at := j.checkpoint.snapshotResumed()
+	if resumed && at != nil {
+		f, err := s.continueFollow(ctx, j, st, gate)
+		if err != nil {
+			return err
+		}
+		if f != nil {
+			fs = append(fs, f)
+		}
+	}
+	if resumed && len(fs) == 0 {
+		if err := s.restartResumed(ctx, j); err != nil {
+			return err
+		}
+	}
+	continued := len(fs) > 0
 	for i, e := range srcs {
+		if continued {
+			break
+		}
 		rs, err := openReplicationWith(ctx, e, j.Logger, replOptions{follow: true})
 		if err != nil {
 			return ctxErr(ctx, err)
@@ -217,11 +239,14 @@ func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
 		g.Go(func() error { return f.acknowledge(gctx) })
 	}
 	g.Go(func() error {
-		if err := s.restoreFollowed(gctx, j, fs); err != nil {
-			for _, f := range fs {
-				f.finish()
+		// A continued stream's snapshot was restored by the interrupted run.
+		if !continued {
+			if err := s.restoreFollowed(gctx, j, fs); err != nil {
+				for _, f := range fs {
+					f.finish()
+				}
+				return err
 			}
-			return err
 		}
 		for _, f := range fs {
 			g.Go(func() error {
@@ -235,6 +260,21 @@ func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
 	if err == nil && j.Source.Cluster() {
 		// A slot that moved while following, even without a write the streams showed.
 		err = checkSlotsKept(ctx, j, srcs, owned)
+	}
+	switch {
+	case err == nil:
+		// Complete before the offset key goes: a run killed in between must not start over
+		// onto a target the application already writes to.
+		if err = j.checkpoint.completed(ctx); err == nil {
+			for _, f := range fs {
+				f.dropOffsetKey(ctx)
+			}
+		}
+	case j.checkpoint == nil:
+		// Nothing resumes from it.
+		for _, f := range fs {
+			f.dropOffsetKey(ctx)
+		}
 	}
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
@@ -353,7 +393,7 @@ func (f *follower) conn() *replStream {
 // reconnects after a dropped link. What stops it is told to the spool's readers.
 func (f *follower) receive(ctx context.Context) error {
 	buf := make([]byte, 64<<10)
-	rdbDone := false
+	rdbDone := f.continued
 	for {
 		rs := f.conn()
 		n, err := rs.br.Read(buf)

@@ -57,6 +57,15 @@ type applier struct {
 	cluster     bool // the target is a cluster
 	txStart     int  // on a cluster target, the batch index of the open transaction's MULTI
 	splitLogged bool // a transaction across slots was logged
+
+	// On a standalone target, the offset key (WithOffsetKey) commits each batch with its
+	// offset: see commit.
+	key       string
+	committed int64          // the source offset the offset key holds
+	client    rueidis.Client // whose connection c is, to take another after a failure
+	release   func()         // gives c back
+	connDB    int            // the database c is in once the queued commands ran
+	batchDB   int            // the database c is in before the batch
 }
 
 // apply applies the stream after the RDB until the cutover asks to stop (see WithFollow),
@@ -73,14 +82,16 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 			return ctx.Err()
 		}
 	}
-	var conn applyConn
+	r := f.sp.streamReader(ctx)
+	a := &applier{f: f, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos, dbs: newSnapshotDBs(j), keepDB: true,
+		keys: newStreamKeys(j.Source), cluster: j.Target.Cluster(), txStart: -1, key: j.offsetKey(f.node), committed: f.base}
 	if j.Target.Cluster() {
 		// The cluster client: each command goes to its slot's node (see clusterQueue).
 		c, err := j.Target.Client(0)
 		if err != nil {
 			return err
 		}
-		conn = c
+		a.c = c
 	} else {
 		// A client of its own: the connection's database follows the stream's SELECT, so it
 		// must not return to a pool, nor be reconnected to another database behind our back.
@@ -91,12 +102,13 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 		}
 		defer client.Close()
 		dc, release := client.Dedicate()
-		defer release()
-		conn = dc
+		a.c, a.client, a.release = dc, client, release
+		defer func() { a.release() }()
+		a.connDB, a.batchDB = opt.SelectDB, opt.SelectDB
+		if err := a.startOffset(ctx); err != nil {
+			return err
+		}
 	}
-	r := f.sp.streamReader(ctx)
-	a := &applier{f: f, c: conn, r: r, br: bufio.NewReaderSize(r, 64<<10), start: r.pos, dbs: newSnapshotDBs(j), keepDB: true,
-		keys: newStreamKeys(j.Source), cluster: j.Target.Cluster(), txStart: -1}
 	f.setOffset(f.base)
 	f.st.following.Store(true)
 	j.Logger.Info("snapshot: follow: snapshot restored; applying the source's writes", "offset", f.base)
@@ -238,7 +250,8 @@ func (a *applier) next(ctx context.Context) error {
 		if !a.keepDB {
 			return nil
 		}
-		args = []string{"SELECT", strconv.Itoa(a.f.j.TargetDB(db))}
+		a.connDB = a.f.j.TargetDB(db)
+		args = []string{"SELECT", strconv.Itoa(a.connDB)}
 	default:
 		if a.f.owned != nil {
 			if err := a.ownSlots(ctx, name, args); err != nil {
@@ -414,6 +427,13 @@ func (a *applier) unreplayable(ctx context.Context, name, key, why string) error
 // writes it made, so any error means the target cannot hold what the source holds.
 func (a *applier) flush(ctx context.Context) error {
 	f := a.f
+	if len(a.batch) > 0 && a.key != "" {
+		if err := a.commit(ctx); err != nil {
+			return err
+		}
+		f.st.commands.Add(int64(countCommands(a.cmds)))
+		a.batch, a.cmds = a.batch[:0], a.cmds[:0]
+	}
 	if len(a.batch) > 0 {
 		res := a.c.DoMulti(ctx, a.batch...)
 		for i, r := range res {

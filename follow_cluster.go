@@ -91,6 +91,9 @@ func (a *applier) queue(name string, args []string, slotKey string) {
 	if slotKey != "" {
 		cmd = cmd.SetSlot(slotKey)
 	}
+	if a.key != "" {
+		cmd = cmd.Pin() // sent again when its transaction's fate is unknown (commit)
+	}
 	key := ""
 	if len(args) > 1 {
 		key = args[1]

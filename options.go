@@ -86,6 +86,10 @@ type Settings struct {
 	// KeyBudget is the most bytes of one key's value that is read whole into memory
 	// (WithKeyBudget); a larger key is copied in pieces. The default is 32 MiB.
 	KeyBudget int64
+	// OffsetKey is the name of the key in database 0 of a standalone target where a
+	// following Snapshot keeps the source's replication offset it applied (WithOffsetKey).
+	// The default is "migrate:offset".
+	OffsetKey string
 }
 
 // config is what New keeps: the Settings, and the options that only Migrate or only
@@ -116,6 +120,7 @@ func defaults() config {
 			Conflict:     Fail,
 			TTLTolerance: time.Second,
 			KeyBudget:    defaultKeyBudget,
+			OffsetKey:    "migrate:offset",
 			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		},
 		strategy: Auto{},
@@ -573,6 +578,27 @@ func WithKeyBudget(bytes int64) Option {
 		}
 		c.KeyBudget = bytes
 		c.forMigrateOnly("WithKeyBudget")
+		return nil
+	}
+}
+
+// WithOffsetKey names the key where a following Snapshot (WithFollow) keeps, in database 0
+// of a standalone target, how far it applied the source's replication stream: the source's
+// replication id and offset, written in the same MULTI/EXEC as each batch of writes it
+// covers. So the target always says exactly which writes it holds: a connection to the
+// target that fails while a batch is under way is opened again and the batch sent again
+// only when it did not land, and WithCheckpoint resumes following exactly where the target
+// stands (PSYNC). The key is left out of the copy and of the Report's counts, and deleted
+// once the migration completes; a run stopped by an error keeps it when WithCheckpoint is
+// given, to resume from. Verify, given the same option, does not count it as an extra key.
+// Name a key that neither side uses. The default is "migrate:offset"; into a cluster
+// target no offset key is kept (see WithCheckpoint).
+func WithOffsetKey(name string) Option {
+	return func(c *config) error {
+		if name == "" {
+			return fmt.Errorf("WithOffsetKey: empty name")
+		}
+		c.OffsetKey = name
 		return nil
 	}
 }

@@ -256,10 +256,18 @@ func (s *replStream) send(args ...string) error {
 }
 
 // continueStream asks the source to go on with the stream at o.offset (PSYNC <replid>
-// <offset>), after a dropped link. Only +CONTINUE will do: a full synchronization would
-// copy everything again over a target that already holds data.
+// <offset>), after a dropped link or when a checkpoint resumes. Only +CONTINUE will do: a
+// full synchronization would copy everything again over a target that already holds data.
+// It first reads the source's INFO replication, where allowed, so that a stream the source
+// can no longer continue fails with how much is missing, without making it fork for a full
+// synchronization nobody reads.
 func (s *replStream) continueStream(e *Endpoint, log *slog.Logger, o replOptions, fail func(string, error) error) (*replStream, error) {
 	at := strconv.FormatInt(o.offset, 10)
+	if info, err := s.info("replication"); err != nil {
+		log.Debug("snapshot: follow: INFO replication on the replication connection failed; asking PSYNC anyway", "error", err)
+	} else if gap := backlogGap(info, o.replID, o.offset); gap != "" {
+		return nil, fail("psync", fmt.Errorf("%s: %w", gap, ErrFollowLost))
+	}
 	reply, err := s.call("PSYNC", o.replID, at)
 	if err != nil {
 		return nil, fail("psync", err)
@@ -282,6 +290,57 @@ func (s *replStream) continueStream(e *Endpoint, log *slog.Logger, o replOptions
 		return nil, fail("psync", explainConnect(errors.New(reply[1:])))
 	}
 	return nil, fail("psync", fmt.Errorf("the source refuses to continue its stream at offset %d (%s): %w", o.offset, reply, ErrFollowLost))
+}
+
+// info reads INFO section on the connection, before any PSYNC.
+func (s *replStream) info(section string) (*ServerInfo, error) {
+	l, err := s.call("INFO", section)
+	if err != nil {
+		return nil, err
+	}
+	n, perr := strconv.Atoi(strings.TrimPrefix(l, "$"))
+	if l[0] != '$' || perr != nil || n < 0 {
+		return nil, fmt.Errorf("INFO %s: %s", section, l)
+	}
+	buf := make([]byte, n+2)
+	if _, err := io.ReadFull(s.br, buf); err != nil {
+		return nil, err
+	}
+	return parseInfo(string(buf[:n])), nil
+}
+
+// backlogGap says, from the source's INFO replication, why it cannot continue the stream of
+// replID at offset (the next byte wanted): how many bytes of writes its backlog no longer
+// holds, or that its history is another. "" when it can, or INFO does not tell.
+func backlogGap(info *ServerInfo, replID string, offset int64) string {
+	f := info.Fields
+	num := func(k string) (int64, bool) {
+		n, err := strconv.ParseInt(f[k], 10, 64)
+		return n, err == nil
+	}
+	first, ok1 := num("repl_backlog_first_byte_offset")
+	size, _ := num("repl_backlog_size")
+	active, ok2 := num("repl_backlog_active")
+	if f["master_replid"] == "" || !ok1 || !ok2 {
+		return ""
+	}
+	second, _ := num("second_repl_offset")
+	if f["master_replid"] != replID && (f["master_replid2"] != replID || offset > second) {
+		return fmt.Sprintf("the source's replication history (replid %s) is not the one followed (replid %s): it restarted without its data, "+
+			"or is another server, so its stream cannot continue at offset %d; migrate again from the start", f["master_replid"], replID, offset)
+	}
+	if active == 0 || offset < first {
+		missing := first - offset
+		if active == 0 {
+			last, _ := num("master_repl_offset")
+			missing = last + 1 - offset
+		}
+		return fmt.Sprintf("the source no longer holds its writes from offset %d: its replication backlog (repl-backlog-size, %d bytes) starts at offset %d, "+
+			"so %d bytes of writes are missing and the stream cannot continue; the target holds the writes up to offset %d. "+
+			"Raise the source's repl-backlog-size (CONFIG SET repl-backlog-size) above the writes of the longest interruption, and migrate again from the start",
+			offset, size, first, missing, offset-1)
+	}
+	return ""
 }
 
 // line reads the next non-empty line, without its CRLF; a master sends bare newlines to

@@ -211,6 +211,11 @@ func (s Snapshot) Run(ctx context.Context, j *Job) error {
 	if j.Follow != nil {
 		return s.follow(ctx, j)
 	}
+	if resumed, _ := j.checkpoint.snapshotResumed(); resumed && s.ToFile == "" {
+		if err := s.restartResumed(ctx, j); err != nil {
+			return err
+		}
+	}
 	if s.FromFile == "" && j.Source.Cluster() {
 		return s.runCluster(ctx, j)
 	}
@@ -434,9 +439,14 @@ func finish(rd *RDBReader, in *snapshotInput) error {
 // databases are snapshotDBs' to decide.
 func snapshotFilter(j *Job) func(*RDBEntry) bool {
 	match, types := j.Match, j.Types
+	offsetKey := "" // a following Snapshot's own key on the target (WithOffsetKey)
+	if j.Follow != nil {
+		offsetKey = j.offsetKey("")
+	}
 	return func(e *RDBEntry) bool {
 		return (match == "" || globMatch(match, e.Key)) &&
-			(len(types) == 0 || slices.Contains(types, e.TypeName()))
+			(len(types) == 0 || slices.Contains(types, e.TypeName())) &&
+			(offsetKey == "" || j.TargetDB(e.DB) != 0 || j.TargetKey(e.DB, e.Key) != offsetKey)
 	}
 }
 

@@ -260,6 +260,10 @@ func (v *verifier) extra(ctx context.Context, tdb int, keys []string) error {
 	asked := map[int][]int{} // source db -> indexes into keys
 	names := map[int][]string{}
 	for i, k := range keys {
+		if tdb == 0 && k == v.j.OffsetKey && !v.j.Target.Cluster() {
+			found[i] = true // a following Snapshot's own (WithOffsetKey)
+			continue
+		}
 		dbs, sk := v.j.SourceKeys(tdb, k)
 		for n, db := range dbs {
 			if v.j.Match != "" && !globMatch(v.j.Match, sk[n]) {
