@@ -569,6 +569,9 @@ func (c *checkpointer) snapshotResumed() (bool, *followPoint) {
 // targetHeld returns the keys per database the target held when the migration first
 // started, and whether that is known.
 func (c *checkpointer) targetHeld() (map[int]int64, bool) {
+	if c == nil {
+		return nil, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.st.TargetHeld, c.st.TargetHeld != nil

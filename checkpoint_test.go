@@ -30,17 +30,45 @@ func TestCheckpointHelperProcess(t *testing.T) {
 	}
 	var started sync.Once
 	var s migrate.Strategy = migrate.DumpRestore{}
-	if os.Getenv("MIGRATE_CHECKPOINT_STRATEGY") == "migrate-keys" {
+	var opts []migrate.Option
+	switch os.Getenv("MIGRATE_CHECKPOINT_STRATEGY") {
+	case "migrate-keys":
 		s = migrate.MigrateKeys{}
-	}
-	m, err := migrate.New(redistest.OptionFor(os.Getenv("MIGRATE_CHECKPOINT_SRC")), redistest.OptionFor(os.Getenv("MIGRATE_CHECKPOINT_DST")),
-		migrate.WithStrategy(s), migrate.WithCheckpoint(migrate.CheckpointFile(os.Getenv("MIGRATE_CHECKPOINT_FILE"))),
-		migrate.WithRateLimit(2000), migrate.WithBatchSize(50), migrate.WithScanCount(100),
-		migrate.WithProgress(func(p migrate.Progress) {
-			if p.Scanned > 0 {
-				started.Do(func() { fmt.Fprintln(os.Stderr, "copying") })
+	case "snapshot":
+		s = migrate.Snapshot{}
+	case "snapshot-follow":
+		// Follows until the test creates the cutover file.
+		s = migrate.Snapshot{}
+		cutover := os.Getenv("MIGRATE_CHECKPOINT_FILE") + ".cutover"
+		opts = append(opts, migrate.WithSpoolDir(filepath.Dir(cutover)), migrate.WithFollow(func(ctx context.Context) error {
+			for {
+				if _, err := os.Stat(cutover); err == nil {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(20 * time.Millisecond):
+				}
 			}
 		}))
+	}
+	if dbs := os.Getenv("MIGRATE_CHECKPOINT_DATABASES"); dbs != "" {
+		var n []int
+		for _, f := range strings.Split(dbs, ",") {
+			db, _ := strconv.Atoi(f)
+			n = append(n, db)
+		}
+		opts = append(opts, migrate.WithDatabases(n...))
+	}
+	m, err := migrate.New(redistest.OptionFor(os.Getenv("MIGRATE_CHECKPOINT_SRC")), redistest.OptionFor(os.Getenv("MIGRATE_CHECKPOINT_DST")),
+		append(opts, migrate.WithStrategy(s), migrate.WithCheckpoint(migrate.CheckpointFile(os.Getenv("MIGRATE_CHECKPOINT_FILE"))),
+			migrate.WithRateLimit(2000), migrate.WithBatchSize(50), migrate.WithScanCount(100),
+			migrate.WithProgress(func(p migrate.Progress) {
+				if p.Scanned > 0 || p.Following {
+					started.Do(func() { fmt.Fprintln(os.Stderr, "copying") })
+				}
+			}))...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -115,74 +143,16 @@ func TestCheckpointResumeClusterSource(t *testing.T) {
 // moments once it copies, runs it to the end, and checks the last run resumed, then that a
 // run after the end reports the migration complete.
 func killAndResume(t *testing.T, strategy, srcAddr, dstAddr string, total int) {
-	file := filepath.Join(t.TempDir(), "checkpoint.json")
-	run := func(kill time.Duration) (*migrate.Report, error) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCheckpointHelperProcess$")
-		cmd.Env = append(os.Environ(), "MIGRATE_CHECKPOINT_HELPER=1", "MIGRATE_CHECKPOINT_STRATEGY="+strategy,
-			"MIGRATE_CHECKPOINT_SRC="+srcAddr, "MIGRATE_CHECKPOINT_DST="+dstAddr, "MIGRATE_CHECKPOINT_FILE="+file)
-		var out strings.Builder
-		cmd.Stdout = &out
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Killed a random while after it started copying.
-		errOut := make(chan string, 1)
-		go func() {
-			var all strings.Builder
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				if sc.Text() == "copying" && kill > 0 {
-					time.AfterFunc(kill, func() { cmd.Process.Signal(syscall.SIGKILL) })
-				}
-				all.WriteString(sc.Text() + "\n")
-			}
-			errOut <- all.String()
-		}()
-		msg := <-errOut
-		err = cmd.Wait()
-		if err != nil {
-			if kill > 0 {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%v: %s", err, msg)
-		}
-		var rep migrate.Report
-		line := strings.TrimSpace(out.String())
-		if i := strings.LastIndex(line, "\n"); i >= 0 {
-			line = line[i+1:]
-		}
-		if err := json.Unmarshal([]byte(line), &rep); err != nil {
-			return nil, fmt.Errorf("report %q: %v", out.String(), err)
-		}
-		return &rep, nil
-	}
-	killed := 0
-	for killed < 5 {
-		rep, err := run(time.Duration(150+rand.Intn(400)) * time.Millisecond)
-		if err == nil {
-			t.Fatalf("the migration ended before it was killed (%d kills): %v; make it slower", killed, rep)
-		}
-		killed++
-		// The checkpoint is whole whenever the process dies.
-		if b, err := os.ReadFile(file); err == nil {
-			var v map[string]any
-			if err := json.Unmarshal(b, &v); err != nil {
-				t.Fatalf("after kill %d the checkpoint is not whole: %v: %q", killed, err, b)
-			}
-		}
-	}
+	k := newKilledRun(t, strategy, srcAddr, dstAddr)
+	k.killFiveTimes(t, func() time.Duration { return time.Duration(150+rand.Intn(400)) * time.Millisecond }, nil)
 	var saved struct {
 		Walk  *struct{ DB, Cursor int }
 		Slots [][2]int
 	}
-	if b, err := os.ReadFile(file); err != nil || json.Unmarshal(b, &saved) != nil {
+	if b, err := os.ReadFile(k.file); err != nil || json.Unmarshal(b, &saved) != nil {
 		t.Fatalf("no checkpoint after the kills: %v", err)
 	}
-	rep, err := run(0)
+	rep, err := k.run(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +163,18 @@ func killAndResume(t *testing.T, strategy, srcAddr, dstAddr string, total int) {
 	if len(saved.Slots) > 0 && rep.Scanned >= int64(total) {
 		t.Errorf("the last run walked %d keys of %d: it did not skip the slots done %v", rep.Scanned, total, saved.Slots)
 	}
+	checkResumed(t, rep)
+	if rep.Scanned >= int64(total) {
+		t.Errorf("the last run walked %d keys of %d: it started over", rep.Scanned, total)
+	}
+	t.Logf("resumed from %s: %v", rep.Resumed, rep)
+	k.checkComplete(t)
+}
+
+// checkResumed checks that rep is the report of a run that resumed and counted every key
+// it handled.
+func checkResumed(t *testing.T, rep *migrate.Report) {
+	t.Helper()
 	if rep.Resumed == "" || rep.AlreadyComplete {
 		t.Errorf("the last run did not resume: Resumed %q, AlreadyComplete %v", rep.Resumed, rep.AlreadyComplete)
 	}
@@ -200,12 +182,53 @@ func killAndResume(t *testing.T, strategy, srcAddr, dstAddr string, total int) {
 		t.Errorf("last run's counts: %d copied + %d skipped + %d expired != %d scanned (%d failed)",
 			rep.Keys, rep.Skipped, rep.Expired, rep.Scanned, rep.Failed)
 	}
-	if rep.Scanned >= int64(total) {
-		t.Errorf("the last run walked %d keys of %d: it started over", rep.Scanned, total)
-	}
-	t.Logf("resumed from %s: %v", rep.Resumed, rep)
+}
 
-	again, err := run(0)
+// killedRun is a migration run in child processes (TestCheckpointHelperProcess) with one
+// checkpoint file, which a test kills and resumes.
+type killedRun struct {
+	file string
+	env  []string
+}
+
+// newKilledRun prepares the runs of the migration strategy names (as the helper reads
+// MIGRATE_CHECKPOINT_STRATEGY) from srcAddr to dstAddr; env adds to the child's environment.
+func newKilledRun(t *testing.T, strategy, srcAddr, dstAddr string, env ...string) *killedRun {
+	file := filepath.Join(t.TempDir(), "checkpoint.json")
+	return &killedRun{file: file, env: append([]string{"MIGRATE_CHECKPOINT_HELPER=1", "MIGRATE_CHECKPOINT_STRATEGY=" + strategy,
+		"MIGRATE_CHECKPOINT_SRC=" + srcAddr, "MIGRATE_CHECKPOINT_DST=" + dstAddr, "MIGRATE_CHECKPOINT_FILE=" + file}, env...)}
+}
+
+// killFiveTimes runs the migration five times, each killed with SIGKILL after delay() once
+// it started copying, and checks the checkpoint is whole after each kill; between, when not
+// nil, runs after each kill.
+func (k *killedRun) killFiveTimes(t *testing.T, delay func() time.Duration, between func(kill int)) {
+	t.Helper()
+	for killed := 1; killed <= 5; killed++ {
+		start := time.Now()
+		rep, err := k.run(delay())
+		t.Logf("run %d killed after %s", killed, time.Since(start))
+		if err == nil {
+			t.Fatalf("the migration ended before it was killed (%d kills): %v; make it slower", killed-1, rep)
+		}
+		// The checkpoint is whole whenever the process dies.
+		if b, err := os.ReadFile(k.file); err == nil {
+			var v map[string]any
+			if err := json.Unmarshal(b, &v); err != nil {
+				t.Fatalf("after kill %d the checkpoint is not whole: %v: %q", killed, err, b)
+			}
+		}
+		if between != nil {
+			between(killed)
+		}
+	}
+}
+
+// checkComplete checks that a run after the end reports the migration complete and does
+// nothing.
+func (k *killedRun) checkComplete(t *testing.T) {
+	t.Helper()
+	again, err := k.run(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +236,52 @@ func killAndResume(t *testing.T, strategy, srcAddr, dstAddr string, total int) {
 		t.Errorf("a run after the end: AlreadyComplete %v, %d scanned, %d copied; want complete and nothing done",
 			again.AlreadyComplete, again.Scanned, again.Keys)
 	}
+}
+
+// run runs the migration in a child process, killed kill after it started copying (0:
+// not killed), and returns its Report.
+func (k *killedRun) run(kill time.Duration) (*migrate.Report, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCheckpointHelperProcess$")
+	cmd.Env = append(os.Environ(), k.env...)
+	var out strings.Builder
+	cmd.Stdout = &out
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	// Killed a random while after it started copying.
+	errOut := make(chan string, 1)
+	go func() {
+		var all strings.Builder
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if sc.Text() == "copying" && kill > 0 {
+				time.AfterFunc(kill, func() { cmd.Process.Signal(syscall.SIGKILL) })
+			}
+			all.WriteString(sc.Text() + "\n")
+		}
+		errOut <- all.String()
+	}()
+	msg := <-errOut
+	err = cmd.Wait()
+	if err != nil {
+		if kill > 0 {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%v: %s", err, msg)
+	}
+	var rep migrate.Report
+	line := strings.TrimSpace(out.String())
+	if i := strings.LastIndex(line, "\n"); i >= 0 {
+		line = line[i+1:]
+	}
+	if err := json.Unmarshal([]byte(line), &rep); err != nil {
+		return nil, fmt.Errorf("report %q: %v", out.String(), err)
+	}
+	return &rep, nil
 }
 
 // TestCheckpointRefused checks that a checkpoint of another migration, a damaged one and a

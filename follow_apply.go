@@ -286,6 +286,9 @@ func (a *applier) next(ctx context.Context) error {
 func (a *applier) crossDB(ctx context.Context, name string, args []string) (bool, error) {
 	other := -1
 	own := a.f.j.Target.Info.Keyspace // the target's keys before the migration
+	if held, known := a.f.j.checkpoint.targetHeld(); known {
+		own = held // before its first run: the keys now there may be the migration's own
+	}
 	switch name {
 	case "FLUSHALL":
 		if a.f.j.DatabasesChosen {

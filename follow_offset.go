@@ -10,7 +10,8 @@ import (
 )
 
 // commitAttempts bounds how many times commit opens a new connection to the target after
-// one failed while a batch was under way, with commitBackoff more between each.
+// one failed while a batch was under way, the first at once, then with commitBackoff more
+// between each (7 s in all).
 const (
 	commitAttempts = 8
 	commitBackoff  = 250 * time.Millisecond
@@ -66,7 +67,8 @@ func (a *applier) commit(ctx context.Context) error {
 	var lost error
 	for attempt := range commitAttempts {
 		if attempt > 0 {
-			if err := sleepCtx(ctx, time.Duration(attempt)*commitBackoff); err != nil {
+			// At once after a killed connection; a target that restarts needs longer.
+			if err := sleepCtx(ctx, time.Duration(attempt-1)*commitBackoff); err != nil {
 				return err
 			}
 			landed, err := a.landed(ctx, end)
