@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -117,10 +118,31 @@ type checkpointState struct {
 }
 
 // followPoint is where the stream of a following Snapshot stands: the source's replication
-// id and the offset of its last byte applied.
+// id, the offset of its last byte applied, and the source database the stream's commands
+// go to there (a stream continued mid-way gets no SELECT until the database changes).
 type followPoint struct {
 	ReplID string `json:"replid"`
 	Offset int64  `json:"offset"`
+	DB     int    `json:"db"`
+}
+
+// String is what the offset key holds.
+func (p followPoint) String() string {
+	return p.ReplID + " " + strconv.FormatInt(p.Offset, 10) + " " + strconv.Itoa(p.DB)
+}
+
+// parseFollowPoint reads what the offset key holds.
+func parseFollowPoint(v string) (followPoint, bool) {
+	f := strings.Fields(v)
+	if len(f) != 3 {
+		return followPoint{}, false
+	}
+	off, err1 := strconv.ParseInt(f[1], 10, 64)
+	db, err2 := strconv.Atoi(f[2])
+	if err1 != nil || err2 != nil || off < 0 || db < 0 {
+		return followPoint{}, false
+	}
+	return followPoint{ReplID: f[0], Offset: off, DB: db}, true
 }
 
 // checkpointSide names one side of the migration.

@@ -106,6 +106,7 @@ type follower struct {
 	// continued says the stream continues an interrupted run's (WithCheckpoint): no RDB
 	// comes, and the target's offset key says where it stands.
 	continued bool
+	startDB   int // the source database of the stream where a continued stream starts
 
 	applied  atomic.Int64  // bytes of the stream applied (or skipped: PING, REPLCONF)
 	reported int64         // the offset this follower added to followStats.offset

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -22,17 +23,38 @@ const (
 // offset key says where the target stands. A continued stream's key already says so.
 func (a *applier) startOffset(ctx context.Context) error {
 	f := a.f
-	if a.key == "" || f.continued {
+	switch {
+	case a.key == "":
+		return nil
+	case f.continued:
+		// The stream goes on in the database it was in: no SELECT comes until it changes.
+		var err error
+		a.srcDB = f.startDB
+		if a.keepDB, err = a.dbs.keep(ctx, f.startDB); err != nil {
+			return err
+		}
+		if !a.keepDB {
+			return nil
+		}
+		a.connDB, a.batchDB = f.j.TargetDB(f.startDB), f.j.TargetDB(f.startDB)
+		if err := a.c.DoMulti(ctx, a.c.B().Select().Index(int64(a.connDB)).Build())[0].Error(); err != nil {
+			return f.j.Target.Err(fmt.Sprintf("select db %d to apply the stream", a.connDB), "", ctxErr(ctx, err))
+		}
 		return nil
 	}
-	b := a.c.B()
-	cmds := a.inDB0(b.Set().Key(a.key).Value(offsetValue(f.currentReplID(), f.base)).Build(), a.connDB)
+	at := followPoint{ReplID: f.currentReplID(), Offset: f.base}
+	cmds := a.inDB0(a.c.B().Set().Key(a.key).Value(at.String()).Build(), a.connDB)
 	for _, r := range a.c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
 			return f.j.Target.Err("write the offset key (WithOffsetKey)", a.key, ctxErr(ctx, err))
 		}
 	}
-	return f.j.checkpoint.following(ctx, &followPoint{ReplID: f.currentReplID(), Offset: f.base})
+	return f.j.checkpoint.following(ctx, &at)
+}
+
+// point is where the stream stands once the batch, which ends at end, is applied.
+func (a *applier) point(end int64) followPoint {
+	return followPoint{ReplID: a.f.currentReplID(), Offset: end, DB: a.srcDB}
 }
 
 // inDB0 returns cmd, on database 0, between SELECTs that leave the connection in db.
@@ -77,6 +99,9 @@ func (a *applier) commit(ctx context.Context) error {
 					return ctx.Err()
 				}
 				if _, isReply := rueidis.IsRedisErr(err); isReply {
+					return f.j.Target.Err("read the offset key (WithOffsetKey)", a.key, err)
+				}
+				if errors.Is(err, ErrFollowLost) {
 					return err
 				}
 				lost = err
@@ -87,7 +112,7 @@ func (a *applier) commit(ctx context.Context) error {
 				return nil
 			}
 		}
-		cmds, at := a.transaction(offsetValue(f.currentReplID(), end))
+		cmds, at := a.transaction(a.point(end).String())
 		res := a.c.DoMulti(ctx, cmds...)
 		if err := firstLost(res); err != nil {
 			if ctx.Err() != nil {
@@ -158,13 +183,18 @@ func (a *applier) landed(ctx context.Context, end int64) (bool, error) {
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return false, err
 	}
+	prev, parsed := parseFollowPoint(v)
 	var db int
-	landed := v == offsetValue(f.currentReplID(), end)
+	landed := parsed && prev.Offset == end
 	switch {
 	case landed:
 		db = a.connDB
-	case strings.HasSuffix(v, fmt.Sprintf(" %d", a.committed)):
+	case parsed && prev.Offset == a.committed:
 		db = a.batchDB
+	case v == "":
+		return false, f.j.Target.Err("read the offset key (WithOffsetKey)", a.key, fmt.Errorf(
+			"it is gone: the target lost its data (restarted without persistence?) or someone deleted it, "+
+				"so which of the source's writes it holds is unknown; migrate again from the start: %w", ErrFollowLost))
 	default:
 		return false, f.j.Target.Err("read the offset key (WithOffsetKey)", a.key, fmt.Errorf(
 			"it holds %q, neither the offset before the batch under way (%d) nor after it (%d): another program changed it, "+

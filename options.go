@@ -538,13 +538,20 @@ func WithSpoolDir(dir string) Option {
 // crash, a kill, a lost connection, a cancelled context) continues where it stopped when
 // Migrate runs again with the same store, rather than starting over; see CheckpointFile.
 //
-// It resumes DumpRestore and MigrateKeys (named by WithStrategy, or chosen by Auto); other
-// strategies are refused (ErrUnsupported). The position of the key walk is saved several
-// times a second in the background (the copy never waits for it) and at the end of each
-// database: on a standalone source,
-// the SCAN cursor below which every batch is written; on a cluster source, the slots whose
-// keys are all written. Keys written after the last
-// save are found again on the target with the source's value and counted as Skipped, under
+// It resumes DumpRestore, MigrateKeys and Snapshot (named by WithStrategy, or chosen by
+// Auto); Replication is refused (ErrUnsupported). A Snapshot interrupted while it restored
+// restores a new snapshot, after deleting the keys the interrupted run wrote when the
+// target held no key at the first start (else it is refused with ErrCheckpoint: those keys
+// cannot be told from the target's). A Snapshot that follows (WithFollow) continues the
+// source's stream exactly where the target's offset key (WithOffsetKey) says, with PSYNC,
+// between standalone servers; with a cluster on either side it is refused
+// (ErrUnsupported).
+//
+// For DumpRestore and MigrateKeys, the position of the key walk is saved several times a
+// second in the background (the copy never waits for it) and at the end of each database:
+// on a standalone source, the SCAN cursor below which every batch is written; on a cluster
+// source, the slots whose keys are all written. Keys written after the last save are found
+// again on the target with the source's value and counted as Skipped, under
 // any conflict policy: they are not conflicts. The checkpoint names the source, the target,
 // the strategy and the filters; a checkpoint of another migration, or a damaged one, makes
 // Migrate fail with an error wrapping ErrCheckpoint. Once the migration succeeds, the

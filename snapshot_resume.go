@@ -191,12 +191,6 @@ func (j *Job) offsetKey(node string) string {
 	return j.OffsetKey + ":" + node
 }
 
-// offsetValue is what the offset key holds: the replication id and the offset of the
-// last byte applied.
-func offsetValue(replID string, offset int64) string {
-	return replID + " " + strconv.FormatInt(offset, 10)
-}
-
 // readOffset reads the offset key; ok is false when it is absent.
 func readOffset(ctx context.Context, c rueidis.CoreClient, e *Endpoint, key string) (at followPoint, ok bool, err error) {
 	v, err := c.Do(ctx, c.B().Get().Key(key).Build()).ToString()
@@ -206,13 +200,12 @@ func readOffset(ctx context.Context, c rueidis.CoreClient, e *Endpoint, key stri
 	if err != nil {
 		return at, false, e.Err("read the offset key (WithOffsetKey)", key, ctxErr(ctx, err))
 	}
-	id, off, found := strings.Cut(v, " ")
-	n, perr := strconv.ParseInt(off, 10, 64)
-	if !found || perr != nil || id == "" || n < 0 {
+	at, ok = parseFollowPoint(v)
+	if !ok {
 		return at, false, e.Err("read the offset key (WithOffsetKey)", key, fmt.Errorf(
-			"it holds %q, not a replication id and offset: another program uses that name; name another key with WithOffsetKey", v))
+			"it holds %q, not a replication id, offset and database: another program uses that name; name another key with WithOffsetKey", v))
 	}
-	return followPoint{ReplID: id, Offset: n}, true, nil
+	return at, true, nil
 }
 
 // continueFollow opens the stream of a standalone source where the target's offset key
@@ -243,7 +236,7 @@ func (s Snapshot) continueFollow(ctx context.Context, j *Job, st *followStats, g
 		return nil, err
 	}
 	f := &follower{
-		s: s, j: j, sp: sp, st: st, rs: rs, replID: rs.replID, base: at.Offset, src: j.Source, gate: gate, continued: true,
+		s: s, j: j, sp: sp, st: st, rs: rs, replID: rs.replID, base: at.Offset, src: j.Source, gate: gate, continued: true, startDB: at.DB,
 		rdbDone: make(chan struct{}), finished: make(chan struct{}),
 	}
 	close(f.rdbDone)
