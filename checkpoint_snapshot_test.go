@@ -69,7 +69,8 @@ func TestCheckpointSnapshotResume(t *testing.T) {
 // resumes, the last cuts over, and the target ends equal to the source, counters exact.
 func TestCheckpointSnapshotFollowResume(t *testing.T) {
 	t.Parallel()
-	src, dst := redistest.StartPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
+	// The backlog holds the writes made while no run follows, as it must (repl-backlog-size).
+	src, dst := redistest.StartPair(t, redistest.Config{Lines: []string{fastSync, "repl-backlog-size 64mb"}}, redistest.Config{})
 	loadFunction(t, src)
 	redistest.AddKeys(t, src, 0, "bulk:", 1500, 10)
 	w := startFollowWriter(t, src, 2*time.Millisecond)

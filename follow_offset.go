@@ -42,19 +42,30 @@ func (a *applier) startOffset(ctx context.Context) error {
 		}
 		return nil
 	}
-	at := followPoint{ReplID: f.currentReplID(), Offset: f.base}
+	at := a.point(f.base)
 	cmds := a.inDB0(a.c.B().Set().Key(a.key).Value(at.String()).Build(), a.connDB)
 	for _, r := range a.c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
 			return f.j.Target.Err("write the offset key (WithOffsetKey)", a.key, ctxErr(ctx, err))
 		}
 	}
+	if f.syncOnly() {
+		if f.j.checkpoint != nil {
+			f.j.Logger.Warn("snapshot: follow: the source speaks SYNC only, whose stream cannot be continued: a resumed run will restore a new snapshot")
+		}
+		return nil
+	}
 	return f.j.checkpoint.following(ctx, &at)
 }
 
-// point is where the stream stands once the batch, which ends at end, is applied.
+// point is where the stream stands once the batch, which ends at end, is applied. A source
+// that speaks SYNC only has no replication id: "-" stands for it.
 func (a *applier) point(end int64) followPoint {
-	return followPoint{ReplID: a.f.currentReplID(), Offset: end, DB: a.srcDB}
+	id := a.f.currentReplID()
+	if id == "" {
+		id = "-"
+	}
+	return followPoint{ReplID: id, Offset: end, DB: a.srcDB}
 }
 
 // inDB0 returns cmd, on database 0, between SELECTs that leave the connection in db.
