@@ -254,3 +254,55 @@ func (l *logLines) count(s string) int {
 	defer l.mu.Unlock()
 	return strings.Count(l.b.String(), s)
 }
+
+// TestCheckpointSnapshotResumeIntoCluster stops a Snapshot into a cluster target while it
+// restores, deletes on the source keys it wrote, and resumes: the keys it wrote are deleted
+// on every master before the new snapshot is restored, and the target ends equal.
+func TestCheckpointSnapshotResumeIntoCluster(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{Lines: []string{fastSync}})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	redistest.AddKeys(t, src, 0, "k:", 3000, 10)
+	store := migrate.CheckpointFile(t.TempDir() + "/checkpoint.json")
+	run := func(ctx context.Context, opts ...migrate.Option) (*migrate.Report, error) {
+		m, err := migrate.New(src.Option(), dst.Option(), append(opts, migrate.WithStrategy(migrate.Snapshot{}),
+			migrate.WithCheckpoint(store), migrate.WithRateLimit(3000), migrate.WithBatchSize(50))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		return m.Migrate(ctx)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := run(ctx, migrate.WithProgress(func(p migrate.Progress) {
+		if p.Keys >= 500 {
+			cancel()
+		}
+	})); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v, want it cancelled", err)
+	}
+	c, dc := src.Client(t, 0), dst.Client(t)
+	var del, exists rueidis.Commands
+	for i := range 1000 {
+		del = append(del, c.B().Del().Key(fmt.Sprintf("k:%d", i)).Build())
+		exists = append(exists, dc.B().Exists().Key(fmt.Sprintf("k:%d", i)).Build())
+	}
+	left := 0
+	for _, r := range dc.DoMulti(context.Background(), exists...) {
+		if n, _ := r.AsInt64(); n == 1 {
+			left++
+		}
+	}
+	c.DoMulti(context.Background(), del...)
+	if left == 0 {
+		t.Fatal("the stopped run wrote none of the keys the source then deleted: the test shows nothing")
+	}
+	rep, err := run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d keys written and then deleted on the source; resumed from %s: %v", left, rep.Resumed, rep)
+	checkResumed(t, rep)
+	redistest.AssertSameSides(t, redistest.Side{Client: src.Client(t, 0)}, dst.Side(t), "")
+}
