@@ -115,6 +115,9 @@ type checkpointState struct {
 	// Follow says that a following Snapshot restored its snapshot and follows the source's
 	// stream: the target's offset key (WithOffsetKey) says how far; nil before.
 	Follow *followPoint `json:"follow,omitempty"`
+	// Cutover says that a following Snapshot called the cutover function (WithFollow): the
+	// application may write to the target since, so a resumed run never deletes its keys.
+	Cutover bool `json:"cutover,omitempty"`
 }
 
 // followPoint is where the stream of a following Snapshot stands: the source's replication
@@ -257,7 +260,7 @@ func loadCheckpoint(ctx context.Context, store CheckpointStore, j *Job, strategy
 		return nil, fmt.Errorf("%w: it is damaged (its follow position %q %d); remove it to start over", ErrCheckpoint, f.ReplID, f.Offset)
 	}
 	c.st.Complete, c.st.DatabasesDone, c.st.Walk, c.st.Saved = saved.Complete, saved.DatabasesDone, saved.Walk, saved.Saved
-	c.st.TargetHeld, c.st.Follow = saved.TargetHeld, saved.Follow
+	c.st.TargetHeld, c.st.Follow, c.st.Cutover = saved.TargetHeld, saved.Follow, saved.Cutover
 	c.slots = map[uint16]bool{}
 	for _, r := range saved.Slots {
 		if r[0] > r[1] || r[1] >= slotCount {
@@ -563,6 +566,24 @@ func (c *checkpointer) following(ctx context.Context, at *followPoint) error {
 	c.st.Follow = at
 	c.mu.Unlock()
 	return c.save(ctx)
+}
+
+// cutover records that the cutover function is about to be called, and saves the state.
+func (c *checkpointer) cutover(ctx context.Context) error {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	c.st.Cutover = true
+	c.mu.Unlock()
+	return c.save(ctx)
+}
+
+// cutoverCalled reports whether an earlier run called the cutover function.
+func (c *checkpointer) cutoverCalled() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.Cutover
 }
 
 // completed records that the migration finished and saves the state, before what must

@@ -152,7 +152,10 @@ func (c *cutoverGate) caughtUp(ctx context.Context, g *errgroup.Group, j *Job) {
 	}
 	j.Logger.Info("snapshot: follow: the target caught up; calling the cutover function")
 	g.Go(func() error {
-		c.err = j.Follow(ctx)
+		// Once called, the application may write to the target: a resumed run must know.
+		if c.err = j.checkpoint.cutover(ctx); c.err == nil {
+			c.err = j.Follow(ctx)
+		}
 		close(c.done)
 		return nil
 	})

@@ -34,6 +34,12 @@ import (
 // target's own.
 func (s Snapshot) restartResumed(ctx context.Context, j *Job) error {
 	cp := j.checkpoint
+	if cp.cutoverCalled() {
+		return fmt.Errorf("%w: the interrupted run called the cutover function (WithFollow) and then stopped where its stream cannot be continued "+
+			"(the target's offset key is gone, after a write the target refused); the application may have written to the target since, "+
+			"so a new snapshot cannot replace what the target holds. Compare both sides with Verify, and remove the checkpoint to migrate again",
+			ErrCheckpoint)
+	}
 	held, known := cp.targetHeld()
 	var had []string
 	for _, db := range slices.Sorted(maps.Keys(held)) {
