@@ -115,6 +115,10 @@ type checkpointState struct {
 	// Follow says that a following Snapshot restored its snapshot and follows the source's
 	// stream: the target's offset key (WithOffsetKey) says how far; nil before.
 	Follow *followPoint `json:"follow,omitempty"`
+	// Masters are, for a following Snapshot of a cluster source, the masters followed and
+	// the slots each served, each with its own stream and offset key: a resumed run follows
+	// the same, or fails.
+	Masters []followMaster `json:"masters,omitempty"`
 	// Cutover says that a following Snapshot called the cutover function (WithFollow): the
 	// application may write to the target since, so a resumed run never deletes its keys.
 	Cutover bool `json:"cutover,omitempty"`
@@ -127,6 +131,13 @@ type followPoint struct {
 	ReplID string `json:"replid"`
 	Offset int64  `json:"offset"`
 	DB     int    `json:"db"`
+}
+
+// followMaster is a master of a cluster source followed, and the slots it served, as
+// ranges of first and last slot.
+type followMaster struct {
+	Addr  string      `json:"addr"`
+	Slots [][2]uint16 `json:"slots"`
 }
 
 // String is what the offset key holds.
@@ -260,7 +271,7 @@ func loadCheckpoint(ctx context.Context, store CheckpointStore, j *Job, strategy
 		return nil, fmt.Errorf("%w: it is damaged (its follow position %q %d); remove it to start over", ErrCheckpoint, f.ReplID, f.Offset)
 	}
 	c.st.Complete, c.st.DatabasesDone, c.st.Walk, c.st.Saved = saved.Complete, saved.DatabasesDone, saved.Walk, saved.Saved
-	c.st.TargetHeld, c.st.Follow, c.st.Cutover = saved.TargetHeld, saved.Follow, saved.Cutover
+	c.st.TargetHeld, c.st.Follow, c.st.Masters, c.st.Cutover = saved.TargetHeld, saved.Follow, saved.Masters, saved.Cutover
 	c.slots = map[uint16]bool{}
 	for _, r := range saved.Slots {
 		if r[0] > r[1] || r[1] >= slotCount {
@@ -542,30 +553,65 @@ func (c *checkpointer) slotsWritten(g *slotGroup) {
 		c.slots[s] = true
 	}
 	g.slots = nil
-	c.st.Slots = c.st.Slots[:0]
-	for s := 0; s < slotCount; s++ {
-		if !c.slots[uint16(s)] {
-			continue
-		}
-		if n := len(c.st.Slots); n > 0 && int(c.st.Slots[n-1][1]) == s-1 {
-			c.st.Slots[n-1][1] = uint16(s)
-		} else {
-			c.st.Slots = append(c.st.Slots, [2]uint16{uint16(s), uint16(s)})
-		}
+	var marked [slotCount]bool
+	for s := range c.slots {
+		marked[s] = true
 	}
+	c.st.Slots = slotRanges(&marked)
 	c.dirty = true
 }
 
 // following records that a following Snapshot restored its snapshot and follows the
-// stream from at (nil: it starts a new snapshot), and saves the state.
-func (c *checkpointer) following(ctx context.Context, at *followPoint) error {
+// stream from at, of masters on a cluster source (at nil: it starts a new snapshot), and
+// saves the state.
+func (c *checkpointer) following(ctx context.Context, at *followPoint, masters []followMaster) error {
 	if c == nil {
 		return nil
 	}
 	c.mu.Lock()
-	c.st.Follow = at
+	c.st.Follow, c.st.Masters = at, masters
 	c.mu.Unlock()
 	return c.save(ctx)
+}
+
+// mastersChanged says how the masters of a cluster source and their slots (srcs, owned)
+// differ from those the interrupted run followed; "" when they are the same.
+func (c *checkpointer) mastersChanged(srcs []*Endpoint, owned []*[slotCount]bool) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	saved := map[string][][2]uint16{}
+	for _, m := range c.st.Masters {
+		saved[m.Addr] = m.Slots
+	}
+	if len(saved) != len(srcs) {
+		return fmt.Sprintf("%d masters followed, %d now", len(saved), len(srcs))
+	}
+	for i, e := range srcs {
+		was, ok := saved[e.Addr]
+		if !ok {
+			return fmt.Sprintf("master %s was not followed", e.Addr)
+		}
+		if now := slotRanges(owned[i]); !slices.Equal(was, now) {
+			return fmt.Sprintf("master %s served slots %v, and now %v", e.Addr, was, now)
+		}
+	}
+	return ""
+}
+
+// slotRanges returns the slots marked as ranges of first and last slot.
+func slotRanges(marked *[slotCount]bool) [][2]uint16 {
+	var out [][2]uint16
+	for s, in := range marked {
+		if !in {
+			continue
+		}
+		if n := len(out); n > 0 && int(out[n-1][1]) == s-1 {
+			out[n-1][1] = uint16(s)
+		} else {
+			out = append(out, [2]uint16{uint16(s), uint16(s)})
+		}
+	}
+	return out
 }
 
 // cutover records that the cutover function is about to be called, and saves the state.
@@ -626,10 +672,10 @@ func (m *migrator) resume(ctx context.Context, j *Job, run Strategy, rep *Report
 	switch run.(type) {
 	case DumpRestore, *DumpRestore, MigrateKeys, *MigrateKeys:
 	case Snapshot, *Snapshot:
-		if j.Follow != nil && (j.Source.Cluster() || j.Target.Cluster()) {
-			return nil, fmt.Errorf("%w: WithCheckpoint resumes a following Snapshot (WithFollow) between standalone servers only, "+
-				"where one offset key on the target commits each batch of the stream with its offset; leave WithCheckpoint out to follow a cluster",
-				ErrUnsupported)
+		if j.Follow != nil && j.Target.Cluster() {
+			return nil, fmt.Errorf("%w: WithCheckpoint resumes a following Snapshot (WithFollow) into a standalone target only, "+
+				"where one offset key commits each batch of the stream in the same MULTI/EXEC; a cluster target cannot run one across slots. "+
+				"Leave WithCheckpoint out to follow into a cluster", ErrUnsupported)
 		}
 	default:
 		return nil, fmt.Errorf("%w: WithCheckpoint resumes DumpRestore, MigrateKeys and Snapshot, and the strategy is %s; choose one of them with WithStrategy",

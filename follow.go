@@ -180,12 +180,8 @@ func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
 	}()
 	resumed, at := j.checkpoint.snapshotResumed()
 	if resumed && at != nil {
-		f, err := s.continueFollow(ctx, j, st, gate)
-		if err != nil {
+		if fs, err = s.continueFollow(ctx, j, st, gate, srcs, owned); err != nil {
 			return err
-		}
-		if f != nil {
-			fs = append(fs, f)
 		}
 	}
 	if resumed && len(fs) == 0 {
@@ -245,7 +241,11 @@ func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
 	g.Go(func() error {
 		// A continued stream's snapshot was restored by the interrupted run.
 		if !continued {
-			if err := s.restoreFollowed(gctx, j, fs); err != nil {
+			err := s.restoreFollowed(gctx, j, fs)
+			if err == nil {
+				err = startFollowing(gctx, j, fs)
+			}
+			if err != nil {
 				for _, f := range fs {
 					f.finish()
 				}

@@ -105,7 +105,7 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 		a.c, a.client, a.release = dc, client, release
 		defer func() { a.release() }()
 		a.connDB, a.batchDB = opt.SelectDB, opt.SelectDB
-		if err := a.startOffset(ctx); err != nil {
+		if err := a.resumeDB(ctx); err != nil {
 			return err
 		}
 	}

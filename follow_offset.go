@@ -18,55 +18,72 @@ const (
 	commitBackoff  = 250 * time.Millisecond
 )
 
-// startOffset writes the offset key at the start of the stream, once the snapshot is
-// restored, and records in the checkpoint that the migration follows: from then on the
-// offset key says where the target stands. A continued stream's key already says so.
-func (a *applier) startOffset(ctx context.Context) error {
+// resumeDB puts a continued stream's connection in the database the stream was in where
+// it continues: no SELECT comes until the stream's database changes.
+func (a *applier) resumeDB(ctx context.Context) error {
 	f := a.f
-	switch {
-	case a.key == "":
-		return nil
-	case f.continued:
-		// The stream goes on in the database it was in: no SELECT comes until it changes.
-		var err error
-		a.srcDB = f.startDB
-		if a.keepDB, err = a.dbs.keep(ctx, f.startDB); err != nil {
-			return err
-		}
-		if !a.keepDB {
-			return nil
-		}
-		a.connDB, a.batchDB = f.j.TargetDB(f.startDB), f.j.TargetDB(f.startDB)
-		if err := a.c.DoMulti(ctx, a.c.B().Select().Index(int64(a.connDB)).Build())[0].Error(); err != nil {
-			return f.j.Target.Err(fmt.Sprintf("select db %d to apply the stream", a.connDB), "", ctxErr(ctx, err))
-		}
+	if !f.continued {
 		return nil
 	}
-	at := a.point(f.base)
-	cmds := a.inDB0(a.c.B().Set().Key(a.key).Value(at.String()).Build(), a.connDB)
-	for _, r := range a.c.DoMulti(ctx, cmds...) {
-		if err := r.Error(); err != nil {
-			return f.j.Target.Err("write the offset key (WithOffsetKey)", a.key, ctxErr(ctx, err))
-		}
+	var err error
+	a.srcDB = f.startDB
+	if a.keepDB, err = a.dbs.keep(ctx, f.startDB); err != nil || !a.keepDB {
+		return err
 	}
-	if f.syncOnly() {
-		if f.j.checkpoint != nil {
-			f.j.Logger.Warn("snapshot: follow: the source speaks SYNC only, whose stream cannot be continued: a resumed run will restore a new snapshot")
-		}
-		return nil
+	a.connDB, a.batchDB = f.j.TargetDB(f.startDB), f.j.TargetDB(f.startDB)
+	if err := a.c.DoMulti(ctx, a.c.B().Select().Index(int64(a.connDB)).Build())[0].Error(); err != nil {
+		return f.j.Target.Err(fmt.Sprintf("select db %d to apply the stream", a.connDB), "", ctxErr(ctx, err))
 	}
-	return f.j.checkpoint.following(ctx, &at)
+	return nil
 }
 
-// point is where the stream stands once the batch, which ends at end, is applied. A source
-// that speaks SYNC only has no replication id: "-" stands for it.
-func (a *applier) point(end int64) followPoint {
-	id := a.f.currentReplID()
+// startFollowing writes each follower's offset key at the start of its stream, once the
+// snapshots are restored, then records in the checkpoint that the migration follows: from
+// then on the offset keys say where the target stands.
+func startFollowing(ctx context.Context, j *Job, fs []*follower) error {
+	var at *followPoint
+	var masters []followMaster
+	syncOnly := false
+	for _, f := range fs {
+		key := j.offsetKey(f.node)
+		if key == "" {
+			return nil // a cluster target keeps none
+		}
+		p := f.point(f.base, 0)
+		c, err := j.Target.Client(0)
+		if err == nil {
+			err = c.Do(ctx, c.B().Set().Key(key).Value(p.String()).Build()).Error()
+		}
+		if err != nil {
+			return j.Target.Err("write the offset key (WithOffsetKey)", key, ctxErr(ctx, err))
+		}
+		at = &p
+		if f.owned != nil {
+			masters = append(masters, followMaster{Addr: f.node, Slots: slotRanges(f.owned)})
+		}
+		syncOnly = syncOnly || f.syncOnly()
+	}
+	if syncOnly {
+		if j.checkpoint != nil {
+			j.Logger.Warn("snapshot: follow: the source speaks SYNC only, whose stream cannot be continued: a resumed run will restore a new snapshot")
+		}
+		return nil
+	}
+	return j.checkpoint.following(ctx, at, masters)
+}
+
+// point is where the stream stands at offset end, in source database db. A source that
+// speaks SYNC only has no replication id: "-" stands for it.
+func (f *follower) point(end int64, db int) followPoint {
+	id := f.currentReplID()
 	if id == "" {
 		id = "-"
 	}
-	return followPoint{ReplID: id, Offset: end, DB: a.srcDB}
+	return followPoint{ReplID: id, Offset: end, DB: db}
 }
+
+// point is where the stream stands once the batch, which ends at end, is applied.
+func (a *applier) point(end int64) followPoint { return a.f.point(end, a.srcDB) }
 
 // inDB0 returns cmd, on database 0, between SELECTs that leave the connection in db.
 func (a *applier) inDB0(cmd rueidis.Completed, db int) []rueidis.Completed {

@@ -57,7 +57,7 @@ func (s Snapshot) restartResumed(ctx context.Context, j *Job) error {
 			"replace those the source changed since nor delete those it deleted. Remove the checkpoint and migrate again with WithConflict(Replace) "+
 			"(keys the source deleted since the interrupted run then stay on the target), or from an empty target", ErrCheckpoint, what)
 	}
-	if err := cp.following(ctx, nil); err != nil {
+	if err := cp.following(ctx, nil, nil); err != nil {
 		return err
 	}
 	n, err := j.deleteSelected(ctx)
@@ -214,40 +214,61 @@ func readOffset(ctx context.Context, c rueidis.CoreClient, e *Endpoint, key stri
 	return at, true, nil
 }
 
-// continueFollow opens the stream of a standalone source where the target's offset key
-// says the interrupted run stopped. It returns nil, nil when the offset key is gone (the
-// interrupted run stopped at a write the target refused, or someone deleted it): the
-// migration then starts over from a new snapshot, as after an interrupted restore.
-func (s Snapshot) continueFollow(ctx context.Context, j *Job, st *followStats, gate *cutoverGate) (*follower, error) {
-	key := j.offsetKey("")
+// continueFollow opens the stream of each server followed (the source, or each master of
+// a cluster source) where the target's offset key says the interrupted run stopped. It
+// returns nil, nil when an offset key is gone (the interrupted run stopped at a write the
+// target refused, or someone deleted it): the migration then starts over from a new
+// snapshot, as after an interrupted restore. The followers it returns with an error are
+// the caller's to close.
+func (s Snapshot) continueFollow(ctx context.Context, j *Job, st *followStats, gate *cutoverGate, srcs []*Endpoint, owned []*[slotCount]bool) ([]*follower, error) {
+	if j.Source.Cluster() {
+		if diff := j.checkpoint.mastersChanged(srcs, owned); diff != "" {
+			return nil, j.Source.Err("follow", "", fmt.Errorf(
+				"the masters of the source cluster or their slots changed since the interrupted run followed them (%s: a failover or a resharding), "+
+					"so their streams cannot be continued; compare both sides with Verify, and remove the checkpoint to migrate again: %w", diff, ErrFollowLost))
+		}
+	}
 	c, err := j.Target.Client(0)
 	if err != nil {
 		return nil, err
 	}
-	at, ok, err := readOffset(ctx, c, j.Target, key)
-	if err != nil {
-		return nil, err
+	nodes := make([]string, len(srcs))
+	ats := make([]followPoint, len(srcs))
+	for i, e := range srcs {
+		if owned[i] != nil {
+			nodes[i] = e.Addr
+		}
+		key := j.offsetKey(nodes[i])
+		at, ok, err := readOffset(ctx, c, j.Target, key)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			j.Logger.Warn("snapshot: follow: the checkpoint says the interrupted run followed the stream, and the target's offset key is gone; starting over from a new snapshot", "key", key)
+			return nil, nil
+		}
+		ats[i] = at
 	}
-	if !ok {
-		j.Logger.Warn("snapshot: follow: the checkpoint says the interrupted run followed the stream, and the target's offset key is gone; starting over from a new snapshot", "key", key)
-		return nil, nil
+	var fs []*follower
+	for i, e := range srcs {
+		rs, err := openReplicationWith(ctx, e, j.Logger, replOptions{follow: true, replID: ats[i].ReplID, offset: ats[i].Offset + 1})
+		if err != nil {
+			return fs, ctxErr(ctx, err)
+		}
+		sp, err := newSpool(j.SpoolDir, 0, nil)
+		if err != nil {
+			rs.Close()
+			return fs, err
+		}
+		f := &follower{
+			s: s, j: j, sp: sp, st: st, rs: rs, replID: rs.replID, base: ats[i].Offset, src: e, node: nodes[i], owned: owned[i], gate: gate,
+			continued: true, startDB: ats[i].DB, rdbDone: make(chan struct{}), finished: make(chan struct{}),
+		}
+		close(f.rdbDone)
+		fs = append(fs, f)
+		j.Logger.Info("snapshot: follow: resuming the source's stream where the target stands", "source", e.Addr, "offset", ats[i].Offset, "path", sp.path)
 	}
-	rs, err := openReplicationWith(ctx, j.Source, j.Logger, replOptions{follow: true, replID: at.ReplID, offset: at.Offset + 1})
-	if err != nil {
-		return nil, ctxErr(ctx, err)
-	}
-	sp, err := newSpool(j.SpoolDir, 0, nil)
-	if err != nil {
-		rs.Close()
-		return nil, err
-	}
-	f := &follower{
-		s: s, j: j, sp: sp, st: st, rs: rs, replID: rs.replID, base: at.Offset, src: j.Source, gate: gate, continued: true, startDB: at.DB,
-		rdbDone: make(chan struct{}), finished: make(chan struct{}),
-	}
-	close(f.rdbDone)
-	j.Logger.Info("snapshot: follow: resuming the source's stream where the target stands", "source", j.Source.Addr, "offset", at.Offset, "path", sp.path)
-	return f, nil
+	return fs, nil
 }
 
 // dropOffsetKey deletes the follower's offset key, briefly even when ctx ended, and logs
