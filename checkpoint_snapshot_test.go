@@ -306,3 +306,51 @@ func TestCheckpointSnapshotResumeIntoCluster(t *testing.T) {
 	checkResumed(t, rep)
 	redistest.AssertSameSides(t, redistest.Side{Client: src.Client(t, 0)}, dst.Side(t), "")
 }
+
+// TestCheckpointSnapshotFollowResumeClusterSource is TestCheckpointSnapshotFollowResume
+// from a cluster source: each master's stream continues from its own offset key.
+func TestCheckpointSnapshotFollowResumeClusterSource(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Node: redistest.Config{Lines: []string{fastSync, "repl-backlog-size 64mb"}}})
+	dst := redistest.Start(t, redistest.Config{})
+	src.AddKeys(t, "bulk:", 1500, 10)
+	srcClient := src.Client(t)
+	w := startClusterWriter(t, srcClient, false, 2*time.Millisecond)
+	k := newKilledRun(t, "snapshot-follow", src.Masters[0].Addr, dst.Addr)
+	following, n := 0, 0
+	k.killFiveTimes(t, func() time.Duration {
+		n++
+		if n%2 == 1 {
+			return time.Duration(100+rand.Intn(300)) * time.Millisecond
+		}
+		return time.Duration(1500+rand.Intn(800)) * time.Millisecond
+	}, func(int) {
+		var saved struct{ Masters []struct{ Addr string } }
+		if b, err := os.ReadFile(k.file); err == nil && json.Unmarshal(b, &saved) == nil && len(saved.Masters) == len(src.Masters) {
+			following++
+		}
+	})
+	if following == 0 {
+		t.Error("no kill came while the migration followed the streams")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k.file+".cutover", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := k.run(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResumed(t, rep)
+	t.Logf("%d kills while following; resumed from %s: %v", following, rep.Resumed, rep)
+	time.Sleep(200 * time.Millisecond) // the writer's keys of 150 ms expire on both sides
+	redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
+	assertSameClusterCounters(t, srcClient, dst.Client(t, 0), false)
+	if keys := redistest.Keys(t, dst.Client(t, 0), "migrate:offset*"); len(keys) != 0 {
+		t.Errorf("offset keys left on the target: %v", keys)
+	}
+	k.checkComplete(t)
+}
