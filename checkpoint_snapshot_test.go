@@ -305,6 +305,17 @@ func TestCheckpointSnapshotResumeIntoCluster(t *testing.T) {
 	t.Logf("%d keys written and then deleted on the source; resumed from %s: %v", left, rep.Resumed, rep)
 	checkResumed(t, rep)
 	redistest.AssertSameSides(t, redistest.Side{Client: src.Client(t, 0)}, dst.Side(t), "")
+
+	// Following into a cluster target cannot commit a batch with its offset: refused.
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}),
+		migrate.WithFollow(func(context.Context) error { return nil }), migrate.WithCheckpoint(migrate.CheckpointFile(t.TempDir()+"/follow.json")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Migrate(context.Background()); !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "cluster target") {
+		t.Errorf("WithCheckpoint and WithFollow into a cluster: %v, want ErrUnsupported naming the cluster target", err)
+	}
 }
 
 // TestCheckpointSnapshotFollowResumeClusterSource is TestCheckpointSnapshotFollowResume

@@ -543,8 +543,8 @@ func WithSpoolDir(dir string) Option {
 // restores a new snapshot, after deleting the keys the interrupted run wrote when the
 // target held no key at the first start (else it is refused with ErrCheckpoint: those keys
 // cannot be told from the target's). A Snapshot that follows (WithFollow) continues the
-// source's stream exactly where the target's offset key (WithOffsetKey) says, with PSYNC,
-// between standalone servers; with a cluster on either side it is refused
+// source's stream exactly where the target's offset key (WithOffsetKey) says, with PSYNC
+// (from a cluster source, each master's); into a cluster target it is refused
 // (ErrUnsupported).
 //
 // For DumpRestore and MigrateKeys, the position of the key walk is saved several times a
@@ -597,8 +597,9 @@ func WithKeyBudget(bytes int64) Option {
 // only when it did not land, and WithCheckpoint resumes following exactly where the target
 // stands (PSYNC). The key is left out of the copy and of the Report's counts, and deleted
 // once the migration completes; a run stopped by an error keeps it when WithCheckpoint is
-// given, to resume from. Verify, given the same option, does not count it as an extra key.
-// Name a key that neither side uses. The default is "migrate:offset"; into a cluster
+// given, to resume from. From a cluster source each master's stream has its own key, the
+// name followed by ":" and the master's address. Verify, given the same option, does not
+// count the key as an extra one. Name a key that neither side uses. The default is "migrate:offset"; into a cluster
 // target no offset key is kept (see WithCheckpoint).
 func WithOffsetKey(name string) Option {
 	return func(c *config) error {

@@ -38,7 +38,10 @@ import (
 // part; WithDBPrefix renames the keys of the writes, and stops at one it cannot rename
 // exactly. It needs, besides PSYNC and REPLCONF, COMMAND INFO and COMMAND GETKEYS on the
 // source with WithMatch, WithDBPrefix or a cluster on either side, and every command the
-// stream holds allowed on the target.
+// stream holds allowed on the target. On a standalone target each batch of the stream goes
+// in one MULTI/EXEC with the offset key (WithOffsetKey), so that a connection killed on the
+// way is survived exactly, and WithCheckpoint resumes a following Snapshot where the target
+// stands; an interrupted restore resumes with a new snapshot (see WithCheckpoint).
 //
 // Over replication it needs PSYNC or SYNC, and REPLCONF, on the source: not renamed, and
 // allowed to the ACL user (+psync +sync +replconf); managed services usually refuse them,
