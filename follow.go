@@ -190,31 +190,10 @@ func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
 		}
 	}
 	continued := len(fs) > 0
-	for i, e := range srcs {
-		if continued {
-			break
-		}
-		rs, err := openReplicationWith(ctx, e, j.Logger, replOptions{follow: true})
-		if err != nil {
-			return ctxErr(ctx, err)
-		}
-		sp, err := newSpool(j.SpoolDir, rs.rdbLen, rs.eofMark)
-		if err != nil {
-			rs.Close()
+	if !continued {
+		if fs, err = s.openFollowers(ctx, j, st, gate, srcs, owned); err != nil {
 			return err
 		}
-		f := &follower{
-			s: s, j: j, sp: sp, st: st, rs: rs, replID: rs.replID, base: rs.offset, src: e, owned: owned[i], gate: gate,
-			rdbDone: make(chan struct{}), finished: make(chan struct{}),
-		}
-		if owned[i] != nil {
-			f.node = e.Addr
-		}
-		fs = append(fs, f)
-		if rs.replID == "" {
-			j.Logger.Warn("snapshot: follow: the source answered SYNC, not PSYNC: a dropped link cannot be continued, and the migration will fail then", "source", e.Addr)
-		}
-		j.Logger.Info("snapshot: follow: spooling the replication stream", "source", e.Addr, "path", sp.path, "offset", f.base)
 	}
 	if j.Source.Cluster() {
 		if err := checkSlotsKept(ctx, j, srcs, owned); err != nil {
@@ -284,6 +263,38 @@ func (s Snapshot) follow(ctx context.Context, j *Job) (err error) {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
 	return err
+}
+
+// openFollowers connects to each server followed (the source, or each master of a cluster
+// source, with the slots it serves) as a replica that wants the snapshot and the stream
+// after it, each spooled to a file of its own. The followers it returns with an error are
+// the caller's to close.
+func (s Snapshot) openFollowers(ctx context.Context, j *Job, st *followStats, gate *cutoverGate, srcs []*Endpoint, owned []*[slotCount]bool) ([]*follower, error) {
+	var fs []*follower
+	for i, e := range srcs {
+		rs, err := openReplicationWith(ctx, e, j.Logger, replOptions{follow: true})
+		if err != nil {
+			return fs, ctxErr(ctx, err)
+		}
+		sp, err := newSpool(j.SpoolDir, rs.rdbLen, rs.eofMark)
+		if err != nil {
+			rs.Close()
+			return fs, err
+		}
+		f := &follower{
+			s: s, j: j, sp: sp, st: st, rs: rs, replID: rs.replID, base: rs.offset, src: e, owned: owned[i], gate: gate,
+			rdbDone: make(chan struct{}), finished: make(chan struct{}),
+		}
+		if owned[i] != nil {
+			f.node = e.Addr
+		}
+		fs = append(fs, f)
+		if rs.replID == "" {
+			j.Logger.Warn("snapshot: follow: the source answered SYNC, not PSYNC: a dropped link cannot be continued, and the migration will fail then", "source", e.Addr)
+		}
+		j.Logger.Info("snapshot: follow: spooling the replication stream", "source", e.Addr, "path", sp.path, "offset", f.base)
+	}
+	return fs, nil
 }
 
 // restoreFollowed restores the RDB of every follower's spool, through one restorer; each
