@@ -12,7 +12,7 @@ import (
 
 // commitAttempts bounds how many times commit opens a new connection to the target after
 // one failed while a batch was under way, the first at once, then with commitBackoff more
-// between each (7 s in all).
+// between each (about 5 s in all).
 const (
 	commitAttempts = 8
 	commitBackoff  = 250 * time.Millisecond
