@@ -813,3 +813,76 @@ func masterInfos(ctx context.Context, e *Endpoint, section string) ([]masterInfo
 	}
 	return out, nil
 }
+
+// notifyClasses are the classes of keyspace notifications that together name every key a
+// write changes, as notify-keyspace-events spells them: those "A" stands for on e's
+// version ("t", streams, from Redis 5.0; "d", module types, from 6.2). The "n" class (new
+// keys, Redis 7.0) is not needed: every command that creates a key notifies its own event
+// too; nor is it shown by CONFIG GET beside "A".
+func notifyClasses(e *Endpoint) string {
+	classes := "g$lshzxe"
+	if e.Info.AtLeast(5, 0, 0) {
+		classes += "t"
+	}
+	if e.Info.AtLeast(6, 2, 0) {
+		classes += "d"
+	}
+	return classes
+}
+
+// missingNotifyFlags returns the flags that notify-keyspace-events value lacks for a
+// follow through keyspace notifications on e ("" when none): K or E (a channel to read),
+// and each class of notifyClasses, or A.
+func missingNotifyFlags(e *Endpoint, value string) string {
+	var missing strings.Builder
+	if !strings.ContainsAny(value, "KE") {
+		missing.WriteString("K")
+	}
+	if !strings.Contains(value, "A") {
+		for _, c := range notifyClasses(e) {
+			if !strings.ContainsRune(value, c) {
+				missing.WriteRune(c)
+			}
+		}
+	}
+	return missing.String()
+}
+
+// sourceNotifyFlags reads the source's notify-keyspace-events; ok is false when CONFIG GET
+// is refused.
+func sourceNotifyFlags(ctx context.Context, e *Endpoint) (value string, ok bool) {
+	c, err := e.Default()
+	if err != nil {
+		return "", false
+	}
+	return configGet(ctx, c, "notify-keyspace-events")
+}
+
+// checkNotifications refuses a follow through keyspace notifications (a DumpRestore with
+// WithFollow) when the source's notify-keyspace-events do not cover every write, naming
+// the flags missing, unless WithSourceNotifications lets the migration set them (then
+// CONFIG SET must be allowed). It changes nothing.
+func checkNotifications(ctx context.Context, j *Job) error {
+	e := j.Source
+	value, ok := sourceNotifyFlags(ctx, e)
+	if ok && missingNotifyFlags(e, value) == "" {
+		return nil
+	}
+	if j.SetNotifications {
+		return checkCommands(ctx, e, []string{"CONFIG", "GET", "notify-keyspace-events"},
+			[]string{"CONFIG", "SET", "notify-keyspace-events", "KA"})
+	}
+	if !ok {
+		return e.Err("check notify-keyspace-events", "", unsupported(
+			"a following DumpRestore reads the source's keyspace notifications, and the source refuses CONFIG GET notify-keyspace-events, so whether they cover every write cannot be told; "+
+				"grant CONFIG GET to the user, or, on a managed service, use a strategy that does not follow"))
+	}
+	shown := value
+	if shown == "" {
+		shown = "empty: notifications off"
+	}
+	return e.Err("check notify-keyspace-events", "", unsupported(
+		"a following DumpRestore reads the source's keyspace notifications, and notify-keyspace-events (%s) lacks the flags %q: "+
+			"set it to \"KA\" or more (CONFIG SET notify-keyspace-events KA, or a managed service's console), or let the migration set it for its duration with WithSourceNotifications()",
+		shown, missingNotifyFlags(e, value)))
+}

@@ -54,7 +54,7 @@ func (DumpRestore) Name() string { return "dump-restore" }
 // MGET on the source and SET, MSETNX and MSET on the target are optional: without them
 // strings go by DUMP and RESTORE (Plan shows whether they are allowed). It changes nothing.
 func (DumpRestore) Check(ctx context.Context, j *Job) error {
-	if err := refuseFollow(j, "DumpRestore"); err != nil {
+	if err := checkFollowNotify(ctx, j); err != nil {
 		return err
 	}
 	if err := checkTargetDatabases(j); err != nil {
@@ -66,8 +66,17 @@ func (DumpRestore) Check(ctx context.Context, j *Job) error {
 		checkRDBVersions(j))
 }
 
-// Run copies every selected database, one after the other.
+// Run copies every selected database, one after the other; with WithFollow, it then
+// follows the source's writes (see follow_notify.go).
 func (d DumpRestore) Run(ctx context.Context, j *Job) error {
+	if j.Follow != nil {
+		return d.follow(ctx, j)
+	}
+	return d.copyAll(ctx, j)
+}
+
+// copyAll copies every selected database, one after the other.
+func (d DumpRestore) copyAll(ctx context.Context, j *Job) error {
 	r, err := newRestorer(ctx, j)
 	if err != nil {
 		return err

@@ -86,6 +86,10 @@ type Settings struct {
 	// KeyBudget is the most bytes of one key's value that is read whole into memory
 	// (WithKeyBudget); a larger key is copied in pieces. The default is 32 MiB.
 	KeyBudget int64
+	// SetNotifications lets a following DumpRestore set the source's
+	// notify-keyspace-events for the migration (WithSourceNotifications). The default is
+	// false: the source's configuration is left alone.
+	SetNotifications bool
 }
 
 // config is what New keeps: the Settings, and the options that only Migrate or only
@@ -496,9 +500,10 @@ func WithIncompatible(p Incompatible) Option {
 // Migrate's context stops following promptly; cutover gets a context cancelled then, and
 // Migrate returns once it has returned.
 //
-// Snapshot and Replication can follow; MigrateKeys and DumpRestore refuse WithFollow with
-// an error wrapping ErrUnsupported, and Auto takes the first strategy of its ladder that
-// can follow. The default is to copy one moment, without following.
+// Snapshot and Replication can follow, and DumpRestore through the source's keyspace
+// notifications where the source refuses PSYNC (see WithSourceNotifications); MigrateKeys
+// refuses WithFollow with an error wrapping ErrUnsupported, and Auto takes the first
+// strategy of its ladder that can follow. The default is to copy one moment, without following.
 func WithFollow(cutover func(ctx context.Context) error) Option {
 	return func(c *config) error {
 		if cutover == nil {
@@ -573,6 +578,22 @@ func WithKeyBudget(bytes int64) Option {
 		}
 		c.KeyBudget = bytes
 		c.forMigrateOnly("WithKeyBudget")
+		return nil
+	}
+}
+
+// WithSourceNotifications lets a DumpRestore that follows the source (WithFollow) set the
+// source's notify-keyspace-events to what it needs, with CONFIG SET, when the flags there
+// do not cover every write, and put the old value back when Migrate returns, whether it
+// succeeds, fails or is cancelled. The default leaves the source's configuration alone: a
+// DumpRestore with WithFollow then refuses a source whose flags do not cover every write,
+// and its Check names the flags missing. Managed services refuse CONFIG SET; there the
+// flags are set through the service's own console or parameter group (for example
+// "KEA").
+func WithSourceNotifications() Option {
+	return func(c *config) error {
+		c.SetNotifications = true
+		c.forMigrateOnly("WithSourceNotifications")
 		return nil
 	}
 }

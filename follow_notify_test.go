@@ -1,0 +1,133 @@
+package migrate_test
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redismigrate/migrate"
+	"github.com/redismigrate/migrate/internal/redistest"
+)
+
+// noPsync is a source that refuses PSYNC and SYNC, as managed services do, with the
+// keyspace notifications a following DumpRestore needs.
+var noPsync = redistest.Config{Rename: map[string]string{"PSYNC": "", "SYNC": ""}, Lines: []string{"notify-keyspace-events KEA"}}
+
+// startRenamer renames, moves and expires keys of db 0 every interval until the test ends:
+// the writes followFollowWriter does not make.
+func startRenamer(t *testing.T, s *redistest.Server, interval time.Duration) (stop func()) {
+	t.Helper()
+	c := s.Client(t, 0)
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(interval):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			n := strconv.Itoa(i)
+			b := c.B()
+			c.DoMulti(ctx,
+				b.Set().Key("r:"+n).Value(n).Build(),
+				b.Rename().Key("r:"+n).Newkey("r:renamed:"+n).Build(),
+				b.Rpush().Key("r:moved:"+n).Element(n).Build(),
+				b.Move().Key("r:moved:"+n).Db(1).Build(),
+				b.Pexpire().Key("r:renamed:"+strconv.Itoa(i-3)).Milliseconds(50).Build(),
+				b.Sadd().Key("r:set").Member(n).Build(),
+				b.Srem().Key("r:set").Member(strconv.Itoa(i-2)).Build(),
+			)
+			cancel()
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(done); <-finished }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestFollowNotifyExact follows, through keyspace notifications, a source that refuses
+// PSYNC under a writer that runs during the copy and the follow (every type, TTLs,
+// deletes, renames, moves, expiring keys, transactions, scripts, a FLUSHDB of database 2);
+// after the cutover the target equals the source.
+func TestFollowNotifyExact(t *testing.T) {
+	t.Parallel()
+	src, dst := redistest.StartPair(t, noPsync, redistest.Config{})
+	loadFunction(t, src)
+	redistest.Fill(t, src, redistest.Dataset{Small: true})
+	redistest.AddKeys(t, src, 1, "bulk:", 3000, 10)
+	src.Do(t, 2, "SET", "f2:first", "1")
+	w := startFollowWriter(t, src, 2*time.Millisecond)
+	stopRenamer := startRenamer(t, src, 3*time.Millisecond)
+
+	var atCutover int64
+	var progressMu sync.Mutex
+	var following bool
+	var maxLag int64
+	cutover := func(ctx context.Context) error {
+		atCutover = w.rounds.Load()
+		time.Sleep(300 * time.Millisecond) // writes go on while the application moves
+		stopRenamer()
+		_, err := w.Stop()
+		return err
+	}
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}),
+		migrate.WithFollow(cutover), migrate.WithDatabases(0, 1, 2), migrate.WithBatchSize(64), migrate.WithLogger(testLogger(t)),
+		migrate.WithProgress(func(p migrate.Progress) {
+			progressMu.Lock()
+			following = following || p.Following
+			maxLag = max(maxLag, p.LagKeys)
+			progressMu.Unlock()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := migrateOK(t, m)
+	rounds, werr := w.Stop()
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	t.Logf("report %s (repairs %d, re-walks %d); %d rounds, %d at cutover; max queue %d", rep, rep.Repairs, rep.Rewalks, rounds, atCutover, maxLag)
+	if atCutover == 0 || rounds == atCutover {
+		t.Errorf("%d rounds written, %d at cutover: the test did not write during the follow", rounds, atCutover)
+	}
+	if rounds > 40 && rep.Repairs == 0 {
+		t.Errorf("the writer flushed database 2 during the migration, and no repair pass followed")
+	}
+	if rep.Followed == 0 {
+		t.Errorf("Report.Followed 0: no key copied again")
+	}
+	progressMu.Lock()
+	if !following {
+		t.Errorf("Progress never said Following")
+	}
+	progressMu.Unlock()
+	time.Sleep(200 * time.Millisecond) // the short-lived keys expire on both sides
+	redistest.AssertSame(t, src, dst, 0, 1, 2)
+	assertSameCounters(t, src, dst)
+	vr, err := migrate.Verify(context.Background(), src.Option(), dst.Option(), migrate.WithDatabases(0, 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !vr.Equal() {
+		t.Errorf("Verify: %s", vr)
+	}
+}
+
+// testLogger logs to the test's log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, nil))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
