@@ -81,6 +81,7 @@ func (d DumpRestore) follow(ctx context.Context, j *Job) (err error) {
 	}
 	n.sub = sub
 	defer sub.close()
+	defer n.keepIncompatible()
 	j.followed.Store(n.st)
 	j.Logger.Info("dump-restore: follow: subscribed to the source's keyspace notifications", "source", j.Source.Addr, "channels", sub.patterns)
 
@@ -580,6 +581,20 @@ func setNotifications(ctx context.Context, j *Job) (putBack func() error, err er
 		j.Logger.Info("dump-restore: follow: put back the source's notify-keyspace-events", "value", old)
 		return nil
 	}, nil
+}
+
+// keepIncompatible adds what the follow's own Job met of keys the target cannot hold whole
+// to the migration's, for the Report.
+func (n *notifyFollow) keepIncompatible() {
+	n.rj.mu.Lock()
+	in := n.rj.incompatible
+	n.rj.mu.Unlock()
+	n.j.mu.Lock()
+	defer n.j.mu.Unlock()
+	r := &n.j.incompatible
+	r.Skipped += in.Skipped
+	r.Trimmed += in.Trimmed
+	r.Keys = append(r.Keys, in.Keys[:min(len(in.Keys), max(0, incompatibleExamples-len(r.Keys)))]...)
 }
 
 // notifyReport returns the Report's repair passes and re-walks.

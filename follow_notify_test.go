@@ -2,6 +2,7 @@ package migrate_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
 )
@@ -130,4 +132,138 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestFollowNotifyFlags: a source whose notify-keyspace-events lack flags is refused, the
+// refusal naming them; WithSourceNotifications sets them for the migration and puts the old
+// value back, after a cutover and after a cancellation alike.
+func TestFollowNotifyFlags(t *testing.T) {
+	t.Parallel()
+	cfg := noPsync
+	cfg.Lines = []string{"notify-keyspace-events Ex"}
+	src, dst := redistest.StartPair(t, cfg, redistest.Config{})
+	src.Do(t, 0, "SET", "k", "v")
+	flags := func() string {
+		v, err := src.Do(t, 0, "CONFIG", "GET", "notify-keyspace-events").AsStrMap()
+		if err != nil {
+			t.Fatalf("CONFIG GET notify-keyspace-events: %v", err)
+		}
+		return v["notify-keyspace-events"]
+	}
+	before := flags()
+	hook := func(context.Context) error { return nil }
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(hook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Migrate(context.Background())
+	m.Close()
+	want := `lacks the flags "g$lshzetd"` // E is there, x too; A would be all the others
+	if redistest.Version(t) < 60200 {
+		want = `lacks the flags "g$lshzet"`
+	}
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Migrate: %v, want a refusal that says it %s", err, want)
+	}
+	if n := dst.Do(t, 0, "DBSIZE"); n.Error() != nil || mustInt(t, n) != 0 {
+		t.Errorf("the refused migration wrote to the target")
+	}
+
+	// Allowed: the flags are set while following, and put back at the end.
+	var during string
+	m, err = migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithSourceNotifications(),
+		migrate.WithFollow(func(context.Context) error {
+			during = flags()
+			src.Do(t, 0, "SET", "k2", "v2")
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrateOK(t, m)
+	if !strings.ContainsAny(during, "KE") || !strings.Contains(during, "A") {
+		t.Errorf("notify-keyspace-events while following: %q, want K or E, and A", during)
+	}
+	if got := flags(); got != before {
+		t.Errorf("notify-keyspace-events after the migration: %q, want %q put back", got, before)
+	}
+	redistest.AssertSame(t, src, dst, 0)
+
+	// Cancelled while following: put back too.
+	ctx, cancel := context.WithCancel(context.Background())
+	m, err = migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithSourceNotifications(),
+		migrate.WithConflict(migrate.Replace),
+		migrate.WithFollow(func(ctx context.Context) error {
+			cancel()
+			<-ctx.Done()
+			return ctx.Err()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Migrate(ctx)
+	m.Close()
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled Migrate: %v, want context.Canceled", err)
+	}
+	if got := flags(); got != before {
+		t.Errorf("notify-keyspace-events after a cancelled migration: %q, want %q put back", got, before)
+	}
+}
+
+func mustInt(t *testing.T, r interface{ AsInt64() (int64, error) }) int64 {
+	t.Helper()
+	n, err := r.AsInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestFollowNotifyLoss: the source kills the subscription while following (CLIENT KILL
+// TYPE pubsub, then its output buffer limit under bursts of writes); each loss is
+// detected and repaired, and the end is exact.
+func TestFollowNotifyLoss(t *testing.T) {
+	t.Parallel()
+	cfg := noPsync
+	cfg.Lines = append(cfg.Lines, "client-output-buffer-limit pubsub 4kb 0 0")
+	src, dst := redistest.StartPair(t, cfg, redistest.Config{})
+	redistest.AddKeys(t, src, 0, "bulk:", 2000, 10)
+	c := src.Client(t, 0)
+	burst := func(prefix string, n int) {
+		cmds := make([]rueidis.Completed, 0, 2*n)
+		for i := range n {
+			k := prefix + strconv.Itoa(i)
+			cmds = append(cmds, c.B().Set().Key(k).Value("new").Build(), c.B().Del().Key("bulk:"+strconv.Itoa(i)).Build())
+		}
+		for _, r := range c.DoMulti(context.Background(), cmds...) {
+			if err := r.Error(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	cutover := func(ctx context.Context) error {
+		// Killed: the writes until the subscription is back are not notified.
+		src.Do(t, 0, "CLIENT", "KILL", "TYPE", "pubsub")
+		burst("lost:", 50)
+		time.Sleep(300 * time.Millisecond)
+		// A burst whose notifications overflow the subscriber's output buffer.
+		burst("overflow:", 500)
+		time.Sleep(300 * time.Millisecond)
+		return nil
+	}
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(cutover),
+		migrate.WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := migrateOK(t, m)
+	t.Logf("report %s", rep)
+	if rep.Repairs < 2 {
+		t.Errorf("Report.Repairs %d, want at least 2 (a kill, an overflow)", rep.Repairs)
+	}
+	if n := src.Info(t, "client_output_buffer_limit_disconnections"); n == "0" {
+		t.Errorf("the source never cut the subscriber for its output buffer: the test did not test that")
+	}
+	redistest.AssertSame(t, src, dst, 0)
 }
