@@ -267,3 +267,51 @@ func TestFollowNotifyLoss(t *testing.T) {
 	}
 	redistest.AssertSame(t, src, dst, 0)
 }
+
+// TestFollowNotifyAuto: Auto with WithFollow, on a source that refuses PSYNC and notifies
+// its writes, chooses DumpRestore and says why Snapshot was passed over.
+func TestFollowNotifyAuto(t *testing.T) {
+	t.Parallel()
+	src, dst := redistest.StartPair(t, noPsync, redistest.Config{})
+	redistest.AddKeys(t, src, 0, "k:", 500, 10)
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithFollow(func(context.Context) error {
+		src.Do(t, 0, "DEL", "k:1")
+		src.Do(t, 0, "SET", "k:new", "v")
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := migrateOK(t, m)
+	if rep.Strategy != "dump-restore" {
+		t.Fatalf("Auto chose %s, want dump-restore; steps %v", rep.Strategy, rep.Steps)
+	}
+	for _, st := range rep.Steps {
+		if st.Strategy == "snapshot" && (st.Err == nil || !strings.Contains(st.Err.Error(), "PSYNC")) {
+			t.Errorf("Auto's verdict on snapshot: %v, want why: PSYNC refused", st.Err)
+		}
+	}
+	redistest.AssertSame(t, src, dst, 0)
+}
+
+// TestFollowNotifyCutoverFails: the cutover function's error stops following, and Migrate
+// returns it.
+func TestFollowNotifyCutoverFails(t *testing.T) {
+	t.Parallel()
+	src, dst := redistest.StartPair(t, noPsync, redistest.Config{})
+	redistest.AddKeys(t, src, 0, "k:", 100, 10)
+	boom := errors.New("the application could not move")
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}),
+		migrate.WithFollow(func(context.Context) error { return boom }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rep, err := m.Migrate(context.Background())
+	if !errors.Is(err, boom) {
+		t.Fatalf("Migrate: %v, want the cutover's error", err)
+	}
+	if rep.Keys != 100 {
+		t.Errorf("Report.Keys %d, want 100", rep.Keys)
+	}
+}
