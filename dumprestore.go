@@ -42,6 +42,14 @@ import (
 // pieces into a temporary key, renamed onto the key once whole (see the README's "Keys
 // of any size"); each batch's sizes are asked first with MEMORY USAGE.
 //
+// With WithFollow it follows a source that refuses PSYNC through its keyspace
+// notifications: it subscribes to them before its walk, copies again each key they name
+// (or deletes it on the target when gone), repairs every loss of notifications with a pass
+// over the selected keys, and at the cutover copies every key notified until then. It then
+// needs the source's notify-keyspace-events to cover every write (see
+// WithSourceNotifications), PSUBSCRIBE to its keyspace channels, INFO commandstats, and
+// DEL on the target; a cluster source is refused then.
+//
 // The zero value is ready to use.
 type DumpRestore struct{}
 
