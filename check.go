@@ -848,41 +848,88 @@ func missingNotifyFlags(e *Endpoint, value string) string {
 	return missing.String()
 }
 
-// sourceNotifyFlags reads the source's notify-keyspace-events; ok is false when CONFIG GET
-// is refused.
-func sourceNotifyFlags(ctx context.Context, e *Endpoint) (value string, ok bool) {
-	c, err := e.Default()
-	if err != nil {
-		return "", false
+// notifyFlags is the notify-keyspace-events of one server of the source.
+type notifyFlags struct {
+	addr  string
+	c     rueidis.Client
+	value string
+	ok    bool // false when CONFIG GET is refused
+}
+
+// sourceNotifyFlags reads notify-keyspace-events on every server of the source: the source
+// itself, or every node of a cluster source that is not failing, replicas included (one
+// may be promoted while following).
+func sourceNotifyFlags(ctx context.Context, e *Endpoint) ([]notifyFlags, error) {
+	if !e.Cluster() {
+		c, err := e.Default()
+		if err != nil {
+			return nil, err
+		}
+		v, ok := configGet(ctx, c, "notify-keyspace-events")
+		return []notifyFlags{{addr: e.Addr, c: c, value: v, ok: ok}}, ctx.Err()
 	}
-	return configGet(ctx, c, "notify-keyspace-events")
+	t, err := e.topology(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []notifyFlags
+	for _, id := range slices.Sorted(maps.Keys(t.nodes)) {
+		n := t.nodes[id]
+		if n.failed {
+			continue
+		}
+		c, err := e.node(n.addr)
+		if err != nil {
+			return nil, err
+		}
+		v, ok := configGet(ctx, c, "notify-keyspace-events")
+		out = append(out, notifyFlags{addr: n.addr, c: c, value: v, ok: ok})
+	}
+	return out, ctx.Err()
 }
 
 // checkNotifications refuses a follow through keyspace notifications (a DumpRestore with
 // WithFollow) when the source's notify-keyspace-events do not cover every write, naming
-// the flags missing, unless WithSourceNotifications lets the migration set them (then
-// CONFIG SET must be allowed). It changes nothing.
+// the flags missing (on each node of a cluster source), unless WithSourceNotifications
+// lets the migration set them (then CONFIG SET must be allowed). It changes nothing.
 func checkNotifications(ctx context.Context, j *Job) error {
 	e := j.Source
-	value, ok := sourceNotifyFlags(ctx, e)
-	if ok && missingNotifyFlags(e, value) == "" {
+	nodes, err := sourceNotifyFlags(ctx, e)
+	if err != nil {
+		return err
+	}
+	var lacking []string
+	refused := false
+	for _, n := range nodes {
+		switch missing := missingNotifyFlags(e, n.value); {
+		case !n.ok:
+			refused = true
+		case missing != "":
+			shown := n.value
+			if shown == "" {
+				shown = "empty: notifications off"
+			}
+			what := fmt.Sprintf("notify-keyspace-events (%s) lacks the flags %q", shown, missing)
+			if e.Cluster() {
+				what = "on " + n.addr + ", " + what
+			}
+			lacking = append(lacking, what)
+		}
+	}
+	if !refused && len(lacking) == 0 {
 		return nil
 	}
 	if j.SetNotifications {
 		return checkCommands(ctx, e, []string{"CONFIG", "GET", "notify-keyspace-events"},
 			[]string{"CONFIG", "SET", "notify-keyspace-events", "KA"})
 	}
-	if !ok {
+	if refused {
 		return e.Err("check notify-keyspace-events", "", unsupported(
 			"a following DumpRestore reads the source's keyspace notifications, and the source refuses CONFIG GET notify-keyspace-events, so whether they cover every write cannot be told; "+
 				"grant CONFIG GET to the user, or, on a managed service, use a strategy that does not follow"))
 	}
-	shown := value
-	if shown == "" {
-		shown = "empty: notifications off"
-	}
 	return e.Err("check notify-keyspace-events", "", unsupported(
-		"a following DumpRestore reads the source's keyspace notifications, and notify-keyspace-events (%s) lacks the flags %q: "+
+		"a following DumpRestore reads the source's keyspace notifications, and %s: "+
 			"set it to \"KA\" or more (CONFIG SET notify-keyspace-events KA, or a managed service's console), or let the migration set it for its duration with WithSourceNotifications()",
-		shown, missingNotifyFlags(e, value)))
+		strings.Join(lacking, "; ")))
 }

@@ -48,7 +48,8 @@ import (
 // over the selected keys, and at the cutover copies every key notified until then. It then
 // needs the source's notify-keyspace-events to cover every write (see
 // WithSourceNotifications), PSUBSCRIBE to its keyspace channels, INFO commandstats, and
-// DEL on the target; a cluster source is refused then.
+// DEL on the target. From a cluster source it subscribes on every master that serves
+// slots, and follows failovers and new masters with a repair pass.
 //
 // The zero value is ready to use.
 type DumpRestore struct{}

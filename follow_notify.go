@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,8 +44,16 @@ type notifyFollow struct {
 	st *followStats
 	q  *keyQueue
 
-	r   *restorer // writes with REPLACE, counts into rj
-	sub *subscription
+	r *restorer // writes with REPLACE, counts into rj
+
+	flags  string // the source's notify-keyspace-events
+	subsMu sync.Mutex
+	subs   map[string]*subscription // by the address of the server subscribed to
+	lost   chan error               // a subscription dropped, and why
+	// gap says a subscription dropped and is not made again yet: notifications may be
+	// missing, and no marker proves anything.
+	gap atomic.Bool
+	spawn  func(func() error)       // runs a subscription's reader beside the follow
 	// repair holds why a repair pass is due, "" when none; set after a loss once the
 	// subscription is back, so that the pass sees every write the notifications missed.
 	repairMu sync.Mutex
@@ -62,7 +71,16 @@ func (d DumpRestore) follow(ctx context.Context, j *Job) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, putBack()) }()
-	flags, _ := sourceNotifyFlags(ctx, j.Source)
+	nodes, err := sourceNotifyFlags(ctx, j.Source)
+	if err != nil {
+		return err
+	}
+	flags := "K" // keyspace channels, unless a server notifies on keyevent ones only
+	for _, n := range nodes {
+		if !strings.Contains(n.value, "K") {
+			flags = "E"
+		}
+	}
 	n := &notifyFollow{d: d, j: j, st: &followStats{}, q: newKeyQueue(notifyQueueLimit), wake: make(chan struct{}, 1)}
 	n.rj = &Job{Source: j.Source, Target: j.Target, Settings: j.Settings, Filtered: j.Filtered, limiter: j.limiter, start: j.start}
 	n.rj.Conflict = Replace
@@ -75,23 +93,20 @@ func (d DumpRestore) follow(ctx context.Context, j *Job) (err error) {
 	if n.flushes, err = n.flushCalls(ctx); err != nil {
 		return err
 	}
-	sub, err := subscribe(ctx, j, flags, n.q)
-	if err != nil {
-		return err
-	}
-	n.sub = sub
-	defer sub.close()
+	n.flags, n.subs, n.lost = flags, map[string]*subscription{}, make(chan error, 1)
 	defer n.keepIncompatible()
-	j.followed.Store(n.st)
-	j.Logger.Info("dump-restore: follow: subscribed to the source's keyspace notifications", "source", j.Source.Addr, "channels", sub.patterns)
 
 	g, gctx := errgroup.WithContext(ctx)
-	// The receiver and the watcher stop with the worker.
+	// The readers and the watcher stop with the worker.
 	wctx, stopWatching := context.WithCancel(gctx)
 	defer stopWatching()
-	context.AfterFunc(wctx, sub.close)
+	n.spawn = func(read func() error) { g.Go(read) }
+	defer n.closeSubscriptions()
+	if err := n.subscribe(wctx, false, nil); err != nil {
+		return err
+	}
+	j.followed.Store(n.st)
 	walked := make(chan struct{})
-	g.Go(func() error { return n.receive(wctx) })
 	g.Go(func() error { return n.watch(wctx, walked) })
 	g.Go(func() error {
 		defer stopWatching()
@@ -153,6 +168,7 @@ func (n *notifyFollow) work(ctx context.Context, g *errgroup.Group) error {
 	started, returned := false, false
 	var marks <-chan int64 // the queue position of the marker sent, when one is in flight
 	markAt := int64(-1)    // the queue position the target must reach, once a marker came back
+	var markAgain time.Time // when a marker that did not come back may be sent again
 	tick := time.NewTicker(notifyWatchEvery)
 	defer tick.Stop()
 	// event takes what happened: a marker's reply, the cutover's return; block waits for
@@ -174,6 +190,8 @@ func (n *notifyFollow) work(ctx context.Context, g *errgroup.Group) error {
 			marks = nil
 			if ok {
 				markAt = at
+			} else {
+				markAgain = time.Now().Add(notifyWatchEvery) // a subscription dropped: once it is back
 			}
 		case <-cutover:
 			cutover = nil
@@ -202,7 +220,7 @@ func (n *notifyFollow) work(ctx context.Context, g *errgroup.Group) error {
 		}
 		// Every key notified before the marker is on the target once the queue holds only
 		// keys named since.
-		if markAt >= 0 && n.q.reached(markAt) {
+		if markAt >= 0 && n.q.reached(markAt) && !n.gap.Load() {
 			markAt = -1
 			switch {
 			case !started:
@@ -210,9 +228,15 @@ func (n *notifyFollow) work(ctx context.Context, g *errgroup.Group) error {
 				gate.caughtUp(ctx, g, j)
 			case returned:
 				// A flush between the last reading and the marker is a write the
-				// notifications do not show.
-				if err := n.checkFlushes(ctx); err != nil {
+				// notifications do not show; a master that began to serve slots, a server
+				// whose notifications were not read.
+				if err := n.finalFlushCheck(ctx); err != nil {
 					return err
+				}
+				if n.j.Source.Cluster() {
+					if err := n.subscribe(ctx, true, nil); err != nil {
+						return err
+					}
 				}
 				if n.repairDue() {
 					continue
@@ -221,8 +245,8 @@ func (n *notifyFollow) work(ctx context.Context, g *errgroup.Group) error {
 				return nil
 			}
 		}
-		if marks == nil && markAt < 0 && (!started || returned) {
-			marks = n.sub.mark()
+		if marks == nil && markAt < 0 && (!started || returned) && time.Now().After(markAgain) {
+			marks = n.mark()
 		}
 		if keys := n.q.take(j.BatchLimit()); len(keys) > 0 {
 			if err := n.copyAgain(ctx, keys); err != nil {
@@ -232,6 +256,24 @@ func (n *notifyFollow) work(ctx context.Context, g *errgroup.Group) error {
 		}
 		if err := event(true); err != nil {
 			return err
+		}
+	}
+}
+
+// finalFlushCheck is checkFlushes once the cutover returned, which on a cluster source
+// waits for a master failing over, as clusterRetry says.
+func (n *notifyFollow) finalFlushCheck(ctx context.Context) error {
+	var wait clusterRetry
+	for {
+		err := n.checkFlushes(ctx)
+		if err == nil || !n.j.Source.Cluster() {
+			return err
+		}
+		if werr := wait.wait(ctx); werr != nil {
+			if _, ok := werr.(*clusterWaitError); ok {
+				return err
+			}
+			return werr
 		}
 	}
 }
@@ -262,7 +304,27 @@ func (n *notifyFollow) copyAgain(ctx context.Context, keys []queuedKey) error {
 
 // copyKeys copies keys of source database db again, through the follow's own Job: the
 // restorer writes them with REPLACE. What the source no longer has is deleted on the target.
+// A cluster on either side that fails over or moves slots meanwhile is waited for, as
+// clusterRetry says, and the keys copied again.
 func (n *notifyFollow) copyKeys(ctx context.Context, db int, keys []string) error {
+	var wait clusterRetry
+	for {
+		err := n.copyKeysOnce(ctx, db, keys)
+		if err == nil || !(n.j.Source.Cluster() || n.j.Target.Cluster()) || !retryable(ctx, err) {
+			return err
+		}
+		n.j.Logger.Info("dump-restore: follow: a cluster is failing over or moving slots; copying again", "error", err)
+		if werr := wait.wait(ctx); werr != nil {
+			if _, ok := werr.(*clusterWaitError); ok {
+				return err
+			}
+			return werr
+		}
+	}
+}
+
+// copyKeysOnce is one try of copyKeys.
+func (n *notifyFollow) copyKeysOnce(ctx context.Context, db int, keys []string) error {
 	j := n.rj
 	src, err := j.Source.Client(db)
 	if err != nil {
@@ -426,38 +488,33 @@ func (n *notifyFollow) goneOnly(ctx context.Context, db int, keys []string) erro
 	return n.copyKeys(ctx, db, gone)
 }
 
-// receive reads the subscription into the queue until ctx ends, subscribing again after a
-// loss and asking for a repair pass then.
-func (n *notifyFollow) receive(ctx context.Context) error {
-	for {
-		err := n.sub.read(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		n.j.Logger.Warn("dump-restore: follow: the subscription to the source's notifications dropped; subscribing again", "source", n.j.Source.Addr, "error", err)
-		if err := n.sub.reopen(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		n.needRepair(fmt.Sprintf("the subscription dropped (%v)", err))
-	}
-}
-
-// watch pings the subscription, so that a dead link shows, and reads INFO commandstats
-// for writes that name no key, until ctx ends. Before the walk is done (walked), a flush is
-// seen by the walk itself and only the count is updated.
+// watch, until ctx ends: pings the subscriptions, so that a dead link shows; subscribes
+// again after a loss and asks for a repair pass then; on a cluster source, follows which
+// masters serve slots (a failover, a new master), and subscribes to them; and reads INFO
+// commandstats for the writes that name no key. Before the walk is done (walked), a flush
+// is seen by the walk itself and only the count is updated.
 func (n *notifyFollow) watch(ctx context.Context, walked <-chan struct{}) error {
 	t := time.NewTicker(notifyWatchEvery)
 	defer t.Stop()
-	for {
+	for tick := 1; ; tick++ {
+		var lost error
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case lost = <-n.lost:
 		}
-		n.sub.ping()
+		if lost != nil || (n.j.Source.Cluster() && tick%4 == 0) {
+			if err := n.subscribe(ctx, true, lost); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		for _, s := range n.live() {
+			s.ping()
+		}
 		select {
 		case <-walked:
 		default:
@@ -466,6 +523,9 @@ func (n *notifyFollow) watch(ctx context.Context, walked <-chan struct{}) error 
 		if err := n.checkFlushes(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if n.j.Source.Cluster() {
+				continue // a master failing over: read again at the next tick
 			}
 			return err
 		}
@@ -486,23 +546,22 @@ func (n *notifyFollow) checkFlushes(ctx context.Context) error {
 }
 
 // flushCalls reads how many times the source ran FLUSHDB, FLUSHALL and SWAPDB (INFO
-// commandstats).
+// commandstats), summed over the masters of a cluster source.
 func (n *notifyFollow) flushCalls(ctx context.Context) (int64, error) {
-	c, err := n.j.Source.Default()
+	infos, err := masterInfos(ctx, n.j.Source, "commandstats")
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("a following DumpRestore reads INFO commandstats to see FLUSHDB, FLUSHALL and SWAPDB, which notify no key: %w", err)
 	}
-	text, err := c.Do(ctx, c.B().Info().Section("commandstats").Build()).ToString()
-	if err != nil {
-		return 0, n.j.Source.Err("info commandstats", "", fmt.Errorf(
-			"a following DumpRestore reads it to see FLUSHDB, FLUSHALL and SWAPDB, which notify no key: %w", ctxErr(ctx, err)))
+	var sum int64
+	for _, m := range infos {
+		sum += flushCallsOf(m.info.Fields)
 	}
-	return flushCallsOf(text), nil
+	return sum, nil
 }
 
-// flushCallsOf sums the calls of FLUSHDB, FLUSHALL and SWAPDB in INFO commandstats.
-func flushCallsOf(info string) int64 {
-	fields := parseInfo(info).Fields
+// flushCallsOf sums the calls of FLUSHDB, FLUSHALL and SWAPDB in the fields of INFO
+// commandstats.
+func flushCallsOf(fields map[string]string) int64 {
 	var sum int64
 	for _, name := range []string{"cmdstat_flushdb", "cmdstat_flushall", "cmdstat_swapdb"} {
 		v := fields[name] // calls=3,usec=...
@@ -528,9 +587,6 @@ func checkFollowNotify(ctx context.Context, j *Job) error {
 		return nil
 	}
 	switch {
-	case j.Source.Cluster():
-		return j.Source.Err("check follow", "", unsupported(
-			"a DumpRestore does not yet follow a cluster source through its keyspace notifications (WithFollow); Snapshot{} follows a cluster source through its masters' replication streams"))
 	case j.Conflict == Skip:
 		return unsupported("WithConflict(Skip) keeps keys of the target that the source's writes would then change, mixing both; use Fail or Replace with WithFollow")
 	}
@@ -541,46 +597,54 @@ func checkFollowNotify(ctx context.Context, j *Job) error {
 		checkCommands(ctx, j.Target, []string{"DEL", key}))
 }
 
-// setNotifications sets the source's notify-keyspace-events when WithSourceNotifications
-// allows it and the flags there lack some, and returns the function that puts the old
-// value back, whatever became of ctx.
+// setNotifications sets the source's notify-keyspace-events (on every node of a cluster
+// source) when WithSourceNotifications allows it and the flags there lack some, and returns
+// the function that puts the old values back, whatever became of ctx.
 func setNotifications(ctx context.Context, j *Job) (putBack func() error, err error) {
-	none := func() error { return nil }
 	if !j.SetNotifications {
-		return none, nil
+		return func() error { return nil }, nil
 	}
 	e := j.Source
-	old, ok := sourceNotifyFlags(ctx, e)
-	if !ok {
-		return nil, e.Err("config get notify-keyspace-events", "", unsupported("the source refuses CONFIG GET; WithSourceNotifications needs it, and CONFIG SET"))
-	}
-	missing := missingNotifyFlags(e, old)
-	if missing == "" {
-		return none, nil
-	}
-	c, err := e.Default()
+	nodes, err := sourceNotifyFlags(ctx, e)
 	if err != nil {
 		return nil, err
 	}
-	set := func(ctx context.Context, value string) error {
-		if err := c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue("notify-keyspace-events", value).Build()).Error(); err != nil {
-			return e.Err("config set notify-keyspace-events "+value, "", ctxErr(ctx, err))
+	set := func(ctx context.Context, n notifyFlags, value string) error {
+		if err := n.c.Do(ctx, n.c.B().ConfigSet().ParameterValue().ParameterValue("notify-keyspace-events", value).Build()).Error(); err != nil {
+			return e.Err("config set notify-keyspace-events "+value+" on "+n.addr, "", ctxErr(ctx, err))
 		}
 		return nil
 	}
-	if err := set(ctx, old+missing); err != nil {
-		return nil, err
-	}
-	j.Logger.Info("dump-restore: follow: set the source's notify-keyspace-events for the migration", "was", old, "now", old+missing)
-	return func() error {
+	var changed []notifyFlags
+	putBack = func() error {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if err := set(pctx, old); err != nil {
-			return fmt.Errorf("put back the source's notify-keyspace-events %q (do it by hand): %w", old, err)
+		var errs []error
+		for _, n := range changed {
+			if err := set(pctx, n, n.value); err != nil {
+				errs = append(errs, fmt.Errorf("put back the source's notify-keyspace-events %q (do it by hand): %w", n.value, err))
+				continue
+			}
+			j.Logger.Info("dump-restore: follow: put back the source's notify-keyspace-events", "server", n.addr, "value", n.value)
 		}
-		j.Logger.Info("dump-restore: follow: put back the source's notify-keyspace-events", "value", old)
-		return nil
-	}, nil
+		return errors.Join(errs...)
+	}
+	for _, n := range nodes {
+		if !n.ok {
+			return nil, errors.Join(e.Err("config get notify-keyspace-events on "+n.addr, "", unsupported(
+				"the source refuses CONFIG GET; WithSourceNotifications needs it, and CONFIG SET")), putBack())
+		}
+		missing := missingNotifyFlags(e, n.value)
+		if missing == "" {
+			continue
+		}
+		if err := set(ctx, n, n.value+missing); err != nil {
+			return nil, errors.Join(err, putBack())
+		}
+		changed = append(changed, n)
+		j.Logger.Info("dump-restore: follow: set the source's notify-keyspace-events for the migration", "server", n.addr, "was", n.value, "now", n.value+missing)
+	}
+	return putBack, nil
 }
 
 // keepIncompatible adds what the follow's own Job met of keys the target cannot hold whole

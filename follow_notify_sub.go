@@ -9,31 +9,32 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 )
 
-// subscription is the connection on which the source sends the keyspace notifications of
-// the selected databases. It is a plain RESP2 connection of its own, not a rueidis client:
-// the order of what arrives on it is what proves a marker (see mark), and a dropped
-// connection must be seen, never silently made again.
+// subscription is the connection on which one server (the source, or one master of a
+// cluster source) sends the keyspace notifications of the selected databases. It is a
+// plain RESP2 connection of its own, not a rueidis client: the order of what arrives on it
+// is what proves a marker (see mark), and a dropped connection must be seen, never
+// silently made again. Once dropped, it is replaced by a new one (notifyFollow.subscribe).
 type subscription struct {
 	j        *Job
+	e        *Endpoint // the server subscribed to
 	q        *keyQueue
 	keyspace bool     // __keyspace@<db>__:<key> channels; else __keyevent@<db>__:<event>
 	patterns []string // PSUBSCRIBE's
+	rs       *replStream // the connection; replStream gives the dial, AUTH and writes
 
 	mu      sync.Mutex
-	rs      *replStream // the connection; replStream gives the dial, AUTH and writes
-	closed  bool
+	dead    bool       // the connection failed or was closed
 	marker  int64      // the last marker sent
 	waiting chan int64 // told the queue position when the pong of marker arrives
 }
 
-// subscribe subscribes to the notifications of the selected databases (of keyspace
-// channels where flags has K, else of keyevent ones), and returns once the source
+// subscribe opens a subscription to the notifications of the selected databases on e (of
+// keyspace channels where flags has K, else of keyevent ones), and returns once e
 // confirmed. Messages are read by read.
-func subscribe(ctx context.Context, j *Job, flags string, q *keyQueue) (*subscription, error) {
-	s := &subscription{j: j, q: q, keyspace: strings.Contains(flags, "K")}
+func subscribe(ctx context.Context, j *Job, e *Endpoint, flags string, q *keyQueue) (*subscription, error) {
+	s := &subscription{j: j, e: e, q: q, keyspace: strings.Contains(flags, "K")}
 	for _, db := range j.Databases {
 		if s.keyspace {
 			match := j.Match
@@ -45,46 +46,17 @@ func subscribe(ctx context.Context, j *Job, flags string, q *keyQueue) (*subscri
 			s.patterns = append(s.patterns, fmt.Sprintf("__keyevent@%d__:*", db))
 		}
 	}
-	if err := s.reopen(ctx); err != nil {
+	rs, err := s.open(ctx)
+	if err != nil {
 		return nil, err
 	}
+	s.rs = rs
 	return s, nil
-}
-
-// reopen opens a new connection and subscribes on it, in place of the current one. It
-// tries for a few seconds: a source that restarts or fails over takes a moment.
-func (s *subscription) reopen(ctx context.Context) error {
-	var last error
-	for attempt := range 10 {
-		if attempt > 0 {
-			if err := sleepCtx(ctx, time.Duration(min(attempt, 5))*200*time.Millisecond); err != nil {
-				return err
-			}
-		}
-		rs, err := s.open(ctx)
-		if err == nil {
-			s.mu.Lock()
-			if s.rs != nil {
-				s.rs.Close()
-			}
-			s.rs = rs
-			if s.closed {
-				rs.Close()
-			}
-			s.mu.Unlock()
-			return nil
-		}
-		if errors.Is(err, ErrUnsupported) || ctx.Err() != nil {
-			return err
-		}
-		last = err
-	}
-	return s.j.Source.Err("subscribe to keyspace notifications", "", fmt.Errorf("the subscription dropped and could not be made again: %w", last))
 }
 
 // open connects, authenticates and subscribes.
 func (s *subscription) open(ctx context.Context) (*replStream, error) {
-	e := s.j.Source
+	e := s.e
 	raw, err := dialEndpoint(ctx, e)
 	if err != nil {
 		return nil, e.Err("connect to subscribe", "", explainDial(e.Option, e.Addr, err))
@@ -123,29 +95,24 @@ func (s *subscription) open(ctx context.Context) (*replStream, error) {
 	return rs, nil
 }
 
-// conn returns the current connection.
-func (s *subscription) conn() *replStream {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rs
-}
-
-// close closes the connection for good.
+// close closes the connection for good; a marker's waiter learns it.
 func (s *subscription) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.closed = true
-	if s.rs != nil {
-		s.rs.Close()
+	s.dead = true
+	s.rs.Close()
+	if s.waiting != nil {
+		close(s.waiting)
+		s.waiting = nil
 	}
 }
 
-// read queues the keys the notifications name until the connection fails, and returns
-// why. A PING's reply tells a marker's waiter the queue position it proves.
-func (s *subscription) read(ctx context.Context) error {
-	rs := s.conn()
+// read queues the keys the notifications name until the connection fails or is closed,
+// and returns why. A PING's reply tells a marker's waiter the queue position it proves.
+func (s *subscription) read() error {
+	defer s.close()
 	for {
-		msg, err := readRESP(rs.br)
+		msg, err := readRESP(s.rs.br)
 		if err != nil {
 			return err
 		}
@@ -192,27 +159,27 @@ func (s *subscription) named(channel, payload string) {
 func (s *subscription) mark() <-chan int64 {
 	ch := make(chan int64, 1)
 	s.mu.Lock()
-	s.marker++
-	token := "migrate-marker-" + strconv.FormatInt(s.marker, 10)
-	s.waiting = ch
-	rs := s.rs
-	s.mu.Unlock()
-	if err := rs.send("PING", token); err != nil {
-		s.mu.Lock()
-		if s.waiting == ch {
-			s.waiting = nil
-		}
-		s.mu.Unlock()
-		close(ch) // the reader sees the connection fail, and a repair follows
+	defer s.mu.Unlock()
+	if s.dead {
+		close(ch)
+		return ch
 	}
+	if s.waiting != nil {
+		close(s.waiting)
+	}
+	s.marker++
+	s.waiting = ch
+	_ = s.rs.send("PING", s.token()) // a failure is the reader's to see, which closes ch
 	return ch
 }
+
+func (s *subscription) token() string { return "migrate-marker-" + strconv.FormatInt(s.marker, 10) }
 
 // pong tells the marker's waiter, if token is the last marker sent.
 func (s *subscription) pong(token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.waiting == nil || token != "migrate-marker-"+strconv.FormatInt(s.marker, 10) {
+	if s.waiting == nil || token != s.token() {
 		return
 	}
 	s.waiting <- s.q.position()
@@ -221,9 +188,7 @@ func (s *subscription) pong(token string) {
 
 // ping keeps the connection alive and shows a dead one (its reads time out).
 func (s *subscription) ping() {
-	if rs := s.conn(); rs != nil {
-		_ = rs.send("PING") // a failure is the reader's to see
-	}
+	_ = s.rs.send("PING") // a failure is the reader's to see
 }
 
 // subError is an error reply read by readRESP.
@@ -296,4 +261,164 @@ func respLine(br *bufio.Reader) (string, error) {
 		return "", fmt.Errorf("empty line on the subscription")
 	}
 	return l, nil
+}
+
+// subscribe makes sure that every server holding selected keys (the source, or each master
+// of a cluster source that serves slots) has a live subscription: it replaces those that
+// dropped, closes those of servers that no longer serve slots, and, when it changed any
+// and repair is set, asks for a repair pass (for why, or because the masters changed)
+// before it clears n.gap. A server that cannot be subscribed to now (restarting, failing
+// over) is tried again as clusterRetry says; a refusal is returned at once.
+func (n *notifyFollow) subscribe(ctx context.Context, repair bool, why error) error {
+	var wait clusterRetry
+	changed := false
+	for {
+		eps, err := n.servers(ctx)
+		if err == nil {
+			var ch bool
+			ch, err = n.subscribeTo(ctx, eps)
+			changed = changed || ch
+			if err == nil {
+				if changed && repair {
+					if why == nil {
+						why = errors.New("the masters of the source cluster changed")
+					}
+					n.needRepair(why.Error())
+				}
+				n.gap.Store(false)
+				return nil
+			}
+		}
+		if errors.Is(err, ErrUnsupported) || ctx.Err() != nil {
+			return err
+		}
+		n.j.Logger.Info("dump-restore: follow: cannot subscribe to the source's notifications now; trying again", "error", err)
+		if werr := wait.wait(ctx); werr != nil {
+			if _, ok := werr.(*clusterWaitError); ok {
+				return n.j.Source.Err("subscribe to keyspace notifications", "", fmt.Errorf(
+					"the subscription could not be made again for %s: %w", clusterSettleWait, err))
+			}
+			return werr
+		}
+	}
+}
+
+// servers returns the servers to subscribe to: the source, or the masters of a cluster
+// source that serve slots, none of them failing.
+func (n *notifyFollow) servers(ctx context.Context) ([]*Endpoint, error) {
+	e := n.j.Source
+	if !e.Cluster() {
+		return []*Endpoint{e}, nil
+	}
+	t, err := e.topology(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids, _ := t.masters()
+	eps := make([]*Endpoint, 0, len(ids))
+	for _, id := range ids {
+		node := t.nodes[id]
+		if node.failed {
+			return nil, fmt.Errorf("master %s is failing", node.addr)
+		}
+		eps = append(eps, e.nodeEndpoint(node.addr))
+	}
+	return eps, nil
+}
+
+// subscribeTo makes the subscriptions those of eps, each live.
+func (n *notifyFollow) subscribeTo(ctx context.Context, eps []*Endpoint) (changed bool, err error) {
+	n.subsMu.Lock()
+	defer n.subsMu.Unlock()
+	want := map[string]bool{}
+	for _, e := range eps {
+		want[e.Addr] = true
+	}
+	for addr, s := range n.subs {
+		if !want[addr] || s.isDead() {
+			s.close()
+			delete(n.subs, addr)
+			changed = true
+		}
+	}
+	for _, e := range eps {
+		if n.subs[e.Addr] != nil {
+			continue
+		}
+		s, err := subscribe(ctx, n.j, e, n.flags, n.q)
+		if err != nil {
+			return changed, err
+		}
+		n.subs[e.Addr], changed = s, true
+		n.j.Logger.Info("dump-restore: follow: subscribed to keyspace notifications", "server", e.Addr, "channels", s.patterns)
+		n.spawn(func() error {
+			err := s.read()
+			if ctx.Err() == nil {
+				n.gap.Store(true) // until subscribe made it again, and asked for a repair pass
+				n.j.Logger.Warn("dump-restore: follow: a subscription to the source's notifications dropped; subscribing again",
+					"server", s.e.Addr, "error", err)
+				select {
+				case n.lost <- fmt.Errorf("the subscription to %s dropped: %v", s.e.Addr, err):
+				default:
+				}
+			}
+			return nil
+		})
+	}
+	return changed, nil
+}
+
+// closeSubscriptions closes every subscription.
+func (n *notifyFollow) closeSubscriptions() {
+	n.subsMu.Lock()
+	defer n.subsMu.Unlock()
+	for _, s := range n.subs {
+		s.close()
+	}
+}
+
+// live returns the subscriptions.
+func (n *notifyFollow) live() []*subscription {
+	n.subsMu.Lock()
+	defer n.subsMu.Unlock()
+	out := make([]*subscription, 0, len(n.subs))
+	for _, s := range n.subs {
+		out = append(out, s)
+	}
+	return out
+}
+
+// mark sends a marker on every subscription (see subscription.mark) and returns a channel
+// that gives the highest queue position they proved, once each came back; it is closed
+// without a value when one of them dropped first.
+func (n *notifyFollow) mark() <-chan int64 {
+	var chans []<-chan int64
+	for _, s := range n.live() {
+		chans = append(chans, s.mark())
+	}
+	out := make(chan int64, 1)
+	if len(chans) == 0 {
+		close(out)
+		return out
+	}
+	go func() {
+		var at int64
+		for _, ch := range chans {
+			v, ok := <-ch
+			if !ok {
+				close(out)
+				return
+			}
+			at = max(at, v)
+		}
+		out <- at
+	}()
+	return out
+}
+
+// isDead reports whether the connection failed or was closed.
+func (s *subscription) isDead() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dead
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,4 +315,61 @@ func TestFollowNotifyCutoverFails(t *testing.T) {
 	if rep.Keys != 100 {
 		t.Errorf("Report.Keys %d, want 100", rep.Keys)
 	}
+}
+
+// TestFollowNotifyCluster follows a cluster source through the keyspace notifications of
+// each master under a writer, one master failing over while following (its replica,
+// promoted, is subscribed to and a repair pass follows): the end is exact.
+func TestFollowNotifyCluster(t *testing.T) {
+	t.Parallel()
+	node := redistest.Config{Lines: []string{"notify-keyspace-events KEA"}}
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Replicas: 1, Node: node})
+	dst := redistest.Start(t, redistest.Config{})
+	src.AddKeys(t, "bulk:", 1000, 10)
+	c := src.Client(t)
+	done, finished := make(chan struct{}), make(chan struct{})
+	var rounds atomic.Int64
+	go func() {
+		defer close(finished)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			n := strconv.Itoa(i)
+			b := c.B()
+			// Errors while a master fails over are expected: the source holds what it holds.
+			c.DoMulti(ctx,
+				b.Incr().Key("c:"+strconv.Itoa(i%50)).Build(),
+				b.Rpush().Key("l:"+strconv.Itoa(i%20)).Element(n).Build(),
+				b.Set().Key("tmp:"+n).Value(n).Px(100*time.Millisecond).Build(),
+				b.Del().Key("bulk:"+n).Build(),
+				b.Hset().Key("h:"+strconv.Itoa(i%30)).FieldValue().FieldValue("f", n).Build())
+			cancel()
+			rounds.Add(1)
+		}
+	}()
+	stop := sync.OnceFunc(func() { close(done); <-finished })
+	t.Cleanup(stop)
+	cutover := func(ctx context.Context) error {
+		src.Masters[0].Stop() // its replica is promoted after cluster-node-timeout
+		src.WaitOK(t, src.Replicas[0])
+		time.Sleep(500 * time.Millisecond)
+		stop()
+		return nil
+	}
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(cutover),
+		migrate.WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := migrateOK(t, m)
+	t.Logf("report %s; %d rounds", rep, rounds.Load())
+	if rep.Repairs == 0 {
+		t.Errorf("a master failed over while following, and no repair pass followed")
+	}
+	time.Sleep(150 * time.Millisecond) // the short-lived keys expire on both sides
+	redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
 }
