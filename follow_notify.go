@@ -52,8 +52,8 @@ type notifyFollow struct {
 	lost   chan error               // a subscription dropped, and why
 	// gap says a subscription dropped and is not made again yet: notifications may be
 	// missing, and no marker proves anything.
-	gap atomic.Bool
-	spawn  func(func() error)       // runs a subscription's reader beside the follow
+	gap   atomic.Bool
+	spawn func(func() error) // runs a subscription's reader beside the follow
 	// repair holds why a repair pass is due, "" when none; set after a loss once the
 	// subscription is back, so that the pass sees every write the notifications missed.
 	repairMu sync.Mutex
@@ -166,8 +166,8 @@ func (n *notifyFollow) work(ctx context.Context, g *errgroup.Group) error {
 	gate := &cutoverGate{waiting: 1, done: make(chan struct{})}
 	cutover := gate.done
 	started, returned := false, false
-	var marks <-chan int64 // the queue position of the marker sent, when one is in flight
-	markAt := int64(-1)    // the queue position the target must reach, once a marker came back
+	var marks <-chan int64  // the queue position of the marker sent, when one is in flight
+	markAt := int64(-1)     // the queue position the target must reach, once a marker came back
 	var markAgain time.Time // when a marker that did not come back may be sent again
 	tick := time.NewTicker(notifyWatchEvery)
 	defer tick.Stop()

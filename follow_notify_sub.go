@@ -20,8 +20,8 @@ type subscription struct {
 	j        *Job
 	e        *Endpoint // the server subscribed to
 	q        *keyQueue
-	keyspace bool     // __keyspace@<db>__:<key> channels; else __keyevent@<db>__:<event>
-	patterns []string // PSUBSCRIBE's
+	keyspace bool        // __keyspace@<db>__:<key> channels; else __keyevent@<db>__:<event>
+	patterns []string    // PSUBSCRIBE's
 	rs       *replStream // the connection; replStream gives the dial, AUTH and writes
 
 	mu      sync.Mutex
