@@ -80,18 +80,13 @@ func TestFollowNotifyExact(t *testing.T) {
 		_, err := w.Stop()
 		return err
 	}
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}),
-		migrate.WithFollow(cutover), migrate.WithDatabases(0, 1, 2), migrate.WithBatchSize(64), migrate.WithLogger(testLogger(t)),
+	rep := followNotify(t, src.Option(), dst.Option(), cutover, migrate.WithDatabases(0, 1, 2), migrate.WithBatchSize(64),
 		migrate.WithProgress(func(p migrate.Progress) {
 			progressMu.Lock()
 			following = following || p.Following
 			maxLag = max(maxLag, p.LagKeys)
 			progressMu.Unlock()
 		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := migrateOK(t, m)
 	rounds, werr := w.Stop()
 	if werr != nil {
 		t.Fatal(werr)
@@ -253,12 +248,7 @@ func TestFollowNotifyLoss(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		return nil
 	}
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(cutover),
-		migrate.WithLogger(testLogger(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := migrateOK(t, m)
+	rep := followNotify(t, src.Option(), dst.Option(), cutover)
 	t.Logf("report %s", rep)
 	if rep.Repairs < 2 {
 		t.Errorf("Report.Repairs %d, want at least 2 (a kill, an overflow)", rep.Repairs)
@@ -360,16 +350,24 @@ func TestFollowNotifyCluster(t *testing.T) {
 		stop()
 		return nil
 	}
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(cutover),
-		migrate.WithLogger(testLogger(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := migrateOK(t, m)
+	rep := followNotify(t, src.Option(), dst.Option(), cutover)
 	t.Logf("report %s; %d rounds", rep, rounds.Load())
 	if rep.Repairs == 0 {
 		t.Errorf("a master failed over while following, and no repair pass followed")
 	}
 	time.Sleep(150 * time.Millisecond) // the short-lived keys expire on both sides
 	redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
+}
+
+// followNotify runs a following DumpRestore from src to dst with cutover, logging to the
+// test, and returns its Report once it succeeded.
+func followNotify(t *testing.T, src, dst rueidis.ClientOption, cutover func(context.Context) error, opts ...migrate.Option) *migrate.Report {
+	t.Helper()
+	opts = append([]migrate.Option{migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(cutover),
+		migrate.WithLogger(testLogger(t))}, opts...)
+	m, err := migrate.New(src, dst, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return migrateOK(t, m)
 }
