@@ -54,6 +54,8 @@ type notifyFollow struct {
 	// missing, and no marker proves anything.
 	gap   atomic.Bool
 	spawn func(func() error) // runs a subscription's reader beside the follow
+	// subCtx is the subscriptions' context: they close when it ends.
+	subCtx context.Context
 	// repair holds why a repair pass is due, "" when none; set after a loss once the
 	// subscription is back, so that the pass sees every write the notifications missed.
 	repairMu sync.Mutex
@@ -105,9 +107,12 @@ func (d DumpRestore) follow(ctx context.Context, j *Job) (err error) {
 	// The readers and the watcher stop with the worker.
 	wctx, stopWatching := context.WithCancel(gctx)
 	defer stopWatching()
-	n.spawn = func(read func() error) { g.Go(read) }
+	n.spawn, n.subCtx = func(read func() error) { g.Go(read) }, wctx
 	defer n.closeSubscriptions()
 	if err := n.subscribe(wctx, false, nil); err != nil {
+		stopWatching()
+		n.closeSubscriptions()
+		_ = g.Wait() // the readers of those made
 		return err
 	}
 	j.followed.Store(n.st)

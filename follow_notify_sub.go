@@ -276,7 +276,7 @@ func (n *notifyFollow) subscribe(ctx context.Context, repair bool, why error) er
 		eps, err := n.servers(ctx)
 		if err == nil {
 			var ch bool
-			ch, err = n.subscribeTo(ctx, eps)
+			ch, err = n.subscribeTo(eps)
 			changed = changed || ch
 			if err == nil {
 				if changed && repair {
@@ -327,7 +327,7 @@ func (n *notifyFollow) servers(ctx context.Context) ([]*Endpoint, error) {
 }
 
 // subscribeTo makes the subscriptions those of eps, each live.
-func (n *notifyFollow) subscribeTo(ctx context.Context, eps []*Endpoint) (changed bool, err error) {
+func (n *notifyFollow) subscribeTo(eps []*Endpoint) (changed bool, err error) {
 	n.subsMu.Lock()
 	defer n.subsMu.Unlock()
 	want := map[string]bool{}
@@ -345,7 +345,7 @@ func (n *notifyFollow) subscribeTo(ctx context.Context, eps []*Endpoint) (change
 		if n.subs[e.Addr] != nil {
 			continue
 		}
-		s, err := subscribe(ctx, n.j, e, n.flags, n.q)
+		s, err := subscribe(n.subCtx, n.j, e, n.flags, n.q)
 		if err != nil {
 			return changed, err
 		}
@@ -353,7 +353,7 @@ func (n *notifyFollow) subscribeTo(ctx context.Context, eps []*Endpoint) (change
 		n.j.Logger.Info("dump-restore: follow: subscribed to keyspace notifications", "server", e.Addr, "channels", s.patterns)
 		n.spawn(func() error {
 			err := s.read()
-			if ctx.Err() == nil {
+			if n.subCtx.Err() == nil {
 				n.gap.Store(true) // until subscribe made it again, and asked for a repair pass
 				n.j.Logger.Warn("dump-restore: follow: a subscription to the source's notifications dropped; subscribing again",
 					"server", s.e.Addr, "error", err)
