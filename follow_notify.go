@@ -25,8 +25,9 @@ import (
 // selected key copied again, and the target's keys that the source no longer has deleted.
 
 // notifyQueueLimit bounds the keys waiting to be copied again; past it the names are
-// dropped for a repair pass over every selected key, which covers them.
-const notifyQueueLimit = 1 << 17
+// dropped for a repair pass over every selected key, which covers them. A variable for
+// the tests only.
+var notifyQueueLimit = 1 << 17
 
 // notifyWatchEvery is how often the subscriptions are pinged (a dead link shows within
 // notifyIdleTimeout) and INFO commandstats read for FLUSHDB, FLUSHALL and SWAPDB.
