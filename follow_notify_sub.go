@@ -82,8 +82,9 @@ func (s *subscription) open(ctx context.Context) (*replStream, error) {
 			var reply subError
 			if errors.As(err, &reply) && isRefusal("-"+string(reply)) {
 				return nil, e.Err("psubscribe", "", fmt.Errorf(
-					"the source refuses PSUBSCRIBE %s (%s): a following DumpRestore reads the keyspace notifications; grant +psubscribe and the channels &__keyspace@* and &__keyevent@* to the user: %w",
-					strings.Join(s.patterns, " "), string(reply), ErrUnsupported))
+					"the source refuses PSUBSCRIBE %s (%s): a following DumpRestore reads the keyspace notifications; grant the user +psubscribe and these patterns "+
+						"as they are (an ACL lets PSUBSCRIBE use a pattern it names exactly): %s, or allchannels: %w",
+					strings.Join(s.patterns, " "), string(reply), "&"+strings.Join(s.patterns, " &"), ErrUnsupported))
 			}
 			return nil, e.Err("psubscribe", "", ctxErr(ctx, err))
 		}

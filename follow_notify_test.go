@@ -372,3 +372,36 @@ func followNotify(t *testing.T, src, dst rueidis.ClientOption, cutover func(cont
 	}
 	return migrateOK(t, m)
 }
+
+// TestFollowNotifyACL: a user with the rights the README lists follows; one without the
+// keyspace channels is refused before any key is written, the refusal saying what to grant.
+func TestFollowNotifyACL(t *testing.T) {
+	t.Parallel()
+	src, dst := redistest.StartPair(t, noPsync, redistest.Config{})
+	fillSmall(t, src)
+	rules := "+scan +dump +pexpiretime +mget +info +config|get +exists +psubscribe +ping +memory|usage"
+	setUser(t, src, rules)
+	hook := func(context.Context) error { return nil }
+	m, err := migrate.New(asMig(src), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(hook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Migrate(context.Background())
+	m.Close()
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "&__keyspace@0__:*") {
+		t.Fatalf("Migrate without the channels: %v, want a refusal naming them", err)
+	}
+	if n := mustInt(t, dst.Do(t, 0, "DBSIZE")); n != 0 {
+		t.Errorf("the refused migration wrote %d keys", n)
+	}
+	setUser(t, src, rules+" &__keyspace@0__:*")
+	m, err = migrate.New(asMig(src), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(func(context.Context) error {
+		src.Do(t, 0, "SET", "s:0", "changed")
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrateOK(t, m)
+	redistest.AssertSame(t, src, dst, 0)
+}
