@@ -75,7 +75,7 @@ func TestFollowNotifyExact(t *testing.T) {
 	var maxLag int64
 	cutover := func(ctx context.Context) error {
 		atCutover = w.rounds.Load()
-		src.Do(t, 0, "SWAPDB", "1", "3") // no key is notified: a repair pass follows
+		src.Do(t, 0, "SWAPDB", "1", "3")   // no key is notified: a repair pass follows
 		time.Sleep(300 * time.Millisecond) // writes go on while the application moves
 		stopRenamer()
 		_, err := w.Stop()
