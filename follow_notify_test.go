@@ -405,3 +405,35 @@ func TestFollowNotifyACL(t *testing.T) {
 	migrateOK(t, m)
 	redistest.AssertSame(t, src, dst, 0)
 }
+
+// TestFollowNotifyVersions follows a source of each release of the version matrix (the
+// notification classes differ: streams from 5.0, module types from 6.2), with
+// WithSourceNotifications, under writes of several types during the follow.
+func TestFollowNotifyVersions(t *testing.T) {
+	t.Parallel()
+	for _, rel := range redistest.Releases(t) {
+		t.Run(rel.Name, func(t *testing.T) {
+			t.Parallel()
+			src := redistest.Start(t, redistest.Config{Binary: rel.Binary, Rename: map[string]string{"PSYNC": "", "SYNC": ""}})
+			dst := redistest.Start(t, redistest.Config{Binary: rel.Binary})
+			redistest.AddKeys(t, src, 0, "k:", 300, 10)
+			cutover := func(context.Context) error {
+				for i := range 20 {
+					n := strconv.Itoa(i)
+					for _, args := range [][]string{{"INCR", "c"}, {"RPUSH", "l", n}, {"HSET", "h", n, n}, {"SADD", "s", n},
+						{"XADD", "x", "*", "f", n}, {"EXPIRE", "k:" + n, "100"}, {"DEL", "k:1" + n}, {"RENAME", "k:2" + n, "r:" + n}} {
+						if err := src.Do(t, 0, args...).Error(); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			}
+			rep := followNotify(t, src.Option(), dst.Option(), cutover, migrate.WithSourceNotifications())
+			if rep.Followed == 0 {
+				t.Errorf("no key copied again: %s", rep)
+			}
+			redistest.AssertSame(t, src, dst, 0)
+		})
+	}
+}
