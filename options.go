@@ -495,7 +495,8 @@ func WithIncompatible(p Incompatible) Option {
 // up. Following goes on while cutover runs (the application stops writing to the source,
 // or is pointed at the target). When cutover returns nil, Migrate waits until the target
 // holds every write the source accepted until then (the source's master_repl_offset read at
-// that moment), stops following and returns the Report. When it returns an error, Migrate
+// that moment; for a DumpRestore, every key notified before a marker sent then), stops
+// following and returns the Report. When it returns an error, Migrate
 // stops following and returns that error; the target keeps what it has. Cancelling
 // Migrate's context stops following promptly; cutover gets a context cancelled then, and
 // Migrate returns once it has returned.
