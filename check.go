@@ -813,3 +813,123 @@ func masterInfos(ctx context.Context, e *Endpoint, section string) ([]masterInfo
 	}
 	return out, nil
 }
+
+// notifyClasses are the classes of keyspace notifications that together name every key a
+// write changes, as notify-keyspace-events spells them: those "A" stands for on e's
+// version ("t", streams, from Redis 5.0; "d", module types, from 6.2). The "n" class (new
+// keys, Redis 7.0) is not needed: every command that creates a key notifies its own event
+// too; nor is it shown by CONFIG GET beside "A".
+func notifyClasses(e *Endpoint) string {
+	classes := "g$lshzxe"
+	if e.Info.AtLeast(5, 0, 0) {
+		classes += "t"
+	}
+	if e.Info.AtLeast(6, 2, 0) {
+		classes += "d"
+	}
+	return classes
+}
+
+// missingNotifyFlags returns the flags that notify-keyspace-events value lacks for a
+// follow through keyspace notifications on e ("" when none): K or E (a channel to read),
+// and each class of notifyClasses, or A.
+func missingNotifyFlags(e *Endpoint, value string) string {
+	var missing strings.Builder
+	if !strings.ContainsAny(value, "KE") {
+		missing.WriteString("K")
+	}
+	if !strings.Contains(value, "A") {
+		for _, c := range notifyClasses(e) {
+			if !strings.ContainsRune(value, c) {
+				missing.WriteRune(c)
+			}
+		}
+	}
+	return missing.String()
+}
+
+// notifyFlags is the notify-keyspace-events of one server of the source.
+type notifyFlags struct {
+	addr  string
+	c     rueidis.Client
+	value string
+	ok    bool // false when CONFIG GET is refused
+}
+
+// sourceNotifyFlags reads notify-keyspace-events on every server of the source: the source
+// itself, or every node of a cluster source that is not failing, replicas included (one
+// may be promoted while following).
+func sourceNotifyFlags(ctx context.Context, e *Endpoint) ([]notifyFlags, error) {
+	if !e.Cluster() {
+		c, err := e.Default()
+		if err != nil {
+			return nil, err
+		}
+		v, ok := configGet(ctx, c, "notify-keyspace-events")
+		return []notifyFlags{{addr: e.Addr, c: c, value: v, ok: ok}}, ctx.Err()
+	}
+	t, err := e.topology(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []notifyFlags
+	for _, id := range slices.Sorted(maps.Keys(t.nodes)) {
+		n := t.nodes[id]
+		if n.failed {
+			continue
+		}
+		c, err := e.node(n.addr)
+		if err != nil {
+			return nil, err
+		}
+		v, ok := configGet(ctx, c, "notify-keyspace-events")
+		out = append(out, notifyFlags{addr: n.addr, c: c, value: v, ok: ok})
+	}
+	return out, ctx.Err()
+}
+
+// checkNotifications refuses a follow through keyspace notifications (a DumpRestore with
+// WithFollow) when the source's notify-keyspace-events do not cover every write, naming
+// the flags missing (on each node of a cluster source), unless WithSourceNotifications
+// lets the migration set them (then CONFIG SET must be allowed). It changes nothing.
+func checkNotifications(ctx context.Context, j *Job) error {
+	e := j.Source
+	nodes, err := sourceNotifyFlags(ctx, e)
+	if err != nil {
+		return err
+	}
+	var lacking []string
+	refused := false
+	for _, n := range nodes {
+		switch missing := missingNotifyFlags(e, n.value); {
+		case !n.ok:
+			refused = true
+		case missing != "":
+			shown := n.value
+			if shown == "" {
+				shown = "empty: notifications off"
+			}
+			what := fmt.Sprintf("notify-keyspace-events (%s) lacks the flags %q", shown, missing)
+			if e.Cluster() {
+				what = "on " + n.addr + ", " + what
+			}
+			lacking = append(lacking, what)
+		}
+	}
+	if !refused && len(lacking) == 0 {
+		return nil
+	}
+	if j.SetNotifications {
+		return checkCommands(ctx, e, []string{"CONFIG", "GET", "notify-keyspace-events"},
+			[]string{"CONFIG", "SET", "notify-keyspace-events", "KA"})
+	}
+	if refused {
+		return e.Err("check notify-keyspace-events", "", unsupported(
+			"a following DumpRestore reads the source's keyspace notifications, and the source refuses CONFIG GET notify-keyspace-events, so whether they cover every write cannot be told; "+
+				"grant CONFIG GET to the user, or, on a managed service, use a strategy that does not follow"))
+	}
+	return e.Err("check notify-keyspace-events", "", unsupported(
+		"a following DumpRestore reads the source's keyspace notifications, and %s: "+
+			"set it to \"KA\" or more (CONFIG SET notify-keyspace-events KA, or a managed service's console), or let the migration set it for its duration with WithSourceNotifications()",
+		strings.Join(lacking, "; ")))
+}

@@ -42,6 +42,15 @@ import (
 // pieces into a temporary key, renamed onto the key once whole (see the README's "Keys
 // of any size"); each batch's sizes are asked first with MEMORY USAGE.
 //
+// With WithFollow it follows a source that refuses PSYNC through its keyspace
+// notifications: it subscribes to them before its walk, copies again each key they name
+// (or deletes it on the target when gone), repairs every loss of notifications with a pass
+// over the selected keys, and at the cutover copies every key notified until then. It then
+// needs the source's notify-keyspace-events to cover every write (see
+// WithSourceNotifications), PSUBSCRIBE to its keyspace channels, INFO commandstats, and
+// DEL on the target. From a cluster source it subscribes on every master that serves
+// slots, and follows failovers and new masters with a repair pass.
+//
 // The zero value is ready to use.
 type DumpRestore struct{}
 
@@ -54,7 +63,7 @@ func (DumpRestore) Name() string { return "dump-restore" }
 // MGET on the source and SET, MSETNX and MSET on the target are optional: without them
 // strings go by DUMP and RESTORE (Plan shows whether they are allowed). It changes nothing.
 func (DumpRestore) Check(ctx context.Context, j *Job) error {
-	if err := refuseFollow(j, "DumpRestore"); err != nil {
+	if err := checkFollowNotify(ctx, j); err != nil {
 		return err
 	}
 	if err := checkTargetDatabases(j); err != nil {
@@ -66,8 +75,17 @@ func (DumpRestore) Check(ctx context.Context, j *Job) error {
 		checkRDBVersions(j))
 }
 
-// Run copies every selected database, one after the other.
+// Run copies every selected database, one after the other; with WithFollow, it then
+// follows the source's writes (see follow_notify.go).
 func (d DumpRestore) Run(ctx context.Context, j *Job) error {
+	if j.Follow != nil {
+		return d.follow(ctx, j)
+	}
+	return d.copyAll(ctx, j)
+}
+
+// copyAll copies every selected database, one after the other.
+func (d DumpRestore) copyAll(ctx context.Context, j *Job) error {
 	r, err := newRestorer(ctx, j)
 	if err != nil {
 		return err

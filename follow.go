@@ -27,7 +27,8 @@ func refuseFollow(j *Job, strategy string) error {
 		return nil
 	}
 	return fmt.Errorf("%s copies the keys as they are at one moment and cannot follow the writes after the copy (WithFollow); "+
-		"Snapshot{} follows them through the source's replication stream, Replication{} makes the target a replica: %w",
+		"Snapshot{} follows them through the source's replication stream, Replication{} makes the target a replica, "+
+		"DumpRestore{} through its keyspace notifications: %w",
 		strategy, ErrUnsupported)
 }
 
@@ -60,6 +61,13 @@ type followStats struct {
 	// lag returns the bytes of the stream received and not applied, and when the oldest
 	// of them arrived (zero when none).
 	lag func() (int64, time.Time)
+
+	// A DumpRestore following keyspace notifications (follow_notify.go): keys waiting to
+	// be copied again (nil otherwise), keys deleted because the source no longer had them,
+	// and its repair passes.
+	lagKeys          func() int64
+	deleted          atomic.Int64
+	repairs, rewalks atomic.Int64
 }
 
 // followProgress fills the following fields of p.
@@ -73,6 +81,9 @@ func (j *Job) followProgress(p *Progress) {
 	var oldest time.Time
 	if p.LagBytes, oldest = st.lag(); !oldest.IsZero() {
 		p.LagAge = time.Since(oldest)
+	}
+	if st.lagKeys != nil {
+		p.LagKeys = st.lagKeys()
 	}
 }
 
@@ -150,7 +161,7 @@ func (c *cutoverGate) caughtUp(ctx context.Context, g *errgroup.Group, j *Job) {
 	if c.waiting != 0 {
 		return
 	}
-	j.Logger.Info("snapshot: follow: the target caught up; calling the cutover function")
+	j.Logger.Info("follow: the target caught up; calling the cutover function")
 	g.Go(func() error {
 		// Once called, the application may write to the target: a resumed run must know.
 		if c.err = j.checkpoint.cutover(ctx); c.err == nil {

@@ -223,7 +223,7 @@ func TestFollowRefused(t *testing.T) {
 	src, dst := redistest.StartPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
 	src.Do(t, 0, "SET", "k", "v")
 	hook := func(context.Context) error { return nil }
-	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.MigrateKeys{}} {
+	for _, s := range []migrate.Strategy{migrate.MigrateKeys{}} {
 		m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(s), migrate.WithFollow(hook))
 		if err != nil {
 			t.Fatal(err)
@@ -253,7 +253,7 @@ func TestFollowRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, st := range plan.Steps {
-		follows := st.Strategy == "snapshot" || st.Strategy == "replication"
+		follows := st.Strategy == "snapshot" || st.Strategy == "replication" || st.Strategy == "dump-restore"
 		if refused := st.Err != nil && strings.Contains(st.Err.Error(), "WithFollow"); refused == follows {
 			t.Errorf("Plan: %s: %v", st.Strategy, st.Err)
 		}

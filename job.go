@@ -70,16 +70,21 @@ type Progress struct {
 	Done    bool          // set on the last call
 
 	// Following reports that the initial copy is done and the target follows the source's
-	// writes (WithFollow, by a Snapshot).
+	// writes (WithFollow, by a Snapshot or a DumpRestore).
 	Following bool
 	// Commands is how many commands of the source's replication stream the target applied
-	// (SELECT, MULTI and EXEC not counted).
+	// (SELECT, MULTI and EXEC not counted); for a DumpRestore, how many keys it copied
+	// again (or deleted) after notifications.
 	Commands int64
 	// LagBytes is how many bytes of the stream arrived and are not applied yet.
 	LagBytes int64
 	// LagAge is the age of the oldest write that arrived and is not applied yet; 0 when
 	// the target holds every write that arrived.
 	LagAge time.Duration
+	// LagKeys is, for a DumpRestore that follows keyspace notifications, how many keys the
+	// notifications named that wait to be copied again; LagAge is then how long the first
+	// of them has waited.
+	LagKeys int64
 }
 
 // TargetDB returns the target database that source database db is copied into: db itself,

@@ -72,7 +72,9 @@ type Report struct {
 	// let the migration leave out or copy in part; empty when there were none.
 	Incompatible IncompatibleReport
 	// Followed is how many commands of the source's replication stream were applied after
-	// the copy (WithFollow, by a Snapshot); SELECT, MULTI and EXEC are not counted.
+	// the copy (WithFollow, by a Snapshot); SELECT, MULTI and EXEC are not counted. For a
+	// DumpRestore following keyspace notifications, how many keys were copied again (or
+	// deleted) because a notification named them.
 	Followed int64
 	// SourceOffset is the source's replication offset (master_repl_offset) up to which the
 	// target holds its writes, once a Snapshot restored its snapshot and followed them; also
@@ -86,13 +88,25 @@ type Report struct {
 	// AlreadyComplete reports that the checkpoint given with WithCheckpoint says this
 	// migration finished: this run copied nothing.
 	AlreadyComplete bool
+	// Repairs counts the repair passes of a DumpRestore following keyspace notifications
+	// (every selected key copied again, and those the source no longer has deleted) made
+	// because notifications may have been lost (the subscription dropped) or named no key
+	// (FLUSHDB, FLUSHALL, SWAPDB); Rewalks those made because more keys waited than its
+	// queue holds.
+	Repairs, Rewalks int64
 }
 
 func (r *Report) String() string {
 	s := fmt.Sprintf("%s: %d keys copied (%d bytes), %d skipped, %d expired, %d failed in %s",
 		r.Strategy, r.Keys, r.Bytes, r.Skipped, r.Expired, r.Failed, r.Duration.Round(time.Millisecond))
-	if r.Followed > 0 || r.SourceOffset > 0 {
+	switch {
+	case r.SourceOffset > 0:
 		s += fmt.Sprintf("; %d commands followed, up to the source's offset %d", r.Followed, r.SourceOffset)
+	case r.Followed > 0: // a DumpRestore following keyspace notifications
+		s += fmt.Sprintf("; %d keys copied again after notifications", r.Followed)
+	}
+	if r.Repairs > 0 || r.Rewalks > 0 {
+		s += fmt.Sprintf("; %d repair passes, %d re-walks", r.Repairs, r.Rewalks)
 	}
 	return s
 }
@@ -229,6 +243,7 @@ func (m *migrator) Migrate(ctx context.Context) (*Report, error) {
 	rep.Incompatible = j.incompatible
 	j.mu.Unlock()
 	rep.Followed, rep.SourceOffset = j.followReport()
+	rep.Repairs, rep.Rewalks = j.notifyReport()
 	if err == nil && m.cfg.verify {
 		rep.Verify, err = m.verify(ctx, j)
 		if err == nil && !rep.Verify.Equal() {

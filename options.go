@@ -90,6 +90,10 @@ type Settings struct {
 	// following Snapshot keeps the source's replication offset it applied (WithOffsetKey).
 	// The default is "migrate:offset".
 	OffsetKey string
+	// SetNotifications lets a following DumpRestore set the source's
+	// notify-keyspace-events for the migration (WithSourceNotifications). The default is
+	// false: the source's configuration is left alone.
+	SetNotifications bool
 }
 
 // config is what New keeps: the Settings, and the options that only Migrate or only
@@ -496,14 +500,16 @@ func WithIncompatible(p Incompatible) Option {
 // up. Following goes on while cutover runs (the application stops writing to the source,
 // or is pointed at the target). When cutover returns nil, Migrate waits until the target
 // holds every write the source accepted until then (the source's master_repl_offset read at
-// that moment), stops following and returns the Report. When it returns an error, Migrate
+// that moment; for a DumpRestore, every key notified before a marker sent then), stops
+// following and returns the Report. When it returns an error, Migrate
 // stops following and returns that error; the target keeps what it has. Cancelling
 // Migrate's context stops following promptly; cutover gets a context cancelled then, and
 // Migrate returns once it has returned.
 //
-// Snapshot and Replication can follow; MigrateKeys and DumpRestore refuse WithFollow with
-// an error wrapping ErrUnsupported, and Auto takes the first strategy of its ladder that
-// can follow. The default is to copy one moment, without following.
+// Snapshot and Replication can follow, and DumpRestore through the source's keyspace
+// notifications where the source refuses PSYNC (see WithSourceNotifications); MigrateKeys
+// refuses WithFollow with an error wrapping ErrUnsupported, and Auto takes the first
+// strategy of its ladder that can follow. The default is to copy one moment, without following.
 func WithFollow(cutover func(ctx context.Context) error) Option {
 	return func(c *config) error {
 		if cutover == nil {
@@ -599,14 +605,30 @@ func WithKeyBudget(bytes int64) Option {
 // once the migration completes; a run stopped by an error keeps it when WithCheckpoint is
 // given, to resume from. From a cluster source each master's stream has its own key, the
 // name followed by ":" and the master's address. Verify, given the same option, does not
-// count the key as an extra one. Name a key that neither side uses. The default is "migrate:offset"; into a cluster
-// target no offset key is kept (see WithCheckpoint).
+// count the key as an extra one. Name a key that neither side uses. The default is
+// "migrate:offset"; into a cluster target no offset key is kept (see WithCheckpoint).
 func WithOffsetKey(name string) Option {
 	return func(c *config) error {
 		if name == "" {
 			return fmt.Errorf("WithOffsetKey: empty name")
 		}
 		c.OffsetKey = name
+		return nil
+	}
+}
+
+// WithSourceNotifications lets a DumpRestore that follows the source (WithFollow) set the
+// source's notify-keyspace-events to what it needs, with CONFIG SET, when the flags there
+// do not cover every write, and put the old value back when Migrate returns, whether it
+// succeeds, fails or is cancelled. The default leaves the source's configuration alone: a
+// DumpRestore with WithFollow then refuses a source whose flags do not cover every write,
+// and its Check names the flags missing. Managed services refuse CONFIG SET; there the
+// flags are set through the service's own console or parameter group (for example
+// "KEA").
+func WithSourceNotifications() Option {
+	return func(c *config) error {
+		c.SetNotifications = true
+		c.forMigrateOnly("WithSourceNotifications")
 		return nil
 	}
 }

@@ -249,3 +249,45 @@ func TestCutoverPauseOldSource(t *testing.T) {
 		t.Errorf("code %d, stderr %s", r.code, r.stderr)
 	}
 }
+
+// TestFollowDumpRestore follows, with -strategy dump-restore, a source that refuses PSYNC,
+// through its keyspace notifications that -source-notifications turns on, under a writer
+// of INCRs; the cutover by SIGUSR1 with -cutover-pause leaves the target equal to the
+// source, and the source's notify-keyspace-events as they were.
+func TestFollowDumpRestore(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{Rename: map[string]string{"PSYNC": "", "SYNC": ""}})
+	dst := redistest.Start(t, redistest.Config{})
+	load(t, src, 2000)
+	stopWriter := incrWriter(t, src)
+	defer stopWriter()
+	defer src.Do(t, 0, "CLIENT", "UNPAUSE")
+
+	cmd := exec.Command(binary, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "dump-restore",
+		"-follow", "-source-notifications", "-cutover-pause", "10s")
+	var out bytes.Buffer
+	var errOut syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &errOut, caughtUp, cmd)
+	time.Sleep(300 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGUSR1)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("err %v; stderr:\n%s", err, errOut.String())
+	}
+	if d := redistest.Diff(t, src, dst, 0, ""); len(d) > 0 {
+		t.Errorf("target differs from the source after the cutover: %v", d)
+	}
+	if s, d := counters(t, src), counters(t, dst); fmt.Sprint(s) != fmt.Sprint(d) || s[0] == "" {
+		t.Errorf("counters: source %v, target %v", s, d)
+	}
+	if !strings.Contains(out.String(), "keys copied again") || !strings.Contains(errOut.String(), "keys waiting") {
+		t.Errorf("no followed line or live following line:\n%s\n%s", out.String(), errOut.String())
+	}
+	if v, _ := src.Do(t, 0, "CONFIG", "GET", "notify-keyspace-events").AsStrMap(); v["notify-keyspace-events"] != "" {
+		t.Errorf("notify-keyspace-events after the migration: %q, want them put back off", v["notify-keyspace-events"])
+	}
+	src.Do(t, 0, "CLIENT", "UNPAUSE")
+}

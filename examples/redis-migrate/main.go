@@ -83,8 +83,11 @@ system's CAs and the URL's host. -tls-ca, -tls-cert/-tls-key (mutual TLS),
 set them for one side, over the -tls-* ones. -tls-insecure turns verification off (a
 warning says so on stderr): prefer -tls-ca.
 
-Live migration: with -follow (snapshot or replication), the target keeps following the
-source's writes after the copy; a line on stderr shows the lag and the commands applied.
+Live migration: with -follow (snapshot or replication; dump-restore, through the source's
+keyspace notifications, where the source refuses PSYNC), the target keeps following the
+source's writes after the copy; a line on stderr shows the lag and the commands applied (for
+dump-restore, the keys waiting to be copied again). -source-notifications lets dump-restore
+set the source's notify-keyspace-events for the migration, and put the old value back.
 Once it has caught up, Enter (or SIGUSR1, as kill -USR1 PID) cuts over: the command waits
 until the target holds every write the source accepted until then, and exits 0. With
 -cutover-pause 10s the source's writes are paused for 10s from that moment (CLIENT PAUSE,
@@ -118,7 +121,9 @@ replication offset up to which the target holds the writes.
 		"its database, as in 'db%d:' (key k of database 3 becomes db3:k); -db-prefix '' keeps the names")
 	replicas := fs.Bool("read-from-replicas", false, "walk a cluster source's keys on replicas rather than on its masters")
 	follow := fs.Bool("follow", false, "after the copy, keep the target in sync with the source's writes until the cutover: Enter on\n"+
-		"stdin or SIGUSR1 cuts over, Ctrl-C stops without cutover (snapshot and replication can follow)")
+		"stdin or SIGUSR1 cuts over, Ctrl-C stops without cutover (snapshot, replication and dump-restore can follow)")
+	sourceNotifications := fs.Bool("source-notifications", false, "with -follow, let dump-restore set the source's notify-keyspace-events to what it\n"+
+		"needs for the migration (CONFIG SET), and put the old value back at the end")
 	cutoverPause := fs.Duration("cutover-pause", 0, "with -follow, pause the source's writes (CLIENT PAUSE <ms> WRITE, Redis 6.2+) for this long\n"+
 		"at the cutover, so that none slips in between; point the application at the target within it")
 	spoolDir := fs.String("spool-dir", "", "with -follow, where the source's stream waits to be applied (default the system's temp dir)")
@@ -208,8 +213,8 @@ replication offset up to which the target holds the writes.
 	if *evicting {
 		opts = append(opts, migrate.WithEvictingTarget())
 	}
-	if !*follow && (given["cutover-pause"] || given["spool-dir"]) {
-		return fail("-cutover-pause and -spool-dir need -follow")
+	if !*follow && (given["cutover-pause"] || given["spool-dir"] || given["source-notifications"]) {
+		return fail("-cutover-pause, -spool-dir and -source-notifications need -follow")
 	}
 	if *cutoverPause < 0 || given["cutover-pause"] && *cutoverPause < time.Millisecond {
 		return fail("-cutover-pause %s: want a duration of at least 1ms, as 10s", *cutoverPause)
@@ -234,6 +239,9 @@ replication offset up to which the target holds the writes.
 		opts = append(opts, migrate.WithFollow(cut.run))
 		if *spoolDir != "" {
 			opts = append(opts, migrate.WithSpoolDir(*spoolDir))
+		}
+		if *sourceNotifications {
+			opts = append(opts, migrate.WithSourceNotifications())
 		}
 	}
 	bar := newProgress(stderr)
@@ -263,6 +271,10 @@ replication offset up to which the target holds the writes.
 	}
 	summary(stdout, rep)
 	switch {
+	case errors.Is(err, context.Canceled) && rep != nil && bar.followed() && rep.SourceOffset == 0:
+		fmt.Fprintln(stderr, "redis-migrate: interrupted while following, without cutover: the target holds the source's writes "+
+			"notified until then and no longer follows it")
+		return 130
 	case errors.Is(err, context.Canceled) && rep != nil && bar.followed():
 		fmt.Fprintf(stderr, "redis-migrate: interrupted while following, without cutover: the target holds the source's writes "+
 			"up to its replication offset %d (%d commands followed) and no longer follows it\n", rep.SourceOffset, rep.Followed)
@@ -363,21 +375,22 @@ func isHex(c byte) bool {
 
 // flags maps the library's options to this command's flags, for flagNames.
 var flags = map[string]string{
-	"WithStrategy":         "-strategy",
-	"WithMatch":            "-match",
-	"WithTypes":            "-types",
-	"WithDatabases":        "-db",
-	"WithConflict":         "-conflict",
-	"WithDiscardTarget":    "-discard-target",
-	"WithRateLimit":        "-rate",
-	"WithConcurrency":      "-concurrency",
-	"WithBatchSize":        "-batch",
-	"WithVerify":           "-verify",
-	"WithDBPrefix":         "-db-prefix",
-	"WithReadFromReplicas": "-read-from-replicas",
-	"WithEvictingTarget":   "-evicting-target",
-	"WithFollow":           "-follow",
-	"WithSpoolDir":         "-spool-dir",
+	"WithStrategy":            "-strategy",
+	"WithMatch":               "-match",
+	"WithTypes":               "-types",
+	"WithDatabases":           "-db",
+	"WithConflict":            "-conflict",
+	"WithDiscardTarget":       "-discard-target",
+	"WithRateLimit":           "-rate",
+	"WithConcurrency":         "-concurrency",
+	"WithBatchSize":           "-batch",
+	"WithVerify":              "-verify",
+	"WithDBPrefix":            "-db-prefix",
+	"WithReadFromReplicas":    "-read-from-replicas",
+	"WithEvictingTarget":      "-evicting-target",
+	"WithFollow":              "-follow",
+	"WithSpoolDir":            "-spool-dir",
+	"WithSourceNotifications": "-source-notifications",
 }
 
 // fields maps the strategies' fields that messages name to this command's flags.
@@ -433,8 +446,11 @@ func summary(w io.Writer, r *migrate.Report) {
 		fmt.Fprintf(w, "%-8d %10d %12d %8d %8d %8d\n", db, c.Keys, c.Bytes, c.Skipped, c.Expired, c.Failed)
 	}
 	fmt.Fprintf(w, "%-8s %10d %12d %8d %8d %8d\n", "total", r.Keys, r.Bytes, r.Skipped, r.Expired, r.Failed)
-	if r.Followed > 0 || r.SourceOffset > 0 {
+	switch {
+	case r.SourceOffset > 0:
 		fmt.Fprintf(w, "followed  %d commands, up to the source's replication offset %d\n", r.Followed, r.SourceOffset)
+	case r.Followed > 0 || r.Repairs > 0 || r.Rewalks > 0:
+		fmt.Fprintf(w, "followed  %d keys copied again after notifications; %d repair passes, %d re-walks\n", r.Followed, r.Repairs, r.Rewalks)
 	}
 	fmt.Fprintf(w, "duration  %s\n", r.Duration.Round(time.Millisecond))
 	if v := r.Verify; v != nil {

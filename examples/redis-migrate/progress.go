@@ -85,6 +85,10 @@ func (p *progress) follow(pr migrate.Progress) {
 	p.lastCommands, p.lastAt = pr.Commands, time.Now()
 	line := fmt.Sprintf("following: lag %s, %s; %d commands applied, %.0f/s",
 		bytesText(pr.LagBytes), pr.LagAge.Round(time.Millisecond), pr.Commands, rate)
+	if pr.Strategy == "dump-restore" {
+		line = fmt.Sprintf("following: %d keys waiting, the oldest for %s; %d keys copied again, %.0f/s",
+			pr.LagKeys, pr.LagAge.Round(time.Millisecond), pr.Commands, rate)
+	}
 	if !p.terminal {
 		fmt.Fprintln(p.w, line)
 		return

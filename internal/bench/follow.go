@@ -17,8 +17,9 @@ import (
 	"github.com/redismigrate/migrate/internal/redistest"
 )
 
-// The set follow measures a following Snapshot (WithFollow) on the strings set while a
-// writer INCRs 1,000 counters on the source, during the copy and the follow:
+// The set follow measures a following Snapshot (WithFollow), then a following DumpRestore
+// (through keyspace notifications, which WithSourceNotifications turns on), on the strings
+// set while a writer INCRs 1,000 counters on the source, during the copy and the follow:
 //   - paced: the writer sends followRate writes a second. Once the target has caught up,
 //     the cutover function lets followWindow pass (the operator's time to switch), during
 //     which the lag is sampled at each Progress call (every 250 ms); then it returns, and
@@ -44,15 +45,18 @@ type followResult struct {
 	AgeP99      float64
 	BytesP50    int64
 	BytesP99    int64
+	KeysP50     int64 // keys waiting, for a DumpRestore
+	KeysP99     int64
 	Samples     int
 	CutoverToGo float64 // seconds from cutover's return to Migrate's return
 	Followed    int64
 	PeakKiB     int64
 }
 
-// runFollowChild runs one following Snapshot and prints a followResult as JSON.
-// The cutover function lets window pass before it returns.
-func runFollowChild(src, dst string, window time.Duration) error {
+// runFollowChild runs one following migration by strategy (snapshot, the default, or
+// dump-restore) and prints a followResult as JSON. The cutover function lets window pass
+// before it returns.
+func runFollowChild(src, dst string, window time.Duration, strategy string) error {
 	var (
 		mu            sync.Mutex
 		cutoverCalled atomic.Bool
@@ -63,6 +67,7 @@ func runFollowChild(src, dst string, window time.Duration) error {
 		caughtCmds    int64
 		ages          []float64
 		lagBytes      []int64
+		lagKeys       []int64
 		lastCommands  atomic.Int64
 	)
 	progress := func(p migrate.Progress) {
@@ -78,6 +83,7 @@ func runFollowChild(src, dst string, window time.Duration) error {
 		if cutoverCalled.Load() && !cutoverDone.Load() {
 			ages = append(ages, float64(p.LagAge)/float64(time.Millisecond))
 			lagBytes = append(lagBytes, p.LagBytes)
+			lagKeys = append(lagKeys, p.LagKeys)
 		}
 	}
 	var returned time.Time
@@ -95,8 +101,11 @@ func runFollowChild(src, dst string, window time.Duration) error {
 		returned = time.Now()
 		return nil
 	}
-	m, err := migrate.New(optionFor(src), optionFor(dst), migrate.WithStrategy(migrate.Snapshot{}),
-		migrate.WithFollow(cutover), migrate.WithProgress(progress))
+	opts := []migrate.Option{migrate.WithStrategy(migrate.Snapshot{}), migrate.WithFollow(cutover), migrate.WithProgress(progress)}
+	if strategy == "dump-restore" {
+		opts = append(opts, migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithSourceNotifications())
+	}
+	m, err := migrate.New(optionFor(src), optionFor(dst), opts...)
 	if err != nil {
 		return err
 	}
@@ -115,6 +124,7 @@ func runFollowChild(src, dst string, window time.Duration) error {
 	}
 	r.AgeP50, r.AgeP99 = percentile(ages, 0.5), percentile(ages, 0.99)
 	r.BytesP50, r.BytesP99 = percentile(lagBytes, 0.5), percentile(lagBytes, 0.99)
+	r.KeysP50, r.KeysP99 = percentile(lagKeys, 0.5), percentile(lagKeys, 0.99)
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
@@ -199,15 +209,22 @@ func runFollowSet(scale float64) error {
 	if _, err := load(ctx, src, "strings", scale); err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	fmt.Printf("%-8s %-12s %9s %9s %9s %9s %9s %9s %9s %11s %9s %9s %9s\n", "set", "method", "writes/s", "seconds",
+	fmt.Printf("%-8s %-14s %9s %9s %9s %9s %9s %9s %9s %11s %9s %9s %9s\n", "set", "method", "writes/s", "seconds",
 		"catch-up", "applied/s", "age p50", "age p99", "lag p50", "lag p99", "cut->ret", "peak RSS", "followed")
-	for _, paced := range []bool{true, false} {
+	for _, run := range []struct {
+		strategy string
+		paced    bool
+	}{{"snapshot", true}, {"snapshot", false}, {"dump-restore", true}, {"dump-restore", false}} {
+		paced := run.paced
 		if err := flush(ctx, dst); err != nil {
 			return err
 		}
 		rate, name := followRate, "paced"
 		if !paced {
 			rate, name = 0, "unthrottled"
+		}
+		if run.strategy == "dump-restore" {
+			name = "dr-" + name
 		}
 		// The unthrottled writer would outrun any replay for ever: it stops by itself after
 		// a few seconds, and the follow drains what it wrote.
@@ -224,7 +241,7 @@ func runFollowSet(scale float64) error {
 		if !paced {
 			window = 0
 		}
-		cmd := exec.Command(os.Args[0], "-child", "-follow", "-window", window.String(), "-src", src.Addr, "-dst", dst.Addr)
+		cmd := exec.Command(os.Args[0], "-child", "-follow", "-strategy", run.strategy, "-window", window.String(), "-src", src.Addr, "-dst", dst.Addr)
 		cmd.Stderr = os.Stderr
 		out, err := cmd.Output()
 		written, took := stop()
@@ -240,8 +257,14 @@ func runFollowSet(scale float64) error {
 		if r.CatchUp > 0 {
 			catchUp, applied = fmt.Sprintf("%.2f", r.CatchUp), fmt.Sprintf("%.0f", r.Applied)
 		}
-		fmt.Printf("%-8s %-12s %9s %9.2f %9s %9s %7.0fms %7.0fms %9s %11s %8.2fs %7dMB %9d   (%d lag samples)\n", "follow", name, writes,
-			r.Seconds, catchUp, applied, r.AgeP50, r.AgeP99, kb(r.BytesP50), kb(r.BytesP99), r.CutoverToGo, r.PeakKiB/1024, r.Followed, r.Samples)
+		lag50, lag99, note := kb(r.BytesP50), kb(r.BytesP99), ""
+		if run.strategy == "dump-restore" {
+			// The lag is in keys waiting; each copy again reads a counter's value as it is.
+			lag50, lag99 = fmt.Sprintf("%dkeys", r.KeysP50), fmt.Sprintf("%dkeys", r.KeysP99)
+			note = fmt.Sprintf(", %.3f copies again a write", float64(r.Followed)/float64(max(written, 1)))
+		}
+		fmt.Printf("%-8s %-14s %9s %9.2f %9s %9s %7.0fms %7.0fms %9s %11s %8.2fs %7dMB %9d   (%d lag samples%s)\n", "follow", name, writes,
+			r.Seconds, catchUp, applied, r.AgeP50, r.AgeP99, lag50, lag99, r.CutoverToGo, r.PeakKiB/1024, r.Followed, r.Samples, note)
 	}
 	// Native replication under the same paced writer.
 	if err := flush(ctx, dst); err != nil {
@@ -251,7 +274,7 @@ func runFollowSet(scale float64) error {
 	if err != nil {
 		return fmt.Errorf("native replication: %w", err)
 	}
-	fmt.Printf("%-8s %-12s %9d %9s %9s %9s %9s %9s %9s %11s %9s %9s %9s   (%d lag samples)\n", "follow", "native", followRate, "-", "-", "-",
+	fmt.Printf("%-8s %-14s %9d %9s %9s %9s %9s %9s %9s %11s %9s %9s %9s   (%d lag samples)\n", "follow", "native", followRate, "-", "-", "-",
 		"-", "-", kb(p50), kb(p99), "-", "-", "-", n)
 	return nil
 }

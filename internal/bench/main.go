@@ -15,8 +15,9 @@
 // column is the ratio of its time to the same strategy's on the standalone strings set of
 // the same run (so run it after strings), there being no native cluster-to-cluster copy.
 //
-// The set follow (not run by default: -sets=follow) measures a following Snapshot on the
-// strings set under a writer of INCRs, beside native replication under the same writer:
+// The set follow (not run by default: -sets=follow) measures a following Snapshot, and a
+// DumpRestore following keyspace notifications, on the strings set under a writer of INCRs,
+// beside native replication under the same writer:
 // the lag while following, the time from the cutover's return to Migrate's return, and
 // the commands applied a second; see follow.go.
 package main
@@ -58,7 +59,7 @@ func main() {
 	src := flag.String("src", "", "internal: source addresses, comma-separated for a cluster")
 	dst := flag.String("dst", "", "internal: target addresses, comma-separated for a cluster")
 	strategy := flag.String("strategy", "", "internal: strategy name")
-	follow := flag.Bool("follow", false, "internal: with -child, run a following Snapshot of the follow set")
+	follow := flag.Bool("follow", false, "internal: with -child, run a following migration of the follow set (-strategy: snapshot or dump-restore)")
 	window := flag.Duration("window", 0, "internal: with -follow, how long the cutover function waits")
 	sets := flag.String("sets", "strings,mixed,strings-cluster", "data sets to run, comma-separated: strings, mixed, strings-cluster, follow")
 	only := flag.String("strategies", strings.Join(order, ","), "strategies to run, comma-separated")
@@ -66,7 +67,7 @@ func main() {
 	flag.StringVar(&profileDir, "profile", "", "write each strategy's CPU profile into this folder, as SET-STRATEGY.pprof")
 	flag.Parse()
 	if *child && *follow {
-		if err := runFollowChild(*src, *dst, *window); err != nil {
+		if err := runFollowChild(*src, *dst, *window, *strategy); err != nil {
 			log.Fatal(err)
 		}
 		return
