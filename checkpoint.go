@@ -108,9 +108,10 @@ type checkpointState struct {
 	// Slots are the slots of a cluster source whose keys are all written, as ranges of
 	// first and last slot.
 	Slots [][2]uint16 `json:"slots,omitempty"`
-	// TargetHeld is, for Snapshot, how many keys each database of the target held when the
-	// migration first started (INFO keyspace); nil when the target did not tell. A resumed
-	// Snapshot deletes what the interrupted run wrote only when it was empty.
+	// TargetHeld is, for Snapshot and a following DumpRestore, how many keys each database
+	// of the target held when the migration first started (INFO keyspace); nil when the
+	// target did not tell. A resumed Snapshot deletes what the interrupted run wrote only
+	// when it was empty; a resumed following DumpRestore then replaces what it wrote.
 	TargetHeld map[int]int64 `json:"target_held"`
 	// Follow says that a following Snapshot restored its snapshot and follows the source's
 	// stream: the target's offset key (WithOffsetKey) says how far; nil before.
@@ -239,7 +240,7 @@ func loadCheckpoint(ctx context.Context, store CheckpointStore, j *Job, strategy
 		return nil, fmt.Errorf("load the checkpoint (WithCheckpoint): %w", err)
 	}
 	if b == nil {
-		if strategy == (Snapshot{}).Name() && len(j.Target.Info.Fields) > 0 {
+		if (strategy == (Snapshot{}).Name() || (strategy == (DumpRestore{}).Name() && j.Follow != nil)) && len(j.Target.Info.Fields) > 0 {
 			c.st.TargetHeld = maps.Clone(j.Target.Info.Keyspace)
 			if c.st.TargetHeld == nil {
 				c.st.TargetHeld = map[int]int64{}
@@ -338,6 +339,13 @@ func (c *checkpointer) resumedFrom() string {
 			parts = append(parts, "following the source's stream, from the offset the target's offset key holds")
 		} else {
 			parts = append(parts, "the restore of the snapshot was interrupted: a new snapshot is restored")
+		}
+	}
+	if st.Strategy == (DumpRestore{}).Name() && c.j.Follow != nil && c.resumed {
+		if c.walkDone() {
+			parts = append(parts, "the walk was done: a compare-and-repair pass over the selected keys, then following again")
+		} else {
+			parts = append(parts, "after the walk, a compare-and-repair pass over the selected keys, then following again")
 		}
 	}
 	if len(parts) == 0 {
@@ -653,6 +661,38 @@ func (c *checkpointer) snapshotResumed() (bool, *followPoint) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return true, c.st.Follow
+}
+
+// isResumed reports whether this run continues an interrupted one. A nil checkpointer
+// says no.
+func (c *checkpointer) isResumed() bool { return c != nil && c.resumed }
+
+// walkDone reports whether the interrupted run walked every selected database: a following
+// DumpRestore then followed.
+func (c *checkpointer) walkDone() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, db := range c.st.Databases {
+		if !slices.Contains(c.st.DatabasesDone, db) {
+			return false
+		}
+	}
+	return true
+}
+
+// targetEmptyAtStart reports whether the target held no key, when the migration first
+// started, in the databases j writes to; false when that is not known.
+func (c *checkpointer) targetEmptyAtStart(j *Job) bool {
+	held, known := c.targetHeld()
+	if !known {
+		return false
+	}
+	for _, db := range j.Databases {
+		if held[j.TargetDB(db)] > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // targetHeld returns the keys per database the target held when the migration first

@@ -36,9 +36,11 @@ func TestCheckpointHelperProcess(t *testing.T) {
 		s = migrate.MigrateKeys{}
 	case "snapshot":
 		s = migrate.Snapshot{}
-	case "snapshot-follow":
+	case "snapshot-follow", "dump-restore-follow":
 		// Follows until the test creates the cutover file.
-		s = migrate.Snapshot{}
+		if strings.HasPrefix(os.Getenv("MIGRATE_CHECKPOINT_STRATEGY"), "snapshot") {
+			s = migrate.Snapshot{}
+		}
 		cutover := os.Getenv("MIGRATE_CHECKPOINT_FILE") + ".cutover"
 		opts = append(opts, migrate.WithSpoolDir(filepath.Dir(cutover)), migrate.WithFollow(func(ctx context.Context) error {
 			for {

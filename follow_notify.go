@@ -69,11 +69,6 @@ type notifyFollow struct {
 // follow copies the selected keys and follows the source's writes through keyspace
 // notifications until the cutover function returns; see WithFollow and DumpRestore.
 func (d DumpRestore) follow(ctx context.Context, j *Job) (err error) {
-	if j.checkpoint != nil {
-		// A run that continues would skip what an earlier one copied, whose writes since
-		// then no notification of this run names.
-		return unsupported("a following DumpRestore (WithFollow) cannot continue from a checkpoint (WithCheckpoint): the writes between the runs were not followed; migrate without WithCheckpoint")
-	}
 	putBack, err := setNotifications(ctx, j)
 	if err != nil {
 		return err
@@ -119,12 +114,17 @@ func (d DumpRestore) follow(ctx context.Context, j *Job) (err error) {
 	j.followed.Store(n.st)
 	walked := make(chan struct{})
 	g.Go(func() error { return n.watch(wctx, walked) })
+	resumed := j.checkpoint.isResumed()
 	g.Go(func() error {
 		defer stopWatching()
-		if err := d.copyAll(gctx, j); err != nil {
+		if err := n.walk(gctx, resumed); err != nil {
 			return err
 		}
 		close(walked)
+		if resumed {
+			// The keys the interrupted runs wrote may have changed since, unnotified.
+			n.needRepair("resumed from a checkpoint: the writes made while no run listened were not notified")
+		}
 		n.st.following.Store(true)
 		j.Logger.Info("dump-restore: follow: the initial copy is done; copying the keys written since", "queued", n.q.len())
 		return n.work(gctx, g)
@@ -134,6 +134,30 @@ func (d DumpRestore) follow(ctx context.Context, j *Job) (err error) {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
 	return err
+}
+
+// walk copies the selected keys: the walk of WithFollow's initial copy, or, when resumed
+// from a checkpoint (WithCheckpoint), the rest of the interrupted run's walk. The keys an
+// interrupted run wrote are the migration's own, and the source may have changed them since:
+// when the target held no key in the databases written when the migration first started
+// (the checkpoint says), every key the resumed walk meets there is one, and it writes with
+// REPLACE; otherwise it keeps the conflict policy, under which a key that holds the source's
+// value is no conflict.
+func (n *notifyFollow) walk(ctx context.Context, resumed bool) error {
+	j := n.j
+	policy := j.Conflict
+	if !resumed || policy == Replace || !j.checkpoint.targetEmptyAtStart(j) {
+		err := n.d.copyAll(ctx, j)
+		if resumed && errors.Is(err, ErrConflict) {
+			err = fmt.Errorf("%w (this run resumed a following DumpRestore whose target held keys when the migration first started, "+
+				"so a key the interrupted run wrote and the source changed since cannot be told from the target's own: "+
+				"compare the key, or remove the checkpoint and migrate again with WithConflict(Replace))", err)
+		}
+		return err
+	}
+	j.Conflict = Replace // read by the restorer only while copyAll runs
+	defer func() { j.Conflict = policy }()
+	return n.d.copyAll(ctx, j)
 }
 
 // needRepair asks the worker for a repair pass, for why.
