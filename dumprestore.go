@@ -49,7 +49,9 @@ import (
 // needs the source's notify-keyspace-events to cover every write (see
 // WithSourceNotifications), PSUBSCRIBE to its keyspace channels, INFO commandstats, and
 // DEL on the target. From a cluster source it subscribes on every master that serves
-// slots, and follows failovers and new masters with a repair pass.
+// slots, and follows failovers and new masters with a repair pass. Resumed from a
+// checkpoint (WithCheckpoint), it subscribes, finishes the interrupted walk, and repairs
+// with a pass what changed while no run listened, before it follows again.
 //
 // The zero value is ready to use.
 type DumpRestore struct{}

@@ -23,6 +23,8 @@ import (
 // most once, so anything that may have lost some (a dropped subscription, a full queue) and
 // the writes that name no key (FLUSHDB, FLUSHALL, SWAPDB) lead to a repair pass: every
 // selected key copied again, and the target's keys that the source no longer has deleted.
+// A run resumed from a checkpoint missed every notification sent while no run listened: it
+// subscribes, finishes the interrupted walk, and starts with such a pass.
 
 // notifyQueueLimit bounds the keys waiting to be copied again; past it the names are
 // dropped for a repair pass over every selected key, which covers them. A variable for

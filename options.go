@@ -551,7 +551,12 @@ func WithSpoolDir(dir string) Option {
 // cannot be told from the target's). A Snapshot that follows (WithFollow) continues the
 // source's stream exactly where the target's offset key (WithOffsetKey) says, with PSYNC
 // (from a cluster source, each master's); into a cluster target it is refused
-// (ErrUnsupported).
+// (ErrUnsupported). A DumpRestore that follows keyspace notifications (WithFollow) finishes
+// the interrupted walk, then compares and repairs every selected key (the notifications sent
+// while no run listened are lost), then follows again. The keys the interrupted run wrote are
+// the migration's own: when the target held no key in the databases written at the first
+// start, the rest of the walk overwrites them under any conflict policy; else it keeps the
+// policy, and under Fail a key that differs from the source's stops the run.
 //
 // For DumpRestore and MigrateKeys, the position of the key walk is saved several times a
 // second in the background (the copy never waits for it) and at the end of each database:
