@@ -25,13 +25,13 @@ func TestCheckpointFollowNotifyResume(t *testing.T) {
 	t.Parallel()
 	src, dst := redistest.StartPair(t, noPsync, redistest.Config{})
 	loadFunction(t, src)
-	redistest.AddKeys(t, src, 0, "bulk:", 3000, 10)
-	w := startFollowWriter(t, src, 2*time.Millisecond)
+	redistest.AddKeys(t, src, 0, "bulk:", 2000, 10)
+	w := startFollowWriter(t, src, 4*time.Millisecond)
 	k := newKilledRun(t, "dump-restore-follow", src.Addr, dst.Addr, "MIGRATE_CHECKPOINT_DATABASES=0,1,2")
 	var walking, following int
 	n := 0
 	k.killFiveTimes(t, func() time.Duration {
-		// Three times while it walks (3000 keys at 2000 a second), then once it follows.
+		// Three times while it walks (2000 keys at 2000 a second), then once it follows.
 		n++
 		if n <= 3 {
 			return time.Duration(100+rand.Intn(300)) * time.Millisecond
