@@ -86,6 +86,11 @@ func (d DumpRestore) follow(ctx context.Context, j *Job) (err error) {
 			flags = "E"
 		}
 	}
+	if !j.checkpoint.isResumed() {
+		if err := refuseHeldTargetKeys(ctx, j); err != nil {
+			return err
+		}
+	}
 	n := &notifyFollow{d: d, j: j, st: &followStats{}, q: newKeyQueue(notifyQueueLimit), wake: make(chan struct{}, 1)}
 	n.rj = &Job{Source: j.Source, Target: j.Target, Settings: j.Settings, Filtered: j.Filtered, limiter: j.limiter, start: j.start}
 	n.rj.Conflict = Replace
@@ -495,6 +500,52 @@ func (n *notifyFollow) repairPass(ctx context.Context, why string) error {
 		}
 	}
 	j.Logger.Info("dump-restore: follow: repair pass done", "why", why, "took", time.Since(start))
+	return nil
+}
+
+// errInScope stops refuseHeldTargetKeys's walk at the first key found.
+var errInScope = errors.New("a key in scope")
+
+// refuseHeldTargetKeys refuses a following DumpRestore whose target already holds keys that
+// its repair passes would delete when the source lacks them (a selected database, a name
+// WithMatch selects): such a pass cannot tell the target's own keys from those the migration
+// wrote, and nothing is destroyed by surprise.
+func refuseHeldTargetKeys(ctx context.Context, j *Job) error {
+	seen := map[int]bool{}
+	for _, db := range j.Databases {
+		tdb := j.TargetDB(db)
+		if seen[tdb] {
+			continue
+		}
+		seen[tdb] = true
+		match := j.Match
+		if j.DBPrefix != "" {
+			match = ""
+		}
+		var held string
+		err := j.scanMatch(ctx, j.Target, tdb, match, false, func(keys []string) error {
+			for _, k := range keys {
+				dbs, names := j.SourceKeys(tdb, k)
+				for i := range dbs {
+					if j.Match == "" || globMatch(j.Match, names[i]) {
+						held = k
+						return errInScope
+					}
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, errInScope) {
+			return j.Target.Err(fmt.Sprintf("scan db %d", tdb), held, unsupported(
+				"the target already holds keys among those selected (database %d); a DumpRestore that follows "+
+					"the source repairs lost notifications by deleting the selected keys the source lacks, and cannot tell "+
+					"the target's own keys from those it wrote: empty that database of the target, narrow the selection "+
+					"(WithMatch, WithDatabases, WithDBPrefix), or follow with Snapshot", tdb))
+		}
+		if err != nil {
+			return j.Target.Err(fmt.Sprintf("scan db %d", tdb), "", ctxErr(ctx, err))
+		}
+	}
 	return nil
 }
 

@@ -187,6 +187,7 @@ func TestFollowNotifyFlags(t *testing.T) {
 	redistest.AssertSame(t, src, dst, 0)
 
 	// Cancelled while following: put back too.
+	dst.Do(t, 0, "FLUSHALL")
 	ctx, cancel := context.WithCancel(context.Background())
 	m, err = migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithSourceNotifications(),
 		migrate.WithConflict(migrate.Replace),
@@ -435,5 +436,45 @@ func TestFollowNotifyVersions(t *testing.T) {
 			}
 			redistest.AssertSame(t, src, dst, 0)
 		})
+	}
+}
+
+// TestFollowNotifyTargetHeldKeys: a following DumpRestore refuses a target that already
+// holds selected keys, which its repair passes could not tell from its own, and leaves
+// them; keys outside the selection (WithMatch) are no obstacle.
+func TestFollowNotifyTargetHeldKeys(t *testing.T) {
+	t.Parallel()
+	cfg := noPsync
+	cfg.Lines = []string{"notify-keyspace-events KEA"}
+	src, dst := redistest.StartPair(t, cfg, redistest.Config{})
+	src.Do(t, 0, "SET", "app:1", "v")
+	dst.Do(t, 0, "SET", "app:own", "theirs")
+	dst.Do(t, 0, "SET", "other:own", "theirs")
+	hook := func(context.Context) error { return nil }
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(hook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Migrate(context.Background())
+	m.Close()
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "already holds keys among those selected") {
+		t.Fatalf("Migrate: %v, want a refusal saying the target holds selected keys", err)
+	}
+	get := func(key string) string { v, _ := dst.Do(t, 0, "GET", key).ToString(); return v }
+	if get("app:own") != "theirs" || get("app:1") != "" || mustInt(t, dst.Do(t, 0, "DBSIZE")) != 2 {
+		t.Fatalf("the refused migration changed the target")
+	}
+
+	m, err = migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithMatch("app:[0-9]*"), migrate.WithFollow(hook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Migrate(context.Background())
+	m.Close()
+	if err != nil {
+		t.Fatalf("Migrate with WithMatch leaving the target's keys out: %v", err)
+	}
+	if got := get("app:1"); got != "v" || get("app:own") != "theirs" || get("other:own") != "theirs" {
+		t.Fatalf("target app:1 = %q; the target's own keys must stay", got)
 	}
 }
