@@ -70,11 +70,11 @@ const (
 	// RDBTypeHashListpackEx is a listpack hash with field TTLs (Redis 7.4, RDB 12).
 	RDBTypeHashListpackEx byte = 25
 	// RDBTypeStreamListpacks4 is a stream that also carries its idempotent-producer
-	// (IDMP) state (Redis 8.6, RDB 13). RDBReader recognises it but does not read it yet.
+	// (IDMP) state (Redis 8.6, RDB 13): XADD ... IDMP's settings, producers and their
+	// recent idempotent IDs, after the consumer groups.
 	RDBTypeStreamListpacks4 byte = 26
-	// RDBTypeStreamListpacks5 is a stream whose groups also carry negatively
-	// acknowledged entries (Redis 8.8, RDB 14). RDBReader recognises it but does not
-	// read it yet.
+	// RDBTypeStreamListpacks5 is a stream whose groups also list their negatively
+	// acknowledged entries (XNACK, Redis 8.8, RDB 14): pending entries no consumer owns.
 	RDBTypeStreamListpacks5 byte = 27
 )
 
@@ -289,8 +289,7 @@ const (
 //
 // A type byte the stream's version never writes ends the stream with an error that
 // names the byte and its offset and wraps ErrCorruptRDB. A type it knows but does not
-// read yet (the streams of Redis 8.6 and 8.8, types 26 and 27; Valkey 9.2's path hash,
-// type 23), an unknown type in the newest versions, whose writers may have added some,
+// read yet (Valkey 9.2's path hash, type 23), an unknown type in the newest versions, whose writers may have added some,
 // and an RDB version newer than it knows, wrap ErrUnsupported instead: such keys may
 // still be copied by a strategy that does not parse the RDB.
 type RDBReader struct {
@@ -774,7 +773,8 @@ func (r *RDBReader) readValue(t byte) (empty bool, err error) {
 		return err == nil && r.emptyListpack(s), err
 	case RDBTypeListQuicklist, RDBTypeListQuicklist2:
 		return r.readQuicklist(t)
-	case RDBTypeStreamListpacks, RDBTypeStreamListpacks2, RDBTypeStreamListpacks3:
+	case RDBTypeStreamListpacks, RDBTypeStreamListpacks2, RDBTypeStreamListpacks3,
+		RDBTypeStreamListpacks4, RDBTypeStreamListpacks5:
 		return false, r.readStream(t)
 	case RDBTypeModule2:
 		if _, err := r.readCount("module type ID"); err != nil {
@@ -855,7 +855,39 @@ func (r *RDBReader) readStream(t byte) error {
 	for g := uint64(0); g < groups && err == nil; g++ {
 		err = r.readStreamGroup(t)
 	}
-	return err
+	if err != nil || t < RDBTypeStreamListpacks4 {
+		return err
+	}
+	return r.readStreamIDMP()
+}
+
+// readStreamIDMP reads the idempotent-producer state of a stream of type 26 or later
+// (Redis 8.6, RDB 13): IDMP duration and maximum entries, the number of producers, each
+// producer's ID, its number of entries and each entry's idempotent ID and stream ID (its
+// milliseconds and sequence as lengths), then the IIDs-added and IIDs-duplicates counters.
+// The layout is that of the stream's idmp_producers (Redis src/stream.h) as librdb
+// reports it (producer, then entries; redis/librdb, RDB 13 support).
+func (r *RDBReader) readStreamIDMP() error {
+	if err := r.skipCounts(2, "stream IDMP settings"); err != nil {
+		return err
+	}
+	producers, err := r.readCount("stream IDMP producer count")
+	for p := uint64(0); p < producers && err == nil; p++ {
+		if _, err = r.skipString("stream IDMP producer ID"); err != nil {
+			break
+		}
+		var n uint64
+		n, err = r.readCount("stream IDMP entry count")
+		for i := uint64(0); i < n && err == nil; i++ {
+			if _, err = r.skipString("stream IDMP idempotent ID"); err == nil {
+				err = r.skipCounts(2, "stream IDMP entry ID")
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return r.skipCounts(2, "stream IDMP counters")
 }
 
 // readStreamGroup reads one consumer group: name, last ID, offset, PEL, consumers.
@@ -896,6 +928,14 @@ func (r *RDBReader) readStreamGroup(t byte) error {
 		for j := uint64(0); j < cpel && err == nil; j++ {
 			_, err = r.take(16, "consumer PEL entry ID")
 		}
+	}
+	if err != nil || t < RDBTypeStreamListpacks5 {
+		return err
+	}
+	// Since type 27 (Redis 8.8, XNACK): the group's PEL entries no consumer owns, as IDs.
+	nacked, err := r.readCount("consumer group NACK count")
+	for i := uint64(0); i < nacked && err == nil; i++ {
+		_, err = r.take(16, "NACKed entry ID")
 	}
 	return err
 }
@@ -1175,8 +1215,7 @@ func (r *RDBReader) valueType(off int64, t byte) error {
 	case t <= RDBTypeHashListpackEx && r.version >= 12:
 		return nil // Redis 7.4: hashes with field TTLs, and those of its release candidates
 	case (t == RDBTypeStreamListpacks4 && r.version >= 13) || (t == RDBTypeStreamListpacks5 && r.version >= 14):
-		return r.unsupportedf(off, "value type %d (a stream of Redis 8.6 or later, %s) is not read by this library yet: "+
-			"copy such keys with DumpRestore between servers of the same version", t, r.format())
+		return nil // Redis 8.6 and 8.8 streams
 	case t > RDBTypeStreamListpacks5 && r.version >= 13:
 		return r.unsupportedf(off, "unknown value type %d in %s: written by a newer server, or the stream is damaged", t, r.format())
 	}
