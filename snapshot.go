@@ -352,6 +352,11 @@ func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<
 		filter := keep
 		keep = func(e *RDBEntry) bool { return owned[keySlot(e.Key)] && filter(e) }
 	}
+	// Values too large to restore whole are copied in pieces as they are read (snapshot_bigkeys.go).
+	defer readPieces(ctx, j, rd, func(e *RDBEntry) (bool, error) {
+		kept, err := dbs.keep(ctx, e.DB)
+		return kept && keep(e), err
+	}).close()
 	db, keepDB := -1, false // the database being read, and whether it is copied
 	b := batchBuilder{maxKeys: j.BatchLimit(), maxBytes: snapshotBatchBytes}
 	flush := func() error {
