@@ -296,10 +296,21 @@ func (p *piecewise) writeAll(ctx context.Context, cmds rueidis.Commands, name st
 	p.written = true
 	for _, r := range p.tc.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
-			return p.j.Target.Err(fmt.Sprintf("%s into db %d", name, p.j.TargetDB(p.db)), p.tmp, ctxErr(ctx, err))
+			return p.j.Target.Err(fmt.Sprintf("%s into db %d (temporary key %q)", name, p.j.TargetDB(p.db), p.tmp), p.name, ctxErr(ctx, piecesRefused(Target, name, err)))
 		}
 	}
 	return nil
+}
+
+// piecesRefused explains err, a reply to cmd ("append", "xgroup create") that a copy in
+// pieces sent to side, when it is a refusal of the command: what to grant, wrapping
+// ErrUnsupported (Plan warns of it beforehand).
+func piecesRefused(side Side, cmd string, err error) error {
+	if classifyReply(err) != replyRefused {
+		return err
+	}
+	return fmt.Errorf("%w: a key copied in pieces needs %s on the %s, which refuses it (%v); grant %s to the user, or raise WithKeyBudget and the target's proto-max-bulk-len so that such keys go whole",
+		ErrUnsupported, strings.ToUpper(cmd), side, err, grantOf(strings.Fields(cmd)))
 }
 
 // finish renames the temporary key onto the key's name with expireAt (Unix ms; 0 for
@@ -362,7 +373,7 @@ type bigWriter struct {
 }
 
 func (w *bigWriter) readErr(ctx context.Context, cmd string, err error) error {
-	return w.rd.j.Source.Err(fmt.Sprintf("%s in db %d", cmd, w.rd.db), w.key, ctxErr(ctx, err))
+	return w.rd.j.Source.Err(fmt.Sprintf("%s in db %d", cmd, w.rd.db), w.key, ctxErr(ctx, piecesRefused(Source, cmd, err)))
 }
 
 // string copies a string by GETRANGE windows, appended.

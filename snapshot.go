@@ -353,10 +353,11 @@ func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<
 		keep = func(e *RDBEntry) bool { return owned[keySlot(e.Key)] && filter(e) }
 	}
 	// Values too large to restore whole are copied in pieces as they are read (snapshot_bigkeys.go).
-	defer readPieces(ctx, j, rd, func(e *RDBEntry) (bool, error) {
+	big := readPieces(ctx, j, rd, func(e *RDBEntry) (bool, error) {
 		kept, err := dbs.keep(ctx, e.DB)
 		return kept && keep(e), err
-	}).close()
+	})
+	defer big.close()
 	db, keepDB := -1, false // the database being read, and whether it is copied
 	b := batchBuilder{maxKeys: j.BatchLimit(), maxBytes: snapshotBatchBytes}
 	flush := func() error {
@@ -381,6 +382,9 @@ func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<
 			break
 		}
 		if err != nil {
+			if big.wrote(err) {
+				return err // the target's, or the key's
+			}
 			return in.fail("read", ctxErr(ctx, err))
 		}
 		if e.Kind == RDBFunction {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -57,6 +58,13 @@ func readPieces(ctx context.Context, j *Job, rd *RDBReader, keep func(e *RDBEntr
 		begin:  sp.begin, piece: sp.piece, end: sp.end,
 	}
 	return sp
+}
+
+// wrote reports whether err, which the RDB reader returned, comes from writing a value in
+// pieces rather than from reading the snapshot.
+func (sp *snapshotPieces) wrote(err error) bool {
+	var re *rdbError
+	return !errors.As(err, &re) && !errors.Is(err, ErrCorruptRDB)
 }
 
 // close deletes the temporary key of a copy that did not finish, counting its key Failed.

@@ -183,3 +183,45 @@ func TestSnapshotHugeValueRefusals(t *testing.T) {
 		t.Errorf("the target holds %d keys, want only small", n)
 	}
 }
+
+// TestBigKeysNarrowUser copies with a target user that may RESTORE but not write a key in
+// pieces: Plan warns of what it lacks for big keys; small keys are copied all the same; a
+// key too big stops the migration with an error that names the command to grant.
+func TestBigKeysNarrowUser(t *testing.T) {
+	t.Parallel()
+	src, dst := redistest.StartPair(t, redistest.Config{}, smallBulk)
+	setUser(t, dst, rulesOf(leastPrivilege[1].dst, "")+" +exists +unlink +multi +discard")
+	redistest.SetKeys(t, src, 0, "small:", 50, redistest.Numbered("v"))
+	m, err := migrate.New(src.Option(), asMig(dst), migrate.WithStrategy(migrate.Snapshot{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
+	defer cancel()
+	plan, err := m.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := false
+	for _, w := range plan.Warnings {
+		warned = warned || strings.Contains(w, "copied in pieces") && strings.Contains(w, "+rpush") && strings.Contains(w, "+renamenx")
+	}
+	if !warned {
+		t.Errorf("Plan warnings %q: want the big-key commands the target's user lacks", plan.Warnings)
+	}
+	if rep := mustMigrate(t, src.Option(), asMig(dst), migrate.Snapshot{}); rep.Keys != 50 {
+		t.Errorf("report %+v: want the 50 small keys copied", rep.Counts)
+	}
+	fillBig(t, src, "big", 0, 60000)
+	for _, k := range []string{"big:hash", "big:set", "big:zset", "big:stream"} {
+		src.Do(t, 0, "DEL", k)
+	}
+	_, err = runMigration(t, src.Option(), asMig(dst), migrate.Snapshot{}, migrate.WithConflict(migrate.Replace))
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "RPUSH") || !strings.Contains(err.Error(), "+rpush") || !strings.Contains(err.Error(), `"big:list"`) {
+		t.Errorf("err = %v, want one naming RPUSH, +rpush and the key", err)
+	}
+	if left := partialKeys(t, dst); len(left) > 0 {
+		t.Errorf("temporary keys left on the target: %q", left)
+	}
+}
