@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -333,12 +335,15 @@ func TestFunctionPayload(t *testing.T) {
 // version.
 func FuzzRewrite(f *testing.F) {
 	for _, t := range []byte{RDBTypeListQuicklist2, RDBTypeSetListpack, RDBTypeZSetListpack, RDBTypeHashListpackEx,
-		RDBTypeHashMetadata, RDBTypeStreamListpacks3, RDBTypeStreamListpacks2, rdbOpKeyMeta, RDBTypeValkeyHash2} {
+		RDBTypeHashMetadata, RDBTypeStreamListpacks3, RDBTypeStreamListpacks2, rdbOpKeyMeta, RDBTypeValkeyHash2,
+		RDBTypeStreamListpacks4, RDBTypeStreamListpacks5} {
 		f.Add(t, []byte{2, 1, 0x81, 0xff}, uint16(12), uint8(9), true)
 	}
 	f.Add(RDBTypeHashMetadata, append(binary.LittleEndian.AppendUint64(nil, 1000), 1, 1, 1, 'f', 1, 'v'), uint16(12), uint8(10), false)
+	f.Add(RDBTypeStreamListpacks5, streamTail(RDBTypeStreamListpacks5, streamHead(), true, 1), uint16(14), uint8(12), true)
+	f.Add(RDBTypeStreamListpacks4, streamTail(RDBTypeStreamListpacks4, streamHead(), false, 2), uint16(13), uint8(10), false)
 	f.Fuzz(func(t *testing.T, typ byte, value []byte, from uint16, to uint8, trim bool) {
-		d := &downgrader{version: int(to), j: &Job{Target: &Endpoint{Info: &ServerInfo{Version: "5.0.0"}}}}
+		d := &downgrader{version: int(to), j: &Job{Settings: Settings{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, Target: &Endpoint{Info: &ServerInfo{Version: "5.0.0"}}}}
 		body := append(append([]byte{typ}, value...), byte(from), byte(from>>8))
 		out, res := d.rewrite(string(body), int(from), 500, trim)
 		if res.unfit != "" || res.gone {
