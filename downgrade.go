@@ -338,9 +338,9 @@ func rdbTypeSince(t byte, valkey bool) int {
 	case t <= RDBTypeHashListpackEx:
 		return 12 // Redis 7.4: hash field expiration
 	case t == RDBTypeStreamListpacks4:
-		return 13
+		return 13 // Redis 8.6: idempotent producers
 	case t == RDBTypeStreamListpacks5:
-		return 14
+		return 14 // Redis 8.8: NACKed entries
 	}
 	return math.MaxInt
 }
