@@ -63,7 +63,10 @@ import (
 //
 // Restoring needs RESTORE on the target, and FUNCTION RESTORE for function libraries; a
 // target older than the snapshot's RDB version gets each value rewritten in a form it
-// reads (see WithIncompatible), and ToFile refuses it. One
+// reads (see WithIncompatible), and ToFile refuses it. A value larger than the target
+// takes in one command (proto-max-bulk-len) or than WithKeyBudget is never held whole: it
+// is written in pieces as it streams in, into a temporary key renamed into place once
+// whole (see the README's Keys of any size). One
 // goroutine reads the snapshot, at the pace the restore allows, and WithConcurrency
 // goroutines restore batches of one database, of at most WithBatchSize keys and 1 MiB of
 // values. It honours WithMatch (with Redis's glob rules), WithTypes, WithDatabases,
