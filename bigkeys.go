@@ -156,23 +156,11 @@ func (rd *dumper) copyBigValues(ctx context.Context, out []dumped) ([]dumped, er
 // outcome. It returns the error that stops the migration.
 func (rd *dumper) copyBig(ctx context.Context, key string) error {
 	j, db := rd.j, rd.db
-	tdb := j.TargetDB(db)
-	tc, err := j.Target.Client(tdb)
-	if err != nil {
+	p, err := startPiecewise(ctx, j, db, key)
+	if p == nil {
 		return err
 	}
-	name := j.TargetKey(db, key)
-	op := fmt.Sprintf("copy in pieces into db %d", tdb)
-	if j.Conflict != Replace {
-		// A key that is there already is not copied for nothing.
-		n, err := tc.Do(ctx, tc.B().Exists().Key(name).Build()).AsInt64()
-		if err != nil {
-			return j.Target.Err(op, name, ctxErr(ctx, err))
-		}
-		if n > 0 {
-			return rd.bigConflict(db, name)
-		}
-	}
+	defer p.close(ctx)
 	expiry := rd.src.B().Pttl().Key(key).Build()
 	absolute := j.Source.Info.AtLeast(7, 0, 0)
 	if absolute {
@@ -202,27 +190,12 @@ func (rd *dumper) copyBig(ctx context.Context, key string) error {
 	}
 	_, bulk := rd.limit.get(ctx, j)
 	if n, err := res[2].AsInt64(); typ == "string" && err == nil && n > bulk {
-		// APPEND and SETRANGE refuse to make a string longer than proto-max-bulk-len too.
 		j.Count(db, Counts{Failed: 1})
-		return j.Target.Err(op, name, fmt.Errorf(
-			"%w: the string is %d bytes and the target's proto-max-bulk-len is %d, which bounds a string's length (not only one command's); raise it on the target (CONFIG SET proto-max-bulk-len)",
-			ErrTooLarge, n, bulk))
+		return p.tooLong(n, bulk)
 	}
-	tmp, err := bigTempKey(name)
-	if err != nil {
-		return j.Target.Err(op, name, err)
-	}
-	j.Logger.Info("copying a big key in pieces", "db", db, "key", key, "type", typ, "temporary", tmp)
-	done := false
-	defer func() {
-		if !done {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleWait)
-			tc.Do(dctx, tc.B().Unlink().Key(tmp).Build())
-			cancel()
-		}
-	}()
+	j.Logger.Info("copying a big key in pieces", "db", db, "key", key, "type", typ, "temporary", p.tmp)
 	limit, _ := rd.limit.get(ctx, j)
-	w := &bigWriter{rd: rd, tc: tc, key: key, tmp: tmp, window: max(1024, min(bigWindowBytes, bulk/4, limit))}
+	w := &bigWriter{rd: rd, p: p, key: key, window: bigWindow(limit, bulk)}
 	switch typ {
 	case "string":
 		err = w.string(ctx)
@@ -233,32 +206,134 @@ func (rd *dumper) copyBig(ctx context.Context, key string) error {
 	case "stream":
 		err = w.stream(ctx)
 	default:
-		err = j.Source.Err(op, key, fmt.Errorf("%w: a %s value larger than the target takes in one command is not copied in pieces; raise proto-max-bulk-len on the target or WithKeyBudget", ErrTooLarge, typ))
+		err = j.Source.Err(p.op, key, fmt.Errorf("%w: a %s value larger than the target takes in one command is not copied in pieces; raise proto-max-bulk-len on the target or WithKeyBudget", ErrTooLarge, typ))
 	}
 	if err != nil {
 		j.Count(db, Counts{Failed: 1})
 		return err
 	}
-	if expireAt > 0 && expireAt <= time.Now().UnixMilli() {
-		j.Count(db, Counts{Expired: 1})
+	return p.finish(ctx, expireAt)
+}
+
+// bigWindow returns the bytes per window of a string copied in pieces, for a key budget
+// limit and a target's proto-max-bulk-len bulk.
+func bigWindow(limit, bulk int64) int64 {
+	return max(1024, min(bigWindowBytes, bulk/4, limit))
+}
+
+// piecewise writes one key into a temporary key of the target, piece by piece, and then
+// renames it onto the key's name with its expiry, so that no reader sees half a key: the
+// one owner of piecewise writes, for DumpRestore's big keys read from the source and
+// Snapshot's huge values read from the RDB.
+type piecewise struct {
+	j       *Job
+	db      int // the source database
+	tc      rueidis.Client
+	name    string // the key's name on the target
+	tmp     string // the temporary key
+	op      string // for errors: "copy in pieces into db N"
+	bytes   int64  // bytes written so far
+	written bool   // something was written into the temporary key
+	done    bool   // renamed into place: nothing to clean up
+}
+
+// startPiecewise prepares the piecewise copy of key of the source database db. Under a
+// policy other than Replace, a key the target holds already is counted (Skipped, or Failed
+// with an error wrapping ErrConflict) and p is nil: nothing is copied. Close the returned
+// piecewise once done.
+func startPiecewise(ctx context.Context, j *Job, db int, key string) (p *piecewise, err error) {
+	tdb := j.TargetDB(db)
+	tc, err := j.Target.Client(tdb)
+	if err != nil {
+		return nil, err
+	}
+	p = &piecewise{j: j, db: db, tc: tc, name: j.TargetKey(db, key), op: fmt.Sprintf("copy in pieces into db %d", tdb)}
+	if j.Conflict != Replace {
+		// A key that is there already is not copied for nothing.
+		n, err := tc.Do(ctx, tc.B().Exists().Key(p.name).Build()).AsInt64()
+		if err != nil {
+			return nil, j.Target.Err(p.op, p.name, ctxErr(ctx, err))
+		}
+		if n > 0 {
+			return nil, p.conflict()
+		}
+	}
+	if p.tmp, err = bigTempKey(p.name); err != nil {
+		return nil, j.Target.Err(p.op, p.name, err)
+	}
+	return p, nil
+}
+
+// tooLong is the error for a string of n bytes on a target whose proto-max-bulk-len, bulk,
+// bounds a string's length: APPEND and SETRANGE refuse to grow one past it too.
+func (p *piecewise) tooLong(n, bulk int64) error {
+	return p.j.Target.Err(p.op, p.name, fmt.Errorf(
+		"%w: the string is %d bytes and the target's proto-max-bulk-len is %d, which bounds a string's length (not only one command's); raise it on the target (CONFIG SET proto-max-bulk-len)",
+		ErrTooLarge, n, bulk))
+}
+
+// close deletes the temporary key unless it was renamed into place, even after the
+// migration's context ended.
+func (p *piecewise) close(ctx context.Context) {
+	if p.done {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleWait)
+	p.tc.Do(dctx, p.tc.B().Unlink().Key(p.tmp).Build())
+	cancel()
+}
+
+// write sends one command that writes into the temporary key; name names it in errors.
+func (p *piecewise) write(ctx context.Context, cmd rueidis.Completed, name string) error {
+	return p.writeAll(ctx, rueidis.Commands{cmd}, name)
+}
+
+// writeAll sends commands that write into the temporary key, in one pipeline.
+func (p *piecewise) writeAll(ctx context.Context, cmds rueidis.Commands, name string) error {
+	if len(cmds) == 0 {
 		return nil
 	}
-	if !w.written {
-		// Nothing was read: the key is gone since.
+	p.written = true
+	for _, r := range p.tc.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return p.j.Target.Err(fmt.Sprintf("%s into db %d (temporary key %q)", name, p.j.TargetDB(p.db), p.tmp), p.name, ctxErr(ctx, piecesRefused(Target, name, err)))
+		}
+	}
+	return nil
+}
+
+// piecesRefused explains err, a reply to cmd ("append", "xgroup create") that a copy in
+// pieces sent to side, when it is a refusal of the command: what to grant, wrapping
+// ErrUnsupported (Plan warns of it beforehand).
+func piecesRefused(side Side, cmd string, err error) error {
+	if classifyReply(err) != replyRefused {
+		return err
+	}
+	return fmt.Errorf("%w: a key copied in pieces needs %s on the %s, which refuses it (%v); grant %s to the user, or raise WithKeyBudget and the target's proto-max-bulk-len so that such keys go whole",
+		ErrUnsupported, strings.ToUpper(cmd), side, err, grantOf(strings.Fields(cmd)))
+}
+
+// finish renames the temporary key onto the key's name with expireAt (Unix ms; 0 for
+// none) in one MULTI/EXEC (PEXPIREAT, then RENAMENX, or RENAME under Replace), and counts
+// the key: Keys, or Expired when it expired meanwhile or nothing was written (the key is
+// gone), or a conflict when the target got the key meanwhile.
+func (p *piecewise) finish(ctx context.Context, expireAt int64) error {
+	j, db, tc := p.j, p.db, p.tc
+	if expireAt > 0 && expireAt <= time.Now().UnixMilli() || !p.written {
 		j.Count(db, Counts{Expired: 1})
 		return nil
 	}
 	cmds := rueidis.Commands{tc.B().Multi().Build()}
 	if expireAt > 0 {
-		cmds = append(cmds, tc.B().Pexpireat().Key(tmp).MillisecondsTimestamp(expireAt).Build())
+		cmds = append(cmds, tc.B().Pexpireat().Key(p.tmp).MillisecondsTimestamp(expireAt).Build())
 	}
 	if j.Conflict == Replace {
-		cmds = append(cmds, tc.B().Rename().Key(tmp).Newkey(name).Build())
+		cmds = append(cmds, tc.B().Rename().Key(p.tmp).Newkey(p.name).Build())
 	} else {
-		cmds = append(cmds, tc.B().Renamenx().Key(tmp).Newkey(name).Build())
+		cmds = append(cmds, tc.B().Renamenx().Key(p.tmp).Newkey(p.name).Build())
 	}
 	cmds = append(cmds, tc.B().Exec().Build())
-	res = tc.DoMulti(ctx, cmds...)
+	res := tc.DoMulti(ctx, cmds...)
 	replies, err := res[len(res)-1].ToArray()
 	if err == nil && len(replies) != len(cmds)-2 {
 		err = fmt.Errorf("EXEC gave %d replies for %d commands", len(replies), len(cmds)-2)
@@ -268,48 +343,37 @@ func (rd *dumper) copyBig(ctx context.Context, key string) error {
 	}
 	if err != nil {
 		j.Count(db, Counts{Failed: 1})
-		return j.Target.Err(op, name, ctxErr(ctx, fmt.Errorf("rename %q onto the key: %w", tmp, err)))
+		return j.Target.Err(p.op, p.name, ctxErr(ctx, fmt.Errorf("rename %q onto the key: %w", p.tmp, err)))
 	}
 	if n, _ := replies[len(replies)-1].AsInt64(); j.Conflict != Replace && n == 0 {
-		return rd.bigConflict(db, name) // written meanwhile; the deferred UNLINK removes tmp
+		return p.conflict() // written meanwhile; close removes tmp
 	}
-	done = true
-	j.Count(db, Counts{Keys: 1, Bytes: w.bytes})
+	p.done = true
+	j.Count(db, Counts{Keys: 1, Bytes: p.bytes})
 	return nil
 }
 
-// bigConflict counts a big key the target holds already: Skipped under Skip, else Failed
+// conflict counts a big key the target holds already: Skipped under Skip, else Failed
 // and an error wrapping ErrConflict. A big key is not compared with the target's.
-func (rd *dumper) bigConflict(db int, name string) error {
-	if rd.j.Conflict == Skip {
-		rd.j.Count(db, Counts{Skipped: 1})
+func (p *piecewise) conflict() error {
+	if p.j.Conflict == Skip {
+		p.j.Count(p.db, Counts{Skipped: 1})
 		return nil
 	}
-	rd.j.Count(db, Counts{Failed: 1})
-	return rd.j.Target.Err(fmt.Sprintf("copy in pieces into db %d", rd.j.TargetDB(db)), name,
-		fmt.Errorf("%w (a key copied in pieces is not compared with the target's)", ErrConflict))
+	p.j.Count(p.db, Counts{Failed: 1})
+	return p.j.Target.Err(p.op, p.name, fmt.Errorf("%w (a key copied in pieces is not compared with the target's)", ErrConflict))
 }
 
-// bigWriter copies the windows of one key into its temporary key.
+// bigWriter copies the windows of one key of the source into its temporary key.
 type bigWriter struct {
-	rd       *dumper
-	tc       rueidis.Client
-	key, tmp string
-	window   int64 // bytes per window of a string
-	bytes    int64 // bytes read so far
-	written  bool  // something was written into the temporary key
+	rd     *dumper
+	p      *piecewise
+	key    string
+	window int64 // bytes per window of a string
 }
 
 func (w *bigWriter) readErr(ctx context.Context, cmd string, err error) error {
-	return w.rd.j.Source.Err(fmt.Sprintf("%s in db %d", cmd, w.rd.db), w.key, ctxErr(ctx, err))
-}
-
-func (w *bigWriter) write(ctx context.Context, cmd rueidis.Completed, name string) error {
-	w.written = true
-	if err := w.tc.Do(ctx, cmd).Error(); err != nil {
-		return w.rd.j.Target.Err(fmt.Sprintf("%s into db %d", name, w.rd.j.TargetDB(w.rd.db)), w.tmp, ctxErr(ctx, err))
-	}
-	return nil
+	return w.rd.j.Source.Err(fmt.Sprintf("%s in db %d", cmd, w.rd.db), w.key, ctxErr(ctx, piecesRefused(Source, cmd, err)))
 }
 
 // string copies a string by GETRANGE windows, appended.
@@ -321,10 +385,10 @@ func (w *bigWriter) string(ctx context.Context) error {
 			return w.readErr(ctx, "getrange", err)
 		}
 		if v != "" {
-			if err := w.write(ctx, w.tc.B().Append().Key(w.tmp).Value(v).Build(), "append"); err != nil {
+			if err := w.p.write(ctx, w.p.tc.B().Append().Key(w.p.tmp).Value(v).Build(), "append"); err != nil {
 				return err
 			}
-			w.bytes += int64(len(v))
+			w.p.bytes += int64(len(v))
 		}
 		if int64(len(v)) < w.window {
 			return nil
@@ -353,28 +417,28 @@ func (w *bigWriter) scan(ctx context.Context, typ string) error {
 		}
 		if len(e.Elements) > 0 {
 			for _, s := range e.Elements {
-				w.bytes += int64(len(s))
+				w.p.bytes += int64(len(s))
 			}
 			var cmd rueidis.Completed
 			var name string
 			switch typ {
 			case "hash":
-				b := w.tc.B().Hset().Key(w.tmp).FieldValue()
+				b := w.p.tc.B().Hset().Key(w.p.tmp).FieldValue()
 				for i := 0; i+1 < len(e.Elements); i += 2 {
 					b = b.FieldValue(e.Elements[i], e.Elements[i+1])
 				}
 				cmd, name = b.Build(), "hset"
 			case "set":
-				cmd, name = w.tc.B().Sadd().Key(w.tmp).Member(e.Elements...).Build(), "sadd"
+				cmd, name = w.p.tc.B().Sadd().Key(w.p.tmp).Member(e.Elements...).Build(), "sadd"
 			default:
 				// The scores go as ZSCAN wrote them, which ZADD reads back exactly.
 				args := make([]string, 0, len(e.Elements))
 				for i := 0; i+1 < len(e.Elements); i += 2 {
 					args = append(args, e.Elements[i+1], e.Elements[i])
 				}
-				cmd, name = w.tc.B().Arbitrary("ZADD").Keys(w.tmp).Args(args...).Build(), "zadd"
+				cmd, name = w.p.tc.B().Arbitrary("ZADD").Keys(w.p.tmp).Args(args...).Build(), "zadd"
 			}
-			if err := w.write(ctx, cmd, name); err != nil {
+			if err := w.p.write(ctx, cmd, name); err != nil {
 				return err
 			}
 		}
@@ -395,9 +459,9 @@ func (w *bigWriter) list(ctx context.Context) error {
 		}
 		if len(vs) > 0 {
 			for _, s := range vs {
-				w.bytes += int64(len(s))
+				w.p.bytes += int64(len(s))
 			}
-			if err := w.write(ctx, w.tc.B().Rpush().Key(w.tmp).Element(vs...).Build(), "rpush"); err != nil {
+			if err := w.p.write(ctx, w.p.tc.B().Rpush().Key(w.p.tmp).Element(vs...).Build(), "rpush"); err != nil {
 				return err
 			}
 		}
@@ -444,16 +508,13 @@ func (w *bigWriter) stream(ctx context.Context) error {
 					return w.readErr(ctx, "xrange", err)
 				}
 				for _, s := range fv {
-					w.bytes += int64(len(s))
+					w.p.bytes += int64(len(s))
 				}
 				last = id
-				cmds = append(cmds, w.tc.B().Arbitrary("XADD").Keys(w.tmp).Args(id).Args(fv...).Build())
+				cmds = append(cmds, w.p.tc.B().Arbitrary("XADD").Keys(w.p.tmp).Args(id).Args(fv...).Build())
 			}
-			w.written = true
-			for _, r := range w.tc.DoMulti(ctx, cmds...) {
-				if err := r.Error(); err != nil {
-					return j.Target.Err(fmt.Sprintf("xadd into db %d", j.TargetDB(w.rd.db)), w.tmp, ctxErr(ctx, err))
-				}
+			if err := w.p.writeAll(ctx, cmds, "xadd"); err != nil {
+				return err
 			}
 		}
 		if len(entries) < bigWindowElements {
@@ -461,7 +522,7 @@ func (w *bigWriter) stream(ctx context.Context) error {
 		}
 		start = "(" + last
 	}
-	if !w.written {
+	if !w.p.written {
 		return nil // an empty stream: not big; the key is gone or changed meanwhile
 	}
 	field := func(name string) *rueidis.RedisMessage { m := info[name]; return &m }
@@ -472,7 +533,7 @@ func (w *bigWriter) stream(ctx context.Context) error {
 		maxDel, _ := field("max-deleted-entry-id").ToString()
 		args = append(args, "ENTRIESADDED", strconv.FormatInt(added, 10), "MAXDELETEDID", maxDel)
 	}
-	if err := w.write(ctx, w.tc.B().Arbitrary("XSETID").Keys(w.tmp).Args(args...).Build(), "xsetid"); err != nil {
+	if err := w.p.write(ctx, w.p.tc.B().Arbitrary("XSETID").Keys(w.p.tmp).Args(args...).Build(), "xsetid"); err != nil {
 		return err
 	}
 	for i := range groups {
@@ -495,7 +556,7 @@ func (w *bigWriter) stream(ctx context.Context) error {
 // (a consumer with no pending entry on a target before 6.2, a pending entry whose message
 // was deleted) refuses the key with ErrIncompatible.
 func (w *bigWriter) group(ctx context.Context, g map[string]rueidis.RedisMessage) error {
-	j, src, tc := w.rd.j, w.rd.src, w.tc
+	j, src, tc := w.rd.j, w.rd.src, w.p.tc
 	str := func(m map[string]rueidis.RedisMessage, name string) string {
 		v := m[name]
 		s, _ := v.ToString()
@@ -515,7 +576,7 @@ func (w *bigWriter) group(ctx context.Context, g map[string]rueidis.RedisMessage
 	if read, ok := num(g, "entries-read"); ok && j.Target.Info.AtLeast(7, 0, 0) {
 		setID = append(setID, "ENTRIESREAD", strconv.FormatInt(read, 10))
 	}
-	if err := w.write(ctx, tc.B().Arbitrary("XGROUP", "CREATE").Keys(w.tmp).Args(name).Args(setID...).Build(), "xgroup create"); err != nil {
+	if err := w.p.write(ctx, tc.B().Arbitrary("XGROUP", "CREATE").Keys(w.p.tmp).Args(name).Args(setID...).Build(), "xgroup create"); err != nil {
 		return err
 	}
 	cons, err := src.Do(ctx, src.B().XinfoConsumers().Key(w.key).Group(name).Build()).ToArray()
@@ -533,7 +594,7 @@ func (w *bigWriter) group(ctx context.Context, g map[string]rueidis.RedisMessage
 			}
 			continue
 		}
-		if err := w.write(ctx, tc.B().XgroupCreateconsumer().Key(w.tmp).Group(name).Consumer(str(c, "name")).Build(), "xgroup createconsumer"); err != nil {
+		if err := w.p.write(ctx, tc.B().XgroupCreateconsumer().Key(w.p.tmp).Group(name).Consumer(str(c, "name")).Build(), "xgroup createconsumer"); err != nil {
 			return err
 		}
 	}
@@ -555,13 +616,11 @@ func (w *bigWriter) group(ctx context.Context, g map[string]rueidis.RedisMessage
 			owner, _ := e[1].ToString()
 			idle, _ := e[2].AsInt64()
 			count, _ := e[3].AsInt64()
-			cmds = append(cmds, tc.B().Xclaim().Key(w.tmp).Group(name).Consumer(owner).MinIdleTime("0").Id(id).
+			cmds = append(cmds, tc.B().Xclaim().Key(w.p.tmp).Group(name).Consumer(owner).MinIdleTime("0").Id(id).
 				Idle(idle).Retrycount(count).Force().Justid().Build())
 		}
-		for _, r := range tc.DoMulti(ctx, cmds...) {
-			if err := r.Error(); err != nil {
-				return j.Target.Err(fmt.Sprintf("xclaim into db %d", j.TargetDB(w.rd.db)), w.tmp, ctxErr(ctx, err))
-			}
+		if err := w.p.writeAll(ctx, cmds, "xclaim"); err != nil {
+			return err
 		}
 		if len(pel) < bigWindowElements {
 			break
@@ -572,12 +631,12 @@ func (w *bigWriter) group(ctx context.Context, g map[string]rueidis.RedisMessage
 		start = ms + "-" + strconv.FormatUint(n+1, 10)
 	}
 	// XCLAIM leaves the group's last ID as it is; set it again, for the counters.
-	if err := w.write(ctx, tc.B().Arbitrary("XGROUP", "SETID").Keys(w.tmp).Args(name).Args(setID...).Build(), "xgroup setid"); err != nil {
+	if err := w.p.write(ctx, tc.B().Arbitrary("XGROUP", "SETID").Keys(w.p.tmp).Args(name).Args(setID...).Build(), "xgroup setid"); err != nil {
 		return err
 	}
-	got, err := tc.Do(ctx, tc.B().Xpending().Key(w.tmp).Group(name).Build()).ToArray()
+	got, err := tc.Do(ctx, tc.B().Xpending().Key(w.p.tmp).Group(name).Build()).ToArray()
 	if err != nil || len(got) == 0 {
-		return j.Target.Err("xpending", w.tmp, ctxErr(ctx, fmt.Errorf("read the pending count: %v", err)))
+		return j.Target.Err("xpending", w.p.tmp, ctxErr(ctx, fmt.Errorf("read the pending count: %v", err)))
 	}
 	if n, _ := got[0].AsInt64(); n != want {
 		return refuse(fmt.Sprintf("%d pending entries on the source, %d could be claimed on the target (a pending entry whose message was deleted cannot be recreated)", want, n))

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -44,19 +45,27 @@ func fillBig(t *testing.T, s *redistest.Server, name string, strSize, n int) {
 		cmds = cmds[:0]
 	}
 	rnd := rand.New(rand.NewSource(2))
+	// Many elements a command, for a quick fill.
+	var fields, members, zargs []string
 	for i := 0; i < n; i++ {
 		// Random, so that DUMP's compression does not bring a payload below the limit.
 		e := fmt.Sprintf("%08d-%016x%016x", i, rnd.Uint64(), rnd.Uint64())
-		cmds = append(cmds,
-			c.B().Hset().Key(name+":hash").FieldValue().FieldValue(e, fmt.Sprint(i)).Build(),
-			c.B().Sadd().Key(name+":set").Member(e).Build(),
-			c.B().Zadd().Key(name+":zset").ScoreMember().ScoreMember(float64(i)/3, e).Build(),
-			c.B().Rpush().Key(name+":list").Element(e).Build(),
-		)
+		fields = append(fields, e, fmt.Sprint(i))
+		members = append(members, e)
+		zargs = append(zargs, strconv.FormatFloat(float64(i)/3, 'g', -1, 64), e)
 		if i%2 == 0 {
 			cmds = append(cmds, c.B().Xadd().Key(name+":stream").Id(fmt.Sprintf("%d-%d", 1000+i, i%3)).FieldValue().FieldValue("f", e).FieldValue("g", "v").Build())
 		}
-		if len(cmds) >= 4000 {
+		if len(members) == 1000 || i == n-1 {
+			cmds = append(cmds,
+				c.B().Arbitrary("HSET").Keys(name+":hash").Args(fields...).Build(),
+				c.B().Sadd().Key(name+":set").Member(members...).Build(),
+				c.B().Arbitrary("ZADD").Keys(name+":zset").Args(zargs...).Build(),
+				c.B().Rpush().Key(name+":list").Element(members...).Build(),
+			)
+			fields, members, zargs = nil, nil, nil
+		}
+		if len(cmds) >= 2000 {
 			flush()
 		}
 	}

@@ -933,3 +933,50 @@ func checkNotifications(ctx context.Context, j *Job) error {
 			"set it to \"KA\" or more (CONFIG SET notify-keyspace-events KA, or a managed service's console), or let the migration set it for its duration with WithSourceNotifications()",
 		strings.Join(lacking, "; ")))
 }
+
+// bigKeyCommands are the commands a key copied in pieces (bigkeys.go) needs on side e
+// (each its arguments, with a probe key): writing its temporary key and renaming it on the
+// target; and, for DumpRestore, reading it by windows on the source (Snapshot reads the
+// RDB instead). Those e's version lacks are left out: it never needs them.
+func bigKeyCommands(e *Endpoint) [][]string {
+	key := probeKey()
+	var cmds [][]string
+	if e.Side == Source {
+		cmds = [][]string{{"MEMORY", "USAGE", key}, {"TYPE", key}, {"STRLEN", key}, {"GETRANGE", key, "0", "1"},
+			{"LRANGE", key, "0", "1"}, {"HSCAN", key, "0"}, {"SSCAN", key, "0"}, {"ZSCAN", key, "0"},
+			{"XRANGE", key, "-", "+"}, {"XINFO", "STREAM", key}, {"XINFO", "GROUPS", key}, {"XPENDING", key, "g"}}
+		if e.Info.AtLeast(5, 0, 0) {
+			cmds = append(cmds, []string{"XINFO", "CONSUMERS", key, "g"})
+		}
+		return cmds
+	}
+	cmds = [][]string{{"EXISTS", key}, {"APPEND", key, "v"}, {"RPUSH", key, "v"}, {"SADD", key, "v"},
+		{"ZADD", key, "1", "v"}, {"HSET", key, "f", "v"}, {"XADD", key, "1-1", "f", "v"}, {"XSETID", key, "1-1"},
+		{"XGROUP", "CREATE", key, "g", "0"}, {"XGROUP", "SETID", key, "g", "0"}, {"XCLAIM", key, "g", "c", "0", "1-1"},
+		{"XPENDING", key, "g"}, {"PEXPIREAT", key, "1"}, {"RENAMENX", key, key + "x"}, {"RENAME", key, key + "x"},
+		{"UNLINK", key}, {"MULTI"}, {"EXEC"}}
+	if e.Info.AtLeast(6, 2, 0) {
+		cmds = append(cmds, []string{"XGROUP", "CREATECONSUMER", key, "g", "c"})
+	}
+	if e.Info.AtLeast(7, 4, 0) && !e.Info.IsValkey() {
+		cmds = append(cmds, []string{"HPEXPIREAT", key, "1", "FIELDS", "1", "f"})
+	}
+	return cmds
+}
+
+// bigKeysRefused returns the ACL rules e's user lacks for keys copied in pieces ("+append",
+// "+xgroup|create"), or nil. A migration is not refused for them, since only a key too
+// big needs them: such a key stops it with an error that names the command (Plan warns).
+func bigKeysRefused(ctx context.Context, e *Endpoint) []string {
+	vs, err := probeCommands(ctx, e, bigKeyCommands(e)...)
+	if err != nil {
+		return nil
+	}
+	var grants []string
+	for _, v := range vs {
+		if v.refused() && !slices.Contains(grants, grantOf(v.args)) {
+			grants = append(grants, grantOf(v.args))
+		}
+	}
+	return grants
+}

@@ -24,20 +24,23 @@ import (
 //   - other lists, sets, sorted sets and hashes are written in the plain encodings every
 //     version since Redis 2.x loads (RDB_TYPE_LIST, _SET, _ZSET_2 or, before RDB 8, _ZSET,
 //     and _HASH), from which the target picks its own compact encoding as it loads them;
-//   - a stream is written in the newest stream format the target reads: types 21 (Redis
-//     7.2) to 19 (7.0) to 15 (5.0) differ only by metadata the older server has no place
-//     for, and never shows: the consumers' active time (7.2), and the stream's first ID,
-//     largest deleted ID, entries added and the groups' entries-read counters (7.0), from
-//     which 7.0 computes a group's lag. Entries, groups, their last IDs, pending entries
-//     with their owners, delivery times and counts, and consumers are kept.
+//   - a stream is written in the newest stream format the target reads: types 27 (Redis
+//     8.8) to 26 (8.6) to 21 (7.2) to 19 (7.0) to 15 (5.0) differ by what the older server
+//     has no place for: NACKed entries (8.8) and idempotent producers (8.6), see
+//     downgradeStream; the IDMP settings and counters (8.6), the consumers' active time
+//     (7.2), and the stream's first ID, largest deleted ID, entries added and the groups'
+//     entries-read counters (7.0), from which 7.0 computes a group's lag. Entries,
+//     groups, their last IDs, pending entries with their owners, delivery times and
+//     counts, and consumers are kept.
 //
 // What the target cannot hold at all stops the migration with an error that names the
 // key and wraps ErrIncompatible: on an older target, a hash with field TTLs (Redis 7.4),
-// key metadata (Redis 8.6), a value this package cannot decode (a stream of Redis 8.6, a
-// module value of the Redis 4.0 release candidates, an RDB version newer than it knows);
-// on any target, a module value when the target runs no module. WithIncompatible may say
-// to skip such keys, or to drop only the part the target cannot hold; either way the
-// keys are counted and listed in Report.Incompatible.
+// key metadata (Redis 8.6), a stream's idempotent producers (Redis 8.6) or NACKed
+// entries (Redis 8.8), a value this package cannot decode (a module value of the Redis
+// 4.0 release candidates, an RDB version newer than it knows); on any target, a module
+// value when the target runs no module. WithIncompatible may say to skip such keys, or to
+// drop only the part the target cannot hold; either way the keys are counted and listed
+// in Report.Incompatible.
 
 // IncompatibleReport lists the keys the target could not hold whole and that
 // WithIncompatible let the migration leave out or copy in part.
@@ -259,20 +262,21 @@ func (d *downgrader) rewrite(body string, from int, now int64, trim bool) (strin
 			return "", d.undecodable(t)
 		}
 		return d.rewriteHash(fields, len(v), now, trim)
-	case RDBTypeStreamListpacks, RDBTypeStreamListpacks2, RDBTypeStreamListpacks3:
+	case RDBTypeStreamListpacks, RDBTypeStreamListpacks2, RDBTypeStreamListpacks3,
+		RDBTypeStreamListpacks4, RDBTypeStreamListpacks5:
 		if d.version < 9 {
 			return "", rewritten{unfit: fmt.Sprintf("it is a stream, and %s has none (streams need Redis 5.0)", d.j.Target.Info.Name())}
 		}
-		s, ok := d.downgradeStream(t, v)
-		if !ok {
-			return "", d.undecodable(t)
+		s, res := d.downgradeStream(t, v, trim)
+		if res.unfit == "" {
+			d.streams.Do(func() {
+				d.j.Logger.Info("restore: streams are rewritten in the stream format of the target's RDB version, without the metadata it has no place for "+
+					"(IDMP settings and counters before Redis 8.6; consumers' active time before 7.2; first ID, largest deleted ID, "+
+					"entries added and groups' entries-read before 7.0)",
+					"target_rdb", d.version)
+			})
 		}
-		d.streams.Do(func() {
-			d.j.Logger.Info("restore: streams are rewritten in the stream format of the target's RDB version, without the metadata it has no place for "+
-				"(consumers' active time before Redis 7.2; first ID, largest deleted ID, entries added and groups' entries-read before 7.0)",
-				"target_rdb", d.version)
-		})
-		return s, rewritten{}
+		return s, res
 	default:
 		return "", d.undecodable(t)
 	}
@@ -334,9 +338,9 @@ func rdbTypeSince(t byte, valkey bool) int {
 	case t <= RDBTypeHashListpackEx:
 		return 12 // Redis 7.4: hash field expiration
 	case t == RDBTypeStreamListpacks4:
-		return 13
+		return 13 // Redis 8.6: idempotent producers
 	case t == RDBTypeStreamListpacks5:
-		return 14
+		return 14 // Redis 8.8: NACKed entries
 	}
 	return math.MaxInt
 }
@@ -458,13 +462,22 @@ func (d *downgrader) rewriteHash(fields []hashField, size int, now int64, trim b
 	return d.sealed(out), res
 }
 
-// downgradeStream writes a stream of type t (19 or 21) in the newest stream format the
+// downgradeStream writes a stream of type t (19 to 27) in the newest stream format the
 // target reads, dropping the metadata the older format has no place for (see downgrader).
-// The listpacks, counts, IDs and names are copied as they are.
-func (d *downgrader) downgradeStream(t byte, v string) (string, bool) {
+// The listpacks, counts, IDs and names are copied as they are. Two parts of the newest
+// formats are more than metadata: the idempotent producers of Redis 8.6 (type 26; XADD
+// IDMP, which remembers recent idempotent IDs to refuse duplicates) and the negatively
+// acknowledged entries of Redis 8.8 (type 27; XNACK: pending entries no consumer owns,
+// which no older format may hold, since older servers require an owner for each). A
+// stream with either does not fit, or, with trim, is written without them: no producer
+// history, and the NACKed entries no longer pending.
+func (d *downgrader) downgradeStream(t byte, v string, trim bool) (string, rewritten) {
 	to := RDBTypeStreamListpacks
-	if d.knows(RDBTypeStreamListpacks2, false) {
-		to = RDBTypeStreamListpacks2
+	for _, newer := range []byte{RDBTypeStreamListpacks4, RDBTypeStreamListpacks3, RDBTypeStreamListpacks2} {
+		if t >= newer && d.knows(newer, false) {
+			to = newer
+			break
+		}
 	}
 	c := rdbCursor{in: v, out: make([]byte, 0, len(v)+1), ok: true}
 	c.out = append(c.out, to)
@@ -477,33 +490,108 @@ func (d *downgrader) downgradeStream(t byte, v string) (string, bool) {
 	if t >= RDBTypeStreamListpacks2 {
 		c.lengths(5, to >= RDBTypeStreamListpacks2) // first ID, max deleted ID, entries added
 	}
+	var nacked, producers uint64
 	groups := c.length(true)
 	for g := uint64(0); g < groups && c.ok; g++ {
-		c.str(true)        // name
-		c.lengths(2, true) // last delivered ID
-		if t >= RDBTypeStreamListpacks2 {
-			c.lengths(1, to >= RDBTypeStreamListpacks2) // entries read
-		}
-		pel := c.length(true)
-		for i := uint64(0); i < pel && c.ok; i++ {
-			c.bytes(16+8, true) // ID, delivery time
-			c.lengths(1, true)  // delivery count
-		}
-		consumers := c.length(true)
-		for i := uint64(0); i < consumers && c.ok; i++ {
-			c.str(true)      // name
-			c.bytes(8, true) // seen time
-			if t >= RDBTypeStreamListpacks3 {
-				c.bytes(8, false) // active time (Redis 7.2)
+		nacked += c.streamGroup(t, to)
+	}
+	if t >= RDBTypeStreamListpacks4 {
+		keep := to >= RDBTypeStreamListpacks4
+		c.lengths(2, keep) // IDMP duration and maximum entries
+		producers = c.length(keep)
+		for p := uint64(0); p < producers && c.ok; p++ {
+			c.str(keep) // producer ID
+			n := c.length(keep)
+			for i := uint64(0); i < n && c.ok; i++ {
+				c.str(keep)        // idempotent ID
+				c.lengths(2, keep) // its stream ID
 			}
-			cpel := c.length(true)
-			c.bytes(int(min(cpel, uint64(len(c.in)/16+1)))*16, true)
+		}
+		c.lengths(2, keep) // IIDs added, duplicates
+		if keep {
+			producers = 0
 		}
 	}
 	if !c.ok || c.in != "" {
-		return "", false
+		return "", d.undecodable(t)
 	}
-	return d.sealed(c.out), true
+	var res rewritten
+	if nacked > 0 || producers > 0 {
+		var parts []string
+		if producers > 0 {
+			parts = append(parts, fmt.Sprintf("the idempotent IDs of %d producers (XADD IDMP, Redis 8.6)", producers))
+		}
+		if nacked > 0 {
+			parts = append(parts, fmt.Sprintf("%d negatively acknowledged pending entries (XNACK, Redis 8.8)", nacked))
+		}
+		why := fmt.Sprintf("it is a stream that holds %s, which %s has no place for", strings.Join(parts, " and "), d.j.Target.Info.Name())
+		if !trim {
+			return "", rewritten{unfit: why, trimmable: true}
+		}
+		res.trimmed = why + "; copied without them (duplicates are no longer refused, and those entries are no longer pending)"
+	}
+	return d.sealed(c.out), res
+}
+
+// streamGroup copies one consumer group of a stream of type t as type to, and returns how
+// many NACKed entries (type 27) it left out of the group's PEL.
+func (c *rdbCursor) streamGroup(t, to byte) (nacked uint64) {
+	c.str(true)        // name
+	c.lengths(2, true) // last delivered ID
+	if t >= RDBTypeStreamListpacks2 {
+		c.lengths(1, to >= RDBTypeStreamListpacks2) // entries read
+	}
+	pelAt := len(c.out)
+	pel := c.length(true)
+	var entries []string // the PEL's entries as written, while NACKed ones may be dropped
+	for i := uint64(0); i < pel && c.ok; i++ {
+		at := len(c.out)
+		c.bytes(16+8, true) // ID, delivery time
+		c.lengths(1, true)  // delivery count
+		if t >= RDBTypeStreamListpacks5 && to < RDBTypeStreamListpacks5 && c.ok {
+			entries = append(entries, string(c.out[at:]))
+		}
+	}
+	consumersAt := len(c.out)
+	consumers := c.length(true)
+	for i := uint64(0); i < consumers && c.ok; i++ {
+		c.str(true)      // name
+		c.bytes(8, true) // seen time
+		if t >= RDBTypeStreamListpacks3 {
+			c.bytes(8, to >= RDBTypeStreamListpacks3) // active time (Redis 7.2)
+		}
+		cpel := c.length(true)
+		c.bytes(int(min(cpel, uint64(len(c.in)/16+1)))*16, true)
+	}
+	if t < RDBTypeStreamListpacks5 || !c.ok {
+		return 0
+	}
+	keep := to >= RDBTypeStreamListpacks5
+	n := c.length(keep) // the NACK zone (Redis 8.8): IDs of unowned PEL entries
+	if !keep && n > 0 && c.ok {
+		drop := make(map[string]bool, min(n, uint64(len(c.in)/16+1)))
+		for i := uint64(0); i < n && c.ok; i++ {
+			if c.ok = len(c.in) >= 16; c.ok {
+				drop[c.in[:16]] = true
+				c.in = c.in[16:]
+			}
+		}
+		consumerPart := string(c.out[consumersAt:])
+		kept := entries[:0]
+		for _, e := range entries {
+			if !drop[e[:16]] {
+				kept = append(kept, e)
+			}
+		}
+		c.out = appendRDBLength(c.out[:pelAt], uint64(len(kept)))
+		for _, e := range kept {
+			c.out = append(c.out, e...)
+		}
+		c.out = append(c.out, consumerPart...)
+		return uint64(len(entries) - len(kept))
+	}
+	c.bytes(int(min(n, uint64(len(c.in)/16+1)))*16, keep)
+	return 0
 }
 
 // rdbCursor walks an RDB value, copying to out the parts that are kept.

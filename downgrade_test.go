@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -332,12 +335,15 @@ func TestFunctionPayload(t *testing.T) {
 // version.
 func FuzzRewrite(f *testing.F) {
 	for _, t := range []byte{RDBTypeListQuicklist2, RDBTypeSetListpack, RDBTypeZSetListpack, RDBTypeHashListpackEx,
-		RDBTypeHashMetadata, RDBTypeStreamListpacks3, RDBTypeStreamListpacks2, rdbOpKeyMeta, RDBTypeValkeyHash2} {
+		RDBTypeHashMetadata, RDBTypeStreamListpacks3, RDBTypeStreamListpacks2, rdbOpKeyMeta, RDBTypeValkeyHash2,
+		RDBTypeStreamListpacks4, RDBTypeStreamListpacks5} {
 		f.Add(t, []byte{2, 1, 0x81, 0xff}, uint16(12), uint8(9), true)
 	}
 	f.Add(RDBTypeHashMetadata, append(binary.LittleEndian.AppendUint64(nil, 1000), 1, 1, 1, 'f', 1, 'v'), uint16(12), uint8(10), false)
+	f.Add(RDBTypeStreamListpacks5, streamTail(RDBTypeStreamListpacks5, streamHead(), true, 1), uint16(14), uint8(12), true)
+	f.Add(RDBTypeStreamListpacks4, streamTail(RDBTypeStreamListpacks4, streamHead(), false, 2), uint16(13), uint8(10), false)
 	f.Fuzz(func(t *testing.T, typ byte, value []byte, from uint16, to uint8, trim bool) {
-		d := &downgrader{version: int(to), j: &Job{Target: &Endpoint{Info: &ServerInfo{Version: "5.0.0"}}}}
+		d := &downgrader{version: int(to), j: &Job{Settings: Settings{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, Target: &Endpoint{Info: &ServerInfo{Version: "5.0.0"}}}}
 		body := append(append([]byte{typ}, value...), byte(from), byte(from>>8))
 		out, res := d.rewrite(string(body), int(from), 500, trim)
 		if res.unfit != "" || res.gone {
@@ -348,4 +354,94 @@ func FuzzRewrite(f *testing.F) {
 			t.Fatalf("rewrite of type %d gave a bad payload %x", typ, out)
 		}
 	})
+}
+
+// TestDowngradeNewerStreams restores, from hand-built files, the streams of Redis 8.6
+// (type 26: idempotent producers) and 8.8 (type 27: NACKed entries) onto Redis 7.0, their
+// nodes taken from a real server's DUMP. With neither part they are rewritten as type 19;
+// with one, refused by default with the key named, or copied without it under
+// TrimIncompatible: the NACKed entry is no longer pending, the owned one still is.
+func TestDowngradeNewerStreams(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{})
+	dst := redistest.Start(t, redistest.Config{})
+	for ms := 1; ms <= 3; ms++ {
+		src.Do(t, 0, "XADD", "s", strconv.Itoa(ms)+"-1", "f", "v"+strconv.Itoa(ms))
+	}
+	dump, err := src.Do(t, 0, "DUMP", "s").ToString()
+	if err != nil || dump[0] != RDBTypeStreamListpacks2 || dump[len(dump)-11] != 0 {
+		t.Fatalf("DUMP of a stream without groups: %q, %v", dump, err)
+	}
+	head := []byte(dump[1 : len(dump)-11]) // up to its group count, 0
+
+	file := func(version int, typ byte, name string, nack bool, producers int) string {
+		var b rdbBuilder
+		b.WriteByte(rdbOpSelectDB)
+		b.length(0)
+		b.WriteByte(typ)
+		b.str(name)
+		b.Write(streamTail(typ, head, nack, producers))
+		return writeRDBFile(t, "REDIS", version, b.Bytes())
+	}
+	run := func(file string, opts ...Option) (*Report, error) {
+		t.Helper()
+		dst.Do(t, 0, "FLUSHALL")
+		m, err := New(src.Option(), dst.Option(), append([]Option{WithStrategy(Snapshot{FromFile: file})}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return m.Migrate(ctx)
+	}
+	// pending checks the stream's entries, and the pending entries of group g with their owners.
+	pending := func(name string, want ...string) {
+		t.Helper()
+		if n, _ := dst.Do(t, 0, "XLEN", name).AsInt64(); n != 3 {
+			t.Errorf("%s: XLEN %d, want 3", name, n)
+		}
+		pel, err := dst.Do(t, 0, "XPENDING", name, "g", "-", "+", "10").ToArray()
+		var got []string
+		for _, e := range pel {
+			f, _ := e.ToArray()
+			id, _ := f[0].ToString()
+			owner, _ := f[1].ToString()
+			got = append(got, id+":"+owner)
+		}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s: pending %v (%v), want %v", name, got, err, want)
+		}
+	}
+
+	for _, tc := range []struct {
+		name      string
+		file      string
+		says      string
+		whole     bool
+		wantAfter []string
+	}{
+		{"s26-plain", file(13, RDBTypeStreamListpacks4, "s26-plain", false, 0), "", true, []string{"1-1:c"}},
+		{"s27-plain", file(14, RDBTypeStreamListpacks5, "s27-plain", false, 0), "", true, []string{"1-1:c"}},
+		{"s26", file(13, RDBTypeStreamListpacks4, "s26", false, 2), "idempotent IDs of 2 producers", false, []string{"1-1:c"}},
+		{"s27", file(14, RDBTypeStreamListpacks5, "s27", true, 1), "1 negatively acknowledged", false, []string{"1-1:c"}},
+	} {
+		if tc.whole {
+			rep, err := run(tc.file)
+			if err != nil || rep.Keys != 1 || len(rep.Incompatible.Keys) != 0 {
+				t.Errorf("%s: %v, report %s %+v", tc.name, err, rep, rep.Incompatible)
+			}
+			pending(tc.name, tc.wantAfter...)
+			continue
+		}
+		_, err := run(tc.file)
+		if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), `"`+tc.name+`"`) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want ErrIncompatible naming the key and saying %q", tc.name, err, tc.says)
+		}
+		rep, err := run(tc.file, WithIncompatible(TrimIncompatible))
+		if err != nil || rep.Keys != 1 || rep.Incompatible.Trimmed != 1 || !strings.Contains(rep.Incompatible.Keys[0].Reason, tc.says) {
+			t.Fatalf("%s trimmed: %v, report %s %+v", tc.name, err, rep, rep.Incompatible)
+		}
+		pending(tc.name, tc.wantAfter...)
+	}
 }

@@ -658,3 +658,91 @@ func zipmapEntries(b string) ([]string, bool) {
 		out, p = append(out, field, p[:n]), p[n+free:]
 	}
 }
+
+// streamEntry is one entry of a stream: its ID, and its fields and values in order.
+type streamEntry struct {
+	ms, seq uint64
+	fields  []string // field, value, field, value...
+}
+
+// Flags of a stream listpack entry (Redis src/t_stream.c).
+const (
+	streamItemDeleted    = 1 << 0
+	streamItemSameFields = 1 << 1
+)
+
+// streamNodeEntries decodes the entries of one stream node (Redis src/t_stream.c, since
+// Redis 5.0): master, the node's master ID as 16 bytes big-endian, and lp, its listpack.
+// The listpack starts with the master entry (count, deleted count, the number of master
+// fields, the fields, 0); then each entry has its flags, its ID as deltas from the master
+// ID, with SAMEFIELDS the values of the master fields, else a field count and the fields
+// with their values, and last its number of listpack elements. Deleted entries are left
+// out.
+func streamNodeEntries(master, lp string) ([]streamEntry, bool) {
+	if len(master) != 16 {
+		return nil, false
+	}
+	ms0, seq0 := binary.BigEndian.Uint64([]byte(master[:8])), binary.BigEndian.Uint64([]byte(master[8:]))
+	all, ok := listpackEntries(lp)
+	if !ok {
+		return nil, false
+	}
+	p := 0
+	next := func() (int64, bool) {
+		if p >= len(all) {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(all[p], 10, 64)
+		p++
+		return n, err == nil
+	}
+	count, ok1 := next()
+	deleted, ok2 := next()
+	nfields, ok3 := next()
+	if !ok1 || !ok2 || !ok3 || nfields < 0 || nfields > int64(len(all)) || count < 0 || deleted < 0 {
+		return nil, false
+	}
+	if p+int(nfields) >= len(all) {
+		return nil, false
+	}
+	masterFields := all[p : p+int(nfields)]
+	p += int(nfields)
+	if all[p] != "0" { // the master entry's terminator
+		return nil, false
+	}
+	p++
+	var out []streamEntry
+	for total := count + deleted; total > 0; total-- {
+		flags, ok1 := next()
+		dms, ok2 := next()
+		dseq, ok3 := next()
+		if !ok1 || !ok2 || !ok3 {
+			return nil, false
+		}
+		var fields []string
+		if flags&streamItemSameFields != 0 {
+			if p+len(masterFields) > len(all) {
+				return nil, false
+			}
+			fields = make([]string, 0, 2*len(masterFields))
+			for i, f := range masterFields {
+				fields = append(fields, f, all[p+i])
+			}
+			p += len(masterFields)
+		} else {
+			n, ok := next()
+			if !ok || n < 0 || p+2*int(n) > len(all) {
+				return nil, false
+			}
+			fields = all[p : p+2*int(n)]
+			p += 2 * int(n)
+		}
+		if _, ok := next(); !ok { // the entry's element count
+			return nil, false
+		}
+		if flags&streamItemDeleted == 0 {
+			out = append(out, streamEntry{ms: ms0 + uint64(dms), seq: seq0 + uint64(dseq), fields: fields})
+		}
+	}
+	return out, p == len(all)
+}

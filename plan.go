@@ -126,7 +126,32 @@ func (m *migrator) plan(ctx context.Context, j *Job, s Strategy) (*Plan, error) 
 		return nil, sides
 	}
 	p.Warnings = warnings(j, p, sides != nil)
+	if sides == nil && (p.Chosen == DumpRestore{}.Name() || p.Chosen == Snapshot{}.Name()) {
+		if w := bigKeysWarning(ctx, j, p.Chosen); w != "" {
+			p.Warnings = append(p.Warnings, w)
+		}
+	}
 	return p, nil
+}
+
+// bigKeysWarning says what the users lack to copy a key in pieces (bigkeys.go) with the
+// chosen strategy, which only a key too big for the target's proto-max-bulk-len or for
+// WithKeyBudget needs; "" when they lack nothing.
+func bigKeysWarning(ctx context.Context, j *Job, chosen string) string {
+	var lacks []string
+	if chosen == (DumpRestore{}).Name() {
+		if g := bigKeysRefused(ctx, j.Source); len(g) > 0 {
+			lacks = append(lacks, "on the source "+strings.Join(g, " "))
+		}
+	}
+	if g := bigKeysRefused(ctx, j.Target); len(g) > 0 {
+		lacks = append(lacks, "on the target "+strings.Join(g, " "))
+	}
+	if len(lacks) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("a key larger than the target's proto-max-bulk-len or than WithKeyBudget is copied in pieces, and the users lack for that %s: "+
+		"such a key would stop the migration with an error naming the command (grant them to copy big keys)", strings.Join(lacks, "; "))
 }
 
 func facts(ctx context.Context, j *Job, e *Endpoint) *Facts {

@@ -70,11 +70,11 @@ const (
 	// RDBTypeHashListpackEx is a listpack hash with field TTLs (Redis 7.4, RDB 12).
 	RDBTypeHashListpackEx byte = 25
 	// RDBTypeStreamListpacks4 is a stream that also carries its idempotent-producer
-	// (IDMP) state (Redis 8.6, RDB 13). RDBReader recognises it but does not read it yet.
+	// (IDMP) state (Redis 8.6, RDB 13): XADD ... IDMP's settings, producers and their
+	// recent idempotent IDs, after the consumer groups.
 	RDBTypeStreamListpacks4 byte = 26
-	// RDBTypeStreamListpacks5 is a stream whose groups also carry negatively
-	// acknowledged entries (Redis 8.8, RDB 14). RDBReader recognises it but does not
-	// read it yet.
+	// RDBTypeStreamListpacks5 is a stream whose groups also list their negatively
+	// acknowledged entries (XNACK, Redis 8.8, RDB 14): pending entries no consumer owns.
 	RDBTypeStreamListpacks5 byte = 27
 )
 
@@ -233,6 +233,8 @@ type RDBEntry struct {
 	Payload []byte
 	// Code is the source code of a function library, for FUNCTION LOAD; empty for keys.
 	Code string
+
+	hasMeta bool // a key metadata record comes before the key (Redis 8.6)
 }
 
 // TypeName returns the Redis type of the entry's value as the TYPE command names
@@ -289,8 +291,7 @@ const (
 //
 // A type byte the stream's version never writes ends the stream with an error that
 // names the byte and its offset and wraps ErrCorruptRDB. A type it knows but does not
-// read yet (the streams of Redis 8.6 and 8.8, types 26 and 27; Valkey 9.2's path hash,
-// type 23), an unknown type in the newest versions, whose writers may have added some,
+// read yet (Valkey 9.2's path hash, type 23), an unknown type in the newest versions, whose writers may have added some,
 // and an RDB version newer than it knows, wrap ErrUnsupported instead: such keys may
 // still be copied by a strategy that does not parse the RDB.
 type RDBReader struct {
@@ -310,6 +311,13 @@ type RDBReader struct {
 	framing int
 	mark    []byte // diskless end-of-transfer mark
 	limit   int64  // offset the RDB must end at, for framingBulk; else -1
+
+	// pieces, when set, receives the values too large to be held whole (rdbpieces.go).
+	pieces     *rdbPieces
+	big        int       // what becomes of the value being read: bigNone, bigKept, bigDropped
+	cur        *RDBEntry // the key being read, for pieces.begin
+	valueStart int       // where its value starts in buf
+	scratch    []byte    // the piece being handed over
 }
 
 // NewRDBReader returns a reader of the RDB stream (or AOF with an RDB preamble,
@@ -465,7 +473,14 @@ func (r *RDBReader) next() (*RDBEntry, error) {
 				return nil, err
 			}
 			e.Key = string(key)
+			e.Kind, e.DB, e.Type = RDBKey, r.db, t
+			if hasExpire {
+				e.ExpireAtMs = max(e.ExpireAtMs, 1)
+				e.ExpireAt = time.UnixMilli(e.ExpireAtMs)
+			}
+			e.hasMeta = meta != nil
 			valueStart := len(r.buf)
+			r.cur, r.valueStart = &e, valueStart
 			empty, err := r.readValue(t)
 			if err != nil {
 				var re *rdbError
@@ -474,15 +489,22 @@ func (r *RDBReader) next() (*RDBEntry, error) {
 				}
 				return nil, err
 			}
+			r.cur = nil
+			if r.big != bigNone { // handed over in pieces, or dropped
+				kept := r.big == bigKept
+				r.big = bigNone
+				if kept {
+					if err := r.pieces.end(); err != nil {
+						return nil, err
+					}
+				}
+				e, hasExpire, meta = RDBEntry{}, false, nil
+				continue
+			}
 			if empty {
 				r.skipped++
 				e, hasExpire, meta = RDBEntry{}, false, nil
 				continue
-			}
-			e.Kind, e.DB, e.Type = RDBKey, r.db, t
-			if hasExpire {
-				e.ExpireAtMs = max(e.ExpireAtMs, 1)
-				e.ExpireAt = time.UnixMilli(e.ExpireAtMs)
 			}
 			e.Payload = r.payload(t, valueStart, meta)
 			return &e, nil
@@ -706,36 +728,63 @@ func (r *RDBReader) payload(t byte, valueStart int, meta []byte) []byte {
 func (r *RDBReader) readValue(t byte) (empty bool, err error) {
 	switch t {
 	case RDBTypeString:
+		if r.pieces != nil {
+			return false, r.readStringPieces()
+		}
 		_, err = r.skipString("string")
 		return false, err
 	case RDBTypeList, RDBTypeSet:
 		n, err := r.readCount("element count")
+		w := r.items(t, nil, true)
 		for i := uint64(0); i < n && err == nil; i++ {
-			_, err = r.skipString("element")
+			if _, err = r.skipString("element"); err == nil {
+				err = w.add()
+			}
+		}
+		if err == nil {
+			err = w.end()
 		}
 		return n == 0, err
 	case RDBTypeZSet:
 		n, err := r.readCount("zset size")
+		w := r.items(t, nil, true)
 		for i := uint64(0); i < n && err == nil; i++ {
 			if _, err = r.skipString("zset member"); err == nil {
-				err = r.skipTextDouble()
+				if err = r.skipTextDouble(); err == nil {
+					err = w.add()
+				}
 			}
+		}
+		if err == nil {
+			err = w.end()
 		}
 		return n == 0, err
 	case RDBTypeZSet2:
 		n, err := r.readCount("zset size")
+		w := r.items(t, nil, true)
 		for i := uint64(0); i < n && err == nil; i++ {
 			if _, err = r.skipString("zset member"); err == nil {
-				_, err = r.take(8, "zset score")
+				if _, err = r.take(8, "zset score"); err == nil {
+					err = w.add()
+				}
 			}
+		}
+		if err == nil {
+			err = w.end()
 		}
 		return n == 0, err
 	case RDBTypeHash:
 		n, err := r.readCount("hash size")
+		w := r.items(t, nil, true)
 		for i := uint64(0); i < n && err == nil; i++ {
 			if _, err = r.skipString("hash field"); err == nil {
-				_, err = r.skipString("hash value")
+				if _, err = r.skipString("hash value"); err == nil {
+					err = w.add()
+				}
 			}
+		}
+		if err == nil {
+			err = w.end()
 		}
 		return n == 0, err
 	case RDBTypeValkeyHash2:
@@ -744,26 +793,43 @@ func (r *RDBReader) readValue(t byte) (empty bool, err error) {
 		}
 		fallthrough // Redis's pre-GA 22, in a REDIS stream
 	case RDBTypeHashMetadata:
+		var prefix []byte
 		if t == RDBTypeHashMetadata {
-			if _, err := r.take(8, "hash minimum expire time"); err != nil {
+			i, err := r.take(8, "hash minimum expire time")
+			if err != nil {
 				return false, err
+			}
+			if r.pieces != nil {
+				prefix = bytes.Clone(r.buf[i:])
 			}
 		}
 		n, err := r.readCount("hash size")
+		w := r.items(t, prefix, true)
 		for i := uint64(0); i < n && err == nil; i++ {
 			if _, err = r.readCount("hash field TTL"); err == nil {
 				if _, err = r.skipString("hash field"); err == nil {
-					_, err = r.skipString("hash value")
+					if _, err = r.skipString("hash value"); err == nil {
+						err = w.add()
+					}
 				}
 			}
 		}
+		if err == nil {
+			err = w.end()
+		}
 		return n == 0, err
 	case RDBTypeHashZipmap, RDBTypeSetIntset:
-		_, err = r.skipString("encoded value")
+		if _, err = r.skipString("encoded value"); err == nil && r.pieces != nil {
+			err = r.whole(t)
+		}
 		return false, err
 	case RDBTypeListZiplist, RDBTypeZSetZiplist, RDBTypeHashZiplist:
 		s, err := r.skipString("ziplist")
-		return err == nil && r.emptyZiplist(s), err
+		empty = err == nil && r.emptyZiplist(s)
+		if err == nil && r.pieces != nil {
+			err = r.whole(t)
+		}
+		return empty, err
 	case RDBTypeHashListpackEx:
 		if _, err := r.take(8, "hash minimum expire time"); err != nil {
 			return false, err
@@ -771,10 +837,15 @@ func (r *RDBReader) readValue(t byte) (empty bool, err error) {
 		fallthrough
 	case RDBTypeHashListpack, RDBTypeZSetListpack, RDBTypeSetListpack, RDBTypeHashListpackExPreGA:
 		s, err := r.skipString("listpack")
-		return err == nil && r.emptyListpack(s), err
+		empty = err == nil && r.emptyListpack(s)
+		if err == nil && r.pieces != nil {
+			err = r.whole(t)
+		}
+		return empty, err
 	case RDBTypeListQuicklist, RDBTypeListQuicklist2:
 		return r.readQuicklist(t)
-	case RDBTypeStreamListpacks, RDBTypeStreamListpacks2, RDBTypeStreamListpacks3:
+	case RDBTypeStreamListpacks, RDBTypeStreamListpacks2, RDBTypeStreamListpacks3,
+		RDBTypeStreamListpacks4, RDBTypeStreamListpacks5:
 		return false, r.readStream(t)
 	case RDBTypeModule2:
 		if _, err := r.readCount("module type ID"); err != nil {
@@ -791,12 +862,18 @@ func (r *RDBReader) readValue(t byte) (empty bool, err error) {
 // a count, then each field, value and expiry in Unix milliseconds as 8 bytes (-1: none).
 func (r *RDBReader) readValkeyHash2() (empty bool, err error) {
 	n, err := r.readCount("hash size")
+	w := r.items(RDBTypeValkeyHash2, nil, true)
 	for i := uint64(0); i < n && err == nil; i++ {
 		if _, err = r.skipString("hash field"); err == nil {
 			if _, err = r.skipString("hash value"); err == nil {
-				_, err = r.take(8, "hash field expiry")
+				if _, err = r.take(8, "hash field expiry"); err == nil {
+					err = w.add()
+				}
 			}
 		}
+	}
+	if err == nil {
+		err = w.end()
 	}
 	return n == 0, err
 }
@@ -806,6 +883,7 @@ func (r *RDBReader) readValkeyHash2() (empty bool, err error) {
 func (r *RDBReader) readQuicklist(t byte) (empty bool, err error) {
 	n, err := r.readCount("quicklist node count")
 	empty = true
+	w := r.items(t, nil, true)
 	for i := uint64(0); i < n && err == nil; i++ {
 		container := uint64(2) // packed; quicklist 2 also has 1, a plain node of one element
 		if t == RDBTypeListQuicklist2 {
@@ -828,38 +906,90 @@ func (r *RDBReader) readQuicklist(t byte) (empty bool, err error) {
 		case t == RDBTypeListQuicklist2 && !r.emptyListpack(s):
 			empty = false
 		}
+		if err == nil {
+			err = w.add()
+		}
 	}
-	return empty, err
+	if err == nil {
+		err = w.end()
+	}
+	return empty && r.big == bigNone, err
 }
 
 // readStream reads a stream: its listpacks, metadata and consumer groups.
 func (r *RDBReader) readStream(t byte) error {
 	n, err := r.readCount("stream listpack count")
+	w := r.items(pieceStreamNodes, nil, true)
 	for i := uint64(0); i < n && err == nil; i++ {
 		if _, err = r.skipString("stream node key"); err == nil {
-			_, err = r.skipString("stream listpack")
+			if _, err = r.skipString("stream listpack"); err == nil {
+				err = w.add()
+			}
 		}
+	}
+	if err == nil {
+		err = w.end()
 	}
 	if err != nil {
 		return err
 	}
 	// Length and last ID; since type 19 also first ID, max deleted ID and entries added.
-	meta := 3
+	meta, from := 3, len(r.buf)
 	if t >= RDBTypeStreamListpacks2 {
 		meta = 8
 	}
 	if err := r.skipCounts(meta, "stream metadata"); err != nil {
 		return err
 	}
+	if err := r.part(pieceStreamMeta, from); err != nil {
+		return err
+	}
 	groups, err := r.readCount("stream consumer group count")
 	for g := uint64(0); g < groups && err == nil; g++ {
 		err = r.readStreamGroup(t)
 	}
-	return err
+	if err != nil || t < RDBTypeStreamListpacks4 {
+		return err
+	}
+	from = len(r.buf)
+	if err := r.readStreamIDMP(); err != nil {
+		return err
+	}
+	return r.part(pieceStreamIDMP, from)
+}
+
+// readStreamIDMP reads the idempotent-producer state of a stream of type 26 or later
+// (Redis 8.6, RDB 13): IDMP duration and maximum entries, the number of producers, each
+// producer's ID, its number of entries and each entry's idempotent ID and stream ID (its
+// milliseconds and sequence as lengths), then the IIDs-added and IIDs-duplicates counters.
+// The layout is that of the stream's idmp_producers (Redis src/stream.h) as librdb
+// reports it (producer, then entries; redis/librdb, RDB 13 support).
+func (r *RDBReader) readStreamIDMP() error {
+	if err := r.skipCounts(2, "stream IDMP settings"); err != nil {
+		return err
+	}
+	producers, err := r.readCount("stream IDMP producer count")
+	for p := uint64(0); p < producers && err == nil; p++ {
+		if _, err = r.skipString("stream IDMP producer ID"); err != nil {
+			break
+		}
+		var n uint64
+		n, err = r.readCount("stream IDMP entry count")
+		for i := uint64(0); i < n && err == nil; i++ {
+			if _, err = r.skipString("stream IDMP idempotent ID"); err == nil {
+				err = r.skipCounts(2, "stream IDMP entry ID")
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return r.skipCounts(2, "stream IDMP counters")
 }
 
 // readStreamGroup reads one consumer group: name, last ID, offset, PEL, consumers.
 func (r *RDBReader) readStreamGroup(t byte) error {
+	from := len(r.buf)
 	if _, err := r.skipString("consumer group name"); err != nil {
 		return err
 	}
@@ -870,17 +1000,15 @@ func (r *RDBReader) readStreamGroup(t byte) error {
 	if err := r.skipCounts(meta, "consumer group metadata"); err != nil {
 		return err
 	}
-	pel, err := r.readCount("consumer group PEL size")
-	for i := uint64(0); i < pel && err == nil; i++ {
-		if _, err = r.take(16+8, "PEL entry ID and delivery time"); err == nil {
-			_, err = r.readCount("PEL delivery count")
-		}
+	if err := r.part(pieceGroup, from); err != nil {
+		return err
 	}
-	if err != nil {
+	if err := r.streamIDs(piecePEL, "consumer group PEL size", "PEL entry ID and delivery time", 16+8, true); err != nil {
 		return err
 	}
 	consumers, err := r.readCount("consumer count")
 	for i := uint64(0); i < consumers && err == nil; i++ {
+		from := len(r.buf)
 		if _, err = r.skipString("consumer name"); err != nil {
 			break
 		}
@@ -891,11 +1019,35 @@ func (r *RDBReader) readStreamGroup(t byte) error {
 		if _, err = r.take(times, "consumer times"); err != nil {
 			break
 		}
-		var cpel uint64
-		cpel, err = r.readCount("consumer PEL size")
-		for j := uint64(0); j < cpel && err == nil; j++ {
-			_, err = r.take(16, "consumer PEL entry ID")
+		if err = r.part(pieceConsumer, from); err == nil {
+			err = r.streamIDs(pieceConsumerPEL, "consumer PEL size", "consumer PEL entry ID", 16, false)
 		}
+	}
+	if err == nil && t >= RDBTypeStreamListpacks5 {
+		// Since type 27 (Redis 8.8, XNACK): the group's PEL entries no consumer owns, as IDs.
+		err = r.streamIDs(pieceNacked, "consumer group NACK count", "NACKed entry ID", 16, false)
+	}
+	if err != nil {
+		return err
+	}
+	return r.part(pieceGroupEnd, len(r.buf))
+}
+
+// streamIDs reads a count and as many stream IDs (16 bytes) with size-16 more bytes each,
+// and with counted a delivery count: a group's PEL, a consumer's, or its NACKed entries.
+func (r *RDBReader) streamIDs(kind byte, count, entry string, size uint64, counted bool) error {
+	n, err := r.readCount(count)
+	w := r.items(kind, nil, false)
+	for i := uint64(0); i < n && err == nil; i++ {
+		if _, err = r.take(size, entry); err == nil && counted {
+			_, err = r.readCount("PEL delivery count")
+		}
+		if err == nil {
+			err = w.add()
+		}
+	}
+	if err == nil {
+		err = w.end()
 	}
 	return err
 }
@@ -1175,8 +1327,7 @@ func (r *RDBReader) valueType(off int64, t byte) error {
 	case t <= RDBTypeHashListpackEx && r.version >= 12:
 		return nil // Redis 7.4: hashes with field TTLs, and those of its release candidates
 	case (t == RDBTypeStreamListpacks4 && r.version >= 13) || (t == RDBTypeStreamListpacks5 && r.version >= 14):
-		return r.unsupportedf(off, "value type %d (a stream of Redis 8.6 or later, %s) is not read by this library yet: "+
-			"copy such keys with DumpRestore between servers of the same version", t, r.format())
+		return nil // Redis 8.6 and 8.8 streams
 	case t > RDBTypeStreamListpacks5 && r.version >= 13:
 		return r.unsupportedf(off, "unknown value type %d in %s: written by a newer server, or the stream is damaged", t, r.format())
 	}

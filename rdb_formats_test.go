@@ -72,6 +72,85 @@ func slotImport() []byte {
 	return bytes.Clone(b.Bytes())
 }
 
+// streamID16 is a stream ID as RDB stores it raw in a PEL: ms and seq, big-endian.
+func streamID16(ms, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, ms), seq)
+}
+
+// streamHead is the start of a stream value of type 19 or later up to its groups: one node
+// (opaque listpack bytes; RDBReader does not look into them) and the metadata of three
+// entries 1-1 to 3-1.
+func streamHead() []byte {
+	var v rdbBuilder
+	v.length(1)
+	v.str(string(streamID16(1, 1)))
+	v.str("opaque listpack bytes")
+	v.length(3) // length
+	v.length(3) // last ID
+	v.length(1)
+	v.length(1) // first ID
+	v.length(1)
+	v.length(0) // max deleted ID
+	v.length(0)
+	v.length(3) // entries added
+	return bytes.Clone(v.Bytes())
+}
+
+// streamTail appends to head, a stream value up to its groups, one consumer group "g" in
+// the format of type typ (19 to 27) and, from type 26, the IDMP state with producers
+// producers: entry 1-1 pending for consumer "c"; with nack (type 27), entry 2-1 pending
+// and NACKed too, owned by no consumer (Redis 8.8's XNACK).
+func streamTail(typ byte, head []byte, nack bool, producers int) []byte {
+	var v rdbBuilder
+	v.Write(head)
+	v.length(1) // groups
+	v.str("g")
+	v.length(3) // last delivered ID
+	v.length(1)
+	v.length(3) // entries read
+	pel := []uint64{1}
+	if nack {
+		pel = append(pel, 2)
+	}
+	v.length(uint64(len(pel)))
+	for _, ms := range pel {
+		v.Write(streamID16(ms, 1))
+		v.u64(1700000000000 + ms) // delivery time
+		v.length(ms)              // delivery count
+	}
+	v.length(1) // consumers
+	v.str("c")
+	v.u64(1700000000001) // seen time
+	if typ >= RDBTypeStreamListpacks3 {
+		v.u64(1700000000002) // active time
+	}
+	v.length(1)
+	v.Write(streamID16(1, 1))
+	if typ >= RDBTypeStreamListpacks5 {
+		if nack {
+			v.length(1)
+			v.Write(streamID16(2, 1))
+		} else {
+			v.length(0)
+		}
+	}
+	if typ >= RDBTypeStreamListpacks4 {
+		v.length(100) // IDMP duration
+		v.length(100) // IDMP maximum entries
+		v.length(uint64(producers))
+		for p := range producers {
+			v.str(fmt.Sprintf("producer-%d", p))
+			v.length(1)
+			v.str("iid-1")
+			v.length(3) // its stream ID
+			v.length(1)
+		}
+		v.length(uint64(producers)) // IIDs added
+		v.length(0)                 // duplicates
+	}
+	return bytes.Clone(v.Bytes())
+}
+
 // formatEntry is a key expected from a hand-built file.
 type formatEntry struct {
 	key     string
@@ -120,9 +199,12 @@ func formatFiles() []formatFile {
 		b.Write(keyMeta())
 		key(&b, RDBTypeString, "with-meta", str("v1"))
 		key(&b, RDBTypeString, "plain", str("v2"))
+		stream := streamTail(RDBTypeStreamListpacks4, streamHead(), false, 2)
+		key(&b, RDBTypeStreamListpacks4, "stream", stream)
 		files = append(files, formatFile{name: "redis 8.6", magic: "REDIS", version: 13, body: b.Bytes(), want: []formatEntry{
 			{key: "with-meta", typ: RDBTypeString, meta: keyMeta(), value: str("v1"), expires: 1893456000000},
 			{key: "plain", typ: RDBTypeString, value: str("v2")},
+			{key: "stream", typ: RDBTypeStreamListpacks4, value: stream},
 		}})
 	}
 	{ // Redis 8.8: the types of 7.4 still read, metadata before a hash with field TTLs.
@@ -135,8 +217,15 @@ func formatFiles() []formatFile {
 		v.str("x")
 		b.Write(keyMeta())
 		key(&b, RDBTypeHashMetadata, "hfe", v.Bytes())
+		nacked := streamTail(RDBTypeStreamListpacks5, streamHead(), true, 1)
+		b.Write(keyMeta())
+		key(&b, RDBTypeStreamListpacks5, "nacked", nacked)
+		plain := streamTail(RDBTypeStreamListpacks5, streamHead(), false, 0)
+		key(&b, RDBTypeStreamListpacks5, "plain", plain)
 		files = append(files, formatFile{name: "redis 8.8", magic: "REDIS", version: 14, body: b.Bytes(), want: []formatEntry{
 			{key: "hfe", typ: RDBTypeHashMetadata, meta: keyMeta(), value: bytes.Clone(v.Bytes())},
+			{key: "nacked", typ: RDBTypeStreamListpacks5, meta: keyMeta(), value: nacked},
+			{key: "plain", typ: RDBTypeStreamListpacks5, value: plain},
 		}})
 	}
 	{ // Valkey 9.0: slot import and slot info records, type 22 as HASH_2, an empty HASH_2.
@@ -237,8 +326,9 @@ func formatErrorCases() []formatErrorCase {
 		{"valkey 11", []byte("VALKEY011\xff"), "unsupported RDB version 11 under the VALKEY magic", ErrUnsupported},
 		{"valkey 82", []byte("VALKEY082\xff"), "unsupported RDB version 82 under the VALKEY magic", ErrUnsupported},
 		{"valkey digits", []byte("VALKEY0x0\xff"), "bad RDB version", ErrCorruptRDB},
-		{"stream 26", rdbFileOf("REDIS", 13, key(RDBTypeStreamListpacks4, 0)), "offset 9: value type 26 (a stream of Redis 8.6 or later, RDB 13 (REDIS magic))", ErrUnsupported},
-		{"stream 27", rdbFileOf("REDIS", 14, key(RDBTypeStreamListpacks5, 0)), "offset 9: value type 27", ErrUnsupported},
+		{"stream 26 short", rdbFileOf("REDIS", 13, key(RDBTypeStreamListpacks4, streamHead()...)), "stream consumer group count", ErrCorruptRDB},
+		{"stream 26 without IDMP", rdbFileOf("REDIS", 13, key(RDBTypeStreamListpacks4, streamTail(RDBTypeStreamListpacks3, streamHead(), false, 0)...)), "stream IDMP settings", ErrCorruptRDB},
+		{"stream 27 without NACKs", rdbFileOf("REDIS", 14, key(RDBTypeStreamListpacks5, streamTail(RDBTypeStreamListpacks4, streamHead(), false, 1)...)), "NACKed entry ID", ErrCorruptRDB},
 		{"redis 13 type 28", rdbFileOf("REDIS", 13, key(28, 0)), "offset 9: unknown value type 28 in RDB 13 (REDIS magic)", ErrUnsupported},
 		{"stream 27 in 13", rdbFileOf("REDIS", 13, key(RDBTypeStreamListpacks5, 0)), "offset 9: unknown value type or opcode 27 in RDB 13", ErrCorruptRDB},
 		{"stream 26 in 12", rdbFileOf("REDIS", 12, key(RDBTypeStreamListpacks4, 0)), "offset 9: unknown value type or opcode 26 in RDB 12 (REDIS magic)", ErrCorruptRDB},

@@ -66,7 +66,10 @@ import (
 //
 // Restoring needs RESTORE on the target, and FUNCTION RESTORE for function libraries; a
 // target older than the snapshot's RDB version gets each value rewritten in a form it
-// reads (see WithIncompatible), and ToFile refuses it. One
+// reads (see WithIncompatible), and ToFile refuses it. A value larger than the target
+// takes in one command (proto-max-bulk-len) or than WithKeyBudget is never held whole: it
+// is written in pieces as it streams in, into a temporary key renamed into place once
+// whole (see the README's Keys of any size). One
 // goroutine reads the snapshot, at the pace the restore allows, and WithConcurrency
 // goroutines restore batches of one database, of at most WithBatchSize keys and 1 MiB of
 // values. It honours WithMatch (with Redis's glob rules), WithTypes, WithDatabases,
@@ -360,6 +363,12 @@ func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<
 		filter := keep
 		keep = func(e *RDBEntry) bool { return owned[keySlot(e.Key)] && filter(e) }
 	}
+	// Values too large to restore whole are copied in pieces as they are read (snapshot_bigkeys.go).
+	big := readPieces(ctx, j, rd, func(e *RDBEntry) (bool, error) {
+		kept, err := dbs.keep(ctx, e.DB)
+		return kept && keep(e), err
+	})
+	defer big.close()
 	db, keepDB := -1, false // the database being read, and whether it is copied
 	b := batchBuilder{maxKeys: j.BatchLimit(), maxBytes: snapshotBatchBytes}
 	flush := func() error {
@@ -384,6 +393,9 @@ func (s Snapshot) read(ctx context.Context, j *Job, in *snapshotInput, out chan<
 			break
 		}
 		if err != nil {
+			if big.wrote(err) {
+				return err // the target's, or the key's
+			}
 			return in.fail("read", ctxErr(ctx, err))
 		}
 		if e.Kind == RDBFunction {

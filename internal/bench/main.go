@@ -61,7 +61,8 @@ func main() {
 	strategy := flag.String("strategy", "", "internal: strategy name")
 	follow := flag.Bool("follow", false, "internal: with -child, run a following migration of the follow set (-strategy: snapshot or dump-restore)")
 	window := flag.Duration("window", 0, "internal: with -follow, how long the cutover function waits")
-	sets := flag.String("sets", "strings,mixed,strings-cluster", "data sets to run, comma-separated: strings, mixed, strings-cluster, follow")
+	sets := flag.String("sets", "strings,mixed,strings-cluster", "data sets to run, comma-separated: strings, mixed, strings-cluster, follow, versions, bigstring")
+	flag.StringVar(&serversDir, "servers", defaultServersDir(), "the version matrix's server binaries, for the sets versions and bigstring")
 	only := flag.String("strategies", strings.Join(order, ","), "strategies to run, comma-separated")
 	scale := flag.Float64("scale", 1, "fraction of each data set's size, for quick runs")
 	flag.StringVar(&profileDir, "profile", "", "write each strategy's CPU profile into this folder, as SET-STRATEGY.pprof")
@@ -88,6 +89,10 @@ func main() {
 			run = runClusterSet
 		case "follow":
 			run = func(string, []string, float64) error { return runFollowSet(*scale) }
+		case "versions":
+			run = func(_ string, names []string, scale float64) error { return runVersionsSet(names, scale) }
+		case "bigstring":
+			run = func(_ string, names []string, scale float64) error { return runBigStringSet(names, scale) }
 		}
 		if err := run(set, strings.Split(*only, ","), *scale); err != nil {
 			log.Fatalf("bench %s: %v", set, err)
