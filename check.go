@@ -923,10 +923,18 @@ func checkNotifications(ctx context.Context, j *Job) error {
 		return checkCommands(ctx, e, []string{"CONFIG", "GET", "notify-keyspace-events"},
 			[]string{"CONFIG", "SET", "notify-keyspace-events", "KA"})
 	}
+	if refused && len(lacking) == 0 && j.ProbeNotifications {
+		servers, err := notifyServers(ctx, e)
+		if err != nil {
+			return err
+		}
+		_, err = probeNotifications(ctx, j, servers)
+		return err
+	}
 	if refused {
 		return e.Err("check notify-keyspace-events", "", unsupported(
 			"a following DumpRestore reads the source's keyspace notifications, and the source refuses CONFIG GET notify-keyspace-events, so whether they cover every write cannot be told; "+
-				"grant CONFIG GET to the user, or, on a managed service, use a strategy that does not follow"))
+				"give WithNotificationProbe() to let the migration find out with probe keys it writes and deletes, or grant CONFIG GET to the user"))
 	}
 	return e.Err("check notify-keyspace-events", "", unsupported(
 		"a following DumpRestore reads the source's keyspace notifications, and %s: "+

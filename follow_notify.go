@@ -86,6 +86,16 @@ func (d DumpRestore) follow(ctx context.Context, j *Job) (err error) {
 			flags = "E"
 		}
 	}
+	if probeWanted(nodes) {
+		// The flags cannot be read: the probe says which channels carry every class.
+		servers, err := notifyServers(ctx, j.Source)
+		if err != nil {
+			return err
+		}
+		if flags, err = probeNotifications(ctx, j, servers); err != nil {
+			return err
+		}
+	}
 	if !j.checkpoint.isResumed() {
 		if err := refuseHeldTargetKeys(ctx, j); err != nil {
 			return err

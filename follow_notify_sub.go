@@ -307,7 +307,12 @@ func (n *notifyFollow) subscribe(ctx context.Context, repair bool, why error) er
 // servers returns the servers to subscribe to: the source, or the masters of a cluster
 // source that serve slots, none of them failing.
 func (n *notifyFollow) servers(ctx context.Context) ([]*Endpoint, error) {
-	e := n.j.Source
+	return notifyServers(ctx, n.j.Source)
+}
+
+// notifyServers returns the servers of source e whose notifications a follow reads: e, or
+// the masters of a cluster that serve slots, none of them failing.
+func notifyServers(ctx context.Context, e *Endpoint) ([]*Endpoint, error) {
 	if !e.Cluster() {
 		return []*Endpoint{e}, nil
 	}

@@ -478,3 +478,67 @@ func TestFollowNotifyTargetHeldKeys(t *testing.T) {
 		t.Fatalf("target app:1 = %q; the target's own keys must stay", got)
 	}
 }
+
+// TestFollowNotifyProbe: a source that refuses CONFIG GET, as managed services do. Without
+// WithNotificationProbe the follow is refused, saying so; with it, probe keys show that the
+// notifications cover every write, the follow ends exact under a writer, and the probe keys
+// are gone. A source whose notifications lack classes is refused with them named.
+func TestFollowNotifyProbe(t *testing.T) {
+	t.Parallel()
+	cfg := noPsync
+	cfg.Rename = map[string]string{"PSYNC": "", "SYNC": "", "CONFIG": ""}
+	src, dst := redistest.StartPair(t, cfg, redistest.Config{})
+	fillSmall(t, src)
+	hook := func(context.Context) error { return nil }
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(hook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Migrate(context.Background())
+	m.Close()
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "WithNotificationProbe") {
+		t.Fatalf("Migrate without the probe: %v, want a refusal naming WithNotificationProbe", err)
+	}
+	if n := mustInt(t, dst.Do(t, 0, "DBSIZE")); n != 0 {
+		t.Fatalf("the refused migration wrote %d keys", n)
+	}
+
+	loadFunction(t, src)
+	w := startFollowWriter(t, src, 2*time.Millisecond)
+	rep := followNotify(t, src.Option(), dst.Option(), func(context.Context) error {
+		time.Sleep(200 * time.Millisecond)
+		_, err := w.Stop()
+		return err
+	}, migrate.WithNotificationProbe(), migrate.WithDatabases(0, 1, 2))
+	if _, err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Keys == 0 {
+		t.Fatalf("nothing copied: %v", rep)
+	}
+	time.Sleep(200 * time.Millisecond) // the short-lived keys expire on both sides
+	redistest.AssertSame(t, src, dst, 0, 1, 2)
+	assertSameCounters(t, src, dst)
+	for _, db := range []int{0, 1, 2} {
+		if keys, _ := src.Do(t, db, "KEYS", "migrate:notify-probe:*").AsStrSlice(); len(keys) > 0 {
+			t.Errorf("probe keys left on the source in db %d: %q", db, keys)
+		}
+	}
+
+	// Keyspace channels only, without lists, sets and expired keys: named.
+	cfg.Lines = []string{"notify-keyspace-events K$ghzt"}
+	src2, dst2 := redistest.StartPair(t, cfg, redistest.Config{})
+	src2.Do(t, 0, "SET", "k", "v")
+	m, err = migrate.New(src2.Option(), dst2.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(hook), migrate.WithNotificationProbe())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Migrate(context.Background())
+	m.Close()
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), `no notification came of the classes "lsx"`) {
+		t.Fatalf("Migrate from a source lacking classes: %v, want a refusal naming \"lsx\"", err)
+	}
+	if keys, _ := src2.Do(t, 0, "KEYS", "migrate:notify-probe:*").AsStrSlice(); len(keys) > 0 {
+		t.Errorf("probe keys left on the source: %q", keys)
+	}
+}

@@ -94,6 +94,10 @@ type Settings struct {
 	// notify-keyspace-events for the migration (WithSourceNotifications). The default is
 	// false: the source's configuration is left alone.
 	SetNotifications bool
+	// ProbeNotifications lets a following DumpRestore prove, on a source that refuses
+	// CONFIG GET, that its keyspace notifications cover every write, with probe keys it
+	// writes and deletes (WithNotificationProbe). The default is false.
+	ProbeNotifications bool
 }
 
 // config is what New keeps: the Settings, and the options that only Migrate or only
@@ -634,6 +638,22 @@ func WithSourceNotifications() Option {
 	return func(c *config) error {
 		c.SetNotifications = true
 		c.forMigrateOnly("WithSourceNotifications")
+		return nil
+	}
+}
+
+// WithNotificationProbe lets a DumpRestore that follows the source (WithFollow) find out
+// what the source's keyspace notifications cover when it refuses CONFIG GET, as managed
+// services do: on each server of the source it writes a probe key of each class of
+// notifications (named migrate:notify-probe:{<random>}:<class>, in the first selected
+// database), watches which notifications arrive, and deletes the keys. These are the only
+// writes the migration makes to the source. A class whose notification does not come is
+// refused, named. Eviction ("e") cannot be probed: no write causes one; a source that
+// evicts keys while the migration follows it needs "e" in its flags.
+func WithNotificationProbe() Option {
+	return func(c *config) error {
+		c.ProbeNotifications = true
+		c.forMigrateOnly("WithNotificationProbe")
 		return nil
 	}
 }
