@@ -87,7 +87,9 @@ Live migration: with -follow (snapshot or replication; dump-restore, through the
 keyspace notifications, where the source refuses PSYNC), the target keeps following the
 source's writes after the copy; a line on stderr shows the lag and the commands applied (for
 dump-restore, the keys waiting to be copied again). -source-notifications lets dump-restore
-set the source's notify-keyspace-events for the migration, and put the old value back.
+set the source's notify-keyspace-events for the migration, and put the old value back;
+-notification-probe lets it find out what a source that refuses CONFIG GET notifies, with
+probe keys it writes and deletes there.
 Once it has caught up, Enter (or SIGUSR1, as kill -USR1 PID) cuts over: the command waits
 until the target holds every write the source accepted until then, and exits 0. With
 -cutover-pause 10s the source's writes are paused for 10s from that moment (CLIENT PAUSE,
@@ -124,6 +126,8 @@ replication offset up to which the target holds the writes.
 		"stdin or SIGUSR1 cuts over, Ctrl-C stops without cutover (snapshot, replication and dump-restore can follow)")
 	sourceNotifications := fs.Bool("source-notifications", false, "with -follow, let dump-restore set the source's notify-keyspace-events to what it\n"+
 		"needs for the migration (CONFIG SET), and put the old value back at the end")
+	notificationProbe := fs.Bool("notification-probe", false, "with -follow, let dump-restore find out what a source that refuses CONFIG GET notifies,\n"+
+		"with probe keys it writes and deletes on the source (migrate:notify-probe:*)")
 	cutoverPause := fs.Duration("cutover-pause", 0, "with -follow, pause the source's writes (CLIENT PAUSE <ms> WRITE, Redis 6.2+) for this long\n"+
 		"at the cutover, so that none slips in between; point the application at the target within it")
 	spoolDir := fs.String("spool-dir", "", "with -follow, where the source's stream waits to be applied (default the system's temp dir)")
@@ -213,8 +217,8 @@ replication offset up to which the target holds the writes.
 	if *evicting {
 		opts = append(opts, migrate.WithEvictingTarget())
 	}
-	if !*follow && (given["cutover-pause"] || given["spool-dir"] || given["source-notifications"]) {
-		return fail("-cutover-pause, -spool-dir and -source-notifications need -follow")
+	if !*follow && (given["cutover-pause"] || given["spool-dir"] || given["source-notifications"] || given["notification-probe"]) {
+		return fail("-cutover-pause, -spool-dir, -source-notifications and -notification-probe need -follow")
 	}
 	if *cutoverPause < 0 || given["cutover-pause"] && *cutoverPause < time.Millisecond {
 		return fail("-cutover-pause %s: want a duration of at least 1ms, as 10s", *cutoverPause)
@@ -242,6 +246,9 @@ replication offset up to which the target holds the writes.
 		}
 		if *sourceNotifications {
 			opts = append(opts, migrate.WithSourceNotifications())
+		}
+		if *notificationProbe {
+			opts = append(opts, migrate.WithNotificationProbe())
 		}
 	}
 	bar := newProgress(stderr)
@@ -391,6 +398,7 @@ var flags = map[string]string{
 	"WithFollow":              "-follow",
 	"WithSpoolDir":            "-spool-dir",
 	"WithSourceNotifications": "-source-notifications",
+	"WithNotificationProbe":   "-notification-probe",
 }
 
 // fields maps the strategies' fields that messages name to this command's flags.
