@@ -58,10 +58,11 @@ type applier struct {
 	txStart     int  // on a cluster target, the batch index of the open transaction's MULTI
 	splitLogged bool // a transaction across slots was logged
 
-	// On a standalone target, the offset key (WithOffsetKey) commits each batch with its
-	// offset: see commit.
-	key       string
-	committed int64          // the source offset the offset key holds
+	// The offset key (WithOffsetKey) commits each batch with its offset: see commit, and
+	// commitSlots on a cluster target, where key is the name its slots' keys are made of.
+	key        string
+	committed  int64 // the source offset up to which the target holds the stream
+	batchSrcDB int   // the stream's source database where the batch starts
 	client    rueidis.Client // whose connection c is, to take another after a failure
 	release   func()         // gives c back
 	connDB    int            // the database c is in once the queued commands ran
@@ -92,6 +93,9 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 			return err
 		}
 		a.c = c
+		if err := a.resumeDB(ctx); err != nil {
+			return err
+		}
 	} else {
 		// A client of its own: the connection's database follows the stream's SELECT, so it
 		// must not return to a pool, nor be reconnected to another database behind our back.
@@ -530,10 +534,7 @@ func (a *applier) refused(ctx context.Context, i int, err error) error {
 	f.st.commands.Add(int64(countCommands(a.cmds[:start])))
 	f.applied.Store(done)
 	f.setOffset(f.base + done)
-	what := "target refused"
-	if strings.HasPrefix(err.Error(), "OOM") {
-		what = "target, out of memory (maxmemory), refused"
-	}
+	what := refusedBy(err)
 	return f.j.Target.Err("apply "+c.name, c.key, fmt.Errorf(
 		"the %s the source's write %s (ending at its replication offset %d): %w; following stopped, and the target holds the source's writes up to offset %d",
 		what, c.name, f.base+c.end, err, f.base+done))

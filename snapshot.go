@@ -442,14 +442,11 @@ func finish(rd *RDBReader, in *snapshotInput) error {
 // databases are snapshotDBs' to decide.
 func snapshotFilter(j *Job) func(*RDBEntry) bool {
 	match, types := j.Match, j.Types
-	offsetKey := "" // a following Snapshot's own key on the target (WithOffsetKey)
-	if j.Follow != nil {
-		offsetKey = j.offsetKey("")
-	}
+	follow := j.Follow != nil // a following Snapshot's own keys on the target (WithOffsetKey)
 	return func(e *RDBEntry) bool {
 		return (match == "" || globMatch(match, e.Key)) &&
 			(len(types) == 0 || slices.Contains(types, e.TypeName())) &&
-			(offsetKey == "" || j.TargetDB(e.DB) != 0 || j.TargetKey(e.DB, e.Key) != offsetKey)
+			(!follow || j.TargetDB(e.DB) != 0 || !j.isOffsetKey(j.TargetKey(e.DB, e.Key)))
 	}
 }
 
