@@ -61,12 +61,12 @@ type applier struct {
 	// The offset key (WithOffsetKey) commits each batch with its offset: see commit, and
 	// commitSlots on a cluster target, where key is the name its slots' keys are made of.
 	key        string
-	committed  int64 // the source offset up to which the target holds the stream
-	batchSrcDB int   // the stream's source database where the batch starts
-	client    rueidis.Client // whose connection c is, to take another after a failure
-	release   func()         // gives c back
-	connDB    int            // the database c is in once the queued commands ran
-	batchDB   int            // the database c is in before the batch
+	committed  int64          // the source offset up to which the target holds the stream
+	batchSrcDB int            // the stream's source database where the batch starts
+	client     rueidis.Client // whose connection c is, to take another after a failure
+	release    func()         // gives c back
+	connDB     int            // the database c is in once the queued commands ran
+	batchDB    int            // the database c is in before the batch
 }
 
 // apply applies the stream after the RDB until the cutover asks to stop (see WithFollow),
