@@ -18,7 +18,7 @@ type applyConn interface {
 // A following Snapshot into a cluster target sends each command of the stream to the
 // master that serves its key's slot: the command is built as received and given the slot
 // of its first key (the source's command table says where the keys are), and the cluster
-// client sends it there and follows MOVED and ASK.
+// client sends it there, in its slot's transaction (commitSlots), and follows MOVED and ASK.
 //
 // Order. What matters is the order of the writes to each key, and a key lives in one
 // slot. The applier sends a batch and waits for every reply before it sends the next; within
@@ -30,9 +30,11 @@ type applyConn interface {
 // What a cluster cannot run as one command on one node:
 //   - SELECT: a cluster has database 0 only. The databases of the stream map as those of the
 //     snapshot do (checkTargetDatabases, snapshotDBs): one database, or WithDBPrefix.
-//   - MULTI/EXEC whose keys share a slot stays one transaction on that slot's node; one whose
-//     keys span slots (a standalone source's transactions and scripts may) cannot be atomic
-//     there, and is applied command by command, in order, logged once per migration.
+//   - MULTI/EXEC: the batch goes as one transaction per slot, with the slot's offset key
+//     (commitSlots), so a source transaction whose keys share a slot stays one on that
+//     slot's node; one whose keys span slots (a standalone source's transactions and scripts
+//     may) cannot be atomic there, and is applied as one transaction per slot, in order,
+//     logged once per migration.
 //   - DEL and UNLINK of keys in several slots are applied key by key, MSET pair by pair;
 //     other commands whose keys span slots (RENAME, SUNIONSTORE, ...) stop the migration
 //     with an error naming the command: their replay cannot be exact.
@@ -100,9 +102,7 @@ func (a *applier) queue(name string, args []string, slotKey string) {
 	if slotKey != "" {
 		cmd = cmd.SetSlot(slotKey)
 	}
-	if a.key != "" {
-		cmd = cmd.Pin() // sent again when its transaction's fate is unknown (commit)
-	}
+	cmd = cmd.Pin() // sent again when its transaction's fate is unknown (commit)
 	key := ""
 	if len(args) > 1 {
 		key = args[1]

@@ -48,16 +48,17 @@ func startFollowing(ctx context.Context, j *Job, fs []*follower) error {
 	for _, f := range fs {
 		key := j.offsetKey(f.node)
 		p := f.point(f.base, 0)
-		value := p.String()
-		if j.Target.Cluster() {
-			// One slot's key says where the stream starts.
-			s := f.firstSlot()
-			key, value = slotKeyName(key, s), slotPoint{from: p, end: f.base}.String()
-			f.slotEnds()[s] = f.base
-		}
 		c, err := j.Target.Client(0)
 		if err == nil {
-			err = c.Do(ctx, c.B().Set().Key(key).Value(value).Build()).Error()
+			cmds := rueidis.Commands{c.B().Set().Key(key).Value(p.String()).Build()}
+			if j.Target.Cluster() {
+				// Those of an earlier run go; one slot's says where the stream starts.
+				s := f.firstSlot()
+				key = slotKeyName(key, s)
+				cmds = append(slotKeyDels(c, j.offsetKey(f.node), f.owned), c.B().Set().Key(key).Value(slotPoint{from: p, end: f.base}.String()).Build())
+				f.slotEnds()[s] = f.base
+			}
+			err = firstErr(c.DoMulti(ctx, cmds...))
 		}
 		if err != nil {
 			return j.Target.Err("write the offset key (WithOffsetKey)", key, ctxErr(ctx, err))
@@ -355,6 +356,28 @@ func parseSlotPoint(v string) (slotPoint, bool) {
 		return slotPoint{}, false
 	}
 	return slotPoint{from: from, end: end}, true
+}
+
+// slotKeyDels returns a DEL of each offset key of a cluster target made of name, of the
+// slots owned (nil: all), one key a command: a cluster node takes several only of one slot.
+func slotKeyDels(c rueidis.Client, name string, owned *[slotCount]bool) rueidis.Commands {
+	var dels rueidis.Commands
+	for s := range slotCount {
+		if owned == nil || owned[s] {
+			dels = append(dels, c.B().Del().Key(slotKeyName(name, uint16(s))).Build())
+		}
+	}
+	return dels
+}
+
+// firstErr returns the first error among res.
+func firstErr(res []rueidis.RedisResult) error {
+	for _, r := range res {
+		if err := r.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // slotEnds returns, for each slot of a cluster target, the source offset its offset key

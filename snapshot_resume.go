@@ -27,7 +27,9 @@ import (
 // source's replication id and the offset of the last byte applied, written in the same
 // MULTI/EXEC as the batch of writes it covers, so the target holds exactly the writes up to
 // it. The resumed run asks PSYNC <replid> <offset+1>, and fails with ErrFollowLost, saying
-// how many bytes are missing, when the source's backlog no longer holds them.
+// how many bytes are missing, when the source's backlog no longer holds them. On a cluster
+// target each slot has its own offset key (commitSlots): the stream continues from the
+// latest point every slot holds, and each slot skips the writes its key covers.
 
 // restartResumed prepares the target for a new snapshot after an interrupted restore: it
 // deletes the keys the interrupted run wrote, or refuses when it cannot tell them from the
@@ -338,19 +340,9 @@ func (f *follower) dropOffsetKey(ctx context.Context) {
 	if err == nil {
 		dels := rueidis.Commands{c.B().Del().Key(key).Build()}
 		if f.j.Target.Cluster() {
-			// Each slot's that was written, one DEL a key: a cluster node takes several only of one slot.
-			dels = dels[:0]
-			for s := range slotCount {
-				if f.slotEnd != nil && f.slotEnd[s] >= 0 {
-					dels = append(dels, c.B().Del().Key(slotKeyName(key, uint16(s))).Build())
-				}
-			}
+			dels = slotKeyDels(c, key, f.owned)
 		}
-		for _, r := range c.DoMulti(dctx, dels...) {
-			if err == nil {
-				err = r.Error()
-			}
-		}
+		err = firstErr(c.DoMulti(dctx, dels...))
 	}
 	if err != nil {
 		f.j.Logger.Warn("snapshot: follow: cannot delete the offset key; delete it yourself", "key", key, "error", err)
