@@ -380,7 +380,7 @@ func TestFollowClusterTargetConnectionKilled(t *testing.T) {
 	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
 	redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
 	srcClient := src.Client(t, 0)
-	w := startClusterWriter(t, srcClient, true, time.Millisecond)
+	w := startClusterWriter(t, srcClient, true, 2*time.Millisecond)
 	var log logLines
 	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}), migrate.WithSpoolDir(t.TempDir()),
 		migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))), migrate.WithFollow(func(context.Context) error {
