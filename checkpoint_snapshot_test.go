@@ -460,3 +460,44 @@ func TestCheckpointSnapshotFollowResumeClusterSource(t *testing.T) {
 	}
 	k.checkComplete(t)
 }
+
+// TestFollowClusterTargetRefuses: a write a master of a cluster target refuses within its
+// slot's transaction (WRONGTYPE) stops the follow with an error naming it, the other slots'
+// writes applied; the offset keys are deleted, so that a resume starts over rather than
+// past the missing write.
+func TestFollowClusterTargetRefuses(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{Lines: []string{fastSync}})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	src.Do(t, 0, "SET", "k", "v")
+	dc := dst.Client(t)
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}), migrate.WithSpoolDir(t.TempDir()),
+		migrate.WithCheckpoint(migrate.CheckpointFile(t.TempDir()+"/checkpoint.json")), migrate.WithFollow(func(ctx context.Context) error {
+			if err := dc.Do(ctx, dc.B().Set().Key("l").Value("a string").Build()).Error(); err != nil {
+				return err
+			}
+			src.Do(t, 0, "INCR", "n")
+			src.Do(t, 0, "LPUSH", "l", "x")
+			<-ctx.Done()
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err = m.Migrate(ctx)
+	t.Logf("Migrate: %v", err)
+	for _, want := range []string{"apply LPUSH", `"l"`, "WRONGTYPE"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate: %v, want it to name %s", err, want)
+		}
+	}
+	if n, _ := dc.Do(ctx, dc.B().Get().Key("n").Build()).ToString(); n != "1" {
+		t.Errorf("the other slot's write is not on the target")
+	}
+	if keys := clusterOffsetKeys(t, dst); len(keys) != 0 {
+		t.Errorf("offset keys left on the target after a refused write: %v", keys)
+	}
+}

@@ -574,8 +574,8 @@ func (a *applier) refusedInSlot(ctx context.Context, i int, slot uint16, err err
 	c, what := a.cmds[i], refusedBy(err)
 	if !ran {
 		return f.j.Target.Err("apply "+c.name, c.key, fmt.Errorf(
-			"the %s the source's write %s (ending at its replication offset %d): %w; following stopped, and the target holds the source's writes up to offset %d, "+
-				"and of those up to %d the ones of other slots than %d", what, c.name, f.base+c.end, err, a.committed, f.base+a.pos, slot))
+			"the %s the source's write %s (ending at its replication offset %d): %w; following stopped, and the target holds the source's writes up to offset %d; "+
+				"each slot's offset key tells whether it holds its writes up to %d (slot %d does not)", what, c.name, f.base+c.end, err, a.committed, f.base+a.pos, slot))
 	}
 	f.dropOffsetKey(ctx)
 	return f.j.Target.Err("apply "+c.name, c.key, fmt.Errorf(
