@@ -115,22 +115,32 @@ func (a *applier) queue(name string, args []string, slotKey string) {
 // in one transaction per slot (commitSlots): atomic when they share a slot; when they span
 // slots, each slot's share is, in the stream's order, which is logged once per migration.
 func (a *applier) clusterExec(args []string) {
-	start := a.txStart
+	if !a.splitLogged && a.spansSlots(a.txStart) {
+		a.splitLogged = true
+		a.f.j.Logger.Warn("snapshot: follow: a transaction of the source (MULTI/EXEC, or a script's effects) changes keys of several slots, "+
+			"which a cluster target cannot apply atomically: it and any later such transaction are applied as one transaction per slot, in order",
+			"offset", a.f.base+a.pos)
+	}
 	a.txStart = -1
+	a.queue("EXEC", args, "")
+}
+
+// spansSlots reports whether the commands queued after index start are in several slots.
+func (a *applier) spansSlots(start int) bool {
+	if start < 0 || start >= len(a.cmds) {
+		return false
+	}
 	slotKey := ""
-	for k := max(start+1, 0); start >= 0 && k < len(a.cmds) && !a.splitLogged; k++ {
-		switch c := a.cmds[k]; {
+	for _, c := range a.cmds[start+1:] {
+		switch {
 		case c.slotKey == "":
 		case slotKey == "":
 			slotKey = c.slotKey
 		case keySlot(c.slotKey) != keySlot(slotKey):
-			a.splitLogged = true
-			a.f.j.Logger.Warn("snapshot: follow: a transaction of the source (MULTI/EXEC, or a script's effects) changes keys of several slots, "+
-				"which a cluster target cannot apply atomically: it and any later such transaction are applied as one transaction per slot, in order",
-				"offset", a.f.base+a.pos)
+			return true
 		}
 	}
-	a.queue("EXEC", args, "")
+	return false
 }
 
 // clusterSplit queues a command whose keys are in several slots of the cluster target:
