@@ -712,11 +712,6 @@ func (m *migrator) resume(ctx context.Context, j *Job, run Strategy, rep *Report
 	switch run.(type) {
 	case DumpRestore, *DumpRestore, MigrateKeys, *MigrateKeys:
 	case Snapshot, *Snapshot:
-		if j.Follow != nil && j.Target.Cluster() {
-			return nil, fmt.Errorf("%w: WithCheckpoint resumes a following Snapshot (WithFollow) into a standalone target only, "+
-				"where one offset key commits each batch of the stream in the same MULTI/EXEC; a cluster target cannot run one across slots. "+
-				"Leave WithCheckpoint out to follow into a cluster", ErrUnsupported)
-		}
 	default:
 		return nil, fmt.Errorf("%w: WithCheckpoint resumes DumpRestore, MigrateKeys and Snapshot, and the strategy is %s; choose one of them with WithStrategy",
 			ErrUnsupported, run.Name())

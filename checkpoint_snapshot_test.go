@@ -306,15 +306,110 @@ func TestCheckpointSnapshotResumeIntoCluster(t *testing.T) {
 	checkResumed(t, rep)
 	redistest.AssertSameSides(t, redistest.Side{Client: src.Client(t, 0)}, dst.Side(t), "")
 
-	// Following into a cluster target cannot commit a batch with its offset: refused.
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}),
-		migrate.WithFollow(func(context.Context) error { return nil }), migrate.WithCheckpoint(migrate.CheckpointFile(t.TempDir()+"/follow.json")))
+}
+
+// TestCheckpointSnapshotFollowResumeIntoCluster kills a following Snapshot into a cluster
+// target five times, while it restores and while it follows, under a writer whose
+// transactions, scripts and DELs are on one slot or span slots (INCR, LPUSH, APPEND): each
+// run resumes where the slots' offset keys say, the last cuts over, and the target ends
+// equal to the source, counters exact, the offset keys gone.
+func TestCheckpointSnapshotFollowResumeIntoCluster(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{Lines: []string{fastSync, "repl-backlog-size 64mb"}})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	redistest.AddKeys(t, src, 0, "bulk:", 1500, 10)
+	srcClient := src.Client(t, 0)
+	w := startClusterWriter(t, srcClient, true, 2*time.Millisecond)
+	k := newKilledRun(t, "snapshot-follow", src.Addr, dst.Masters[0].Addr)
+	following, n, most := 0, 0, 0
+	k.killFiveTimes(t, func() time.Duration {
+		n++
+		if n%2 == 1 {
+			return time.Duration(100+rand.Intn(300)) * time.Millisecond
+		}
+		return time.Duration(1500+rand.Intn(800)) * time.Millisecond
+	}, func(int) {
+		var saved struct{ Follow *struct{ Offset int64 } }
+		if b, err := os.ReadFile(k.file); err == nil && json.Unmarshal(b, &saved) == nil && saved.Follow != nil {
+			following++
+		}
+		most = max(most, len(clusterOffsetKeys(t, dst)))
+	})
+	if following == 0 {
+		t.Error("no kill came while the migration followed the stream")
+	}
+	time.Sleep(300 * time.Millisecond) // writes while nothing follows
+	rounds, err := w.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
-	if _, err := m.Migrate(context.Background()); !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "cluster target") {
-		t.Errorf("WithCheckpoint and WithFollow into a cluster: %v, want ErrUnsupported naming the cluster target", err)
+	if err := os.WriteFile(k.file+".cutover", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := k.run(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResumed(t, rep)
+	t.Logf("%d writer rounds, %d kills while following, up to %d offset keys; resumed from %s: %v", rounds, following, most, rep.Resumed, rep)
+	time.Sleep(200 * time.Millisecond) // the writer's keys of 150 ms expire on both sides
+	redistest.AssertSameSides(t, redistest.Side{Client: srcClient}, dst.Side(t), "")
+	assertSameClusterCounters(t, srcClient, dst.Client(t), true)
+	if keys := clusterOffsetKeys(t, dst); len(keys) != 0 {
+		t.Errorf("offset keys left on the target: %v", keys)
+	}
+	k.checkComplete(t)
+}
+
+// clusterOffsetKeys returns the offset keys on the masters of c.
+func clusterOffsetKeys(t *testing.T, c *redistest.Cluster) []string {
+	t.Helper()
+	var keys []string
+	for _, m := range c.Masters {
+		keys = append(keys, redistest.Keys(t, m.Client(t, 0), "migrate:offset*")...)
+	}
+	return keys
+}
+
+// TestFollowClusterTargetConnectionKilled kills the connections of a following Snapshot to
+// a master of a cluster target, again and again under a writer: each batch under way
+// is read back from its slots' offset keys, and the target ends exact.
+func TestFollowClusterTargetConnectionKilled(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{Lines: []string{fastSync}})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
+	srcClient := src.Client(t, 0)
+	w := startClusterWriter(t, srcClient, true, 2*time.Millisecond)
+	var log logLines
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}), migrate.WithSpoolDir(t.TempDir()),
+		migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))), migrate.WithFollow(func(context.Context) error {
+			for range 100 {
+				time.Sleep(10 * time.Millisecond)
+				if err := dst.Masters[0].Do(t, 0, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Error(); err != nil {
+					return err
+				}
+			}
+			_, err := w.Stop()
+			return err
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := migrateOK(t, m)
+	time.Sleep(200 * time.Millisecond) // the writer's keys of 150 ms expire on both sides
+	recovered := log.count("reading the offset keys of its slots")
+	t.Logf("report %+v; %d batches under way when a connection was killed, %d slots' shares of which had landed", rep, recovered, log.count("had landed"))
+	if recovered == 0 {
+		t.Error("no kill came while a batch was under way")
+	}
+	if os.Getenv("DEBUGLOG") != "" {
+		t.Log(log.b.String()) // DEBUGLOG=1 shows the log
+	}
+	redistest.AssertSameSides(t, redistest.Side{Client: srcClient}, dst.Side(t), "")
+	assertSameClusterCounters(t, srcClient, dst.Client(t), true)
+	if keys := clusterOffsetKeys(t, dst); len(keys) != 0 {
+		t.Errorf("offset keys left on the target: %v", keys)
 	}
 }
 
@@ -364,4 +459,45 @@ func TestCheckpointSnapshotFollowResumeClusterSource(t *testing.T) {
 		t.Errorf("offset keys left on the target: %v", keys)
 	}
 	k.checkComplete(t)
+}
+
+// TestFollowClusterTargetRefuses: a write a master of a cluster target refuses within its
+// slot's transaction (WRONGTYPE) stops the follow with an error naming it, the other slots'
+// writes applied; the offset keys are deleted, so that a resume starts over rather than
+// past the missing write.
+func TestFollowClusterTargetRefuses(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Config{Lines: []string{fastSync}})
+	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
+	src.Do(t, 0, "SET", "k", "v")
+	dc := dst.Client(t)
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}), migrate.WithSpoolDir(t.TempDir()),
+		migrate.WithCheckpoint(migrate.CheckpointFile(t.TempDir()+"/checkpoint.json")), migrate.WithFollow(func(ctx context.Context) error {
+			if err := dc.Do(ctx, dc.B().Set().Key("l").Value("a string").Build()).Error(); err != nil {
+				return err
+			}
+			src.Do(t, 0, "INCR", "n")
+			src.Do(t, 0, "LPUSH", "l", "x")
+			<-ctx.Done()
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err = m.Migrate(ctx)
+	t.Logf("Migrate: %v", err)
+	for _, want := range []string{"apply LPUSH", `"l"`, "WRONGTYPE"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate: %v, want it to name %s", err, want)
+		}
+	}
+	if n, _ := dc.Do(ctx, dc.B().Get().Key("n").Build()).ToString(); n != "1" {
+		t.Errorf("the other slot's write is not on the target")
+	}
+	if keys := clusterOffsetKeys(t, dst); len(keys) != 0 {
+		t.Errorf("offset keys left on the target after a refused write: %v", keys)
+	}
 }

@@ -118,6 +118,9 @@ type follower struct {
 	// comes, and the target's offset key says where it stands.
 	continued bool
 	startDB   int // the source database of the stream where a continued stream starts
+	// slotEnd is, on a cluster target, the source offset each slot's offset key holds (-1
+	// none): see commitSlots. nil until one is written or read.
+	slotEnd *[slotCount]int64
 
 	applied  atomic.Int64  // bytes of the stream applied (or skipped: PING, REPLCONF)
 	reported int64         // the offset this follower added to followStats.offset

@@ -29,11 +29,11 @@ type streamCommand struct {
 	slotKey string
 }
 
-// applier replays the stream, in order, on one connection to the target: SELECT as the
-// source sends it, MULTI ... EXEC within one pipeline, so on that connection as one
-// transaction, and everything else as received. It sends batches of commands pipelined,
-// and waits for each batch's replies before the next. On a cluster target it sends each
-// command to its slot's node instead (see clusterQueue).
+// applier replays the stream, in order, on one connection to the target: each batch of
+// commands in one MULTI/EXEC with the offset key (commit), SELECT as the source sends it,
+// the source's own transactions within it. It waits for each batch's replies before the
+// next. On a cluster target it sends each slot's commands to its node instead, one
+// transaction per slot (see clusterQueue, commitSlots).
 type applier struct {
 	f     *follower
 	c     applyConn
@@ -58,14 +58,15 @@ type applier struct {
 	txStart     int  // on a cluster target, the batch index of the open transaction's MULTI
 	splitLogged bool // a transaction across slots was logged
 
-	// On a standalone target, the offset key (WithOffsetKey) commits each batch with its
-	// offset: see commit.
-	key       string
-	committed int64          // the source offset the offset key holds
-	client    rueidis.Client // whose connection c is, to take another after a failure
-	release   func()         // gives c back
-	connDB    int            // the database c is in once the queued commands ran
-	batchDB   int            // the database c is in before the batch
+	// The offset key (WithOffsetKey) commits each batch with its offset: see commit, and
+	// commitSlots on a cluster target, where key is the name its slots' keys are made of.
+	key        string
+	committed  int64          // the source offset up to which the target holds the stream
+	batchSrcDB int            // the stream's source database where the batch starts
+	client     rueidis.Client // whose connection c is, to take another after a failure
+	release    func()         // gives c back
+	connDB     int            // the database c is in once the queued commands ran
+	batchDB    int            // the database c is in before the batch
 }
 
 // apply applies the stream after the RDB until the cutover asks to stop (see WithFollow),
@@ -92,6 +93,9 @@ func (f *follower) apply(ctx context.Context, g *errgroup.Group) error {
 			return err
 		}
 		a.c = c
+		if err := a.resumeDB(ctx); err != nil {
+			return err
+		}
 	} else {
 		// A client of its own: the connection's database follows the stream's SELECT, so it
 		// must not return to a pool, nor be reconnected to another database behind our back.
@@ -426,37 +430,14 @@ func (a *applier) unreplayable(ctx context.Context, name, key, why string) error
 		name, at, why, f.base+f.applied.Load(), ErrUnsupported))
 }
 
-// flush sends the queued commands and checks every reply: the source replicates only
-// writes it made, so any error means the target cannot hold what the source holds.
+// flush commits the queued commands (commit) and records them applied: the source
+// replicates only writes it made, so any error means the target cannot hold what the
+// source holds.
 func (a *applier) flush(ctx context.Context) error {
 	f := a.f
-	if len(a.batch) > 0 && a.key != "" {
+	if len(a.batch) > 0 {
 		if err := a.commit(ctx); err != nil {
 			return err
-		}
-		f.st.commands.Add(int64(countCommands(a.cmds)))
-		a.batch, a.cmds = a.batch[:0], a.cmds[:0]
-	}
-	if len(a.batch) > 0 {
-		res := a.c.DoMulti(ctx, a.batch...)
-		for i, r := range res {
-			err := r.Error()
-			if err == nil && a.cmds[i].name == "EXEC" {
-				err = execError(r)
-			}
-			if _, isReply := rueidis.IsRedisErr(err); err != nil && !isReply {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				// No reply: which of the batch's writes the target made is unknown.
-				return f.j.Target.Err("apply the stream", "", fmt.Errorf(
-					"the connection failed while it applied the source's writes from offset %d to %d, some of which the target may hold: "+
-						"following cannot go on without applying a write twice or losing one, so migrate again: %w",
-					f.base+f.applied.Load(), f.base+a.pos, err))
-			}
-			if err != nil {
-				return a.refused(ctx, i, err)
-			}
 		}
 		f.st.commands.Add(int64(countCommands(a.cmds)))
 		a.batch, a.cmds = a.batch[:0], a.cmds[:0]
@@ -477,66 +458,6 @@ func countCommands(cmds []streamCommand) int {
 		}
 	}
 	return n
-}
-
-// execFailure is a command of a transaction that failed within EXEC.
-type execFailure struct {
-	index int // among the transaction's commands
-	err   error
-}
-
-func (e execFailure) Error() string { return e.err.Error() }
-func (e execFailure) Unwrap() error { return e.err }
-
-// execError returns the first error among the replies EXEC gave.
-func execError(r rueidis.RedisResult) error {
-	msgs, err := r.ToArray()
-	if err != nil {
-		return nil // a nil EXEC (WATCH) is not replicated
-	}
-	for k, m := range msgs {
-		if err := m.Error(); err != nil {
-			return execFailure{index: k, err: err}
-		}
-	}
-	return nil
-}
-
-// refused stops following at command i of the batch, which the target refused: the
-// commands before it are applied, but none of a transaction it belongs to.
-func (a *applier) refused(ctx context.Context, i int, err error) error {
-	f := a.f
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	start := i
-	for start > 0 && a.inMultiAt(start) {
-		start--
-	}
-	if start < i && a.cmds[start].name != "MULTI" {
-		start++
-	}
-	c := a.cmds[i]
-	if c.name == "EXEC" {
-		// Name the command of the transaction that failed.
-		if k, ok := err.(execFailure); ok && start+1+k.index < i {
-			c, err = a.cmds[start+1+k.index], k.err
-		}
-	}
-	done := f.applied.Load()
-	if start > 0 {
-		done = a.cmds[start-1].end
-	}
-	f.st.commands.Add(int64(countCommands(a.cmds[:start])))
-	f.applied.Store(done)
-	f.setOffset(f.base + done)
-	what := "target refused"
-	if strings.HasPrefix(err.Error(), "OOM") {
-		what = "target, out of memory (maxmemory), refused"
-	}
-	return f.j.Target.Err("apply "+c.name, c.key, fmt.Errorf(
-		"the %s the source's write %s (ending at its replication offset %d): %w; following stopped, and the target holds the source's writes up to offset %d",
-		what, c.name, f.base+c.end, err, f.base+done))
 }
 
 // inMultiAt reports whether command i of the batch is inside a transaction (after its MULTI).

@@ -18,7 +18,7 @@ type applyConn interface {
 // A following Snapshot into a cluster target sends each command of the stream to the
 // master that serves its key's slot: the command is built as received and given the slot
 // of its first key (the source's command table says where the keys are), and the cluster
-// client sends it there and follows MOVED and ASK.
+// client sends it there, in its slot's transaction (commitSlots), and follows MOVED and ASK.
 //
 // Order. What matters is the order of the writes to each key, and a key lives in one
 // slot. The applier sends a batch and waits for every reply before it sends the next; within
@@ -30,9 +30,11 @@ type applyConn interface {
 // What a cluster cannot run as one command on one node:
 //   - SELECT: a cluster has database 0 only. The databases of the stream map as those of the
 //     snapshot do (checkTargetDatabases, snapshotDBs): one database, or WithDBPrefix.
-//   - MULTI/EXEC whose keys share a slot stays one transaction on that slot's node; one whose
-//     keys span slots (a standalone source's transactions and scripts may) cannot be atomic
-//     there, and is applied command by command, in order, logged once per migration.
+//   - MULTI/EXEC: the batch goes as one transaction per slot, with the slot's offset key
+//     (commitSlots), so a source transaction whose keys share a slot stays one on that
+//     slot's node; one whose keys span slots (a standalone source's transactions and scripts
+//     may) cannot be atomic there, and is applied as one transaction per slot, in order,
+//     logged once per migration.
 //   - DEL and UNLINK of keys in several slots are applied key by key, MSET pair by pair;
 //     other commands whose keys span slots (RENAME, SUNIONSTORE, ...) stop the migration
 //     with an error naming the command: their replay cannot be exact.
@@ -54,7 +56,8 @@ func (a *applier) clusterQueue(ctx context.Context, name string, args []string) 
 		a.queue(name, args, "")
 		return nil
 	case "EXEC":
-		return a.clusterExec(args)
+		a.clusterExec(args)
+		return nil
 	}
 	keys, err := a.keys.keys(ctx, args)
 	if err != nil {
@@ -80,20 +83,26 @@ func (a *applier) clusterQueue(ctx context.Context, name string, args []string) 
 			return a.clusterSplit(ctx, name, args, keys[0], k)
 		}
 	}
-	a.queue(name, args, keys[0])
+	a.queueSlot(name, args, keys[0])
 	return nil
 }
 
-// queue appends a command to the batch, routed to the slot of slotKey ("" for MULTI, whose
-// slot EXEC decides).
+// queueSlot queues a command for a cluster target, sent to the slot of slotKey, unless the
+// slot's offset key says the target holds it (a continued stream).
+func (a *applier) queueSlot(name string, args []string, slotKey string) {
+	if !a.skipped(slotKey) {
+		a.queue(name, args, slotKey)
+	}
+}
+
+// queue appends a command to the batch, routed to the slot of slotKey ("" for MULTI and
+// EXEC, which commitSlots leaves out on a cluster target).
 func (a *applier) queue(name string, args []string, slotKey string) {
 	cmd := a.c.B().Arbitrary(args...).Build()
 	if slotKey != "" {
 		cmd = cmd.SetSlot(slotKey)
 	}
-	if a.key != "" {
-		cmd = cmd.Pin() // sent again when its transaction's fate is unknown (commit)
-	}
+	cmd = cmd.Pin() // sent again when its transaction's fate is unknown (commit)
 	key := ""
 	if len(args) > 1 {
 		key = args[1]
@@ -102,38 +111,36 @@ func (a *applier) queue(name string, args []string, slotKey string) {
 	a.cmds = append(a.cmds, streamCommand{name: name, key: key, end: a.pos, slotKey: slotKey})
 }
 
-// clusterExec ends a transaction: on the node of its slot when its keys share one, else
-// its commands stay as they are, applied one by one.
-func (a *applier) clusterExec(args []string) error {
-	start := a.txStart
-	a.txStart = -1
-	if start < 0 || start >= len(a.cmds) || a.cmds[start].name != "MULTI" {
-		return nil // its MULTI was applied in an earlier batch: cannot happen, MULTI ... EXEC go together
-	}
-	slotKey, one := "", true
-	for _, c := range a.cmds[start+1:] {
-		if slotKey == "" {
-			slotKey = c.slotKey
-		} else if keySlot(c.slotKey) != keySlot(slotKey) {
-			one = false
-		}
-	}
-	if one && slotKey != "" {
-		a.batch[start] = a.batch[start].SetSlot(slotKey)
-		a.cmds[start].slotKey = slotKey
-		a.queue("EXEC", args, slotKey)
-		return nil
-	}
-	// Spans slots, or holds nothing: drop MULTI; the commands go one by one.
-	a.batch = append(a.batch[:start], a.batch[start+1:]...)
-	a.cmds = append(a.cmds[:start], a.cmds[start+1:]...)
-	if slotKey != "" && !a.splitLogged {
+// clusterExec ends a transaction of the source. Its commands go with the rest of the batch
+// in one transaction per slot (commitSlots): atomic when they share a slot; when they span
+// slots, each slot's share is, in the stream's order, which is logged once per migration.
+func (a *applier) clusterExec(args []string) {
+	if !a.splitLogged && a.spansSlots(a.txStart) {
 		a.splitLogged = true
 		a.f.j.Logger.Warn("snapshot: follow: a transaction of the source (MULTI/EXEC, or a script's effects) changes keys of several slots, "+
-			"which a cluster target cannot apply atomically: it and any later such transaction are applied command by command, in order",
+			"which a cluster target cannot apply atomically: it and any later such transaction are applied as one transaction per slot, in order",
 			"offset", a.f.base+a.pos)
 	}
-	return nil
+	a.txStart = -1
+	a.queue("EXEC", args, "")
+}
+
+// spansSlots reports whether the commands queued after index start are in several slots.
+func (a *applier) spansSlots(start int) bool {
+	if start < 0 || start >= len(a.cmds) {
+		return false
+	}
+	slotKey := ""
+	for _, c := range a.cmds[start+1:] {
+		switch {
+		case c.slotKey == "":
+		case slotKey == "":
+			slotKey = c.slotKey
+		case keySlot(c.slotKey) != keySlot(slotKey):
+			return true
+		}
+	}
+	return false
 }
 
 // clusterSplit queues a command whose keys are in several slots of the cluster target:
@@ -142,12 +149,12 @@ func (a *applier) clusterSplit(ctx context.Context, name string, args []string, 
 	switch {
 	case (name == "DEL" || name == "UNLINK") && len(args) > 2:
 		for _, k := range args[1:] {
-			a.queue(name, []string{args[0], k}, k)
+			a.queueSlot(name, []string{args[0], k}, k)
 		}
 		return nil
 	case name == "MSET" && len(args)%2 == 1:
 		for i := 1; i+1 < len(args); i += 2 {
-			a.queue(name, []string{args[0], args[i], args[i+1]}, args[i])
+			a.queueSlot(name, []string{args[0], args[i], args[i+1]}, args[i])
 		}
 		return nil
 	}
@@ -188,6 +195,18 @@ func (a *applier) broadcast(ctx context.Context, name string, args []string) err
 	}
 	f.j.Logger.Info("snapshot: follow: applied on every master of the cluster target", "command", name, "masters", len(ids))
 	f.st.commands.Add(1)
+	// It deleted the offset keys too: one says again where the stream stands, past it.
+	a.committed, a.batchSrcDB = f.base+end, a.srcDB
+	ends := f.slotEnds()
+	for s := range ends {
+		ends[s] = -1
+	}
+	s := f.firstSlot()
+	key := slotKeyName(a.key, s)
+	if err := a.c.DoMulti(ctx, a.c.B().Set().Key(key).Value(slotPoint{from: a.point(f.base + end), end: f.base + end}.String()).Build())[0].Error(); err != nil {
+		return f.j.Target.Err("write the offset key (WithOffsetKey)", key, ctxErr(ctx, err))
+	}
+	ends[s] = f.base + end
 	return nil
 }
 

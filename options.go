@@ -554,13 +554,14 @@ func WithSpoolDir(dir string) Option {
 // target held no key at the first start (else it is refused with ErrCheckpoint: those keys
 // cannot be told from the target's). A Snapshot that follows (WithFollow) continues the
 // source's stream exactly where the target's offset key (WithOffsetKey) says, with PSYNC
-// (from a cluster source, each master's); into a cluster target it is refused
-// (ErrUnsupported). A DumpRestore that follows keyspace notifications (WithFollow) finishes
-// the interrupted walk, then compares and repairs every selected key (the notifications sent
-// while no run listened are lost), then follows again. The keys the interrupted run wrote are
-// the migration's own: when the target held no key in the databases written at the first
-// start, the rest of the walk overwrites them under any conflict policy; else it keeps the
-// policy, and under Fail a key that differs from the source's stops the run.
+// (from a cluster source, each master's; into a cluster target, from the latest point
+// every slot's offset key covers, skipping in each slot the writes its key says it holds).
+// A DumpRestore that follows keyspace notifications (WithFollow) finishes the interrupted
+// walk, then compares and repairs every selected key (the notifications sent while no run
+// listened are lost), then follows again. The keys the interrupted run wrote are the
+// migration's own: when the target held no key in the databases written at the first start,
+// the rest of the walk overwrites them under any conflict policy; else it keeps the policy,
+// and under Fail a key that differs from the source's stops the run.
 //
 // For DumpRestore and MigrateKeys, the position of the key walk is saved several times a
 // second in the background (the copy never waits for it) and at the end of each database:
@@ -605,7 +606,7 @@ func WithKeyBudget(bytes int64) Option {
 }
 
 // WithOffsetKey names the key where a following Snapshot (WithFollow) keeps, in database 0
-// of a standalone target, how far it applied the source's replication stream: the source's
+// of the target, how far it applied the source's replication stream: the source's
 // replication id and offset, written in the same MULTI/EXEC as each batch of writes it
 // covers. So the target always says exactly which writes it holds: a connection to the
 // target that fails while a batch is under way is opened again and the batch sent again
@@ -615,7 +616,9 @@ func WithKeyBudget(bytes int64) Option {
 // given, to resume from. From a cluster source each master's stream has its own key, the
 // name followed by ":" and the master's address. Verify, given the same option, does not
 // count the key as an extra one. Name a key that neither side uses. The default is
-// "migrate:offset"; into a cluster target no offset key is kept (see WithCheckpoint).
+// "migrate:offset". On a cluster target, where a MULTI cannot span slots, each slot has its
+// own key: the name with a hash tag that lands on the slot after it ("migrate:offset{3Xk}"),
+// or before it when the name has a brace; each batch goes as one MULTI/EXEC per slot.
 func WithOffsetKey(name string) Option {
 	return func(c *config) error {
 		if name == "" {

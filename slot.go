@@ -1,5 +1,7 @@
 package migrate
 
+import "sync"
+
 // slotCount is the number of hash slots of a Redis Cluster.
 const slotCount = 16384
 
@@ -42,3 +44,56 @@ var crc16Table = func() (t [256]uint16) {
 	}
 	return t
 }()
+
+// slotTags holds, for each slot, the shortest hash tag (letters and digits) whose key lands
+// on it: a following Snapshot names its offset keys on a cluster target with them.
+var slotTags = sync.OnceValue(func() *[slotCount]string {
+	const chars = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	var t [slotCount]string
+	left := slotCount
+	for n := 1; left > 0; n++ {
+		idx := make([]int, n)
+		buf := make([]byte, n)
+		for {
+			for i, x := range idx {
+				buf[i] = chars[x]
+			}
+			if s := keySlot(string(buf)); t[s] == "" {
+				t[s] = string(buf)
+				left--
+			}
+			i := n - 1
+			for i >= 0 && idx[i] == len(chars)-1 {
+				idx[i] = 0
+				i--
+			}
+			if i < 0 {
+				break
+			}
+			idx[i]++
+		}
+	}
+	return &t
+})
+
+// slotKeyName returns the name of the key named name that lands on slot: name with the
+// slot's hash tag after it, or before it when name has a brace of its own.
+func slotKeyName(name string, slot uint16) string {
+	tag := "{" + slotTags()[slot] + "}"
+	if indexByte(name, '{') >= 0 {
+		return tag + name
+	}
+	return name + tag
+}
+
+// slotKeyBase returns the name a key of slotKeyName was made of, and whether it is one.
+func slotKeyBase(key string) (string, bool) {
+	tag := "{" + slotTags()[keySlot(key)] + "}"
+	switch {
+	case len(key) > len(tag) && key[len(key)-len(tag):] == tag && indexByte(key[:len(key)-len(tag)], '{') < 0:
+		return key[:len(key)-len(tag)], true
+	case len(key) > len(tag) && key[:len(tag)] == tag:
+		return key[len(tag):], true
+	}
+	return "", false
+}

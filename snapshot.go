@@ -38,8 +38,8 @@ import (
 // part; WithDBPrefix renames the keys of the writes, and stops at one it cannot rename
 // exactly. It needs, besides PSYNC and REPLCONF, COMMAND INFO and COMMAND GETKEYS on the
 // source with WithMatch, WithDBPrefix or a cluster on either side, and every command the
-// stream holds allowed on the target. On a standalone target each batch of the stream goes
-// in one MULTI/EXEC with the offset key (WithOffsetKey), so that a connection killed on the
+// stream holds allowed on the target. Each batch of the stream goes in one MULTI/EXEC with
+// the offset key (WithOffsetKey; on a cluster target one per slot, with its slot's key), so that a connection killed on the
 // way is survived exactly, and WithCheckpoint resumes a following Snapshot where the target
 // stands; an interrupted restore resumes with a new snapshot (see WithCheckpoint).
 //
@@ -454,14 +454,11 @@ func finish(rd *RDBReader, in *snapshotInput) error {
 // databases are snapshotDBs' to decide.
 func snapshotFilter(j *Job) func(*RDBEntry) bool {
 	match, types := j.Match, j.Types
-	offsetKey := "" // a following Snapshot's own key on the target (WithOffsetKey)
-	if j.Follow != nil {
-		offsetKey = j.offsetKey("")
-	}
+	follow := j.Follow != nil // a following Snapshot's own keys on the target (WithOffsetKey)
 	return func(e *RDBEntry) bool {
 		return (match == "" || globMatch(match, e.Key)) &&
 			(len(types) == 0 || slices.Contains(types, e.TypeName())) &&
-			(offsetKey == "" || j.TargetDB(e.DB) != 0 || j.TargetKey(e.DB, e.Key) != offsetKey)
+			(!follow || j.TargetDB(e.DB) != 0 || !j.isOffsetKey(j.TargetKey(e.DB, e.Key)))
 	}
 }
 

@@ -27,7 +27,9 @@ import (
 // source's replication id and the offset of the last byte applied, written in the same
 // MULTI/EXEC as the batch of writes it covers, so the target holds exactly the writes up to
 // it. The resumed run asks PSYNC <replid> <offset+1>, and fails with ErrFollowLost, saying
-// how many bytes are missing, when the source's backlog no longer holds them.
+// how many bytes are missing, when the source's backlog no longer holds them. On a cluster
+// target each slot has its own offset key (commitSlots): the stream continues from the
+// latest point every slot holds, and each slot skips the writes its key covers.
 
 // restartResumed prepares the target for a new snapshot after an interrupted restore: it
 // deletes the keys the interrupted run wrote, or refuses when it cannot tell them from the
@@ -169,7 +171,7 @@ func (j *Job) deleteSelectedOn(ctx context.Context, c rueidis.Client, tdb int, m
 // selected reports whether key of target database tdb is one the migration writes: the
 // offset key, or a key of a selected source database whose name matches WithMatch.
 func (j *Job) selected(tdb int, key string) bool {
-	if tdb == 0 && key == j.OffsetKey {
+	if tdb == 0 && j.isOffsetKey(key) {
 		return true
 	}
 	if j.DBPrefix == "" && !j.MergeDatabases {
@@ -186,15 +188,64 @@ func (j *Job) selected(tdb int, key string) bool {
 
 // offsetKey returns the name of the offset key of the stream of the source's node (""
 // for a standalone source): WithOffsetKey's, with the master's address from a cluster
-// source; "" into a cluster target, where none is kept.
+// source. On a cluster target it is the name each slot's key is made of (slotKeyName).
 func (j *Job) offsetKey(node string) string {
-	switch {
-	case j.Target.Cluster():
-		return ""
-	case node == "":
+	if node == "" {
 		return j.OffsetKey
 	}
 	return j.OffsetKey + ":" + node
+}
+
+// isOffsetKey reports whether key, of the target's database 0, is an offset key of a
+// following Snapshot: it is not the source's to copy, Verify's to compare, nor the
+// Report's to count.
+func (j *Job) isOffsetKey(key string) bool {
+	if j.Target.Cluster() {
+		base, ok := slotKeyBase(key)
+		return ok && (base == j.OffsetKey || strings.HasPrefix(base, j.OffsetKey+":"))
+	}
+	return key == j.OffsetKey
+}
+
+// readSlotOffsets reads the offset keys of a cluster target made of name, of the slots
+// owned (nil: all), pipelined per node. It returns the latest start of a batch a key holds
+// (every slot holds the stream up to it), the end each slot's key holds (-1 none), and
+// whether any key is there.
+func readSlotOffsets(ctx context.Context, c rueidis.Client, e *Endpoint, name string, owned *[slotCount]bool) (followPoint, *[slotCount]int64, bool, error) {
+	var slots []uint16
+	var gets rueidis.Commands
+	for s := range slotCount {
+		if owned == nil || owned[s] {
+			slots = append(slots, uint16(s))
+			gets = append(gets, c.B().Get().Key(slotKeyName(name, uint16(s))).Build())
+		}
+	}
+	ends := new([slotCount]int64)
+	for s := range ends {
+		ends[s] = -1
+	}
+	var from followPoint
+	found := false
+	for i, r := range c.DoMulti(ctx, gets...) {
+		key := slotKeyName(name, slots[i])
+		v, err := r.ToString()
+		if rueidis.IsRedisNil(err) {
+			continue
+		}
+		if err != nil {
+			return from, nil, false, e.Err("read the offset key (WithOffsetKey)", key, ctxErr(ctx, err))
+		}
+		p, ok := parseSlotPoint(v)
+		if !ok {
+			return from, nil, false, e.Err("read the offset key (WithOffsetKey)", key, fmt.Errorf(
+				"it holds %q, not a replication id, offsets and database: another program uses that name; name another key with WithOffsetKey", v))
+		}
+		ends[slots[i]] = p.end
+		if !found || p.from.Offset > from.Offset {
+			from, found = p.from, true
+		}
+	}
+	return from, ends, found, nil
 }
 
 // readOffset reads the offset key; ok is false when it is absent.
@@ -234,12 +285,20 @@ func (s Snapshot) continueFollow(ctx context.Context, j *Job, st *followStats, g
 	}
 	nodes := make([]string, len(srcs))
 	ats := make([]followPoint, len(srcs))
+	ends := make([]*[slotCount]int64, len(srcs))
 	for i, e := range srcs {
 		if owned[i] != nil {
 			nodes[i] = e.Addr
 		}
 		key := j.offsetKey(nodes[i])
-		at, ok, err := readOffset(ctx, c, j.Target, key)
+		var at followPoint
+		var ok bool
+		var err error
+		if j.Target.Cluster() {
+			at, ends[i], ok, err = readSlotOffsets(ctx, c, j.Target, key, owned[i])
+		} else {
+			at, ok, err = readOffset(ctx, c, j.Target, key)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -262,7 +321,7 @@ func (s Snapshot) continueFollow(ctx context.Context, j *Job, st *followStats, g
 		}
 		f := &follower{
 			s: s, j: j, sp: sp, st: st, rs: rs, replID: rs.replID, base: ats[i].Offset, src: e, node: nodes[i], owned: owned[i], gate: gate,
-			continued: true, startDB: ats[i].DB, rdbDone: make(chan struct{}), finished: make(chan struct{}),
+			continued: true, startDB: ats[i].DB, slotEnd: ends[i], rdbDone: make(chan struct{}), finished: make(chan struct{}),
 		}
 		close(f.rdbDone)
 		fs = append(fs, f)
@@ -275,14 +334,15 @@ func (s Snapshot) continueFollow(ctx context.Context, j *Job, st *followStats, g
 // a failure: the key is then left on the target.
 func (f *follower) dropOffsetKey(ctx context.Context) {
 	key := f.j.offsetKey(f.node)
-	if key == "" {
-		return
-	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	c, err := f.j.Target.Client(0)
 	if err == nil {
-		err = c.Do(dctx, c.B().Del().Key(key).Build()).Error()
+		dels := rueidis.Commands{c.B().Del().Key(key).Build()}
+		if f.j.Target.Cluster() {
+			dels = slotKeyDels(c, key, f.owned)
+		}
+		err = firstErr(c.DoMulti(dctx, dels...))
 	}
 	if err != nil {
 		f.j.Logger.Warn("snapshot: follow: cannot delete the offset key; delete it yourself", "key", key, "error", err)

@@ -260,7 +260,7 @@ func (v *verifier) extra(ctx context.Context, tdb int, keys []string) error {
 	asked := map[int][]int{} // source db -> indexes into keys
 	names := map[int][]string{}
 	for i, k := range keys {
-		if tdb == 0 && k == v.j.OffsetKey && !v.j.Target.Cluster() {
+		if tdb == 0 && v.j.isOffsetKey(k) {
 			found[i] = true // a following Snapshot's own (WithOffsetKey)
 			continue
 		}
