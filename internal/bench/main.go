@@ -15,6 +15,10 @@
 // column is the ratio of its time to the same strategy's on the standalone strings set of
 // the same run (so run it after strings), there being no native cluster-to-cluster copy.
 //
+// On the strings set, DumpRestore and MigrateKeys also run with WithCheckpoint and without
+// it, alternately a few times, and the ratio of their fastest runs is the cost of
+// checkpointing.
+//
 // The set follow (not run by default: -sets=follow) measures a following Snapshot on the
 // strings set under a writer of INCRs, beside native replication under the same writer:
 // the lag while following, the time from the cutover's return to Migrate's return, and
@@ -32,6 +36,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +64,7 @@ func main() {
 	dst := flag.String("dst", "", "internal: target addresses, comma-separated for a cluster")
 	strategy := flag.String("strategy", "", "internal: strategy name")
 	follow := flag.Bool("follow", false, "internal: with -child, run a following Snapshot of the follow set")
+	checkpoint := flag.String("checkpoint", "", "internal: with -child, keep a checkpoint in this file (WithCheckpoint)")
 	window := flag.Duration("window", 0, "internal: with -follow, how long the cutover function waits")
 	sets := flag.String("sets", "strings,mixed,strings-cluster", "data sets to run, comma-separated: strings, mixed, strings-cluster, follow")
 	only := flag.String("strategies", strings.Join(order, ","), "strategies to run, comma-separated")
@@ -72,7 +78,7 @@ func main() {
 		return
 	}
 	if *child {
-		if err := runChild(*src, *dst, *strategy, profileDir); err != nil {
+		if err := runChild(*src, *dst, *strategy, profileDir, *checkpoint); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -119,7 +125,7 @@ func peakRSS() int64 {
 	return 0
 }
 
-func runChild(src, dst, name, profile string) error {
+func runChild(src, dst, name, profile, checkpoint string) error {
 	s, ok := strategies[name]
 	if !ok {
 		return fmt.Errorf("unknown strategy %q", name)
@@ -136,7 +142,11 @@ func runChild(src, dst, name, profile string) error {
 		defer pprof.StopCPUProfile()
 		defer writeHeapProfile(profile + ".heap")
 	}
-	m, err := migrate.New(optionFor(src), optionFor(dst), migrate.WithStrategy(s))
+	opts := []migrate.Option{migrate.WithStrategy(s)}
+	if checkpoint != "" {
+		opts = append(opts, migrate.WithCheckpoint(migrate.CheckpointFile(checkpoint)))
+	}
+	m, err := migrate.New(optionFor(src), optionFor(dst), opts...)
 	if err != nil {
 		return err
 	}
@@ -277,6 +287,52 @@ func runSet(set string, names []string, scale float64) error {
 		fmt.Printf("%-8s %-14s %9.2f %12.0f %9.1f %9.2f %8dMB  %s\n", set, w.name, w.r.Seconds, float64(w.r.Keys)/w.r.Seconds,
 			float64(w.r.Bytes)/w.r.Seconds/1e6, w.r.Seconds/base, w.r.PeakKiB/1024, w.cpu)
 	}
+	if set == "strings" {
+		return checkpointCost(ctx, src, dst, names, keys)
+	}
+	return nil
+}
+
+// checkpointRounds is how many times checkpointCost runs each strategy with and without a
+// checkpoint, alternately: the fastest run of each is compared, a shared machine's noise
+// only ever slowing a run down.
+const checkpointRounds = 3
+
+// checkpointCost runs DumpRestore and MigrateKeys (those of names) on the strings set with
+// WithCheckpoint(CheckpointFile) and without, and prints the ratio of the fastest runs and
+// the CPU seconds of the migrating process.
+func checkpointCost(ctx context.Context, src, dst *redistest.Server, names []string, keys int64) error {
+	dir, err := os.MkdirTemp("", "migrate-bench-checkpoint-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for _, name := range []string{"dump-restore", "migrate-keys"} {
+		if !slices.Contains(names, name) {
+			continue
+		}
+		var best [2]result // without, with
+		for round := range checkpointRounds {
+			for i, with := range []bool{false, true} {
+				if err := flush(ctx, dst); err != nil {
+					return err
+				}
+				var extra []string
+				if with {
+					extra = []string{"-checkpoint", filepath.Join(dir, fmt.Sprintf("%s-%d.json", name, round))}
+				}
+				r, err := runStrategy("strings", name, src.Addr, dst.Addr, keys, extra...)
+				if err != nil {
+					return err
+				}
+				if best[i].Seconds == 0 || r.Seconds < best[i].Seconds {
+					best[i] = r
+				}
+			}
+		}
+		fmt.Printf("%-8s %-14s %9.2f s without, %.2f s with WithCheckpoint (fastest of %d each): x%.3f; migrator CPU %.2f s, %.2f s\n",
+			"strings", name+" ckpt", best[0].Seconds, best[1].Seconds, checkpointRounds, best[1].Seconds/best[0].Seconds, best[0].CPU, best[1].CPU)
+	}
 	return nil
 }
 
@@ -345,8 +401,8 @@ func runClusterSet(set string, names []string, scale float64) error {
 
 // runStrategy runs one strategy in a child process, so that its peak memory is its own,
 // and checks that it copied every key.
-func runStrategy(set, name, src, dst string, keys int64) (result, error) {
-	args := []string{"-child", "-src", src, "-dst", dst, "-strategy", name}
+func runStrategy(set, name, src, dst string, keys int64, extra ...string) (result, error) {
+	args := append([]string{"-child", "-src", src, "-dst", dst, "-strategy", name}, extra...)
 	if profileDir != "" {
 		args = append(args, "-profile", filepath.Join(profileDir, set+"-"+name+".pprof"))
 	}
