@@ -77,7 +77,7 @@ func (d DumpRestore) Run(ctx context.Context, j *Job) error {
 			continue // copied whole before an interruption (WithCheckpoint)
 		}
 		if err := d.copyDB(ctx, j, r, db); err != nil {
-			return err
+			return resumeHint(ctx, j, err)
 		}
 		if err := j.checkpoint.dbDone(ctx, db); err != nil {
 			return err

@@ -37,6 +37,9 @@ type Endpoint struct {
 func newEndpoint(side Side, opt rueidis.ClientOption) *Endpoint {
 	// The library never uses client-side caching, and CLIENT TRACKING may be refused.
 	opt.DisableCache = true
+	if opt.RetryDelay == nil {
+		opt.RetryDelay = retryDelay // bounded, and not for a stalled server (retry.go)
+	}
 	addr := "(no address)"
 	if len(opt.InitAddress) > 0 {
 		addr = opt.InitAddress[0]
@@ -79,8 +82,9 @@ func (e *Endpoint) Client(db int) (rueidis.Client, error) {
 func (e *Endpoint) Default() (rueidis.Client, error) { return e.Client(e.Option.SelectDB) }
 
 // Err wraps err in an *Error that names this side, its address, the operation and the key.
+// A stall (no answer within ConnWriteTimeout) is explained.
 func (e *Endpoint) Err(op, key string, err error) error {
-	return &Error{Side: e.Side, Addr: e.Addr, Op: op, Key: key, Err: err}
+	return &Error{Side: e.Side, Addr: e.Addr, Op: op, Key: key, Err: e.explainStall(err)}
 }
 
 // close closes every client; Client fails afterwards.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -200,7 +201,7 @@ func (m MigrateKeys) Run(ctx context.Context, j *Job) error {
 			continue // copied whole before an interruption (WithCheckpoint)
 		}
 		if err := p.copyDB(ctx, db); err != nil {
-			return err
+			return resumeHint(ctx, j, err)
 		}
 		if err := j.checkpoint.dbDone(ctx, db); err != nil {
 			return err
@@ -219,6 +220,10 @@ type migration struct {
 	auth       []string // AUTH password, AUTH2 username password, or nothing
 	password   string   // the target's, to keep out of errors
 	batched    bool     // MIGRATE ... KEYS (Redis 3.0.6)
+	// reached says a MIGRATE has stored keys: the source reaches the target, so that an
+	// IOERR later is a target restarting or a connection cut, waited for (retry.go), not an
+	// address to fix.
+	reached atomic.Bool
 
 	mu               sync.Mutex
 	srcTopo, dstTopo *topology // slot maps of the sides that are clusters

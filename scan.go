@@ -116,7 +116,8 @@ func (j *Job) scanMatch(ctx context.Context, e *Endpoint, db int, match string, 
 			if typ != "" {
 				args = append(args, "TYPE", typ)
 			}
-			page, err := c.Do(ctx, c.B().Arbitrary("SCAN").Args(args...).Build()).AsScanEntry()
+			// Read-only, so that rueidis sends it again when its connection fails (retry.go).
+			page, err := c.Do(ctx, c.B().Arbitrary("SCAN").Args(args...).ReadOnly()).AsScanEntry()
 			if err != nil {
 				return e.Err(op, "", ctxErr(ctx, err))
 			}
