@@ -54,4 +54,3 @@ func (s *Server) Pause() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
 
 // Continue resumes a server stopped by Pause (SIGCONT).
 func (s *Server) Continue() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
-
