@@ -79,6 +79,17 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 	// past reconnectWait it counts what is left as Failed and returns the error.
 	waitReconnect := func(err error) error {
 		p.j.Logger.Info("migrate-keys: a connection failed or the source could not reach the target; trying again", "error", err)
+		failed := func() {
+			for _, g := range queue {
+				counts.Failed += int64(len(g.keys))
+			}
+		}
+		if kind, _ := classifyRelayed(err); kind == replyUnreachable {
+			if serr := p.j.Target.stallCheck(ctx); serr != nil {
+				failed()
+				return fmt.Errorf("%w (MIGRATE: %v)", serr, err)
+			}
+		}
 		werr := reconnect.wait(ctx)
 		if werr == nil {
 			return nil
@@ -87,9 +98,7 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 		if !ok {
 			return werr
 		}
-		for _, g := range queue {
-			counts.Failed += int64(len(g.keys))
-		}
+		failed()
 		e := p.j.Source
 		if kind, fromTarget := classifyRelayed(err); kind == replyUnreachable || fromTarget {
 			e = p.j.Target

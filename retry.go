@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -44,7 +45,7 @@ func reconnectable(ctx context.Context, err error) bool {
 		return true
 	case replyMoving:
 		text, _, _ := errorReply(err)
-		return len(text) >= 7 && text[:7] == "LOADING"
+		return strings.HasPrefix(text, "LOADING")
 	}
 	return false
 }
@@ -99,6 +100,21 @@ func (e *Endpoint) connWriteTimeout() time.Duration {
 		return d
 	}
 	return max(rueidis.DefaultTCPKeepAlive, e.Option.Dialer.KeepAlive) * 10
+}
+
+// stallCheck asks side e whether it answers (PING), and returns the error of a stall, nil
+// otherwise. MIGRATE's IOERR does not tell a target that refuses connections (restarting:
+// waited for) from one that does not answer (stalled: not waited for beyond its
+// ConnWriteTimeout); asking it does.
+func (e *Endpoint) stallCheck(ctx context.Context) error {
+	c, err := e.Default()
+	if err != nil {
+		return nil // the wait that follows tells
+	}
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); stalled(err) {
+		return e.Err("ping", "", err)
+	}
+	return nil
 }
 
 // explainReconnect returns the error of a step that waited in vain (w) for side e to
