@@ -56,6 +56,25 @@ func (e *Endpoint) Client(db int) (rueidis.Client, error) {
 		return nil, e.Err(fmt.Sprintf("connect to db %d", db), "", fmt.Errorf(
 			"a cluster has only database 0: %w", ErrUnsupported))
 	}
+	// A server reached before (probe read its INFO) whose connection fails is waited for,
+	// as reconnectRetry says: it may be restarting, or our connection was killed.
+	reconnect := reconnectRetry()
+	for {
+		c, err := e.connect(db)
+		if err == nil || e.Info == nil || !reconnectable(context.Background(), err) {
+			return c, err
+		}
+		if werr := reconnect.wait(context.Background()); werr != nil {
+			if w, ok := werr.(*clusterWaitError); ok {
+				return nil, e.explainReconnect(w, err)
+			}
+			return nil, err
+		}
+	}
+}
+
+// connect returns the client of database db, connecting when there is none yet.
+func (e *Endpoint) connect(db int) (rueidis.Client, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if c, ok := e.clients[db]; ok {

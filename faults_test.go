@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/redismigrate/migrate"
 	"github.com/redismigrate/migrate/internal/redistest"
 )
@@ -31,7 +32,10 @@ func migrateUnderFault(t *testing.T, src, dst *redistest.Server, s migrate.Strat
 		}))
 	done := make(chan struct{})
 	var faults atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		select {
 		case <-copying:
 		case <-done:
@@ -53,6 +57,7 @@ func migrateUnderFault(t *testing.T, src, dst *redistest.Server, s migrate.Strat
 	}()
 	rep, err := runMigration(t, src.Option(), dst.Option(), s, opts...)
 	close(done)
+	wg.Wait()
 	if faults.Load() == 0 {
 		t.Fatal("the migration ended before the fault; make it slower")
 	}
@@ -104,9 +109,9 @@ func TestFaultClientKill(t *testing.T) {
 			src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
 			total := fillCheckpointSource(t, src, 4000)
 			var killed atomic.Int64
+			killers := []rueidis.Client{src.Client(t, 0), dst.Client(t, 0)}
 			rep, err := migrateUnderFault(t, src, dst, s, 150*time.Millisecond, func() {
-				for _, side := range []*redistest.Server{src, dst} {
-					c := side.Client(t, 0)
+				for _, c := range killers {
 					n, err := c.Do(context.Background(), c.B().ClientKill().TypeNormal().SkipmeYes().Build()).AsInt64()
 					if err != nil {
 						t.Error(err)
@@ -201,4 +206,19 @@ func TestFaultStall(t *testing.T) {
 			redistest.AssertSame(t, src, dst, 0, 3)
 		})
 	}
+}
+
+// TestFaultSourceRestart restarts the source (appendonly yes) in the middle of DumpRestore's
+// walk: the SCAN cursor of the server before means nothing to the one after, so the walk
+// stops with an error that says so rather than skip keys in silence.
+func TestFaultSourceRestart(t *testing.T) {
+	t.Parallel()
+	src, dst := redistest.StartPair(t, redistest.Config{Lines: []string{"appendonly yes", "appendfsync always"}}, redistest.Config{})
+	fillCheckpointSource(t, src, 4000)
+	_, err := migrateUnderFault(t, src, dst, migrate.DumpRestore{}, 0, func() {
+		if err := src.Restart(300 * time.Millisecond); err != nil {
+			t.Error(err)
+		}
+	})
+	assertErrorSays(t, err, []string{"source " + src.Addr, "scan db", "restarted", "would skip keys"}, nil)
 }

@@ -134,6 +134,35 @@ func (e *Endpoint) explainReconnect(w *clusterWaitError, err error) error {
 	return e.Err("", "", wrap(err))
 }
 
+// scanPage sends one SCAN of a walk of side e (args are its arguments) and returns its page.
+// It is read-only, so rueidis sends it again when its connection fails (retryDelay), but a
+// cursor holds only on the server the walk began on: a restarted server hashes its keys
+// anew, and the cursor of the one before would skip some. So INFO server goes in the same
+// pipeline, on the same connection, and a page from a server whose run_id changed ends the
+// walk with an error. Where INFO gave no run_id when the migration started, nothing is
+// compared.
+func (e *Endpoint) scanPage(ctx context.Context, c rueidis.Client, args []string) (rueidis.ScanEntry, error) {
+	scan := c.B().Arbitrary("SCAN").Args(args...).ReadOnly()
+	was := e.Info.Fields["run_id"]
+	if was == "" {
+		return c.Do(ctx, scan).AsScanEntry()
+	}
+	res := c.DoMulti(ctx, scan, infoCommand(c, "server"))
+	page, err := res[0].AsScanEntry()
+	if err != nil {
+		return page, err
+	}
+	text, err := res[1].ToString()
+	if err != nil {
+		return page, err
+	}
+	if now := parseInfo(text).Fields["run_id"]; now != was {
+		return page, fmt.Errorf("the %s restarted during the walk of its keys (run_id %s, now %s): the SCAN cursor of "+
+			"the server before would skip keys on this one, so the walk stops; run the migration again", e.Side, was, now)
+	}
+	return page, nil
+}
+
 // resumeHint adds to the error that stopped a run with a checkpoint (WithCheckpoint) that
 // running the migration again continues it. A cancelled run is left as it is.
 func resumeHint(ctx context.Context, j *Job, err error) error {

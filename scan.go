@@ -116,8 +116,7 @@ func (j *Job) scanMatch(ctx context.Context, e *Endpoint, db int, match string, 
 			if typ != "" {
 				args = append(args, "TYPE", typ)
 			}
-			// Read-only, so that rueidis sends it again when its connection fails (retry.go).
-			page, err := c.Do(ctx, c.B().Arbitrary("SCAN").Args(args...).ReadOnly()).AsScanEntry()
+			page, err := e.scanPage(ctx, c, args)
 			if err != nil {
 				return e.Err(op, "", ctxErr(ctx, err))
 			}
