@@ -29,23 +29,7 @@ func (s *Server) Restart(down time.Duration) error {
 	s.cmd, s.done, s.stopOnce = cmd, make(chan struct{}), sync.Once{}
 	done := s.done
 	go func() { _ = cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			return fmt.Errorf("redis-server exited at restart: %s", s.logTail())
-		default:
-		}
-		if c, err := s.dial(200 * time.Millisecond); err == nil {
-			ok := pingLoading(c)
-			c.Close()
-			if ok {
-				return nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("redis-server on %s did not answer within 10s of its restart: %s", s.Addr, s.logTail())
+	return s.waitReady("restart")
 }
 
 // Pause stops the server's process (SIGSTOP): it keeps its connections and accepts new
