@@ -87,11 +87,11 @@ func (d DumpRestore) Run(ctx context.Context, j *Job) error {
 }
 
 func (d DumpRestore) copyDB(ctx context.Context, j *Job, r *restorer, db int) error {
-	src, err := j.Source.Client(db)
+	src, err := j.Source.clientCtx(ctx, db)
 	if err != nil {
 		return err
 	}
-	if _, err := j.Target.Client(j.TargetDB(db)); err != nil {
+	if _, err := j.Target.clientCtx(ctx, j.TargetDB(db)); err != nil {
 		return err
 	}
 	rd := &dumper{j: j, src: src, db: db}

@@ -56,25 +56,6 @@ func (e *Endpoint) Client(db int) (rueidis.Client, error) {
 		return nil, e.Err(fmt.Sprintf("connect to db %d", db), "", fmt.Errorf(
 			"a cluster has only database 0: %w", ErrUnsupported))
 	}
-	// A server reached before (probe read its INFO) whose connection fails is waited for,
-	// as reconnectRetry says: it may be restarting, or our connection was killed.
-	reconnect := reconnectRetry()
-	for {
-		c, err := e.connect(db)
-		if err == nil || e.Info == nil || !reconnectable(context.Background(), err) {
-			return c, err
-		}
-		if werr := reconnect.wait(context.Background()); werr != nil {
-			if w, ok := werr.(*clusterWaitError); ok {
-				return nil, e.explainReconnect(w, err)
-			}
-			return nil, err
-		}
-	}
-}
-
-// connect returns the client of database db, connecting when there is none yet.
-func (e *Endpoint) connect(db int) (rueidis.Client, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if c, ok := e.clients[db]; ok {
@@ -95,6 +76,25 @@ func (e *Endpoint) connect(db int) (rueidis.Client, error) {
 	}
 	e.clients[db] = c
 	return c, nil
+}
+
+// clientCtx is Client for a step of a migration under way: a server reached before (probe
+// read its INFO) whose connection fails while connecting is waited for, as reconnectRetry
+// says, until ctx ends: it may be restarting, or our connection was killed.
+func (e *Endpoint) clientCtx(ctx context.Context, db int) (rueidis.Client, error) {
+	reconnect := reconnectRetry()
+	for {
+		c, err := e.Client(db)
+		if err == nil || e.Info == nil || !reconnectable(ctx, err) {
+			return c, err
+		}
+		if werr := reconnect.wait(ctx); werr != nil {
+			if w, ok := werr.(*clusterWaitError); ok {
+				return nil, e.explainReconnect(w, err)
+			}
+			return nil, werr
+		}
+	}
 }
 
 // Default returns the client of the database the user's option selects.

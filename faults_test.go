@@ -192,7 +192,7 @@ func TestFaultStall(t *testing.T) {
 			}
 			t.Logf("failed %v after the %s stopped: %v", took, c.side, err)
 			assertErrorSays(t, err, []string{c.side + " " + stopped.Addr, "did not answer within ConnWriteTimeout (1s)",
-				"run the migration again"}, nil)
+				"the checkpoint file " + file, "run the migration again"}, nil)
 			if took > 12*time.Second {
 				t.Errorf("took %v to fail after the %s stopped, with a ConnWriteTimeout of 1s", took, c.side)
 			}

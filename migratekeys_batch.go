@@ -10,11 +10,11 @@ import (
 
 func (p *migration) copyDB(ctx context.Context, db int) error {
 	j := p.j
-	src, err := j.Source.Client(db)
+	src, err := j.Source.clientCtx(ctx, db)
 	if err != nil {
 		return err
 	}
-	dst, err := j.Target.Client(j.TargetDB(db))
+	dst, err := j.Target.clientCtx(ctx, j.TargetDB(db))
 	if err != nil {
 		return err
 	}

@@ -101,7 +101,7 @@ func newRestorer(ctx context.Context, j *Job) (*restorer, error) {
 // error that stops the migration. It reorders and changes batch, which is then done with:
 // the caller may give it to releaseBatch.
 func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
-	c, err := r.j.Target.Client(r.j.TargetDB(db))
+	c, err := r.j.Target.clientCtx(ctx, r.j.TargetDB(db))
 	if err != nil {
 		return err
 	}

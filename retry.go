@@ -169,6 +169,10 @@ func resumeHint(ctx context.Context, j *Job, err error) error {
 	if err == nil || j.checkpoint == nil || ctx.Err() != nil || errors.Is(err, ErrCheckpoint) {
 		return err
 	}
-	return fmt.Errorf("%w; the checkpoint (WithCheckpoint) holds the progress: once that is fixed, run the migration again "+
-		"with it to continue where it stopped", err)
+	where := "the checkpoint (WithCheckpoint)"
+	if f, ok := j.checkpoint.store.(checkpointFile); ok {
+		where = "the checkpoint file " + string(f)
+	}
+	return fmt.Errorf("%w; %s holds the progress: once that is fixed, run the migration again with it to continue "+
+		"where it stopped", err, where)
 }
