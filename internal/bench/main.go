@@ -294,9 +294,9 @@ func runSet(set string, names []string, scale float64) error {
 }
 
 // checkpointRounds is how many times checkpointCost runs each strategy with and without a
-// checkpoint, alternately: the fastest run of each is compared, a shared machine's noise
-// only ever slowing a run down.
-const checkpointRounds = 3
+// checkpoint, alternately and in turn first: the fastest run of each is compared, a shared
+// machine's noise only ever slowing a run down.
+const checkpointRounds = 4
 
 // checkpointCost runs DumpRestore and MigrateKeys (those of names) on the strings set with
 // WithCheckpoint(CheckpointFile) and without, and prints the ratio of the fastest runs and
@@ -313,7 +313,15 @@ func checkpointCost(ctx context.Context, src, dst *redistest.Server, names []str
 		}
 		var best [2]result // without, with
 		for round := range checkpointRounds {
-			for i, with := range []bool{false, true} {
+			order := []bool{false, true}
+			if round%2 == 1 {
+				order = []bool{true, false} // neither always runs second
+			}
+			for _, with := range order {
+				i := 0
+				if with {
+					i = 1
+				}
 				if err := flush(ctx, dst); err != nil {
 					return err
 				}
