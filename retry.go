@@ -131,7 +131,7 @@ func (e *Endpoint) explainReconnect(w *clusterWaitError, err error) error {
 		c.Err = wrap(x.Err)
 		return &c
 	}
-	return e.Err("", "", wrap(err))
+	return e.Err("reconnect", "", wrap(err))
 }
 
 // scanPage sends one SCAN of a walk of side e (args are its arguments) and returns its page.
