@@ -16,8 +16,8 @@
 // the same run (so run it after strings), there being no native cluster-to-cluster copy.
 //
 // On the strings set, DumpRestore and MigrateKeys also run with WithCheckpoint and without
-// it, alternately a few times, and the ratio of their fastest runs is the cost of
-// checkpointing.
+// it, alternately a few times: the ratios of their median and fastest times, and of the
+// migrating process's CPU seconds, are the cost of checkpointing.
 //
 // The set follow (not run by default: -sets=follow) measures a following Snapshot on the
 // strings set under a writer of INCRs, beside native replication under the same writer:
@@ -294,13 +294,14 @@ func runSet(set string, names []string, scale float64) error {
 }
 
 // checkpointRounds is how many times checkpointCost runs each strategy with and without a
-// checkpoint, alternately and in turn first: the fastest run of each is compared, a shared
-// machine's noise only ever slowing a run down.
-const checkpointRounds = 4
+// checkpoint, alternately and in turn first.
+const checkpointRounds = 5
 
 // checkpointCost runs DumpRestore and MigrateKeys (those of names) on the strings set with
-// WithCheckpoint(CheckpointFile) and without, and prints the ratio of the fastest runs and
-// the CPU seconds of the migrating process.
+// WithCheckpoint(CheckpointFile) and without, and prints the ratios of their median and
+// fastest times, and of the migrating process's median CPU seconds: on a shared machine the
+// times vary by tens of percent from run to run, and the CPU the migrating process spends
+// is where checkpointing costs.
 func checkpointCost(ctx context.Context, src, dst *redistest.Server, names []string, keys int64) error {
 	dir, err := os.MkdirTemp("", "migrate-bench-checkpoint-")
 	if err != nil {
@@ -311,35 +312,33 @@ func checkpointCost(ctx context.Context, src, dst *redistest.Server, names []str
 		if !slices.Contains(names, name) {
 			continue
 		}
-		var best [2]result // without, with
+		var seconds, cpu [2][]float64 // without, with
 		for round := range checkpointRounds {
-			order := []bool{false, true}
+			order := []int{0, 1}
 			if round%2 == 1 {
-				order = []bool{true, false} // neither always runs second
+				order = []int{1, 0} // neither always runs second
 			}
-			for _, with := range order {
-				i := 0
-				if with {
-					i = 1
-				}
+			for _, i := range order {
 				if err := flush(ctx, dst); err != nil {
 					return err
 				}
 				var extra []string
-				if with {
+				if i == 1 {
 					extra = []string{"-checkpoint", filepath.Join(dir, fmt.Sprintf("%s-%d.json", name, round))}
 				}
 				r, err := runStrategy("strings", name, src.Addr, dst.Addr, keys, extra...)
 				if err != nil {
 					return err
 				}
-				if best[i].Seconds == 0 || r.Seconds < best[i].Seconds {
-					best[i] = r
-				}
+				seconds[i] = append(seconds[i], r.Seconds)
+				cpu[i] = append(cpu[i], r.CPU)
 			}
 		}
-		fmt.Printf("%-8s %-14s %9.2f s without, %.2f s with WithCheckpoint (fastest of %d each): x%.3f; migrator CPU %.2f s, %.2f s\n",
-			"strings", name+" ckpt", best[0].Seconds, best[1].Seconds, checkpointRounds, best[1].Seconds/best[0].Seconds, best[0].CPU, best[1].CPU)
+		ratio := func(v [2][]float64, p float64) float64 { return percentile(v[1], p) / percentile(v[0], p) }
+		fmt.Printf("%-8s %-14s %d runs each, with WithCheckpoint / without: time x%.3f (median %.2f s / %.2f s), x%.3f (fastest); "+
+			"migrator CPU x%.3f (median %.2f s / %.2f s)\n", "strings", name+" ckpt", checkpointRounds,
+			ratio(seconds, 0.5), percentile(seconds[1], 0.5), percentile(seconds[0], 0.5), ratio(seconds, 0),
+			ratio(cpu, 0.5), percentile(cpu[1], 0.5), percentile(cpu[0], 0.5))
 	}
 	return nil
 }
