@@ -38,6 +38,13 @@ import (
 // node. A cluster target has only database 0: see WithDBPrefix for several source
 // databases.
 //
+// A target that restarts during the copy, or a connection of ours that is cut (CLIENT
+// KILL), costs no restart: writes whose replies were lost are sent again once the target
+// answers, for up to 30 s, and a key that the lost write had stored is found holding the
+// source's value and counted once; reads are sent again by the client within the same
+// bound. A side that does not answer within the ConnWriteTimeout of its ClientOption ends
+// the copy with an error that says so (with WithCheckpoint, run it again to continue).
+//
 // A key larger than the target's proto-max-bulk-len or than WithKeyBudget is copied in
 // pieces into a temporary key, renamed onto the key once whole (see the README's "Keys
 // of any size"); each batch's sizes are asked first with MEMORY USAGE.

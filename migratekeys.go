@@ -60,6 +60,13 @@ import (
 // twice. This costs round trips only after a failure, never on the normal path. A key
 // whose batch failed because the migration was cancelled is not counted as failed.
 //
+// A target that restarts during the copy, or a connection that is cut (CLIENT KILL of ours
+// to the source, or of the source's to the target), costs no restart either: once both
+// sides answer, the keys of the MIGRATE whose reply was lost are settled that way and the
+// others sent again, for up to 30 s. A target that stops answering (MIGRATE's IOERR while
+// this program's own PING to it times out) or a source that does not answer within its
+// ConnWriteTimeout ends the copy with an error that says so.
+//
 // The source is only read unless Move is set. Conflicts follow WithConflict. Under Fail (the
 // default) and Skip, EXISTS on the target finds before each batch the keys it already
 // holds. Under Fail a key it holds with another type, value or expiry (expiries further
