@@ -200,9 +200,9 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 // send writes keys and counts what it can tell of each: written, already there, refused.
 // The keys of a cluster target that a failover or a moving slot refused, and those whose
 // connection failed (reconnectable), are returned to send again rather than counted, with
-// why, the error of the first; those whose reply was lost are marked resent. Keys whose reply never
-// came (the context ended, the connection failed) are added to lost, for settle. It returns
-// the first error that stops the migration.
+// why, the error of the first; those whose reply was lost are marked resent. Keys whose
+// reply never came otherwise (the context ended, a stall) are added to lost, for settle. It
+// returns the first error that stops the migration.
 func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, keys []dumped, counts *Counts, lost *[]dumped) (again []dumped, why, first error) {
 	cmds := make(rueidis.Commands, len(keys))
 	for i := range keys {
