@@ -25,7 +25,7 @@ import (
 type Endpoint struct {
 	Side   Side
 	Addr   string               // the first of Option.InitAddress, for messages
-	Option rueidis.ClientOption // as given to New, with client-side caching disabled
+	Option rueidis.ClientOption // as given to New, with client-side caching disabled and, where none is set, a bounded RetryDelay
 	Info   *ServerInfo          // read when the migration starts
 
 	mu      sync.Mutex
