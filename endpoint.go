@@ -74,8 +74,31 @@ func (e *Endpoint) Client(db int) (rueidis.Client, error) {
 		}
 		return nil, e.Err(op, "", explainDial(opt, e.Addr, err))
 	}
-	e.clients[db] = c
-	return c, nil
+	e.clients[db] = pinned{c}
+	return e.clients[db], nil
+}
+
+// pinned is a client that keeps the read-only commands it sends out of rueidis's pool of
+// commands. rueidis sends a read-only command again on a new connection when its connection
+// fails (retryDelay bounds it), and recycles it once answered, while the writer of the
+// failed connection may still be reading it: a data race that CLIENT KILL during a copy
+// shows. Writes are never sent twice, nor recycled after a failure.
+type pinned struct{ rueidis.Client }
+
+func (c pinned) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	if cmd.IsReadOnly() {
+		cmd.Pin()
+	}
+	return c.Client.Do(ctx, cmd)
+}
+
+func (c pinned) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	for i := range cmds {
+		if cmds[i].IsReadOnly() {
+			cmds[i].Pin()
+		}
+	}
+	return c.Client.DoMulti(ctx, cmds...)
 }
 
 // clientCtx is Client for a step of a migration under way: a server reached before (probe
