@@ -777,6 +777,12 @@ type masterInfo struct {
 }
 
 // masterInfos reads one INFO section of every master of e: the server itself, or each
+// infoCommand is INFO section, marked read-only so that rueidis sends it again when its
+// connection fails (retry.go); rueidis's own INFO is not.
+func infoCommand(c rueidis.Client, section string) rueidis.Completed {
+	return c.B().Arbitrary("INFO").Args(section).ReadOnly()
+}
+
 // master of a cluster that serves slots, but for those flagged as failing.
 func masterInfos(ctx context.Context, e *Endpoint, section string) ([]masterInfo, error) {
 	if !e.Cluster() {
@@ -784,7 +790,7 @@ func masterInfos(ctx context.Context, e *Endpoint, section string) ([]masterInfo
 		if err != nil {
 			return nil, err
 		}
-		text, err := c.Do(ctx, c.B().Info().Section(section).Build()).ToString()
+		text, err := c.Do(ctx, infoCommand(c, section)).ToString()
 		if err != nil {
 			return nil, e.Err("info "+section, "", ctxErr(ctx, err))
 		}
@@ -805,7 +811,7 @@ func masterInfos(ctx context.Context, e *Endpoint, section string) ([]masterInfo
 		if err != nil {
 			return nil, err
 		}
-		text, err := c.Do(ctx, c.B().Info().Section(section).Build()).ToString()
+		text, err := c.Do(ctx, infoCommand(c, section)).ToString()
 		if err != nil {
 			return nil, e.Err("info "+section+" on "+n.addr, "", ctxErr(ctx, err))
 		}

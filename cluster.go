@@ -440,7 +440,9 @@ const (
 // clusterRetry is how a step tries again while a cluster changes: it pauses, longer each
 // time, for at most clusterSettleWait since the first failed try, or since reset for a step
 // that made progress meanwhile. The zero value is ready; one clusterRetry serves one step.
+// reconnectRetry (retry.go) is the same policy with another bound, for a server that restarts.
 type clusterRetry struct {
+	limit time.Duration // how long it waits in all; zero for clusterSettleWait
 	first time.Time     // the first failed try since the start or reset
 	pause time.Duration // the next pause
 	tries int           // failed tries since first
@@ -455,7 +457,11 @@ func (r *clusterRetry) wait(ctx context.Context) error {
 		r.first, r.pause = now, clusterRetryDelay
 	}
 	r.tries++
-	if waited := now.Sub(r.first); waited >= clusterSettleWait {
+	limit := r.limit
+	if limit == 0 {
+		limit = clusterSettleWait
+	}
+	if waited := now.Sub(r.first); waited >= limit {
 		return &clusterWaitError{waited: waited, tries: r.tries}
 	}
 	if err := sleepCtx(ctx, r.pause); err != nil {
@@ -466,7 +472,7 @@ func (r *clusterRetry) wait(ctx context.Context) error {
 }
 
 // reset starts the policy again: the step made progress.
-func (r *clusterRetry) reset() { *r = clusterRetry{} }
+func (r *clusterRetry) reset() { *r = clusterRetry{limit: r.limit} }
 
 // clusterWaitError is a step that waited for a cluster to settle, in vain: for how long,
 // and how many tries failed.

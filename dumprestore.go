@@ -38,6 +38,13 @@ import (
 // node. A cluster target has only database 0: see WithDBPrefix for several source
 // databases.
 //
+// A target that restarts during the copy, or a connection of ours that is cut (CLIENT
+// KILL), costs no restart: writes whose replies were lost are sent again once the target
+// answers, for up to 30 s, and a key that the lost write had stored is found holding the
+// source's value and counted once; reads are sent again by the client within the same
+// bound. A side that does not answer within the ConnWriteTimeout of its ClientOption ends
+// the copy with an error that says so (with WithCheckpoint, run it again to continue).
+//
 // A key larger than the target's proto-max-bulk-len or than WithKeyBudget is copied in
 // pieces into a temporary key, renamed onto the key once whole (see the README's "Keys
 // of any size"); each batch's sizes are asked first with MEMORY USAGE.
@@ -97,7 +104,7 @@ func (d DumpRestore) copyAll(ctx context.Context, j *Job) error {
 			continue // copied whole before an interruption (WithCheckpoint)
 		}
 		if err := d.copyDB(ctx, j, r, db); err != nil {
-			return err
+			return resumeHint(ctx, j, err)
 		}
 		if err := j.checkpoint.dbDone(ctx, db); err != nil {
 			return err
@@ -107,11 +114,11 @@ func (d DumpRestore) copyAll(ctx context.Context, j *Job) error {
 }
 
 func (d DumpRestore) copyDB(ctx context.Context, j *Job, r *restorer, db int) error {
-	src, err := j.Source.Client(db)
+	src, err := j.Source.clientCtx(ctx, db)
 	if err != nil {
 		return err
 	}
-	if _, err := j.Target.Client(j.TargetDB(db)); err != nil {
+	if _, err := j.Target.clientCtx(ctx, j.TargetDB(db)); err != nil {
 		return err
 	}
 	rd := &dumper{j: j, src: src, db: db}

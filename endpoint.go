@@ -25,7 +25,7 @@ import (
 type Endpoint struct {
 	Side   Side
 	Addr   string               // the first of Option.InitAddress, for messages
-	Option rueidis.ClientOption // as given to New, with client-side caching disabled
+	Option rueidis.ClientOption // as given to New, with client-side caching disabled and, where none is set, a bounded RetryDelay
 	Info   *ServerInfo          // read when the migration starts
 
 	mu      sync.Mutex
@@ -37,6 +37,9 @@ type Endpoint struct {
 func newEndpoint(side Side, opt rueidis.ClientOption) *Endpoint {
 	// The library never uses client-side caching, and CLIENT TRACKING may be refused.
 	opt.DisableCache = true
+	if opt.RetryDelay == nil {
+		opt.RetryDelay = retryDelay // bounded, and not for a stalled server (retry.go)
+	}
 	addr := "(no address)"
 	if len(opt.InitAddress) > 0 {
 		addr = opt.InitAddress[0]
@@ -71,16 +74,59 @@ func (e *Endpoint) Client(db int) (rueidis.Client, error) {
 		}
 		return nil, e.Err(op, "", explainDial(opt, e.Addr, err))
 	}
-	e.clients[db] = c
-	return c, nil
+	e.clients[db] = pinned{c}
+	return e.clients[db], nil
+}
+
+// pinned is a client that keeps the read-only commands it sends out of rueidis's pool of
+// commands. rueidis sends a read-only command again on a new connection when its connection
+// fails (retryDelay bounds it), and recycles it once answered, while the writer of the
+// failed connection may still be reading it: a data race that CLIENT KILL during a copy
+// shows. Writes are never sent twice, nor recycled after a failure.
+type pinned struct{ rueidis.Client }
+
+func (c pinned) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	if cmd.IsReadOnly() {
+		cmd.Pin()
+	}
+	return c.Client.Do(ctx, cmd)
+}
+
+func (c pinned) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	for i := range cmds {
+		if cmds[i].IsReadOnly() {
+			cmds[i].Pin()
+		}
+	}
+	return c.Client.DoMulti(ctx, cmds...)
+}
+
+// clientCtx is Client for a step of a migration under way: a server reached before (probe
+// read its INFO) whose connection fails while connecting is waited for, as reconnectRetry
+// says, until ctx ends: it may be restarting, or our connection was killed.
+func (e *Endpoint) clientCtx(ctx context.Context, db int) (rueidis.Client, error) {
+	reconnect := reconnectRetry()
+	for {
+		c, err := e.Client(db)
+		if err == nil || e.Info == nil || !reconnectable(ctx, err) {
+			return c, err
+		}
+		if werr := reconnect.wait(ctx); werr != nil {
+			if w, ok := werr.(*clusterWaitError); ok {
+				return nil, e.explainReconnect(w, err)
+			}
+			return nil, werr
+		}
+	}
 }
 
 // Default returns the client of the database the user's option selects.
 func (e *Endpoint) Default() (rueidis.Client, error) { return e.Client(e.Option.SelectDB) }
 
 // Err wraps err in an *Error that names this side, its address, the operation and the key.
+// A stall (no answer within ConnWriteTimeout) is explained.
 func (e *Endpoint) Err(op, key string, err error) error {
-	return &Error{Side: e.Side, Addr: e.Addr, Op: op, Key: key, Err: err}
+	return &Error{Side: e.Side, Addr: e.Addr, Op: op, Key: key, Err: e.explainStall(err)}
 }
 
 // close closes every client; Client fails afterwards.

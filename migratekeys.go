@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -58,6 +59,13 @@ import (
 // the others sent again or counted in Report.Failed, so that no key is lost or counted
 // twice. This costs round trips only after a failure, never on the normal path. A key
 // whose batch failed because the migration was cancelled is not counted as failed.
+//
+// A target that restarts during the copy, or a connection that is cut (CLIENT KILL of ours
+// to the source, or of the source's to the target), costs no restart either: once both
+// sides answer, the keys of the MIGRATE whose reply was lost are settled that way and the
+// others sent again, for up to 30 s. A target that stops answering (MIGRATE's IOERR while
+// this program's own PING to it times out) or a source that does not answer within its
+// ConnWriteTimeout ends the copy with an error that says so.
 //
 // The source is only read unless Move is set. Conflicts follow WithConflict. Under Fail (the
 // default) and Skip, EXISTS on the target finds before each batch the keys it already
@@ -200,7 +208,7 @@ func (m MigrateKeys) Run(ctx context.Context, j *Job) error {
 			continue // copied whole before an interruption (WithCheckpoint)
 		}
 		if err := p.copyDB(ctx, db); err != nil {
-			return err
+			return resumeHint(ctx, j, err)
 		}
 		if err := j.checkpoint.dbDone(ctx, db); err != nil {
 			return err
@@ -219,6 +227,10 @@ type migration struct {
 	auth       []string // AUTH password, AUTH2 username password, or nothing
 	password   string   // the target's, to keep out of errors
 	batched    bool     // MIGRATE ... KEYS (Redis 3.0.6)
+	// reached says a MIGRATE has stored keys: the source reaches the target, so that an
+	// IOERR later is a target restarting or a connection cut, waited for (retry.go), not an
+	// address to fix.
+	reached atomic.Bool
 
 	mu               sync.Mutex
 	srcTopo, dstTopo *topology // slot maps of the sides that are clusters

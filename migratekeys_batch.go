@@ -10,11 +10,11 @@ import (
 
 func (p *migration) copyDB(ctx context.Context, db int) error {
 	j := p.j
-	src, err := j.Source.Client(db)
+	src, err := j.Source.clientCtx(ctx, db)
 	if err != nil {
 		return err
 	}
-	dst, err := j.Target.Client(j.TargetDB(db))
+	dst, err := j.Target.clientCtx(ctx, j.TargetDB(db))
 	if err != nil {
 		return err
 	}
@@ -70,10 +70,43 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 	queue := []migrateGroup{{keys: keys}}
 	asks := map[uint16]string{}
 	var (
-		wait    clusterRetry
-		resends int // of keys left after BUSYKEY
-		last    *retryError
+		wait      clusterRetry
+		reconnect = reconnectRetry()
+		resends   int // of keys left after BUSYKEY
+		last      *retryError
 	)
+	// waitReconnect waits for the side whose connection failed (err) to answer again;
+	// past reconnectWait it counts what is left as Failed and returns the error.
+	waitReconnect := func(err error) error {
+		p.j.Logger.Info("migrate-keys: a connection failed or the source could not reach the target; trying again", "error", err)
+		failed := func() {
+			for _, g := range queue {
+				counts.Failed += int64(len(g.keys))
+			}
+		}
+		if kind, _ := classifyRelayed(err); kind == replyUnreachable {
+			if serr := p.j.Target.stallCheck(ctx); serr != nil {
+				failed()
+				return fmt.Errorf("%w (MIGRATE: %v)", serr, err)
+			}
+		}
+		werr := reconnect.wait(ctx)
+		if werr == nil {
+			return nil
+		}
+		w, ok := werr.(*clusterWaitError)
+		if !ok {
+			return werr
+		}
+		failed()
+		e := p.j.Source
+		if kind, fromTarget := classifyRelayed(err); kind == replyUnreachable || fromTarget {
+			e = p.j.Target
+		} else if x := (*Error)(nil); errors.As(err, &x) && x.Side == Target {
+			e = p.j.Target
+		}
+		return e.explainReconnect(w, err)
+	}
 	for len(queue) > 0 {
 		g := queue[0]
 		var err error
@@ -92,6 +125,13 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 			if isConflict(err) {
 				counts.Failed += int64(len(rest))
 				return err
+			}
+			if reconnectable(ctx, err) && !p.j.Target.Cluster() && !p.j.Source.Cluster() {
+				// A side does not answer yet: settle once it does.
+				if err := waitReconnect(err); err != nil {
+					return err
+				}
+				continue
 			}
 			if !p.j.Target.Cluster() && !p.j.Source.Cluster() || ctx.Err() != nil {
 				if ctx.Err() == nil {
@@ -114,6 +154,16 @@ func (p *migration) batch(ctx context.Context, src, dst rueidis.Client, db int, 
 				continue
 			}
 			var f *migrateFailure
+			if errors.As(err, &f) && f.reconnect {
+				// The connection failed, or the source could not reach a target that it
+				// reached before: once both answer, settle which keys the target holds and
+				// send the others again.
+				if err := waitReconnect(f.err); err != nil {
+					return err
+				}
+				queue[0] = migrateGroup{keys: g.keys, settle: true}
+				continue
+			}
 			if errors.As(err, &f) {
 				// The target may hold part of the group: find which, count them, and
 				// fail with MIGRATE's error for the others, unless it was BUSYKEY,
@@ -279,7 +329,9 @@ func (p *migration) send(ctx context.Context, g migrateGroup, db int, counts *Co
 			}
 			return r
 		}
-		return &migrateFailure{err: p.migrateErrAt(ctx, db, g.addr(), err), busy: isRelayedBusyKey(err)}
+		kind, _ := classifyRelayed(err)
+		return &migrateFailure{err: p.migrateErrAt(ctx, db, g.addr(), err), busy: isRelayedBusyKey(err),
+			reconnect: reconnectable(ctx, err) && (kind != replyUnreachable || p.reached.Load())}
 	}
 	for _, r := range res[:3] {
 		if err := r.Error(); err != nil {
@@ -303,6 +355,7 @@ func (p *migration) send(ctx context.Context, g migrateGroup, db int, counts *Co
 	// OK, or NOKEY when every key was gone.
 	counts.Expired += int64(len(keys)) - present
 	counts.Keys += present
+	p.reached.Store(true)
 	return nil
 }
 
@@ -330,6 +383,9 @@ func (p *migration) retriable(err error) bool {
 type migrateFailure struct {
 	err  error // explained by migrateErrAt
 	busy bool  // BUSYKEY: the target holds one of the keys
+	// reconnect says a side may answer again (reconnectable): the connection to the source
+	// failed, the target restarts, or the source could not reach a target it reached before.
+	reconnect bool
 }
 
 func (f *migrateFailure) Error() string { return f.err.Error() }

@@ -101,7 +101,7 @@ func newRestorer(ctx context.Context, j *Job) (*restorer, error) {
 // error that stops the migration. It reorders and changes batch, which is then done with:
 // the caller may give it to releaseBatch.
 func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
-	c, err := r.j.Target.Client(r.j.TargetDB(db))
+	c, err := r.j.Target.clientCtx(ctx, r.j.TargetDB(db))
 	if err != nil {
 		return err
 	}
@@ -166,16 +166,27 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 		return err
 	}
 	var wait clusterRetry
+	reconnect := reconnectRetry()
 	for len(pending) > 0 {
 		if err := ctx.Err(); err != nil {
 			return stop(pending, err)
 		}
-		// On a cluster, keys whose node is failing over are sent again.
+		// On a cluster, keys whose node is failing over are sent again; anywhere, keys
+		// whose connection failed are sent again once the target answers.
 		retry, why, err := r.send(ctx, c, db, pending, &counts, &lost)
-		if err == nil && len(retry) > 0 {
+		switch {
+		case err != nil || len(retry) == 0:
+		case r.j.Target.Cluster():
 			r.j.Logger.Info("restore: the target cluster is failing over or moving slots; sending again", "keys", len(retry))
 			if err = wait.wait(ctx); err != nil {
 				err = r.gaveUp(ctx, db, retry, why, err, &counts)
+			}
+		default:
+			r.j.Logger.Info("restore: the connection to the target failed; sending again", "keys", len(retry), "error", why)
+			if err = reconnect.wait(ctx); err != nil {
+				err = r.gaveUp(ctx, db, retry, why, err, &counts)
+			} else if progressed := len(retry) < len(pending); progressed {
+				reconnect.reset()
 			}
 		}
 		if err != nil {
@@ -187,10 +198,11 @@ func (r *restorer) restore(ctx context.Context, db int, batch []dumped) error {
 }
 
 // send writes keys and counts what it can tell of each: written, already there, refused.
-// The keys of a cluster target that a failover or a moving slot refused are returned to
-// send again rather than counted, with why, the error of the first. Keys whose reply never
-// came (the context ended, the connection failed) are added to lost, for settle. It returns
-// the first error that stops the migration.
+// The keys of a cluster target that a failover or a moving slot refused, and those whose
+// connection failed (reconnectable), are returned to send again rather than counted, with
+// why, the error of the first; those whose reply was lost are marked resent. Keys whose
+// reply never came otherwise (the context ended, a stall) are added to lost, for settle. It
+// returns the first error that stops the migration.
 func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, keys []dumped, counts *Counts, lost *[]dumped) (again []dumped, why, first error) {
 	cmds := make(rueidis.Commands, len(keys))
 	for i := range keys {
@@ -210,7 +222,7 @@ func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, keys []du
 			counts.Bytes += int64(d.size())
 		case kind == replyBusyKey || (d.str && kind == replyNil): // SET NX did not set
 			busy = append(busy, *d)
-		case r.j.Target.Cluster() && retryable(ctx, err):
+		case r.j.Target.Cluster() && retryable(ctx, err) || reconnectable(ctx, err):
 			if kind == replyLost {
 				d.resent = true // the first one may have been written
 			}
@@ -238,10 +250,11 @@ func (r *restorer) send(ctx context.Context, c rueidis.Client, db int, keys []du
 	return again, why, first
 }
 
-// gaveUp ends the sending of keys, which a cluster target refused while it changed (why,
-// the error of the first) for longer than the retry policy waits (err): they are counted as
-// Failed, but those whose earlier reply was lost, which settle counts. The error names the
-// first key, its slot and the node that serves it.
+// gaveUp ends the sending of keys, which a cluster target refused while it changed, or
+// whose connection failed (why, the error of the first), for longer than the retry policy
+// waits (err): they are counted as Failed, but those whose earlier reply was lost, which
+// settle counts. The error names the first key, and on a cluster its slot and the node that
+// serves it.
 func (r *restorer) gaveUp(ctx context.Context, db int, keys []dumped, why, err error, counts *Counts) error {
 	w, ok := err.(*clusterWaitError)
 	if !ok {
@@ -251,6 +264,9 @@ func (r *restorer) gaveUp(ctx context.Context, db int, keys []dumped, why, err e
 		if !d.resent {
 			counts.Failed++
 		}
+	}
+	if !r.j.Target.Cluster() {
+		return r.j.Target.explainReconnect(w, r.j.Target.Err(fmt.Sprintf("restore into db %d", r.j.TargetDB(db)), keys[0].key, why))
 	}
 	what := r.j.Target.describeSlot(ctx, keySlot(keys[0].key))
 	return r.j.Target.Err(fmt.Sprintf("restore into db %d", r.j.TargetDB(db)), keys[0].key, w.explain(Target, what, why))

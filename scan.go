@@ -116,7 +116,7 @@ func (j *Job) scanMatch(ctx context.Context, e *Endpoint, db int, match string, 
 			if typ != "" {
 				args = append(args, "TYPE", typ)
 			}
-			page, err := c.Do(ctx, c.B().Arbitrary("SCAN").Args(args...).Build()).AsScanEntry()
+			page, err := e.scanPage(ctx, c, args)
 			if err != nil {
 				return e.Err(op, "", ctxErr(ctx, err))
 			}

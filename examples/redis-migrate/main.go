@@ -13,6 +13,11 @@
 // -verify). Ctrl-C stops cleanly: a replication target is detached, and the summary says
 // what was done.
 //
+// With -checkpoint FILE, a dump-restore or migrate copy keeps its progress in FILE: after a
+// crash, a kill or Ctrl-C, the same command run again continues where the copy stopped, and
+// the summary says "resumed from ..."; once the copy is complete, running it again copies
+// nothing and says "already complete".
+//
 // With -follow the target keeps following the source's writes after the copy until the
 // operator cuts over (Enter, or SIGUSR1); -cutover-pause pauses the source's writes at the
 // cutover so that none slips in between.
@@ -97,6 +102,9 @@ Redis 6.2+), so that none slips in before the application points at the target. 
 stops following without cutover (exit status 130); the summary gives the source's
 replication offset up to which the target holds the writes.
 
+Resuming: with -checkpoint FILE (dump-restore and migrate), the copy keeps its progress in
+FILE; after a crash or Ctrl-C, run the same command again and it continues where it stopped.
+
 `)
 		fs.PrintDefaults()
 	}
@@ -130,6 +138,8 @@ replication offset up to which the target holds the writes.
 		"with probe keys it writes and deletes on the source (migrate:notify-probe:*)")
 	cutoverPause := fs.Duration("cutover-pause", 0, "with -follow, pause the source's writes (CLIENT PAUSE <ms> WRITE, Redis 6.2+) for this long\n"+
 		"at the cutover, so that none slips in between; point the application at the target within it")
+	checkpoint := fs.String("checkpoint", "", "keep the copy's progress in this file (dump-restore and migrate): run the same command again\n"+
+		"after a crash or Ctrl-C and it continues where it stopped")
 	spoolDir := fs.String("spool-dir", "", "with -follow, where the source's stream waits to be applied (default the system's temp dir)")
 	bothTLS, fromTLS, toTLS := addTLSFlags(fs, ""), addTLSFlags(fs, "from"), addTLSFlags(fs, "to")
 	if err := fs.Parse(args); err != nil {
@@ -217,6 +227,9 @@ replication offset up to which the target holds the writes.
 	if *evicting {
 		opts = append(opts, migrate.WithEvictingTarget())
 	}
+	if *checkpoint != "" {
+		opts = append(opts, migrate.WithCheckpoint(migrate.CheckpointFile(*checkpoint)))
+	}
 	if !*follow && (given["cutover-pause"] || given["spool-dir"] || given["source-notifications"] || given["notification-probe"]) {
 		return fail("-cutover-pause, -spool-dir, -source-notifications and -notification-probe need -follow")
 	}
@@ -287,8 +300,15 @@ replication offset up to which the target holds the writes.
 			"up to its replication offset %d (%d commands followed) and no longer follows it\n", rep.SourceOffset, rep.Followed)
 		return 130
 	case errors.Is(err, context.Canceled):
+		if *checkpoint != "" {
+			fmt.Fprintf(stderr, "redis-migrate: interrupted; the summary above says what was done; run the same command again to continue from %s\n", *checkpoint)
+			return 130
+		}
 		fmt.Fprintln(stderr, "redis-migrate: interrupted; the summary above says what was done")
 		return 130
+	case err != nil && *checkpoint != "" && !errors.Is(err, migrate.ErrCheckpoint):
+		fmt.Fprintf(stderr, "redis-migrate: %s\nredis-migrate: once that is fixed, run the same command again to continue from %s\n", explain(err), *checkpoint)
+		return 1
 	case err != nil:
 		fmt.Fprintf(stderr, "redis-migrate: %s\n", explain(err))
 		return 1
@@ -399,6 +419,7 @@ var flags = map[string]string{
 	"WithSpoolDir":            "-spool-dir",
 	"WithSourceNotifications": "-source-notifications",
 	"WithNotificationProbe":   "-notification-probe",
+	"WithCheckpoint":          "-checkpoint",
 }
 
 // fields maps the strategies' fields that messages name to this command's flags.
@@ -443,6 +464,12 @@ func summary(w io.Writer, r *migrate.Report) {
 		return
 	}
 	fmt.Fprintf(w, "strategy  %s\n", r.Strategy)
+	switch {
+	case r.AlreadyComplete:
+		fmt.Fprintf(w, "already complete (%s); remove the -checkpoint file to copy again\n", r.Resumed)
+	case r.Resumed != "":
+		fmt.Fprintf(w, "resumed from %s\n", r.Resumed)
+	}
 	for _, s := range r.Steps {
 		if !s.OK {
 			fmt.Fprintf(w, "  passed over %s: %s\n", s.Strategy, explain(s.Err))

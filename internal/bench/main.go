@@ -15,6 +15,10 @@
 // column is the ratio of its time to the same strategy's on the standalone strings set of
 // the same run (so run it after strings), there being no native cluster-to-cluster copy.
 //
+// On the strings set, DumpRestore and MigrateKeys also run with WithCheckpoint and without
+// it, alternately a few times: the ratios of their median and fastest times, and of the
+// migrating process's CPU seconds, are the cost of checkpointing.
+//
 // The set follow (not run by default: -sets=follow) measures a following Snapshot, and a
 // DumpRestore following keyspace notifications, on the strings set under a writer of INCRs,
 // beside native replication under the same writer:
@@ -33,6 +37,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +65,7 @@ func main() {
 	dst := flag.String("dst", "", "internal: target addresses, comma-separated for a cluster")
 	strategy := flag.String("strategy", "", "internal: strategy name")
 	follow := flag.Bool("follow", false, "internal: with -child, run a following migration of the follow set (-strategy: snapshot or dump-restore)")
+	checkpoint := flag.String("checkpoint", "", "internal: with -child, keep a checkpoint in this file (WithCheckpoint)")
 	window := flag.Duration("window", 0, "internal: with -follow, how long the cutover function waits")
 	sets := flag.String("sets", "strings,mixed,strings-cluster", "data sets to run, comma-separated: strings, mixed, strings-cluster, follow, versions, bigstring")
 	flag.StringVar(&serversDir, "servers", defaultServersDir(), "the version matrix's server binaries, for the sets versions and bigstring")
@@ -74,7 +80,7 @@ func main() {
 		return
 	}
 	if *child {
-		if err := runChild(*src, *dst, *strategy, profileDir); err != nil {
+		if err := runChild(*src, *dst, *strategy, profileDir, *checkpoint); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -125,7 +131,7 @@ func peakRSS() int64 {
 	return 0
 }
 
-func runChild(src, dst, name, profile string) error {
+func runChild(src, dst, name, profile, checkpoint string) error {
 	s, ok := strategies[name]
 	if !ok {
 		return fmt.Errorf("unknown strategy %q", name)
@@ -142,7 +148,11 @@ func runChild(src, dst, name, profile string) error {
 		defer pprof.StopCPUProfile()
 		defer writeHeapProfile(profile + ".heap")
 	}
-	m, err := migrate.New(optionFor(src), optionFor(dst), migrate.WithStrategy(s))
+	opts := []migrate.Option{migrate.WithStrategy(s)}
+	if checkpoint != "" {
+		opts = append(opts, migrate.WithCheckpoint(migrate.CheckpointFile(checkpoint)))
+	}
+	m, err := migrate.New(optionFor(src), optionFor(dst), opts...)
 	if err != nil {
 		return err
 	}
@@ -283,6 +293,59 @@ func runSet(set string, names []string, scale float64) error {
 		fmt.Printf("%-8s %-14s %9.2f %12.0f %9.1f %9.2f %8dMB  %s\n", set, w.name, w.r.Seconds, float64(w.r.Keys)/w.r.Seconds,
 			float64(w.r.Bytes)/w.r.Seconds/1e6, w.r.Seconds/base, w.r.PeakKiB/1024, w.cpu)
 	}
+	if set == "strings" {
+		return checkpointCost(ctx, src, dst, names, keys)
+	}
+	return nil
+}
+
+// checkpointRounds is how many times checkpointCost runs each strategy with and without a
+// checkpoint, alternately and in turn first.
+const checkpointRounds = 5
+
+// checkpointCost runs DumpRestore and MigrateKeys (those of names) on the strings set with
+// WithCheckpoint(CheckpointFile) and without, and prints the ratios of their median and
+// fastest times, and of the migrating process's median CPU seconds: on a shared machine the
+// times vary by tens of percent from run to run, and the CPU the migrating process spends
+// is where checkpointing costs.
+func checkpointCost(ctx context.Context, src, dst *redistest.Server, names []string, keys int64) error {
+	dir, err := os.MkdirTemp("", "migrate-bench-checkpoint-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for _, name := range []string{"dump-restore", "migrate-keys"} {
+		if !slices.Contains(names, name) {
+			continue
+		}
+		var seconds, cpu [2][]float64 // without, with
+		for round := range checkpointRounds {
+			order := []int{0, 1}
+			if round%2 == 1 {
+				order = []int{1, 0} // neither always runs second
+			}
+			for _, i := range order {
+				if err := flush(ctx, dst); err != nil {
+					return err
+				}
+				var extra []string
+				if i == 1 {
+					extra = []string{"-checkpoint", filepath.Join(dir, fmt.Sprintf("%s-%d.json", name, round))}
+				}
+				r, err := runStrategy("strings", name, src.Addr, dst.Addr, keys, extra...)
+				if err != nil {
+					return err
+				}
+				seconds[i] = append(seconds[i], r.Seconds)
+				cpu[i] = append(cpu[i], r.CPU)
+			}
+		}
+		ratio := func(v [2][]float64, p float64) float64 { return percentile(v[1], p) / percentile(v[0], p) }
+		fmt.Printf("%-8s %-14s %d runs each, with WithCheckpoint / without: time x%.3f (median %.2f s / %.2f s), x%.3f (fastest); "+
+			"migrator CPU x%.3f (median %.2f s / %.2f s)\n", "strings", name+" ckpt", checkpointRounds,
+			ratio(seconds, 0.5), percentile(seconds[1], 0.5), percentile(seconds[0], 0.5), ratio(seconds, 0),
+			ratio(cpu, 0.5), percentile(cpu[1], 0.5), percentile(cpu[0], 0.5))
+	}
 	return nil
 }
 
@@ -351,8 +414,8 @@ func runClusterSet(set string, names []string, scale float64) error {
 
 // runStrategy runs one strategy in a child process, so that its peak memory is its own,
 // and checks that it copied every key.
-func runStrategy(set, name, src, dst string, keys int64) (result, error) {
-	args := []string{"-child", "-src", src, "-dst", dst, "-strategy", name}
+func runStrategy(set, name, src, dst string, keys int64, extra ...string) (result, error) {
+	args := append([]string{"-child", "-src", src, "-dst", dst, "-strategy", name}, extra...)
 	if profileDir != "" {
 		args = append(args, "-profile", filepath.Join(profileDir, set+"-"+name+".pprof"))
 	}

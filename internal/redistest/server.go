@@ -188,24 +188,33 @@ func start(bin string, cfg Config) (*Server, error) {
 		Password: cfg.Password, Dir: dir, cfg: cfg, cmd: cmd, done: make(chan struct{}),
 	}
 	go func() { _ = cmd.Wait(); close(s.done) }()
+	if err := s.waitReady("start"); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// waitReady waits until the server just started (at when: "start", "restart") answers PING
+// with anything but LOADING, for up to 10 s.
+func (s *Server) waitReady(when string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
-			return nil, fmt.Errorf("redis-server exited at start: %s", s.logTail())
+			return fmt.Errorf("redis-server exited at %s: %s", when, s.logTail())
 		default:
 		}
 		if c, err := s.dial(200 * time.Millisecond); err == nil {
 			ok := pingLoading(c)
 			c.Close()
 			if ok {
-				return s, nil
+				return nil
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s.Stop()
-	return nil, fmt.Errorf("redis-server on %s did not answer within 10s: %s", s.Addr, s.logTail())
+	return fmt.Errorf("redis-server on %s did not answer within 10s of its %s: %s", s.Addr, when, s.logTail())
 }
 
 // pingLoading reports whether the server answers PING with anything but LOADING.
