@@ -349,7 +349,11 @@ func TestFollowSlowRestore(t *testing.T) {
 	var stopOnce sync.Once
 	stopWriter := func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }
 	defer stopWriter()
-	rep, err := followUntil(t, src, dst, func(context.Context) error {
+	rep, err := followUntil(t, src, dst, func(ctx context.Context) error {
+		// On a busy machine the writer may not have written enough during the restore yet.
+		for deadline := time.Now().Add(30 * time.Second); written.Load() < 4<<20 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 		stopWriter()
 		return nil
 	}, migrate.WithRateLimit(2000))
