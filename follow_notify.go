@@ -475,6 +475,52 @@ func (n *notifyFollow) repairPass(ctx context.Context, why string) error {
 	}
 	// The target's keys that map to a selected source key: those the source no longer has
 	// are deleted (copyKeys finds them gone).
+	if err := j.selectedTargetKeys(ctx, j.Concurrency, func(ctx context.Context, bySource map[int][]string) error {
+		for sdb, names := range bySource {
+			if err := n.goneOnly(ctx, sdb, names); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	j.Logger.Info("dump-restore: follow: repair pass done", "why", why, "took", time.Since(start))
+	return nil
+}
+
+// errInScope stops refuseHeldTargetKeys's walk at the first key found.
+var errInScope = errors.New("a key in scope")
+
+// refuseHeldTargetKeys refuses a following DumpRestore whose target already holds keys that
+// its repair passes would delete when the source lacks them (a selected database, a name
+// WithMatch selects): such a pass cannot tell the target's own keys from those the migration
+// wrote, and nothing is destroyed by surprise.
+func refuseHeldTargetKeys(ctx context.Context, j *Job) error {
+	var sdb int
+	var held string
+	err := j.selectedTargetKeys(ctx, 1, func(_ context.Context, bySource map[int][]string) error {
+		for db, names := range bySource {
+			sdb, held = db, names[0]
+			return errInScope
+		}
+		return nil
+	})
+	if errors.Is(err, errInScope) {
+		tdb := j.TargetDB(sdb)
+		return j.Target.Err(fmt.Sprintf("scan db %d", tdb), j.TargetKey(sdb, held), unsupported(
+			"the target already holds keys among those selected (database %d); a DumpRestore that follows "+
+				"the source repairs lost notifications by deleting the selected keys the source lacks, and cannot tell "+
+				"the target's own keys from those it wrote: empty that database of the target, narrow the selection "+
+				"(WithMatch, WithDatabases, WithDBPrefix), or follow with Snapshot", tdb))
+	}
+	return err
+}
+
+// selectedTargetKeys walks the target's keys that map to a selected source key (of a
+// selected database, with a name WithMatch selects), with workers at once, and hands fn
+// each page's as source names by source database.
+func (j *Job) selectedTargetKeys(ctx context.Context, workers int, fn func(ctx context.Context, bySource map[int][]string) error) error {
 	seen := map[int]bool{}
 	for _, db := range j.Databases {
 		tdb := j.TargetDB(db)
@@ -489,7 +535,7 @@ func (n *notifyFollow) repairPass(ctx context.Context, why string) error {
 		walk := func(ctx context.Context, emit func([]string) error) error {
 			return j.scanMatch(ctx, j.Target, tdb, match, false, emit)
 		}
-		if err := fanOut(ctx, j.Concurrency, walk, func(ctx context.Context, keys []string) error {
+		if err := fanOut(ctx, workers, walk, func(ctx context.Context, keys []string) error {
 			bySource := map[int][]string{}
 			for _, k := range keys {
 				dbs, names := j.SourceKeys(tdb, k)
@@ -499,61 +545,12 @@ func (n *notifyFollow) repairPass(ctx context.Context, why string) error {
 					}
 				}
 			}
-			for sdb, names := range bySource {
-				if err := n.goneOnly(ctx, sdb, names); err != nil {
-					return err
-				}
+			if len(bySource) == 0 {
+				return nil
 			}
-			return nil
+			return fn(ctx, bySource)
 		}); err != nil {
 			return err
-		}
-	}
-	j.Logger.Info("dump-restore: follow: repair pass done", "why", why, "took", time.Since(start))
-	return nil
-}
-
-// errInScope stops refuseHeldTargetKeys's walk at the first key found.
-var errInScope = errors.New("a key in scope")
-
-// refuseHeldTargetKeys refuses a following DumpRestore whose target already holds keys that
-// its repair passes would delete when the source lacks them (a selected database, a name
-// WithMatch selects): such a pass cannot tell the target's own keys from those the migration
-// wrote, and nothing is destroyed by surprise.
-func refuseHeldTargetKeys(ctx context.Context, j *Job) error {
-	seen := map[int]bool{}
-	for _, db := range j.Databases {
-		tdb := j.TargetDB(db)
-		if seen[tdb] {
-			continue
-		}
-		seen[tdb] = true
-		match := j.Match
-		if j.DBPrefix != "" {
-			match = ""
-		}
-		var held string
-		err := j.scanMatch(ctx, j.Target, tdb, match, false, func(keys []string) error {
-			for _, k := range keys {
-				dbs, names := j.SourceKeys(tdb, k)
-				for i := range dbs {
-					if j.Match == "" || globMatch(j.Match, names[i]) {
-						held = k
-						return errInScope
-					}
-				}
-			}
-			return nil
-		})
-		if errors.Is(err, errInScope) {
-			return j.Target.Err(fmt.Sprintf("scan db %d", tdb), held, unsupported(
-				"the target already holds keys among those selected (database %d); a DumpRestore that follows "+
-					"the source repairs lost notifications by deleting the selected keys the source lacks, and cannot tell "+
-					"the target's own keys from those it wrote: empty that database of the target, narrow the selection "+
-					"(WithMatch, WithDatabases, WithDBPrefix), or follow with Snapshot", tdb))
-		}
-		if err != nil {
-			return j.Target.Err(fmt.Sprintf("scan db %d", tdb), "", ctxErr(ctx, err))
 		}
 	}
 	return nil
