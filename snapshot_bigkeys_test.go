@@ -116,30 +116,7 @@ func TestSnapshotHugeValueCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := m.Migrate(ctx)
-		done <- err
-	}()
-	for len(partialKeys(t, dst)) == 0 {
-		select {
-		case err := <-done:
-			t.Fatalf("Migrate returned (%v) before a temporary key was seen", err)
-		default:
-		}
-	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("err = %v, want context.Canceled", err)
-	}
-	if left := partialKeys(t, dst); len(left) > 0 {
-		t.Errorf("temporary keys left on the target: %q", left)
-	}
-	if n := dst.DBSize(t, 0); n != 0 {
-		t.Errorf("the target holds %d keys, want none: the list was not whole", n)
-	}
+	cancelMidPiece(t, m, dst)
 }
 
 // TestSnapshotHugeValueRefusals checks what a huge value copied in pieces cannot carry: a
