@@ -52,19 +52,7 @@ func TestCheckpointFollowNotifyResume(t *testing.T) {
 	if walking == 0 || following == 0 {
 		t.Errorf("%d kills while walking, %d once following: want both", walking, following)
 	}
-	time.Sleep(300 * time.Millisecond) // writes while nothing listens
-	rounds, err := w.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(k.file+".cutover", nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rep, err := k.run(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkResumed(t, rep)
+	rounds, rep := k.cutOver(t, w)
 	if rep.Repairs < 1 || !strings.Contains(rep.Resumed, "compare-and-repair") {
 		t.Errorf("the last run made %d repair passes, resumed from %q: want a compare-and-repair pass", rep.Repairs, rep.Resumed)
 	}

@@ -93,19 +93,7 @@ func TestCheckpointSnapshotFollowResume(t *testing.T) {
 	if following == 0 {
 		t.Error("no kill came while the migration followed the stream")
 	}
-	time.Sleep(300 * time.Millisecond) // writes while nothing follows
-	rounds, err := w.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(k.file+".cutover", nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rep, err := k.run(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkResumed(t, rep)
+	rounds, rep := k.cutOver(t, w)
 	t.Logf("%d writer rounds, %d kills while following; resumed from %s: %v", rounds, following, rep.Resumed, rep)
 	redistest.AssertSame(t, src, dst, 0, 1, 2)
 	assertSameCounters(t, src, dst)
@@ -338,19 +326,7 @@ func TestCheckpointSnapshotFollowResumeIntoCluster(t *testing.T) {
 	if following == 0 {
 		t.Error("no kill came while the migration followed the stream")
 	}
-	time.Sleep(300 * time.Millisecond) // writes while nothing follows
-	rounds, err := w.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(k.file+".cutover", nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rep, err := k.run(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkResumed(t, rep)
+	rounds, rep := k.cutOver(t, w)
 	t.Logf("%d writer rounds, %d kills while following, up to %d offset keys; resumed from %s: %v", rounds, following, most, rep.Resumed, rep)
 	time.Sleep(200 * time.Millisecond) // the writer's keys of 150 ms expire on both sides
 	redistest.AssertSameSides(t, redistest.Side{Client: srcClient}, dst.Side(t), "")
@@ -439,18 +415,7 @@ func TestCheckpointSnapshotFollowResumeClusterSource(t *testing.T) {
 	if following == 0 {
 		t.Error("no kill came while the migration followed the streams")
 	}
-	time.Sleep(300 * time.Millisecond)
-	if _, err := w.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(k.file+".cutover", nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rep, err := k.run(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkResumed(t, rep)
+	_, rep := k.cutOver(t, w)
 	t.Logf("%d kills while following; resumed from %s: %v", following, rep.Resumed, rep)
 	time.Sleep(200 * time.Millisecond) // the writer's keys of 150 ms expire on both sides
 	redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")

@@ -241,6 +241,27 @@ func (k *killedRun) checkComplete(t *testing.T) {
 }
 
 // run runs the migration in a child process, killed kill after it started copying (0:
+// cutOver ends a following run's kills: the writer w goes on a moment while nothing follows,
+// stops, and a last run, told to cut over, resumes and finishes; it returns the writer's
+// rounds and the last run's Report.
+func (k *killedRun) cutOver(t *testing.T, w interface{ Stop() (int64, error) }) (int64, *migrate.Report) {
+	t.Helper()
+	time.Sleep(300 * time.Millisecond) // writes while nothing follows
+	rounds, err := w.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k.file+".cutover", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := k.run(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResumed(t, rep)
+	return rounds, rep
+}
+
 // not killed), and returns its Report.
 func (k *killedRun) run(kill time.Duration) (*migrate.Report, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCheckpointHelperProcess$")
