@@ -149,12 +149,7 @@ func TestFollowNotifyFlags(t *testing.T) {
 	}
 	before := flags()
 	hook := func(context.Context) error { return nil }
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(hook))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = m.Migrate(context.Background())
-	m.Close()
+	_, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithFollow(hook))
 	want := `lacks the flags "g$lshzetd"` // E is there, x too; A would be all the others
 	if redistest.Version(t) < 60200 {
 		want = `lacks the flags "g$lshzet"`
@@ -168,7 +163,7 @@ func TestFollowNotifyFlags(t *testing.T) {
 
 	// Allowed: the flags are set while following, and put back at the end.
 	var during string
-	m, err = migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithSourceNotifications(),
+	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithSourceNotifications(),
 		migrate.WithFollow(func(context.Context) error {
 			during = flags()
 			src.Do(t, 0, "SET", "k2", "v2")
@@ -383,12 +378,7 @@ func TestFollowNotifyACL(t *testing.T) {
 	rules := "+scan +dump +pexpiretime +mget +info +config|get +exists +psubscribe +ping +memory|usage"
 	setUser(t, src, rules)
 	hook := func(context.Context) error { return nil }
-	m, err := migrate.New(asMig(src), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(hook))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = m.Migrate(context.Background())
-	m.Close()
+	_, err := runMigration(t, asMig(src), dst.Option(), migrate.DumpRestore{}, migrate.WithFollow(hook))
 	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "&__keyspace@0__:*") {
 		t.Fatalf("Migrate without the channels: %v, want a refusal naming them", err)
 	}
@@ -396,7 +386,7 @@ func TestFollowNotifyACL(t *testing.T) {
 		t.Errorf("the refused migration wrote %d keys", n)
 	}
 	setUser(t, src, rules+" &__keyspace@0__:*")
-	m, err = migrate.New(asMig(src), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(func(context.Context) error {
+	m, err := migrate.New(asMig(src), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(func(context.Context) error {
 		src.Do(t, 0, "SET", "s:0", "changed")
 		return nil
 	}))
@@ -451,12 +441,7 @@ func TestFollowNotifyTargetHeldKeys(t *testing.T) {
 	dst.Do(t, 0, "SET", "app:own", "theirs")
 	dst.Do(t, 0, "SET", "other:own", "theirs")
 	hook := func(context.Context) error { return nil }
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(hook))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = m.Migrate(context.Background())
-	m.Close()
+	_, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithFollow(hook))
 	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "already holds keys among those selected") {
 		t.Fatalf("Migrate: %v, want a refusal saying the target holds selected keys", err)
 	}
@@ -465,12 +450,7 @@ func TestFollowNotifyTargetHeldKeys(t *testing.T) {
 		t.Fatalf("the refused migration changed the target")
 	}
 
-	m, err = migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithMatch("app:[0-9]*"), migrate.WithFollow(hook))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = m.Migrate(context.Background())
-	m.Close()
+	_, err = runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithMatch("app:[0-9]*"), migrate.WithFollow(hook))
 	if err != nil {
 		t.Fatalf("Migrate with WithMatch leaving the target's keys out: %v", err)
 	}
@@ -490,12 +470,7 @@ func TestFollowNotifyProbe(t *testing.T) {
 	src, dst := redistest.StartPair(t, cfg, redistest.Config{})
 	fillSmall(t, src)
 	hook := func(context.Context) error { return nil }
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(hook))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = m.Migrate(context.Background())
-	m.Close()
+	_, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithFollow(hook))
 	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "WithNotificationProbe") {
 		t.Fatalf("Migrate without the probe: %v, want a refusal naming WithNotificationProbe", err)
 	}
@@ -529,12 +504,7 @@ func TestFollowNotifyProbe(t *testing.T) {
 	cfg.Lines = []string{"notify-keyspace-events K$ghzt"}
 	src2, dst2 := redistest.StartPair(t, cfg, redistest.Config{})
 	src2.Do(t, 0, "SET", "k", "v")
-	m, err = migrate.New(src2.Option(), dst2.Option(), migrate.WithStrategy(migrate.DumpRestore{}), migrate.WithFollow(hook), migrate.WithNotificationProbe())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = m.Migrate(context.Background())
-	m.Close()
+	_, err = runMigration(t, src2.Option(), dst2.Option(), migrate.DumpRestore{}, migrate.WithFollow(hook), migrate.WithNotificationProbe())
 	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), `no notification came of the classes "lsx"`) {
 		t.Fatalf("Migrate from a source lacking classes: %v, want a refusal naming \"lsx\"", err)
 	}
