@@ -1,0 +1,80 @@
+package migrate_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redismigrate/migrate"
+	"github.com/redismigrate/migrate/internal/redistest"
+)
+
+// TestFaultBigKeys copies keys in pieces (a 2 MB string, collections and a stream with a
+// consumer group of 30,000 elements, past a 64 KiB key budget) while the target's
+// connections are killed every 100 ms, or while the target restarts (appendonly yes,
+// appendfsync always): the writes whose replies were lost are settled, none applied
+// twice, and the copy ends exact, with no temporary key left.
+func TestFaultBigKeys(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name     string
+		dst      redistest.Config
+		interval time.Duration
+		fault    func(t *testing.T, dst *redistest.Server) func()
+	}{
+		{"ClientKill", redistest.Config{}, 100 * time.Millisecond, func(t *testing.T, dst *redistest.Server) func() {
+			k := dst.Client(t, 0)
+			return func() {
+				if err := k.Do(context.Background(), k.B().ClientKill().TypeNormal().SkipmeYes().Build()).Error(); err != nil {
+					t.Error(err)
+				}
+			}
+		}},
+		{"TargetRestart", redistest.Config{Lines: []string{"appendonly yes", "appendfsync always"}}, 0, func(t *testing.T, dst *redistest.Server) func() {
+			return func() {
+				if err := dst.Restart(500 * time.Millisecond); err != nil {
+					t.Error(err)
+				}
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			src, dst := redistest.StartPair(t, redistest.Config{}, c.dst)
+			fillBig(t, src, "big", 2<<20, 30000)
+			src.Do(t, 0, "XGROUP", "CREATE", "big:stream", "readers", "0")
+			src.Do(t, 0, "XREADGROUP", "GROUP", "readers", "alice", "COUNT", "1500", "STREAMS", "big:stream", ">")
+			redistest.SetKeys(t, src, 0, "small:", 200, redistest.Numbered("v"))
+			var faults atomic.Int64
+			fault := c.fault(t, dst)
+			var settled settleCounter
+			rep, err := migrateUnderFault(t, src, dst, migrate.DumpRestore{}, c.interval, func() { fault(); faults.Add(1) },
+				migrate.WithKeyBudget(64<<10), migrate.WithLogger(slog.New(slog.NewTextHandler(&settled, nil))))
+			if err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			if rep.Keys != 206 || rep.Failed != 0 || rep.Skipped != 0 || rep.Expired != 0 {
+				t.Errorf("report %+v: want 206 keys copied", rep.Counts)
+			}
+			t.Logf("%d writes in pieces settled after a lost reply", settled.n.Load())
+			if settled.n.Load() == 0 {
+				t.Error("no fault met a write in pieces")
+			}
+			redistest.AssertSame(t, src, dst, 0)
+			if left := partialKeys(t, dst); len(left) > 0 {
+				t.Errorf("temporary keys left on the target: %q", left)
+			}
+		})
+	}
+}
+
+// settleCounter counts the log lines of writes in pieces whose replies were lost.
+type settleCounter struct{ n atomic.Int64 }
+
+func (s *settleCounter) Write(p []byte) (int, error) {
+	s.n.Add(int64(bytes.Count(p, []byte("settling the writes whose replies were lost"))))
+	return len(p), nil
+}
