@@ -1,7 +1,6 @@
 package migrate_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"sync/atomic"
@@ -50,17 +49,18 @@ func TestFaultBigKeys(t *testing.T) {
 			redistest.SetKeys(t, src, 0, "small:", 200, redistest.Numbered("v"))
 			var faults atomic.Int64
 			fault := c.fault(t, dst)
-			var settled settleCounter
+			var log logLines
 			rep, err := migrateUnderFault(t, src, dst, migrate.DumpRestore{}, c.interval, func() { fault(); faults.Add(1) },
-				migrate.WithKeyBudget(64<<10), migrate.WithLogger(slog.New(slog.NewTextHandler(&settled, nil))))
+				migrate.WithKeyBudget(64<<10), migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
 			if err != nil {
 				t.Fatalf("Migrate: %v", err)
 			}
 			if rep.Keys != 206 || rep.Failed != 0 || rep.Skipped != 0 || rep.Expired != 0 {
 				t.Errorf("report %+v: want 206 keys copied", rep.Counts)
 			}
-			t.Logf("%d writes in pieces settled after a lost reply", settled.n.Load())
-			if settled.n.Load() == 0 {
+			settled := log.count("settling the writes whose replies were lost")
+			t.Logf("%d writes in pieces settled after a lost reply", settled)
+			if settled == 0 {
 				t.Error("no fault met a write in pieces")
 			}
 			redistest.AssertSame(t, src, dst, 0)
@@ -69,12 +69,4 @@ func TestFaultBigKeys(t *testing.T) {
 			}
 		})
 	}
-}
-
-// settleCounter counts the log lines of writes in pieces whose replies were lost.
-type settleCounter struct{ n atomic.Int64 }
-
-func (s *settleCounter) Write(p []byte) (int, error) {
-	s.n.Add(int64(bytes.Count(p, []byte("settling the writes whose replies were lost"))))
-	return len(p), nil
 }
