@@ -11,7 +11,7 @@ import (
 	"github.com/redismigrate/migrate/internal/redistest"
 )
 
-// TestFaultBigKeys copies keys in pieces (a 2 MB string, collections and a stream with a
+// TestFaultBigKeys copies keys in pieces, by DumpRestore and by Snapshot, (a 2 MB string, collections and a stream with a
 // consumer group of 30,000 elements, past a 64 KiB key budget) while the target's
 // connections are killed every 100 ms, or while the target restarts (appendonly yes,
 // appendfsync always): the writes whose replies were lost are settled, none applied
@@ -40,33 +40,35 @@ func TestFaultBigKeys(t *testing.T) {
 			}
 		}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			src, dst := redistest.StartPair(t, redistest.Config{}, c.dst)
-			fillBig(t, src, "big", 2<<20, 30000)
-			src.Do(t, 0, "XGROUP", "CREATE", "big:stream", "readers", "0")
-			src.Do(t, 0, "XREADGROUP", "GROUP", "readers", "alice", "COUNT", "1500", "STREAMS", "big:stream", ">")
-			redistest.SetKeys(t, src, 0, "small:", 200, redistest.Numbered("v"))
-			var faults atomic.Int64
-			fault := c.fault(t, dst)
-			var log logLines
-			rep, err := migrateUnderFault(t, src, dst, migrate.DumpRestore{}, c.interval, func() { fault(); faults.Add(1) },
-				migrate.WithKeyBudget(64<<10), migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
-			if err != nil {
-				t.Fatalf("Migrate: %v", err)
-			}
-			if rep.Keys != 206 || rep.Failed != 0 || rep.Skipped != 0 || rep.Expired != 0 {
-				t.Errorf("report %+v: want 206 keys copied", rep.Counts)
-			}
-			settled := log.count("settling the writes whose replies were lost")
-			t.Logf("%d writes in pieces settled after a lost reply", settled)
-			if settled == 0 {
-				t.Error("no fault met a write in pieces")
-			}
-			redistest.AssertSame(t, src, dst, 0)
-			if left := partialKeys(t, dst); len(left) > 0 {
-				t.Errorf("temporary keys left on the target: %q", left)
-			}
-		})
+		for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.Snapshot{}} {
+			t.Run(s.Name()+"/"+c.name, func(t *testing.T) {
+				t.Parallel()
+				src, dst := redistest.StartPair(t, redistest.Config{}, c.dst)
+				fillBig(t, src, "big", 2<<20, 30000)
+				src.Do(t, 0, "XGROUP", "CREATE", "big:stream", "readers", "0")
+				src.Do(t, 0, "XREADGROUP", "GROUP", "readers", "alice", "COUNT", "1500", "STREAMS", "big:stream", ">")
+				redistest.SetKeys(t, src, 0, "small:", 200, redistest.Numbered("v"))
+				var faults atomic.Int64
+				fault := c.fault(t, dst)
+				var log logLines
+				rep, err := migrateUnderFault(t, src, dst, s, c.interval, func() { fault(); faults.Add(1) },
+					migrate.WithKeyBudget(64<<10), migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+				if err != nil {
+					t.Fatalf("Migrate: %v", err)
+				}
+				if rep.Keys != 206 || rep.Failed != 0 || rep.Skipped != 0 || rep.Expired != 0 {
+					t.Errorf("report %+v: want 206 keys copied", rep.Counts)
+				}
+				settled := log.count("settling the writes whose replies were lost")
+				t.Logf("%d writes in pieces settled after a lost reply", settled)
+				if settled == 0 {
+					t.Error("no fault met a write in pieces")
+				}
+				redistest.AssertSame(t, src, dst, 0)
+				if left := partialKeys(t, dst); len(left) > 0 {
+					t.Errorf("temporary keys left on the target: %q", left)
+				}
+			})
+		}
 	}
 }
