@@ -280,7 +280,8 @@ type piecewise struct {
 // errPiecesLost is a temporary key of a copy in pieces that no longer holds what the
 // target acknowledged: the target lost writes (it restarted without persistence, or with
 // appendfsync other than always) or another client changed the key.
-var errPiecesLost = errors.New("the temporary key no longer holds what the target acknowledged: the target lost writes (restarted without appendonly yes and appendfsync always?) or another client changed it")
+var errPiecesLost = errors.New("the temporary key no longer holds what the target acknowledged: the target lost writes (restarted without appendonly yes and appendfsync always?) " +
+	"or another client changed it; the temporary key is deleted, the key not copied: make the target keep its writes, then run the migration again")
 
 // startPiecewise prepares the piecewise copy of key of the source database db. Under a
 // policy other than Replace, a key the target holds already is counted (Skipped, or Failed
@@ -359,7 +360,9 @@ func (p *piecewise) writeAll(ctx context.Context, cmds rueidis.Commands, name st
 		for ; i < len(res); i++ {
 			err := res[i].Error()
 			if err == nil {
-				p.landed(cmds[i], &res[i])
+				if err := p.landed(cmds[i], &res[i]); err != nil {
+					return p.writeErr(ctx, name, err)
+				}
 				continue
 			}
 			if resent && landedBefore(cmds[i], err) {
@@ -392,7 +395,7 @@ func (p *piecewise) writeAll(ctx context.Context, cmds rueidis.Commands, name st
 			if left, err = p.unsettled(ctx, cmds[i:]); err == nil {
 				break
 			}
-			if !reconnectable(ctx, err) {
+			if errors.Is(err, errPiecesLost) || !reconnectable(ctx, err) {
 				return p.writeErr(ctx, name, err)
 			}
 			lost = err
@@ -411,12 +414,31 @@ func (p *piecewise) writeErr(ctx context.Context, name string, err error) error 
 }
 
 // landed notes cmd acknowledged with reply r: the length of the temporary key after an
-// RPUSH or APPEND.
-func (p *piecewise) landed(cmd rueidis.Completed, r *rueidis.RedisResult) {
+// RPUSH or APPEND, which must be the length before and what cmd added, or the key lost
+// writes (errPiecesLost).
+func (p *piecewise) landed(cmd rueidis.Completed, r *rueidis.RedisResult) error {
 	p.acked = true
-	if c := cmd.Commands()[0]; c == "RPUSH" || c == "APPEND" {
-		p.length, _ = r.AsInt64()
+	args := cmd.Commands()
+	if args[0] != "RPUSH" && args[0] != "APPEND" {
+		return nil
 	}
+	n, err := r.AsInt64()
+	if err != nil {
+		return err
+	}
+	if want := p.length + grows(args); n != want {
+		return fmt.Errorf("%w (length %d after %s, %d expected)", errPiecesLost, n, args[0], want)
+	}
+	p.length = n
+	return nil
+}
+
+// grows returns by how much the RPUSH or APPEND args makes its key longer.
+func grows(args []string) int64 {
+	if args[0] == "APPEND" {
+		return int64(len(args[2]))
+	}
+	return int64(len(args) - 2)
 }
 
 // landedBefore reports whether err, the reply to cmd sent again after its first reply was
@@ -451,22 +473,16 @@ func (p *piecewise) unsettled(ctx context.Context, cmds rueidis.Commands) (rueid
 			return nil, err
 		}
 		at := p.length
-		for i, c := range cmds {
+		for i := 0; ; i++ {
 			if got == at {
-				return cmds[i:], nil
+				p.length, p.acked = at, p.acked || i > 0
+				return cmds[i:], nil // cmds[:i] landed
 			}
-			args := c.Commands()
-			if args[0] == "APPEND" {
-				at += int64(len(args[2]))
-			} else {
-				at += int64(len(args) - 2)
+			if i == len(cmds) {
+				return nil, fmt.Errorf("%w (length %d, %d acknowledged)", errPiecesLost, got, p.length)
 			}
-			if got == at {
-				p.length, p.acked = at, true
-				return cmds[i+1:], nil
-			}
+			at += grows(cmds[i].Commands())
 		}
-		return nil, fmt.Errorf("%w (length %d, %d acknowledged)", errPiecesLost, got, p.length)
 	}
 	if !p.acked {
 		return cmds, nil

@@ -72,3 +72,64 @@ func TestFaultBigKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestFaultBigKeyLost deletes the temporary key of a list copied in pieces, as a target
+// that restarted without its data would lose it: the next RPUSH's reply tells, and
+// DumpRestore copies the key again from the beginning (exact in the end), while Snapshot,
+// which cannot read its RDB again, stops with an error that says what happened.
+func TestFaultBigKeyLost(t *testing.T) {
+	t.Parallel()
+	for _, s := range []migrate.Strategy{migrate.DumpRestore{}, migrate.Snapshot{}} {
+		t.Run(s.Name(), func(t *testing.T) {
+			t.Parallel()
+			src, dst := redistest.StartPair(t, redistest.Config{}, redistest.Config{})
+			fillBig(t, src, "big", 0, 30000)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			deleted := make(chan string, 1)
+			go func() {
+				defer close(deleted)
+				c := dst.Client(t, 0)
+				for ctx.Err() == nil {
+					keys, _ := redistest.KeysOf(ctx, c, "migrate:partial:*")
+					for _, k := range keys {
+						if typ, _ := c.Do(ctx, c.B().Type().Key(k).Build()).ToString(); typ == "list" {
+							if n, _ := c.Do(ctx, c.B().Unlink().Key(k).Build()).AsInt64(); n == 1 {
+								deleted <- k
+								return
+							}
+						}
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+			}()
+			var log logLines
+			rep, err := runMigration(t, src.Option(), dst.Option(), s, migrate.WithKeyBudget(64<<10),
+				migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+			cancel()
+			if k, ok := <-deleted; !ok {
+				t.Fatal("the list's temporary key was not seen: make the copy slower")
+			} else {
+				t.Logf("deleted %s", k)
+			}
+			if _, ok := s.(migrate.Snapshot); ok {
+				t.Logf("error: %v", err)
+				assertErrorSays(t, err, []string{"target " + dst.Addr, `"big:list"`, "no longer holds what the target acknowledged", "appendfsync always", "run the migration again"}, nil)
+			} else {
+				if err != nil {
+					t.Fatalf("Migrate: %v", err)
+				}
+				if n := log.count("copying the key again from the beginning"); n != 1 {
+					t.Errorf("the key was copied again %d times, want once", n)
+				}
+				if rep.Keys != 5 || rep.Failed != 0 {
+					t.Errorf("report %+v: want 5 keys copied", rep.Counts)
+				}
+				redistest.AssertSame(t, src, dst, 0)
+			}
+			if left := partialKeys(t, dst); len(left) > 0 {
+				t.Errorf("temporary keys left on the target: %q", left)
+			}
+		})
+	}
+}
