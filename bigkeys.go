@@ -598,6 +598,7 @@ func (p *piecewise) settleRename(ctx context.Context, lost error, expireAt int64
 		case tmp == 1:
 			return false, false, nil
 		case name == 1:
+			p.j.Logger.Info("copy in pieces: the rename whose reply was lost had landed", "key", p.name, "temporary", p.tmp)
 			return true, true, nil
 		case expireAt > 0 && expireAt <= time.Now().UnixMilli():
 			p.done = true

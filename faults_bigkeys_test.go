@@ -60,7 +60,7 @@ func TestFaultBigKeys(t *testing.T) {
 					t.Errorf("report %+v: want 206 keys copied", rep.Counts)
 				}
 				settled := log.count("settling the writes whose replies were lost")
-				t.Logf("%d writes in pieces settled after a lost reply", settled)
+				t.Logf("%d writes in pieces settled after a lost reply; %d renames found landed after one", settled, log.count("the rename whose reply was lost had landed"))
 				if settled == 0 {
 					t.Error("no fault met a write in pieces")
 				}
