@@ -27,7 +27,8 @@ import (
 // A write whose reply was lost (our connection killed, the target restarting) is settled
 // before the copy goes on, as retry.go's reconnectRetry waits, and never applied twice:
 // the temporary key is ours alone, so its length tells exactly whether an APPEND or RPUSH
-// landed (each reply gives the length after it); an XADD at its ID or an XGROUP CREATE
+// landed (each reply gives the length after it, which is checked against what was sent,
+// so a key that lost writes is seen at its next RPUSH or APPEND); an XADD at its ID or an XGROUP CREATE
 // that landed is refused when sent again (the ID is not above the top; BUSYGROUP), which
 // then counts as done; the other writes (HSET, SADD, ZADD, XSETID, XCLAIM ... FORCE, ...)
 // set what they set again, to the same effect. The final MULTI/EXEC landed if the
