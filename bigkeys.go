@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -22,6 +23,21 @@ import (
 // renamed onto the real name in one MULTI/EXEC (PEXPIREAT, then RENAMENX, or RENAME under
 // Replace), so no reader ever sees half a key. A failure or a cancellation deletes the
 // temporary key.
+//
+// A write whose reply was lost (our connection killed, the target restarting) is settled
+// before the copy goes on, as retry.go's reconnectRetry waits, and never applied twice:
+// the temporary key is ours alone, so its length tells exactly whether an APPEND or RPUSH
+// landed (each reply gives the length after it, which is checked against what was sent,
+// so a key that lost writes is seen at its next RPUSH or APPEND); an XADD at its ID or an XGROUP CREATE
+// that landed is refused when sent again (the ID is not above the top; BUSYGROUP), which
+// then counts as done; the other writes (HSET, SADD, ZADD, XSETID, XCLAIM ... FORCE, ...)
+// set what they set again, to the same effect. The final MULTI/EXEC landed if the
+// temporary key is gone and the key is there. A temporary key that no longer holds what
+// the target acknowledged (it restarted without its data) is started again from the
+// beginning by DumpRestore, which reads the source again, and fails Snapshot, which cannot
+// read the RDB again (errPiecesLost). Exactness after a restart needs a target that keeps
+// every acknowledged write (appendonly yes, appendfsync always): a hash, set, sorted set or
+// stream that lost some of them but not all is not told apart.
 //
 // A string longer than the target's proto-max-bulk-len cannot be held by the target at
 // all (APPEND and SETRANGE refuse to grow a string past it): it fails with ErrTooLarge
@@ -152,14 +168,34 @@ func (rd *dumper) copyBigValues(ctx context.Context, out []dumped) ([]dumped, er
 	return kept, nil
 }
 
+// bigCopies bounds how many times DumpRestore starts the copy in pieces of one key from the
+// beginning because the target lost the writes of its temporary key (errPiecesLost).
+const bigCopies = 3
+
 // copyBig copies one big key of the source database rd.db in pieces, and counts the
-// outcome. It returns the error that stops the migration.
+// outcome. It returns the error that stops the migration. A copy whose temporary key the
+// target lost (errPiecesLost: it restarted without its data) starts again from the
+// beginning, into a new temporary key, the old one deleted.
 func (rd *dumper) copyBig(ctx context.Context, key string) error {
+	for try := 1; ; try++ {
+		err := rd.copyBigOnce(ctx, key, try < bigCopies)
+		if !errors.Is(err, errPiecesLost) || try == bigCopies {
+			return err
+		}
+		rd.j.Logger.Warn("copy in pieces: the target lost writes of the temporary key; copying the key again from the beginning",
+			"db", rd.db, "key", key, "error", err)
+	}
+}
+
+// copyBigOnce is one try of copyBig; again says whether another may follow an
+// errPiecesLost, which is then not counted.
+func (rd *dumper) copyBigOnce(ctx context.Context, key string, again bool) error {
 	j, db := rd.j, rd.db
 	p, err := startPiecewise(ctx, j, db, key)
 	if p == nil {
 		return err
 	}
+	p.again = again
 	defer p.close(ctx)
 	expiry := rd.src.B().Pttl().Key(key).Build()
 	absolute := j.Source.Info.AtLeast(7, 0, 0)
@@ -209,7 +245,7 @@ func (rd *dumper) copyBig(ctx context.Context, key string) error {
 		err = j.Source.Err(p.op, key, fmt.Errorf("%w: a %s value larger than the target takes in one command is not copied in pieces; raise proto-max-bulk-len on the target or WithKeyBudget", ErrTooLarge, typ))
 	}
 	if err != nil {
-		j.Count(db, Counts{Failed: 1})
+		p.failed(err)
 		return err
 	}
 	return p.finish(ctx, expireAt)
@@ -234,8 +270,19 @@ type piecewise struct {
 	op      string // for errors: "copy in pieces into db N"
 	bytes   int64  // bytes written so far
 	written bool   // something was written into the temporary key
+	acked   bool   // the target acknowledged a write into the temporary key
+	length  int64  // the temporary key's length (LLEN, STRLEN) after the last RPUSH or APPEND acknowledged
 	done    bool   // renamed into place: nothing to clean up
+	again   bool   // the copy starts again from the beginning on errPiecesLost (DumpRestore)
+
+	reconnect clusterRetry // the wait for a target whose connection failed (reconnectRetry)
 }
+
+// errPiecesLost is a temporary key of a copy in pieces that no longer holds what the
+// target acknowledged: the target lost writes (it restarted without persistence, or with
+// appendfsync other than always) or another client changed the key.
+var errPiecesLost = errors.New("the temporary key no longer holds what the target acknowledged: the target lost writes (restarted without appendonly yes and appendfsync always?) " +
+	"or another client changed it; the temporary key is deleted, the key not copied: make the target keep its writes, then run the migration again")
 
 // startPiecewise prepares the piecewise copy of key of the source database db. Under a
 // policy other than Replace, a key the target holds already is counted (Skipped, or Failed
@@ -247,7 +294,7 @@ func startPiecewise(ctx context.Context, j *Job, db int, key string) (p *piecewi
 	if err != nil {
 		return nil, err
 	}
-	p = &piecewise{j: j, db: db, tc: tc, name: j.TargetKey(db, key), op: fmt.Sprintf("copy in pieces into db %d", tdb)}
+	p = &piecewise{j: j, db: db, tc: tc, name: j.TargetKey(db, key), op: fmt.Sprintf("copy in pieces into db %d", tdb), reconnect: reconnectRetry()}
 	if j.Conflict != Replace {
 		// A key that is there already is not copied for nothing.
 		n, err := tc.Do(ctx, tc.B().Exists().Key(p.name).Build()).AsInt64()
@@ -262,6 +309,13 @@ func startPiecewise(ctx context.Context, j *Job, db int, key string) (p *piecewi
 		return nil, j.Target.Err(p.op, p.name, err)
 	}
 	return p, nil
+}
+
+// failed counts the key Failed for err, unless the copy starts again (again, errPiecesLost).
+func (p *piecewise) failed(err error) {
+	if !p.again || !errors.Is(err, errPiecesLost) {
+		p.j.Count(p.db, Counts{Failed: 1})
+	}
 }
 
 // tooLong is the error for a string of n bytes on a target whose proto-max-bulk-len, bulk,
@@ -288,18 +342,160 @@ func (p *piecewise) write(ctx context.Context, cmd rueidis.Completed, name strin
 	return p.writeAll(ctx, rueidis.Commands{cmd}, name)
 }
 
-// writeAll sends commands that write into the temporary key, in one pipeline.
+// writeAll sends commands that write into the temporary key, in one pipeline. Those whose
+// replies are lost to a failed connection are settled once the target answers again (see
+// the top of the file): each lands once. name names them in errors.
 func (p *piecewise) writeAll(ctx context.Context, cmds rueidis.Commands, name string) error {
 	if len(cmds) == 0 {
 		return nil
 	}
 	p.written = true
-	for _, r := range p.tc.DoMulti(ctx, cmds...) {
-		if err := r.Error(); err != nil {
-			return p.j.Target.Err(fmt.Sprintf("%s into db %d (temporary key %q)", name, p.j.TargetDB(p.db), p.tmp), p.name, ctxErr(ctx, piecesRefused(Target, name, err)))
+	for i := range cmds {
+		cmds[i].Pin() // read again (landed, unsettled) and maybe sent again after the reply
+	}
+	resent := false
+	for {
+		res := p.tc.DoMulti(ctx, cmds...)
+		var lost error
+		i := 0
+		for ; i < len(res); i++ {
+			err := res[i].Error()
+			if err == nil {
+				if err := p.landed(cmds[i], &res[i]); err != nil {
+					return p.writeErr(ctx, name, err)
+				}
+				continue
+			}
+			if resent && landedBefore(cmds[i], err) {
+				continue
+			}
+			if reconnectable(ctx, err) {
+				lost = err
+				break
+			}
+			return p.writeErr(ctx, name, err)
+		}
+		if lost == nil {
+			p.reconnect.reset()
+			return nil
+		}
+		if i > 0 {
+			p.reconnect.reset()
+		}
+		p.j.Logger.Info("copy in pieces: the connection to the target failed; settling the writes whose replies were lost",
+			"key", p.name, "temporary", p.tmp, "error", lost)
+		var left rueidis.Commands
+		for {
+			if err := p.reconnect.wait(ctx); err != nil {
+				if w, ok := err.(*clusterWaitError); ok {
+					return p.j.Target.explainReconnect(w, p.writeErr(ctx, name, lost))
+				}
+				return p.writeErr(ctx, name, err)
+			}
+			var err error
+			if left, err = p.unsettled(ctx, cmds[i:]); err == nil {
+				break
+			}
+			if errors.Is(err, errPiecesLost) || !reconnectable(ctx, err) {
+				return p.writeErr(ctx, name, err)
+			}
+			lost = err
+		}
+		cmds, resent = left, true
+		if len(cmds) == 0 {
+			p.reconnect.reset()
+			return nil
 		}
 	}
+}
+
+// writeErr wraps err, the failure of a write name into the temporary key.
+func (p *piecewise) writeErr(ctx context.Context, name string, err error) error {
+	return p.j.Target.Err(fmt.Sprintf("%s into db %d (temporary key %q)", name, p.j.TargetDB(p.db), p.tmp), p.name, ctxErr(ctx, piecesRefused(Target, name, err)))
+}
+
+// landed notes cmd acknowledged with reply r: the length of the temporary key after an
+// RPUSH or APPEND, which must be the length before and what cmd added, or the key lost
+// writes (errPiecesLost).
+func (p *piecewise) landed(cmd rueidis.Completed, r *rueidis.RedisResult) error {
+	p.acked = true
+	args := cmd.Commands()
+	if args[0] != "RPUSH" && args[0] != "APPEND" {
+		return nil
+	}
+	n, err := r.AsInt64()
+	if err != nil {
+		return err
+	}
+	if want := p.length + grows(args); n != want {
+		return fmt.Errorf("%w (length %d after %s, %d expected)", errPiecesLost, n, args[0], want)
+	}
+	p.length = n
 	return nil
+}
+
+// grows returns by how much the RPUSH or APPEND args makes its key longer.
+func grows(args []string) int64 {
+	if args[0] == "APPEND" {
+		return int64(len(args[2]))
+	}
+	return int64(len(args) - 2)
+}
+
+// landedBefore reports whether err, the reply to cmd sent again after its first reply was
+// lost, says that the first one landed: an XADD whose ID is no longer above the stream's
+// top (ours: the IDs go up), an XGROUP CREATE of a group that is there.
+func landedBefore(cmd rueidis.Completed, err error) bool {
+	text, _, _ := errorReply(err)
+	switch args := cmd.Commands(); {
+	case args[0] == "XADD":
+		return strings.Contains(text, "equal or smaller")
+	case args[0] == "XGROUP" && len(args) > 1 && strings.EqualFold(args[1], "CREATE"):
+		return strings.HasPrefix(text, "BUSYGROUP")
+	}
+	return false
+}
+
+// unsettled asks the target which of cmds, whose replies were lost (the first of them may
+// have landed, and those after it that the connection carried before it failed), landed,
+// and returns those to send again. RPUSH and APPEND are told by the temporary key's
+// length; the others are sent again (see landedBefore), once the temporary key is known
+// to hold what was acknowledged.
+func (p *piecewise) unsettled(ctx context.Context, cmds rueidis.Commands) (rueidis.Commands, error) {
+	tc := p.tc
+	switch cmds[0].Commands()[0] {
+	case "RPUSH", "APPEND":
+		length := tc.B().Llen().Key(p.tmp).Build()
+		if cmds[0].Commands()[0] == "APPEND" {
+			length = tc.B().Strlen().Key(p.tmp).Build()
+		}
+		got, err := tc.Do(ctx, length).AsInt64()
+		if err != nil {
+			return nil, err
+		}
+		at := p.length
+		for i := 0; ; i++ {
+			if got == at {
+				p.length, p.acked = at, p.acked || i > 0
+				return cmds[i:], nil // cmds[:i] landed
+			}
+			if i == len(cmds) {
+				return nil, fmt.Errorf("%w (length %d, %d acknowledged)", errPiecesLost, got, p.length)
+			}
+			at += grows(cmds[i].Commands())
+		}
+	}
+	if !p.acked {
+		return cmds, nil
+	}
+	n, err := tc.Do(ctx, tc.B().Exists().Key(p.tmp).Build()).AsInt64()
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w (it is gone)", errPiecesLost)
+	}
+	return cmds, nil
 }
 
 // piecesRefused explains err, a reply to cmd ("append", "xgroup create") that a copy in
@@ -333,24 +529,85 @@ func (p *piecewise) finish(ctx context.Context, expireAt int64) error {
 		cmds = append(cmds, tc.B().Renamenx().Key(p.tmp).Newkey(p.name).Build())
 	}
 	cmds = append(cmds, tc.B().Exec().Build())
-	res := tc.DoMulti(ctx, cmds...)
-	replies, err := res[len(res)-1].ToArray()
-	if err == nil && len(replies) != len(cmds)-2 {
-		err = fmt.Errorf("EXEC gave %d replies for %d commands", len(replies), len(cmds)-2)
+	for i := range cmds {
+		cmds[i].Pin() // sent again after a lost reply
 	}
-	if err == nil {
-		err = replies[len(replies)-1].Error()
+	var renamed bool
+	for {
+		res := tc.DoMulti(ctx, cmds...)
+		replies, err := res[len(res)-1].ToArray()
+		if err == nil && len(replies) != len(cmds)-2 {
+			err = fmt.Errorf("EXEC gave %d replies for %d commands", len(replies), len(cmds)-2)
+		}
+		if err == nil {
+			err = replies[len(replies)-1].Error()
+		}
+		if err == nil {
+			n, _ := replies[len(replies)-1].AsInt64()
+			renamed = j.Conflict == Replace || n == 1
+			break
+		}
+		var settled bool
+		if reconnectable(ctx, err) {
+			settled, renamed, err = p.settleRename(ctx, err, expireAt)
+		}
+		if err != nil {
+			p.failed(err)
+			return j.Target.Err(p.op, p.name, ctxErr(ctx, fmt.Errorf("rename %q onto the key: %w", p.tmp, err)))
+		}
+		if settled {
+			break
+		}
 	}
-	if err != nil {
-		j.Count(db, Counts{Failed: 1})
-		return j.Target.Err(p.op, p.name, ctxErr(ctx, fmt.Errorf("rename %q onto the key: %w", p.tmp, err)))
+	if p.done {
+		return nil // expired meanwhile, counted
 	}
-	if n, _ := replies[len(replies)-1].AsInt64(); j.Conflict != Replace && n == 0 {
+	if !renamed {
 		return p.conflict() // written meanwhile; close removes tmp
 	}
 	p.done = true
 	j.Count(db, Counts{Keys: 1, Bytes: p.bytes})
 	return nil
+}
+
+// settleRename learns, once the target answers again (as reconnectRetry waits), whether
+// finish's MULTI/EXEC, whose reply was lost (lost), landed: the temporary key is gone and
+// the key is there when it did (settled and renamed); the temporary key still there means
+// it did not (not settled: send it again). Both gone is a key that expired meanwhile
+// (settled, not renamed, and not a conflict: p.done) or a target that lost writes.
+func (p *piecewise) settleRename(ctx context.Context, lost error, expireAt int64) (settled, renamed bool, err error) {
+	tc := p.tc
+	for {
+		if err := p.reconnect.wait(ctx); err != nil {
+			if w, ok := err.(*clusterWaitError); ok {
+				return false, false, p.j.Target.explainReconnect(w, lost)
+			}
+			return false, false, err
+		}
+		res := tc.DoMulti(ctx, tc.B().Exists().Key(p.tmp).Build(), tc.B().Exists().Key(p.name).Build())
+		tmp, err := res[0].AsInt64()
+		var name int64
+		if err == nil {
+			name, err = res[1].AsInt64()
+		}
+		switch {
+		case err != nil && reconnectable(ctx, err):
+			lost = err
+			continue
+		case err != nil:
+			return false, false, err
+		case tmp == 1:
+			return false, false, nil
+		case name == 1:
+			p.j.Logger.Info("copy in pieces: the rename whose reply was lost had landed", "key", p.name, "temporary", p.tmp)
+			return true, true, nil
+		case expireAt > 0 && expireAt <= time.Now().UnixMilli():
+			p.done = true
+			p.j.Count(p.db, Counts{Expired: 1})
+			return true, false, nil
+		}
+		return false, false, fmt.Errorf("%w (the temporary key and the key are both gone after a lost reply)", errPiecesLost)
+	}
 }
 
 // conflict counts a big key the target holds already: Skipped under Skip, else Failed

@@ -6,18 +6,32 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/rueidis"
 )
 
-// commitAttempts bounds how many times commit opens a new connection to the target after
-// one failed while a batch was under way, the first at once, then with commitBackoff more
-// between each (about 5 s in all).
-const (
-	commitAttempts = 8
-	commitBackoff  = 250 * time.Millisecond
-)
+// commitWait pauses before commit opens a new connection to the target after one failed
+// while a batch was under way, by the policy of every step that meets a lost connection
+// (retry.go's reconnectRetry, r): a killed connection is replaced at once, a target that
+// restarts is waited for up to reconnectWait. Once that has passed, or when the target
+// stalls, it returns the error that ends the follow: what it was doing, and lost, the last
+// failure.
+func (a *applier) commitWait(ctx context.Context, r *clusterRetry, attempt int, lost error, what string) error {
+	t := a.f.j.Target
+	switch {
+	case attempt == 0:
+		return nil
+	case stalled(lost): // ConnWriteTimeout has waited already
+		return t.Err("apply the stream", "", fmt.Errorf("%s: %w", what, lost))
+	case attempt == 1:
+		return ctx.Err()
+	}
+	err := r.wait(ctx)
+	if w, ok := err.(*clusterWaitError); ok {
+		return t.explainReconnect(w, t.Err("apply the stream", "", fmt.Errorf("%s: %w", what, lost)))
+	}
+	return err
+}
 
 // resumeDB puts a continued stream's connection in the database the stream was in where
 // it continues: no SELECT comes until the stream's database changes.
@@ -124,12 +138,14 @@ func (a *applier) commit(ctx context.Context) error {
 	f := a.f
 	end := f.base + a.pos
 	var lost error
-	for attempt := range commitAttempts {
+	reconnect := reconnectRetry()
+	for attempt := 0; ; attempt++ {
+		if err := a.commitWait(ctx, &reconnect, attempt, lost, fmt.Sprintf(
+			"the connection failed while it applied the source's writes from offset %d to %d, and no new one could tell whether they landed; "+
+				"the offset key %q says which the target holds", f.base+f.applied.Load(), end, a.key)); err != nil {
+			return err
+		}
 		if attempt > 0 {
-			// At once after a killed connection; a target that restarts needs longer.
-			if err := sleepCtx(ctx, time.Duration(attempt-1)*commitBackoff); err != nil {
-				return err
-			}
 			landed, err := a.landed(ctx, end)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -166,9 +182,6 @@ func (a *applier) commit(ctx context.Context) error {
 		a.committed, a.batchDB = end, a.connDB
 		return nil
 	}
-	return f.j.Target.Err("apply the stream", "", fmt.Errorf(
-		"the connection failed while it applied the source's writes from offset %d to %d, and no new one could tell whether they landed after %d attempts; "+
-			"the offset key %q says which the target holds: %w", f.base+f.applied.Load(), end, commitAttempts, a.key, lost))
 }
 
 // firstLost returns the first failure of the pipeline that is not a reply of the server:
@@ -430,11 +443,14 @@ func (a *applier) commitSlots(ctx context.Context) error {
 	}
 	value := slotPoint{from: f.point(a.committed, a.batchSrcDB), end: end}.String()
 	var lost error
-	for attempt := range commitAttempts {
+	reconnect := reconnectRetry()
+	for attempt := 0; ; attempt++ {
+		if err := a.commitWait(ctx, &reconnect, attempt, lost, fmt.Sprintf(
+			"the connection failed while it applied the source's writes from offset %d to %d, and no new one could tell whether they landed in %d slots; "+
+				"the offset keys %q{tag} of the slots say which the target holds", f.base+f.applied.Load(), end, len(slots), a.key)); err != nil {
+			return err
+		}
 		if attempt > 0 {
-			if err := sleepCtx(ctx, time.Duration(attempt-1)*commitBackoff); err != nil {
-				return err
-			}
 			left, err := a.slotsLanded(ctx, slots, end)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -480,11 +496,6 @@ func (a *applier) commitSlots(ctx context.Context) error {
 		}
 		f.j.Logger.Warn("snapshot: follow: the connection to a master of the target failed while it applied a batch; reading the offset keys of its slots to learn whether it landed",
 			"error", lost, "from", f.base+f.applied.Load(), "to", end, "slots", len(slots))
-	}
-	if len(slots) > 0 {
-		return f.j.Target.Err("apply the stream", "", fmt.Errorf(
-			"the connection failed while it applied the source's writes from offset %d to %d, and no new one could tell whether they landed in %d slots after %d attempts; "+
-				"the offset keys %q{tag} of the slots say which the target holds: %w", f.base+f.applied.Load(), end, len(slots), commitAttempts, a.key, lost))
 	}
 	a.committed, a.batchSrcDB = end, a.srcDB
 	return nil

@@ -13,7 +13,8 @@ import (
 
 // A server that restarts, or a connection of ours that is cut (CLIENT KILL, a network
 // blip), is waited for by one policy wherever a step meets it: rueidis's own retries of the
-// reads (retryDelay), the restorer's writes and MigrateKeys' batches (reconnectRetry). A
+// reads (retryDelay), the restorer's writes, MigrateKeys' batches, the writes of a key copied
+// in pieces (bigkeys.go) and a follow's commits (follow_offset.go) (reconnectRetry). A
 // server that stalls (it accepts connections but does not answer, as under SIGSTOP) is not
 // waited for beyond the ConnWriteTimeout of its ClientOption: the step gives up at once with
 // an error that says so (explainStall).
