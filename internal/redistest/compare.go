@@ -204,13 +204,19 @@ func expiryText(at int64) string {
 
 func facts(ctx context.Context, c rueidis.Client, keys []string) ([]keyFacts, error) {
 	out := make([]keyFacts, len(keys))
+	// PEXPIRETIME (Redis 7.0) reads the expiry itself; PTTL, on older servers, is placed in
+	// time by when the pipeline ran, which a slow DEBUG DIGEST-VALUE of a big key blurs.
+	absolute := c.Do(ctx, c.B().Arbitrary("PEXPIRETIME").Keys("redistest:probe").Build()).Error() == nil
 	for start := 0; start < len(keys); start += 500 {
 		end := min(start+500, len(keys))
 		cmds := make(rueidis.Commands, 0, 3*(end-start))
 		for _, k := range keys[start:end] {
+			expiry := c.B().Pttl().Key(k).Build()
+			if absolute {
+				expiry = c.B().Arbitrary("PEXPIRETIME").Keys(k).Build()
+			}
 			cmds = append(cmds, c.B().Type().Key(k).Build(),
-				c.B().Arbitrary("DEBUG", "DIGEST-VALUE").Keys(k).Build(),
-				c.B().Pttl().Key(k).Build())
+				c.B().Arbitrary("DEBUG", "DIGEST-VALUE").Keys(k).Build(), expiry)
 		}
 		sent := time.Now().UnixMilli()
 		res := c.DoMulti(ctx, cmds...)
@@ -228,7 +234,7 @@ func facts(ctx context.Context, c rueidis.Client, keys []string) ([]keyFacts, er
 			}
 			ms, _ := res[3*i+2].AsInt64()
 			f.expireAt = ms
-			if ms >= 0 {
+			if ms >= 0 && !absolute {
 				f.expireAt = read + ms
 			}
 			if f.typ == "stream" {
