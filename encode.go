@@ -93,12 +93,12 @@ func (d *downgrader) compactHash(fields []hashField) []byte {
 		}
 		size += len(f.field) + len(f.value)
 	}
-	z := newZiplist(size + 4*len(fields))
+	z := startZiplist(newPayload(RDBTypeHashZiplist, size+4*len(fields)+ziplistHeader))
 	for _, f := range fields {
 		z.add(f.field)
 		z.add(f.value)
 	}
-	return appendRDBString(newPayload(RDBTypeHashZiplist, len(z.b)+5), string(z.done()))
+	return z.done()
 }
 
 // compactZSet returns the payload of a sorted set as a ziplist, ordered as the target
@@ -119,14 +119,13 @@ func (d *downgrader) compactZSet(entries []zsetEntry) []byte {
 		entries = slices.Clone(entries) // the caller's order stays as given
 		slices.SortFunc(entries, compareZSetEntries)
 	}
-	z := newZiplist(size + 24*len(entries))
-	var num []byte
+	z := startZiplist(newPayload(RDBTypeZSetZiplist, size+24*len(entries)+ziplistHeader))
+	var num [32]byte
 	for _, e := range entries {
 		z.add(e.member)
-		num = appendScore(num[:0], e.score)
-		ziplistAdd(z, num)
+		ziplistAdd(&z, appendScore(num[:0], e.score))
 	}
-	return appendRDBString(newPayload(RDBTypeZSetZiplist, len(z.b)+5), string(z.done()))
+	return z.done()
 }
 
 // compareZSetEntries orders sorted-set members as Redis does: by score, then by member,
@@ -165,22 +164,18 @@ func (d *downgrader) compactList(elems []string) []byte {
 	for _, e := range elems {
 		size += len(e) + 4
 	}
-	var nodes [][]byte
-	var z *ziplist
+	// The count of nodes, unknown until they are cut, in the 32-bit form too.
+	out := append(newPayload(RDBTypeListQuicklist, size+16), 0x80, 0, 0, 0, 0)
+	nodes := 0
+	z := startZiplist(out)
 	for _, e := range elems {
-		if z != nil && !quicklistAllows(len(z.b)+1, z.n, len(e), fill) {
-			nodes, z = append(nodes, z.done()), nil
-		}
-		if z == nil {
-			z = newZiplist(min(size, 8192))
+		if z.n > 0 && !quicklistAllows(z.size(), z.n, len(e), fill) {
+			z, nodes = startZiplist(z.done()), nodes+1
 		}
 		z.add(e)
 	}
-	nodes = append(nodes, z.done())
-	out := appendRDBLength(newPayload(RDBTypeListQuicklist, size+16*len(nodes)), uint64(len(nodes)))
-	for _, n := range nodes {
-		out = appendRDBString(out, string(n))
-	}
+	out = z.done()
+	binary.BigEndian.PutUint32(out[2:], uint32(nodes+1))
 	return out
 }
 
@@ -249,39 +244,69 @@ func (d *downgrader) compactSet(members []string) []byte {
 
 // redisInt reads s as Redis reads an integer it may store as one (src/util.c, string2ll):
 // only the text that formatting the integer gives back (no sign "+", no leading zero, no
-// "-0"), of at most 20 bytes.
+// "-0", no space), at most 20 bytes. It does not allocate: most strings it sees are not
+// integers.
 func redisInt[T string | []byte](s T) (int64, bool) {
-	if len(s) == 0 || len(s) > 20 {
+	n := len(s)
+	switch {
+	case n == 0 || n > 20:
+		return 0, false
+	case n == 1 && s[0] == '0':
+		return 0, true
+	}
+	i, neg := 0, s[0] == '-'
+	if neg {
+		i = 1
+	}
+	if i == n || s[i] < '1' || s[i] > '9' {
 		return 0, false
 	}
-	v, err := strconv.ParseInt(string(s), 10, 64)
-	if err != nil {
-		return 0, false
+	var v uint64
+	for ; i < n; i++ {
+		c := s[i]
+		if c < '0' || c > '9' || v > (math.MaxUint64-9)/10 {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
 	}
-	var buf [20]byte
-	return v, string(strconv.AppendInt(buf[:0], v, 10)) == string(s)
+	switch {
+	case neg && v <= 1<<63:
+		return int64(-v), true
+	case !neg && v <= math.MaxInt64:
+		return int64(v), true
+	}
+	return 0, false
 }
 
-// ziplist builds a ziplist (Redis before 7.0, src/ziplist.c): a header of its size in
-// bytes, the offset of its last entry (4 bytes each) and its count of entries (2 bytes,
-// 65535 for that many or more), all little-endian; each entry the size of the previous one
-// (1 byte, or 0xfe and 4 bytes), an encoding and the data; and 0xff.
+// ziplist builds a ziplist (Redis before 7.0, src/ziplist.c) as an RDB string, in place
+// at the end of a payload: the string's length in the 32-bit form (0x80 and 4 bytes
+// big-endian, which every version reads whatever the length), then the ziplist: a header
+// of its size in bytes, the offset of its last entry (4 bytes each) and its count of
+// entries (2 bytes, 65535 for that many or more), all little-endian; each entry the size of
+// the previous one (1 byte, or 0xfe and 4 bytes), an encoding and the data; and 0xff.
 type ziplist struct {
 	b          []byte
+	start      int // where the ziplist starts in b
 	n          int // entries
 	prev, tail int // the last entry's size and offset
 }
 
 const ziplistHeader = 10
 
-func newZiplist(size int) *ziplist {
-	return &ziplist{b: make([]byte, ziplistHeader, ziplistHeader+size+1), tail: ziplistHeader}
+// startZiplist starts a ziplist string at the end of b.
+func startZiplist(b []byte) ziplist {
+	b = append(b, 0x80, 0, 0, 0, 0)
+	start := len(b)
+	return ziplist{b: append(b, make([]byte, ziplistHeader)...), start: start, tail: ziplistHeader}
 }
+
+// size is the ziplist's size in bytes once done.
+func (z *ziplist) size() int { return len(z.b) - z.start + 1 }
 
 func (z *ziplist) add(s string) { ziplistAdd(z, s) }
 
-// ziplistAdd appends an entry to z. A string of fewer than 32 bytes that Redis reads as an
-// integer is stored as one, in the narrowest encoding (zipTryEncoding): 0 to 12 in the
+// ziplistAdd appends an entry to z. A string of fewer than 32 bytes that Redis reads as
+// an integer is stored as one, in the narrowest encoding (zipTryEncoding): 0 to 12 in the
 // encoding byte itself (0xf1 to 0xfd), else 8 (0xfe), 16 (0xc0), 24 (0xf0), 32 (0xd0) or
 // 64 bits (0xe0), little-endian. Others are strings of 6-bit (00), 14-bit big-endian (01)
 // or 32-bit big-endian (0x80) length.
@@ -320,15 +345,17 @@ func ziplistAdd[T string | []byte](z *ziplist, s T) {
 	default:
 		z.b = binary.LittleEndian.AppendUint64(append(z.b, 0xe0), uint64(v))
 	}
-	z.tail, z.prev = at, len(z.b)-at
+	z.tail, z.prev = at-z.start, len(z.b)-at
 	z.n++
 }
 
-// done completes the ziplist and returns its bytes.
+// done completes the ziplist and its string's length, and returns the bytes.
 func (z *ziplist) done() []byte {
 	z.b = append(z.b, 0xff)
-	binary.LittleEndian.PutUint32(z.b, uint32(len(z.b)))
-	binary.LittleEndian.PutUint32(z.b[4:], uint32(z.tail))
-	binary.LittleEndian.PutUint16(z.b[8:], uint16(min(z.n, math.MaxUint16)))
+	zl := z.b[z.start:]
+	binary.BigEndian.PutUint32(z.b[z.start-4:], uint32(len(zl)))
+	binary.LittleEndian.PutUint32(zl, uint32(len(zl)))
+	binary.LittleEndian.PutUint32(zl[4:], uint32(z.tail))
+	binary.LittleEndian.PutUint16(zl[8:], uint16(min(z.n, math.MaxUint16)))
 	return z.b
 }

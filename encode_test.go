@@ -108,11 +108,20 @@ func FuzzZiplist(f *testing.F) {
 	f.Add("a\x00-1\x0012\x00" + strings.Repeat("x", 300) + "\x009223372036854775807")
 	f.Fuzz(func(t *testing.T, joined string) {
 		elems := strings.Split(joined, "\x00")
-		z := newZiplist(0)
+		z := startZiplist(nil)
 		for _, e := range elems {
 			z.add(e)
+			v, ok := redisInt(e)
+			w, err := strconv.ParseInt(e, 10, 64)
+			if want := err == nil && strconv.FormatInt(w, 10) == e; ok != want || ok && v != w {
+				t.Fatalf("redisInt(%q) = %d, %v; want %d, %v", e, v, ok, w, want)
+			}
 		}
-		got, ok := ziplistEntries(string(z.done()))
+		zl, rest, ok := nextString(string(z.done()))
+		if !ok || rest != "" {
+			t.Fatalf("ziplist of %q is not one RDB string", elems)
+		}
+		got, ok := ziplistEntries(zl)
 		if !ok || !slices.Equal(got, elems) {
 			t.Fatalf("ziplist of %q read back as %q (ok %v)", elems, got, ok)
 		}

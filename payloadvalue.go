@@ -233,6 +233,7 @@ func zsetEntries(t byte, v string) ([]zsetEntry, bool) {
 		if !ok || len(elems)%2 != 0 {
 			return nil, false
 		}
+		entries = make([]zsetEntry, 0, len(elems)/2)
 		for i := 0; i < len(elems); i += 2 {
 			score, err := strconv.ParseFloat(elems[i+1], 64)
 			if err != nil {
@@ -396,6 +397,7 @@ func hashFields(t byte, v string, valkey bool) ([]hashField, bool) {
 		if len(elems)%2 != 0 {
 			return nil, false
 		}
+		fields = make([]hashField, 0, len(elems)/2)
 		for i := 0; i < len(elems); i += 2 {
 			fields = append(fields, hashField{field: elems[i], value: elems[i+1]})
 		}
@@ -410,7 +412,7 @@ func ziplistEntries(b string) ([]string, bool) {
 		return nil, false
 	}
 	p := b[10:]
-	var out []string
+	out := make([]string, 0, min(int(binary.LittleEndian.Uint16([]byte(b[8:10]))), len(p)/2))
 	for {
 		if len(p) == 0 {
 			return nil, false
@@ -498,7 +500,9 @@ func listpackEntries(b string) ([]string, bool) {
 		return nil, false
 	}
 	p := b[6:]
-	var out []string
+	// The header's count (65535 when it is that many or more) sizes out, bounded by what
+	// p can hold: an entry takes 2 bytes at least.
+	out := make([]string, 0, min(int(binary.LittleEndian.Uint16([]byte(b[4:6]))), len(p)/2))
 	for {
 		if len(p) == 0 {
 			return nil, false
