@@ -129,9 +129,10 @@ func FuzzZiplist(f *testing.F) {
 }
 
 // TestDowngradeCompactEncodings copies hashes, sorted sets, lists and sets from Redis 7.4
-// into Redis 5.0, 6.2 (with smaller limits of its own) and 7.0, sized just under and just
-// over the compact encodings' limits, with integer and binary elements: each lands exact,
-// in the encoding the target gives the same value written by commands.
+// into Redis 5.0, 6.2 (with smaller limits of its own, and sanitize-dump-payload checking
+// each payload in full) and 7.0, sized just under and just over the compact encodings'
+// limits, with integer and binary elements: each lands exact, in the encoding the target
+// gives the same value written by commands.
 func TestDowngradeCompactEncodings(t *testing.T) {
 	t.Parallel()
 	src := redistest.StartRelease(t, redistest.FindRelease(t, "redis-7.4"), redistest.Config{})
@@ -199,7 +200,7 @@ func TestDowngradeCompactEncodings(t *testing.T) {
 		lines   []string
 	}{
 		{"redis-5.0", nil},
-		{"redis-6.2", []string{"hash-max-ziplist-entries 4", "zset-max-ziplist-value 16", "set-max-intset-entries 4", "list-max-ziplist-size 5"}},
+		{"redis-6.2", []string{"sanitize-dump-payload yes", "hash-max-ziplist-entries 4", "zset-max-ziplist-value 16", "set-max-intset-entries 4", "list-max-ziplist-size 5"}},
 		{"redis-server", nil},
 	} {
 		t.Run(tc.release, func(t *testing.T) {
