@@ -258,6 +258,11 @@ func (d *downgrader) rewrite(body string, from int, now int64, trim bool) (strin
 			out = appendRDBStrings(appendRDBLength(newPayload(RDBTypeSet, len(v)), uint64(len(members))), members)
 		}
 	case RDBTypeZSet, RDBTypeZSet2, RDBTypeZSetZiplist, RDBTypeZSetListpack:
+		if t == RDBTypeZSetListpack {
+			if out = d.listpackZSetAsZiplist(v); out != nil {
+				break
+			}
+		}
 		entries, ok := zsetEntries(t, v)
 		if !ok {
 			return "", d.undecodable(t)
@@ -269,6 +274,11 @@ func (d *downgrader) rewrite(body string, from int, now int64, trim bool) (strin
 		RDBTypeHashMetadataPreGA, RDBTypeHashListpackExPreGA, RDBTypeHashMetadata, RDBTypeHashListpackEx:
 		if t == RDBTypeValkeyPathHash && valkey {
 			return "", d.undecodable(t)
+		}
+		if t == RDBTypeHashListpack {
+			if out = d.listpackHashAsZiplist(v); out != nil {
+				break
+			}
 		}
 		fields, ok := hashFields(t, v, valkey)
 		if !ok {

@@ -334,7 +334,7 @@ func TestFunctionPayload(t *testing.T) {
 // target: it must never panic, and what it returns must decode as a payload of the target's
 // version.
 func FuzzRewrite(f *testing.F) {
-	for _, t := range []byte{RDBTypeListQuicklist2, RDBTypeSetListpack, RDBTypeZSetListpack, RDBTypeHashListpackEx,
+	for _, t := range []byte{RDBTypeListQuicklist2, RDBTypeSetListpack, RDBTypeZSetListpack, RDBTypeHashListpack, RDBTypeHashListpackEx,
 		RDBTypeHashMetadata, RDBTypeStreamListpacks3, RDBTypeStreamListpacks2, rdbOpKeyMeta, RDBTypeValkeyHash2,
 		RDBTypeStreamListpacks4, RDBTypeStreamListpacks5} {
 		f.Add(t, []byte{2, 1, 0x81, 0xff}, uint16(12), uint8(9), true)

@@ -101,6 +101,80 @@ func (d *downgrader) compactHash(fields []hashField) []byte {
 	return z.done()
 }
 
+// listpackHashAsZiplist returns the payload of a listpack hash (v, the value of type
+// RDBTypeHashListpack) as a ziplist, entry by entry, or nil when the target would not hold
+// it so or v is not a whole listpack of pairs: compactHash then decides, after the
+// fields are decoded.
+func (d *downgrader) listpackHashAsZiplist(v string) []byte {
+	l := d.limits
+	lp, rest, ok := nextString(v)
+	if !ok || rest != "" || len(lp) < 7 || d.version < 6 || d.version >= 10 {
+		return nil
+	}
+	n := int(binary.LittleEndian.Uint16([]byte(lp[4:6])))
+	if n == 0 || n%2 != 0 || n/2 > l.hashEntries {
+		return nil // 65535 (not counted) is odd
+	}
+	z := startZiplist(newPayload(RDBTypeHashZiplist, len(lp)+n+ziplistHeader))
+	for p := lp[6:]; ; {
+		elem, next, ok := listpackNext(p)
+		switch {
+		case !ok || len(elem) > l.hashValue:
+			return nil
+		case next == "":
+			if len(p) != 1 || z.n != n {
+				return nil
+			}
+			return z.done()
+		}
+		z.add(elem)
+		p = next
+	}
+}
+
+// listpackZSetAsZiplist returns the payload of a listpack sorted set (v, the value of
+// type RDBTypeZSetListpack: member, score, ... in order) as a ziplist, entry by entry,
+// or nil when the target would not hold it so or v is not such a listpack: compactZSet
+// then decides, after the members are decoded.
+func (d *downgrader) listpackZSetAsZiplist(v string) []byte {
+	l := d.limits
+	lp, rest, ok := nextString(v)
+	if !ok || rest != "" || len(lp) < 7 || d.version < 6 || d.version >= 10 {
+		return nil
+	}
+	n := int(binary.LittleEndian.Uint16([]byte(lp[4:6])))
+	if n == 0 || n%2 != 0 || n/2 > l.zsetEntries {
+		return nil
+	}
+	z := startZiplist(newPayload(RDBTypeZSetZiplist, len(lp)+n+ziplistHeader))
+	var num [32]byte
+	var last zsetEntry
+	for p := lp[6:]; ; {
+		member, next, ok := listpackNext(p)
+		if ok && next == "" {
+			if len(p) != 1 || z.n != n {
+				return nil
+			}
+			return z.done()
+		}
+		var score string
+		if ok {
+			score, next, ok = listpackNext(next)
+		}
+		if !ok || next == "" || len(member) > l.zsetValue {
+			return nil
+		}
+		f, err := strconv.ParseFloat(score, 64)
+		e := zsetEntry{member, f}
+		if err != nil || math.IsNaN(f) || z.n > 0 && compareZSetEntries(last, e) >= 0 {
+			return nil
+		}
+		z.add(member)
+		ziplistAdd(&z, appendScore(num[:0], f))
+		p, last = next, e
+	}
+}
+
 // compactZSet returns the payload of a sorted set as a ziplist, ordered as the target
 // orders it, or nil when the target would not hold it so.
 func (d *downgrader) compactZSet(entries []zsetEntry) []byte {

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"encoding/binary"
 	"math"
 	"slices"
 	"strconv"
@@ -101,6 +102,48 @@ func TestCompactEncodings(t *testing.T) {
 	if (&downgrader{version: 10, limits: defaultCompactLimits}).compactHash(fields) != nil {
 		t.Error("a ziplist hash was written for RDB 10, which has listpacks")
 	}
+}
+
+// TestListpackAsZiplist checks that a listpack hash or sorted set converted entry by entry
+// gives the same bytes as the one decoded and then encoded, and that what the target
+// would not hold as a ziplist is left to the decoding path.
+func TestListpackAsZiplist(t *testing.T) {
+	d := &downgrader{version: 9, limits: defaultCompactLimits}
+	hash := testListpack("f", "v", "n", "-1000", "bin", "\x00\xff", "long", strings.Repeat("x", 63))
+	want := d.compactHash([]hashField{{field: "f", value: "v"}, {field: "n", value: "-1000"}, {field: "bin", value: "\x00\xff"}, {field: "long", value: strings.Repeat("x", 63)}})
+	if got := d.listpackHashAsZiplist(hash); string(got) != string(want) || want == nil {
+		t.Errorf("listpack hash as a ziplist: %x, want %x", got, want)
+	}
+	if got := d.listpackHashAsZiplist(testListpack("f", strings.Repeat("x", 65))); got != nil {
+		t.Errorf("a listpack hash with a 65-byte value was converted: %x", got)
+	}
+	zset := testListpack("a", "-1000", "b", "0.5", "c", "0.5", "d", "3")
+	wantZ := d.compactZSet([]zsetEntry{{"a", -1000}, {"b", 0.5}, {"c", 0.5}, {"d", 3}})
+	if got := d.listpackZSetAsZiplist(zset); string(got) != string(wantZ) || wantZ == nil {
+		t.Errorf("listpack zset as a ziplist: %x, want %x", got, wantZ)
+	}
+	for _, bad := range []string{testListpack("b", "1", "a", "1"), testListpack("a", "x"), testListpack("a", "1", "b")} {
+		if got := d.listpackZSetAsZiplist(bad); got != nil {
+			t.Errorf("listpack %x (out of order, not a score, odd) converted: %x", bad, got)
+		}
+	}
+}
+
+// testListpack returns, as an RDB string, a listpack of elems: 13-bit integers where they
+// are ones, strings of up to 63 bytes.
+func testListpack(elems ...string) string {
+	b := make([]byte, 6)
+	for _, e := range elems {
+		if v, err := strconv.Atoi(e); err == nil && v >= -4096 && v < 4096 && strconv.Itoa(v) == e {
+			b = append(b, 0xc0|byte(v>>8)&0x1f, byte(v), 2)
+			continue
+		}
+		b = append(append(append(b, 0x80|byte(len(e))), e...), byte(1+len(e)))
+	}
+	b = append(b, 0xff)
+	binary.LittleEndian.PutUint32(b, uint32(len(b)))
+	binary.LittleEndian.PutUint16(b[4:], uint16(len(elems)))
+	return string(appendRDBString(nil, string(b)))
 }
 
 // FuzzZiplist writes arbitrary strings into a ziplist and reads them back.
