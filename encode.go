@@ -27,8 +27,10 @@ import (
 // hash-max-ziplist-entries/-value, zset-max-ziplist-entries/-value and
 // set-max-intset-entries (read from the target's CONFIG once, else its version's
 // defaults), so that OBJECT ENCODING reads the same as after a copy in the plain encoding;
-// list nodes are cut as the target's quicklist cuts them (list-max-ziplist-size). The
-// formats are those of Redis src/ziplist.c, src/intset.c and src/quicklist.c (6.2).
+// list nodes are cut as the target's quicklist cuts them (list-max-ziplist-size). A
+// listpack hash or sorted set (Redis 7.0 and up) goes into its ziplist entry by entry,
+// without being decoded into fields first. The formats are those of Redis src/ziplist.c,
+// src/intset.c and src/quicklist.c (6.2).
 
 // compactLimits are the target's thresholds for its compact encodings; a zero limit
 // means that encoding is not written.
