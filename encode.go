@@ -172,9 +172,25 @@ func (d *downgrader) listpackZSetAsZiplist(v string) []byte {
 			return nil
 		}
 		z.add(member)
-		ziplistAdd(&z, appendScore(num[:0], f))
+		if plainDecimal(score) {
+			z.add(score) // as the source wrote it: it reads back as f, and costs no formatting
+		} else {
+			ziplistAdd(&z, appendScore(num[:0], f))
+		}
 		p, last = next, e
 	}
+}
+
+// plainDecimal reports whether s holds only what C's strtod and Go's ParseFloat read the
+// same way: decimal digits, a point, an exponent and signs (not hexadecimal floats,
+// underscores, "inf" or "nan").
+func plainDecimal(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; (c < '0' || c > '9') && c != '.' && c != 'e' && c != 'E' && c != '+' && c != '-' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // compactZSet returns the payload of a sorted set as a ziplist, ordered as the target
