@@ -21,9 +21,11 @@ import (
 //   - a value whose type byte the target knows (a listpack hash from Redis 7.4 into 7.0,
 //     anything but a hash with field TTLs into Valkey 8) keeps its bytes: only the footer
 //     changes;
-//   - other lists, sets, sorted sets and hashes are written in the plain encodings every
-//     version since Redis 2.x loads (RDB_TYPE_LIST, _SET, _ZSET_2 or, before RDB 8, _ZSET,
-//     and _HASH), from which the target picks its own compact encoding as it loads them;
+//   - other lists, sets, sorted sets and hashes are written in the compact encoding the
+//     target would hold them in (a ziplist hash or sorted set, a quicklist of ziplists, an
+//     intset: encode.go), so that it copies the blob rather than build and convert it;
+//     those too large for it in the plain encodings every version since Redis 2.x loads
+//     (RDB_TYPE_LIST, _SET, _ZSET_2 or, before RDB 8, _ZSET, and _HASH);
 //   - a stream is written in the newest stream format the target reads: types 27 (Redis
 //     8.8) to 26 (8.6) to 21 (7.2) to 19 (7.0) to 15 (5.0) differ by what the older server
 //     has no place for: NACKed entries (8.8) and idempotent producers (8.6), see
@@ -96,13 +98,17 @@ type downgrader struct {
 	// noModules says the target runs no module (MODULE LIST is empty), so it holds no
 	// module value.
 	noModules bool
+	// limits are the target's thresholds for the compact encodings a rewrite writes
+	// (encode.go), read once (limitsOnce) before the first rewrite.
+	limits     compactLimits
+	limitsOnce sync.Once
 }
 
 // newDowngrader returns the downgrader of j's target. When the target's RDB version is
 // unknown, every payload goes as it is, and the target says whether it reads it.
 func newDowngrader(j *Job) *downgrader {
 	t := j.Target.Info
-	d := &downgrader{j: j, version: t.RDBVersion(), valkey: t.IsValkey()}
+	d := &downgrader{j: j, version: t.RDBVersion(), valkey: t.IsValkey(), limits: defaultCompactLimits}
 	for v := range d.reads {
 		d.reads[v] = t.ReadsRDB(v)
 	}
@@ -142,6 +148,7 @@ func (r *restorer) fit(ctx context.Context, d *dumped, db int, now int64, counts
 	if !d.sealed && crc64Jones(0, body) != binary.LittleEndian.Uint64([]byte(d.payload[len(body):])) {
 		return true, nil // the target refuses it, and restoreErr says why
 	}
+	r.down.readLimits(ctx)
 	out, res := r.down.rewrite(body, from, now, r.j.Incompatible == TrimIncompatible)
 	switch {
 	case res.gone:
@@ -239,23 +246,39 @@ func (d *downgrader) rewrite(body string, from int, now int64, trim bool) (strin
 		if !ok {
 			return "", d.undecodable(t)
 		}
-		out = appendRDBStrings(appendRDBLength(newPayload(RDBTypeList, len(v)), uint64(len(elems))), elems)
+		if out = d.compactList(elems); out == nil {
+			out = appendRDBStrings(appendRDBLength(newPayload(RDBTypeList, len(v)), uint64(len(elems))), elems)
+		}
 	case RDBTypeSet, RDBTypeSetIntset, RDBTypeSetListpack:
 		members, ok := setMembers(t, v)
 		if !ok {
 			return "", d.undecodable(t)
 		}
-		out = appendRDBStrings(appendRDBLength(newPayload(RDBTypeSet, len(v)), uint64(len(members))), members)
+		if out = d.compactSet(members); out == nil {
+			out = appendRDBStrings(appendRDBLength(newPayload(RDBTypeSet, len(v)), uint64(len(members))), members)
+		}
 	case RDBTypeZSet, RDBTypeZSet2, RDBTypeZSetZiplist, RDBTypeZSetListpack:
+		if t == RDBTypeZSetListpack {
+			if out = d.listpackZSetAsZiplist(v); out != nil {
+				break
+			}
+		}
 		entries, ok := zsetEntries(t, v)
 		if !ok {
 			return "", d.undecodable(t)
 		}
-		out = d.appendZSet(entries, len(v))
+		if out = d.compactZSet(entries); out == nil {
+			out = d.appendZSet(entries, len(v))
+		}
 	case RDBTypeHash, RDBTypeHashZipmap, RDBTypeHashZiplist, RDBTypeHashListpack,
 		RDBTypeHashMetadataPreGA, RDBTypeHashListpackExPreGA, RDBTypeHashMetadata, RDBTypeHashListpackEx:
 		if t == RDBTypeValkeyPathHash && valkey {
 			return "", d.undecodable(t)
+		}
+		if t == RDBTypeHashListpack {
+			if out = d.listpackHashAsZiplist(v); out != nil {
+				break
+			}
 		}
 		fields, ok := hashFields(t, v, valkey)
 		if !ok {
@@ -454,6 +477,9 @@ func (d *downgrader) rewriteHash(fields []hashField, size int, now int64, trim b
 			return "", rewritten{unfit: why, trimmable: true}
 		}
 		res.trimmed = why + "; copied without them, so those fields do not expire on the target"
+	}
+	if out := d.compactHash(live); out != nil {
+		return d.sealed(out), res
 	}
 	out := appendRDBLength(newPayload(RDBTypeHash, size), uint64(len(live)))
 	for _, f := range live {

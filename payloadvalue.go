@@ -233,6 +233,7 @@ func zsetEntries(t byte, v string) ([]zsetEntry, bool) {
 		if !ok || len(elems)%2 != 0 {
 			return nil, false
 		}
+		entries = make([]zsetEntry, 0, len(elems)/2)
 		for i := 0; i < len(elems); i += 2 {
 			score, err := strconv.ParseFloat(elems[i+1], 64)
 			if err != nil {
@@ -396,6 +397,7 @@ func hashFields(t byte, v string, valkey bool) ([]hashField, bool) {
 		if len(elems)%2 != 0 {
 			return nil, false
 		}
+		fields = make([]hashField, 0, len(elems)/2)
 		for i := 0; i < len(elems); i += 2 {
 			fields = append(fields, hashField{field: elems[i], value: elems[i+1]})
 		}
@@ -410,7 +412,7 @@ func ziplistEntries(b string) ([]string, bool) {
 		return nil, false
 	}
 	p := b[10:]
-	var out []string
+	out := make([]string, 0, min(int(binary.LittleEndian.Uint16([]byte(b[8:10]))), len(p)/2))
 	for {
 		if len(p) == 0 {
 			return nil, false
@@ -498,73 +500,87 @@ func listpackEntries(b string) ([]string, bool) {
 		return nil, false
 	}
 	p := b[6:]
-	var out []string
+	// The header's count (65535 when it is that many or more) sizes out, bounded by what
+	// p can hold: an entry takes 2 bytes at least.
+	out := make([]string, 0, min(int(binary.LittleEndian.Uint16([]byte(b[4:6]))), len(p)/2))
 	for {
-		if len(p) == 0 {
+		elem, rest, ok := listpackNext(p)
+		switch {
+		case !ok:
 			return nil, false
-		}
-		enc := p[0]
-		if enc == 0xff {
+		case rest == "":
 			return out, len(p) == 1
 		}
-		var elem string
-		var size int // of the encoding and the data
-		switch {
-		case enc&0x80 == 0: // 7-bit unsigned integer
-			elem, size = strconv.Itoa(int(enc)), 1
-		case enc&0xc0 == 0x80: // string, 6-bit length
-			n := int(enc & 0x3f)
-			if 1+n > len(p) {
-				return nil, false
-			}
-			elem, size = p[1:1+n], 1+n
-		case enc&0xe0 == 0xc0: // 13-bit signed integer
-			if len(p) < 2 {
-				return nil, false
-			}
-			i := int(enc&0x1f)<<8 | int(p[1])
-			if i >= 1<<12 {
-				i -= 1 << 13
-			}
-			elem, size = strconv.Itoa(i), 2
-		case enc&0xf0 == 0xe0: // string, 12-bit length
-			if len(p) < 2 {
-				return nil, false
-			}
-			n := int(enc&0x0f)<<8 | int(p[1])
-			if 2+n > len(p) {
-				return nil, false
-			}
-			elem, size = p[2:2+n], 2+n
-		case enc == 0xf0: // string, 32-bit length
-			if len(p) < 5 {
-				return nil, false
-			}
-			n := uint64(binary.LittleEndian.Uint32([]byte(p[1:5])))
-			if 5+n > uint64(len(p)) {
-				return nil, false
-			}
-			elem, size = p[5:5+n], 5+int(n)
-		case enc >= 0xf1 && enc <= 0xf4:
-			width := [...]int{2, 3, 4, 8}[enc-0xf1]
-			if len(p) < 1+width {
-				return nil, false
-			}
-			var u uint64
-			for k := width - 1; k >= 0; k-- {
-				u = u<<8 | uint64(p[1+k])
-			}
-			shift := 64 - 8*width
-			elem, size = strconv.FormatInt(int64(u<<shift)>>shift, 10), 1+width
-		default:
-			return nil, false
-		}
-		back := backlenSize(size)
-		if size+back > len(p) {
-			return nil, false
-		}
-		out, p = append(out, elem), p[size+back:]
+		out, p = append(out, elem), rest
 	}
+}
+
+// listpackNext decodes the listpack entry at the start of p (past the header) and returns
+// it and what follows; at the end (0xff) rest is "".
+func listpackNext(p string) (elem, rest string, ok bool) {
+	if len(p) == 0 {
+		return "", "", false
+	}
+	enc := p[0]
+	if enc == 0xff {
+		return "", "", true
+	}
+	var size int // of the encoding and the data
+	switch {
+	case enc&0x80 == 0: // 7-bit unsigned integer
+		elem, size = strconv.Itoa(int(enc)), 1
+	case enc&0xc0 == 0x80: // string, 6-bit length
+		n := int(enc & 0x3f)
+		if 1+n > len(p) {
+			return "", "", false
+		}
+		elem, size = p[1:1+n], 1+n
+	case enc&0xe0 == 0xc0: // 13-bit signed integer
+		if len(p) < 2 {
+			return "", "", false
+		}
+		i := int(enc&0x1f)<<8 | int(p[1])
+		if i >= 1<<12 {
+			i -= 1 << 13
+		}
+		elem, size = strconv.Itoa(i), 2
+	case enc&0xf0 == 0xe0: // string, 12-bit length
+		if len(p) < 2 {
+			return "", "", false
+		}
+		n := int(enc&0x0f)<<8 | int(p[1])
+		if 2+n > len(p) {
+			return "", "", false
+		}
+		elem, size = p[2:2+n], 2+n
+	case enc == 0xf0: // string, 32-bit length
+		if len(p) < 5 {
+			return "", "", false
+		}
+		n := uint64(binary.LittleEndian.Uint32([]byte(p[1:5])))
+		if 5+n > uint64(len(p)) {
+			return "", "", false
+		}
+		elem, size = p[5:5+n], 5+int(n)
+	case enc >= 0xf1 && enc <= 0xf4:
+		width := [...]int{2, 3, 4, 8}[enc-0xf1]
+		if len(p) < 1+width {
+			return "", "", false
+		}
+		var u uint64
+		for k := width - 1; k >= 0; k-- {
+			u = u<<8 | uint64(p[1+k])
+		}
+		shift := 64 - 8*width
+		elem, size = strconv.FormatInt(int64(u<<shift)>>shift, 10), 1+width
+	default:
+		return "", "", false
+	}
+	back := backlenSize(size)
+	if size+back >= len(p) { // an entry is followed by another or by 0xff
+		return "", "", false
+	}
+	return elem, p[size+back:], true
 }
 
 // backlenSize is how many bytes a listpack entry's backward length takes.
