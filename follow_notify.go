@@ -66,6 +66,10 @@ type notifyFollow struct {
 	wake     chan struct{} // tells the worker something changed
 
 	flushes int64 // FLUSHDB, FLUSHALL and SWAPDB calls seen in INFO commandstats
+
+	// checked are the servers whose flags were checked when the follow began, by address; a
+	// master that joins a cluster source later is checked before it is subscribed to.
+	checked map[string]bool
 }
 
 // follow copies the selected keys and follows the source's writes through keyspace
@@ -114,6 +118,10 @@ func (d DumpRestore) follow(ctx context.Context, j *Job) (err error) {
 		return err
 	}
 	n.flags, n.subs, n.lost = flags, map[string]*subscription{}, make(chan error, 1)
+	n.checked = map[string]bool{}
+	for _, node := range nodes {
+		n.checked[node.addr] = true
+	}
 	defer n.keepIncompatible()
 
 	g, gctx := errgroup.WithContext(ctx)

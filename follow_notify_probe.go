@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/rueidis"
 )
 
 // A managed service refuses CONFIG GET, so what its notify-keyspace-events holds cannot be
@@ -100,10 +102,14 @@ func probeNotifications(ctx context.Context, j *Job, servers []*Endpoint) (flags
 func probeServer(ctx context.Context, j *Job, e *Endpoint) (notifySeen, error) {
 	seen := notifySeen{keyspace: map[string]bool{}, keyevent: map[string]bool{}}
 	db := 0
-	if !j.Source.Cluster() {
+	var c rueidis.Client
+	var err error
+	if j.Source.Cluster() {
+		c, err = j.Source.node(e.Addr) // e is the master's own endpoint, not opened
+	} else {
 		db = j.Databases[0]
+		c, err = j.Source.Client(db)
 	}
-	c, err := e.Client(db)
 	if err != nil {
 		return seen, err
 	}

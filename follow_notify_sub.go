@@ -351,6 +351,9 @@ func (n *notifyFollow) subscribeTo(eps []*Endpoint) (changed bool, err error) {
 		if n.subs[e.Addr] != nil {
 			continue
 		}
+		if err := n.checkJoined(e); err != nil {
+			return changed, err
+		}
 		s, err := subscribe(n.subCtx, n.j, e, n.flags, n.q)
 		if err != nil {
 			return changed, err
@@ -427,4 +430,57 @@ func (s *subscription) isDead() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.dead
+}
+
+// checkJoined checks the flags of a master that joined the source cluster after the follow
+// began (its notify-keyspace-events were not read then): they must carry every class and the
+// kind of channel subscribed to, else following stops, saying so; the migration never sets
+// them on a server it did not start with. A server that refuses CONFIG GET is probed when
+// WithNotificationProbe allows it.
+func (n *notifyFollow) checkJoined(e *Endpoint) error {
+	if n.checked[e.Addr] {
+		return nil
+	}
+	ctx := n.subCtx
+	c, err := n.j.Source.node(e.Addr)
+	if err != nil {
+		return err
+	}
+	value, ok := configGet(ctx, c, "notify-keyspace-events")
+	if !ok && n.j.ProbeNotifications {
+		flags, err := probeNotifications(ctx, n.j, []*Endpoint{e})
+		if err == nil && flags != n.flags {
+			err = fmt.Errorf("it sends its notifications on %s channels only, and the follow reads %s ones", channelKind(flags), channelKind(n.flags))
+		}
+		if err != nil {
+			return n.j.Source.Err("check the notifications of "+e.Addr, "", unsupported(
+				"the master %s joined the source cluster while following, and its keyspace notifications do not cover every write: %v", e.Addr, err))
+		}
+		n.checked[e.Addr] = true
+		return nil
+	}
+	missing := missingNotifyFlags(e, value)
+	if ok && !strings.Contains(value, n.flags) {
+		missing = n.flags + missing
+	}
+	switch {
+	case !ok:
+		return n.j.Source.Err("config get notify-keyspace-events on "+e.Addr, "", unsupported(
+			"the master %s joined the source cluster while following and refuses CONFIG GET, so whether its notifications cover every write cannot be told; "+
+				"give WithNotificationProbe()", e.Addr))
+	case missing != "":
+		return n.j.Source.Err("check the notifications of "+e.Addr, "", unsupported(
+			"the master %s joined the source cluster while following, and its notify-keyspace-events (%q) lack the flags %q: "+
+				"writes to its slots would not be seen; set them (CONFIG SET notify-keyspace-events KEA, or the service's console) and migrate again", e.Addr, value, missing))
+	}
+	n.checked[e.Addr] = true
+	return nil
+}
+
+// channelKind names the channels of flags "K" or "E".
+func channelKind(flags string) string {
+	if flags == "K" {
+		return "keyspace"
+	}
+	return "keyevent"
 }

@@ -512,3 +512,63 @@ func TestFollowNotifyProbe(t *testing.T) {
 		t.Errorf("probe keys left on the source: %q", keys)
 	}
 }
+
+// TestFollowNotifyJoinedMaster: a master that joins the source cluster while following, its
+// notifications off, stops the follow with an error naming it and the flags it lacks:
+// writes to the slots it serves would not be seen.
+func TestFollowNotifyJoinedMaster(t *testing.T) {
+	t.Parallel()
+	node := redistest.Config{Lines: []string{"notify-keyspace-events KEA"}}
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Node: node})
+	dst := redistest.Start(t, redistest.Config{})
+	src.AddKeys(t, "bulk:", 300, 10)
+	var joined *redistest.Server
+	_, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithFollow(func(ctx context.Context) error {
+		joined = src.AddNode(t, redistest.Config{Lines: []string{`notify-keyspace-events ""`}})
+		if err := src.MoveSlots(ctx, 0, 4, src.Masters[0], joined, 0); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Second):
+			return errors.New("following went on for 20 s after a master without notifications joined")
+		}
+	}))
+	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "joined the source cluster") ||
+		joined == nil || !strings.Contains(err.Error(), joined.Addr) {
+		t.Fatalf("Migrate: %v, want a refusal naming the master that joined", err)
+	}
+}
+
+// TestFollowNotifyProbeCluster: WithNotificationProbe on a cluster source that refuses
+// CONFIG GET probes each master, and the follow ends exact.
+func TestFollowNotifyProbeCluster(t *testing.T) {
+	t.Parallel()
+	node := redistest.Config{Lines: []string{"notify-keyspace-events KEA"}, Rename: map[string]string{"CONFIG": ""}}
+	src := redistest.StartCluster(t, redistest.ClusterConfig{Node: node})
+	dst := redistest.Start(t, redistest.Config{})
+	src.AddKeys(t, "bulk:", 300, 10)
+	c := src.Client(t)
+	rep, err := runMigration(t, src.Option(), dst.Option(), migrate.DumpRestore{}, migrate.WithNotificationProbe(),
+		migrate.WithFollow(func(ctx context.Context) error {
+			for i := range 50 {
+				if err := c.Do(ctx, c.B().Incr().Key("c:"+strconv.Itoa(i%7)).Build()).Error(); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Keys < 300 {
+		t.Errorf("report %v: want the 300 keys copied", rep)
+	}
+	redistest.AssertSameSides(t, src.Side(t), redistest.Side{Client: dst.Client(t, 0)}, "")
+	for _, m := range src.Masters {
+		if keys := redistest.Keys(t, m.Client(t, 0), "migrate:notify-probe:*"); len(keys) > 0 {
+			t.Errorf("probe keys left on %s: %q", m.Addr, keys)
+		}
+	}
+}
