@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -340,35 +339,7 @@ func TestFollowClusterCancel(t *testing.T) {
 	dst := redistest.StartCluster(t, redistest.ClusterConfig{})
 	src.AddKeys(t, "bulk:", 300, 10)
 	w := startClusterWriter(t, src.Client(t), false, 2*time.Millisecond)
-	before := runtime.NumGoroutine()
-	spool := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	var cancelled atomic.Int64
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}), migrate.WithSpoolDir(spool),
-		migrate.WithFollow(func(ctx context.Context) error {
-			time.Sleep(200 * time.Millisecond)
-			cancelled.Store(time.Now().UnixNano())
-			cancel()
-			<-ctx.Done()
-			return ctx.Err()
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = m.Migrate(ctx)
-	late := time.Since(time.Unix(0, cancelled.Load()))
-	m.Close()
-	w.Stop()
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Migrate: %v, want context.Canceled", err)
-	}
-	if late > time.Second {
-		t.Errorf("Migrate returned %v after the cancellation", late)
-	}
-	if left := spoolFiles(t, spool); len(left) > 0 {
-		t.Errorf("spool files left: %v", left)
-	}
-	redistest.WaitGoroutines(t, before+1, 3*time.Second)
+	assertFollowCancel(t, src.Option(), dst.Option(), func() { w.Stop() })
 }
 
 // TestFollowIntoClusterDatabases: the stream's writes to several databases go into the

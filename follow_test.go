@@ -455,11 +455,19 @@ func TestFollowCancel(t *testing.T) {
 	src, dst := redistest.StartPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
 	redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
 	w := redistest.StartWriter(t, src, 0, "w:", 2*time.Millisecond, time.Minute)
+	assertFollowCancel(t, src.Option(), dst.Option(), func() { w.Stop() })
+}
+
+// assertFollowCancel runs a following Snapshot from src into dst, cancels it 200 ms into the
+// follow, and checks that Migrate returns context.Canceled within a second and leaves no
+// spool file and no goroutine. stopWriter ends the test's writer once Migrate returned.
+func assertFollowCancel(t *testing.T, src, dst rueidis.ClientOption, stopWriter func()) {
+	t.Helper()
 	before := runtime.NumGoroutine()
 	spool := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	var cancelled atomic.Int64
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}), migrate.WithSpoolDir(spool),
+	m, err := migrate.New(src, dst, migrate.WithStrategy(migrate.Snapshot{}), migrate.WithSpoolDir(spool),
 		migrate.WithFollow(func(ctx context.Context) error {
 			time.Sleep(200 * time.Millisecond)
 			cancelled.Store(time.Now().UnixNano())
@@ -473,7 +481,7 @@ func TestFollowCancel(t *testing.T) {
 	_, err = m.Migrate(ctx)
 	late := time.Since(time.Unix(0, cancelled.Load()))
 	m.Close()
-	w.Stop()
+	stopWriter()
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Migrate: %v, want context.Canceled", err)
 	}
