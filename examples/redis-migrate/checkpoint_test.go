@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -27,12 +25,7 @@ func TestCheckpointResume(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "checkpoint.json")
 			args := []string{"-from", url(src, ""), "-to", url(dst, ""), "-strategy", strategy, "-checkpoint", file}
 			for i, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGINT} {
-				cmd := exec.Command(binary, append(args, "-rate", "3000", "-batch", "50")...)
-				var out, errOut bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &out, &errOut
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
+				cmd, _, out, errOut := startCommand(t, append(args, "-rate", "3000", "-batch", "50")...)
 				time.Sleep(600 * time.Millisecond)
 				_ = cmd.Process.Signal(sig)
 				_ = cmd.Wait()

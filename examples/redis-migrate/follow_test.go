@@ -90,15 +90,9 @@ func TestFollowCutoverPause(t *testing.T) {
 	defer stopWriter()
 	defer src.Do(t, 0, "CLIENT", "UNPAUSE")
 
-	cmd := exec.Command(binary, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "snapshot",
+	cmd, _, out, errOut := startCommand(t, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "snapshot",
 		"-follow", "-cutover-pause", "10s")
-	var out bytes.Buffer
-	var errOut syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, &errOut, caughtUp, cmd)
+	waitFor(t, errOut, caughtUp, cmd)
 	time.Sleep(300 * time.Millisecond) // a few more writes to follow
 	_ = cmd.Process.Signal(syscall.SIGUSR1)
 	if err := cmd.Wait(); err != nil {
@@ -135,18 +129,8 @@ func TestFollowCutoverStdin(t *testing.T) {
 	stopWriter := incrWriter(t, src)
 	defer stopWriter()
 
-	cmd := exec.Command(binary, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "snapshot", "-follow")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	var errOut syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, &errOut, caughtUp, cmd)
+	cmd, stdin, out, errOut := startCommand(t, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "snapshot", "-follow")
+	waitFor(t, errOut, caughtUp, cmd)
 	written := stopWriter()
 	_, _ = io.WriteString(stdin, "\n")
 	if err := cmd.Wait(); err != nil {
@@ -169,14 +153,8 @@ func TestFollowInterrupt(t *testing.T) {
 	stopWriter := incrWriter(t, src)
 	defer stopWriter()
 
-	cmd := exec.Command(binary, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "snapshot", "-follow")
-	var out bytes.Buffer
-	var errOut syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, &errOut, caughtUp, cmd)
+	cmd, _, out, errOut := startCommand(t, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "snapshot", "-follow")
+	waitFor(t, errOut, caughtUp, cmd)
 	time.Sleep(300 * time.Millisecond)
 	sent := time.Now()
 	_ = cmd.Process.Signal(syscall.SIGINT)
@@ -263,15 +241,9 @@ func TestFollowDumpRestore(t *testing.T) {
 	defer stopWriter()
 	defer src.Do(t, 0, "CLIENT", "UNPAUSE")
 
-	cmd := exec.Command(binary, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "dump-restore",
+	cmd, _, out, errOut := startCommand(t, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "dump-restore",
 		"-follow", "-source-notifications", "-cutover-pause", "10s")
-	var out bytes.Buffer
-	var errOut syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, &errOut, caughtUp, cmd)
+	waitFor(t, errOut, caughtUp, cmd)
 	time.Sleep(300 * time.Millisecond)
 	_ = cmd.Process.Signal(syscall.SIGUSR1)
 	if err := cmd.Wait(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,6 +54,23 @@ func runCommand(t *testing.T, env []string, args ...string) result {
 		t.Fatal(err)
 	}
 	return result{code, out.String(), errOut.String()}
+}
+
+// startCommand starts the command with args in the background and returns it, its stdin,
+// and what it writes on stdout and stderr (read stdout once it exited).
+func startCommand(t *testing.T, args ...string) (*exec.Cmd, io.WriteCloser, *bytes.Buffer, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut := &bytes.Buffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdin, out, errOut
 }
 
 func url(s *redistest.Server, password string) string {
@@ -144,12 +162,7 @@ func TestInterrupt(t *testing.T) {
 	t.Parallel()
 	src, dst := redistest.Start(t, redistest.Config{}), redistest.Start(t, redistest.Config{})
 	load(t, src, 5000)
-	cmd := exec.Command(binary, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "dump-restore", "-rate", "2000")
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, _, out, errOut := startCommand(t, "-from", url(src, ""), "-to", url(dst, ""), "-strategy", "dump-restore", "-rate", "2000")
 	time.Sleep(700 * time.Millisecond)
 	sent := time.Now()
 	_ = cmd.Process.Signal(syscall.SIGINT)
