@@ -145,14 +145,7 @@ func TestDowngradeNewerFormats(t *testing.T) {
 		dst.Do(t, 0, "FLUSHALL")
 		// The source is not read with FromFile; it only has to answer.
 		src := redistest.Start(t, redistest.Config{})
-		m, err := New(src.Option(), dst.Option(), append([]Option{WithStrategy(Snapshot{FromFile: file})}, opts...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		return m.Migrate(ctx)
+		return restoreFile(t, src, dst, file, opts...)
 	}
 
 	t.Run("into 7.0", func(t *testing.T) {
@@ -246,14 +239,7 @@ func TestModuleValueWithoutModules(t *testing.T) {
 	dst := redistest.Start(t, redistest.Config{})
 	run := func(opts ...Option) (*Report, error) {
 		dst.Do(t, 0, "FLUSHALL")
-		m, err := New(src.Option(), dst.Option(), append([]Option{WithStrategy(Snapshot{FromFile: file})}, opts...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		return m.Migrate(ctx)
+		return restoreFile(t, src, dst, file, opts...)
 	}
 	_, err := run()
 	if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), `"mod"`) || !strings.Contains(err.Error(), `module type "mymodtype"`) {
@@ -398,14 +384,7 @@ func TestDowngradeNewerStreams(t *testing.T) {
 	run := func(file string, opts ...Option) (*Report, error) {
 		t.Helper()
 		dst.Do(t, 0, "FLUSHALL")
-		m, err := New(src.Option(), dst.Option(), append([]Option{WithStrategy(Snapshot{FromFile: file})}, opts...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		return m.Migrate(ctx)
+		return restoreFile(t, src, dst, file, opts...)
 	}
 	// pending checks the stream's entries, and the pending entries of group g with their owners.
 	pending := func(name string, want ...string) {
@@ -456,4 +435,18 @@ func TestDowngradeNewerStreams(t *testing.T) {
 		}
 		pending(tc.name, tc.wantAfter...)
 	}
+}
+
+// restoreFile runs a Snapshot of the RDB file into dst (FLUSHALL first is the caller's); src
+// is not read, it only has to answer.
+func restoreFile(t *testing.T, src, dst *redistest.Server, file string, opts ...Option) (*Report, error) {
+	t.Helper()
+	m, err := New(src.Option(), dst.Option(), append([]Option{WithStrategy(Snapshot{FromFile: file})}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return m.Migrate(ctx)
 }

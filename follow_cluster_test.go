@@ -175,23 +175,15 @@ func TestFollowIntoClusterRefused(t *testing.T) {
 		src.Do(t, 0, "SET", "after", "1")
 		return nil
 	}
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}),
-		migrate.WithFollow(cutover), migrate.WithSpoolDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	_, err = m.Migrate(ctx)
+	_, err := runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{}, migrate.WithFollow(cutover), migrate.WithSpoolDir(t.TempDir()))
 	if !errors.Is(err, migrate.ErrUnsupported) || !strings.Contains(err.Error(), "RENAME") || !strings.Contains(err.Error(), "slots") {
 		t.Fatalf("Migrate: %v; want an error wrapping ErrUnsupported that names RENAME and the slots", err)
 	}
 	c := dst.Client(t)
-	if v, _ := c.Do(ctx, c.B().Get().Key("before").Build()).ToString(); v != "1" {
+	if v, _ := c.Do(context.Background(), c.B().Get().Key("before").Build()).ToString(); v != "1" {
 		t.Errorf("the write before RENAME: %q, want 1", v)
 	}
-	if n, _ := c.Do(ctx, c.B().Exists().Key("after").Build()).AsInt64(); n != 0 {
+	if n, _ := c.Do(context.Background(), c.B().Exists().Key("after").Build()).AsInt64(); n != 0 {
 		t.Errorf("the write after RENAME was applied")
 	}
 }
@@ -314,15 +306,7 @@ func TestFollowFromClusterSlotMoved(t *testing.T) {
 		}
 		return nil
 	}
-	m, err := migrate.New(src.Option(), dst.Option(), migrate.WithStrategy(migrate.Snapshot{}),
-		migrate.WithFollow(cutover), migrate.WithSpoolDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	_, err = m.Migrate(ctx)
+	_, err = runMigration(t, src.Option(), dst.Option(), migrate.Snapshot{}, migrate.WithFollow(cutover), migrate.WithSpoolDir(t.TempDir()))
 	if moveErr != nil {
 		t.Fatalf("move slot %d: %v", slot, moveErr)
 	}
