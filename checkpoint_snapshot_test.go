@@ -148,37 +148,15 @@ func TestCheckpointFollowBacklogGap(t *testing.T) {
 func TestFollowTargetConnectionKilled(t *testing.T) {
 	t.Parallel()
 	src, dst := redistest.StartPair(t, redistest.Config{Lines: []string{fastSync}}, redistest.Config{})
-	loadFunction(t, src)
-	redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
-	w := startFollowWriter(t, src, time.Millisecond)
-	var log logLines
-	rep, err := followUntil(t, src, dst, func(context.Context) error {
+	followUnderFault(t, src, dst, "the connection was killed", func() error {
 		for range 100 {
 			time.Sleep(10 * time.Millisecond)
 			if err := dst.Do(t, 0, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Error(); err != nil {
 				return err
 			}
 		}
-		_, err := w.Stop()
-		return err
-	}, migrate.WithDatabases(0, 1, 2), migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
-	if err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
-	time.Sleep(200 * time.Millisecond) // the writer's keys of 150 ms expire on both sides
-	recovered := log.count("reading the offset key")
-	t.Logf("report %+v; %d batches under way when the connection was killed, %d of which had landed", rep, recovered, log.count("had landed"))
-	if recovered == 0 {
-		t.Error("no kill came while a batch was under way")
-	}
-	if os.Getenv("DEBUGLOG") != "" {
-		t.Log(log.b.String()) // DEBUGLOG=1 shows the log
-	}
-	redistest.AssertSame(t, src, dst, 0, 1, 2)
-	assertSameCounters(t, src, dst)
-	if n, _ := dst.Do(t, 0, "EXISTS", "migrate:offset").AsInt64(); n != 0 {
-		t.Error("the offset key is left on the target")
-	}
+		return nil
+	})
 }
 
 // TestCheckpointSnapshotTargetHeldKeys: a Snapshot interrupted while it restored into a

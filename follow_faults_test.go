@@ -3,6 +3,7 @@ package migrate_test
 import (
 	"context"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -18,16 +19,30 @@ func TestFollowTargetRestart(t *testing.T) {
 	t.Parallel()
 	src, dst := redistest.StartPair(t, redistest.Config{Lines: []string{fastSync}},
 		redistest.Config{Lines: []string{"appendonly yes", "appendfsync always"}})
-	loadFunction(t, src)
-	redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
-	w := startFollowWriter(t, src, time.Millisecond)
-	var log logLines
-	rep, err := followUntil(t, src, dst, func(context.Context) error {
+	followUnderFault(t, src, dst, "the target went down", func() error {
 		time.Sleep(300 * time.Millisecond)
 		if err := dst.Restart(700 * time.Millisecond); err != nil {
 			return err
 		}
 		time.Sleep(500 * time.Millisecond)
+		return nil
+	})
+}
+
+// followUnderFault follows a writer's stream from src into dst with a Snapshot, making fault
+// while following, and checks that at least one batch was under way when it struck (settled
+// by the offset key), that the target ends as the source with every counter exact, and that
+// the offset key is gone.
+func followUnderFault(t *testing.T, src, dst *redistest.Server, what string, fault func() error) {
+	t.Helper()
+	loadFunction(t, src)
+	redistest.AddKeys(t, src, 0, "bulk:", 500, 10)
+	w := startFollowWriter(t, src, time.Millisecond)
+	var log logLines
+	rep, err := followUntil(t, src, dst, func(context.Context) error {
+		if err := fault(); err != nil {
+			return err
+		}
 		_, err := w.Stop()
 		return err
 	}, migrate.WithDatabases(0, 1, 2), migrate.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
@@ -36,9 +51,12 @@ func TestFollowTargetRestart(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // the writer's keys of 150 ms expire on both sides
 	recovered := log.count("reading the offset key")
-	t.Logf("report %+v; %d batches under way when the target went down, %d of which had landed", rep, recovered, log.count("had landed"))
+	t.Logf("report %+v; %d batches under way when %s, %d of which had landed", rep, recovered, what, log.count("had landed"))
 	if recovered == 0 {
-		t.Error("the restart came while no batch was under way")
+		t.Errorf("no batch was under way when %s", what)
+	}
+	if os.Getenv("DEBUGLOG") != "" {
+		t.Log(log.b.String()) // DEBUGLOG=1 shows the log
 	}
 	redistest.AssertSame(t, src, dst, 0, 1, 2)
 	assertSameCounters(t, src, dst)
